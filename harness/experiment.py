@@ -1,0 +1,54 @@
+"""Experiment files: Python files under experiments/ that list their run configs, seeds included.
+
+An experiment file defines ``NAME`` (a string) and ``configs(profile: str) -> list[RunConfig]``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from .config import RunConfig
+from .errors import ConfigError
+
+PROFILES = ("quick", "paper", "smoke")
+
+
+@dataclass
+class Experiment:
+    name: str
+    path: Path
+    configs: list[RunConfig]
+
+
+def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        here = Path(__file__).resolve().parent.parent / "experiments"
+        known = sorted(p.name for p in here.glob("*.py") if not p.name.startswith("_"))
+        raise ConfigError(f"experiment file {path} does not exist; experiments: {', '.join(known)}")
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is not known; allowed values: {', '.join(PROFILES)}")
+    module = _import(path)
+    name = getattr(module, "NAME", None)
+    make = getattr(module, "configs", None)
+    if not isinstance(name, str) or not callable(make):
+        raise ConfigError(f"{path} must define NAME (a string) and configs(profile) returning a list of RunConfig")
+    configs = list(make(profile))
+    bad = [c for c in configs if not isinstance(c, RunConfig)]
+    if bad:
+        raise ConfigError(f"{path}: configs() returned {type(bad[0]).__name__}, expected RunConfig")
+    ids = [c.run_id for c in configs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
+    return Experiment(name, path, configs)
+
+
+def _import(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"experiments.{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

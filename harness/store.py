@@ -1,0 +1,203 @@
+"""The run store: one folder per run, named by the hash of its resolved config.
+
+    runs/<run_id>/config.json       resolved config, run id, format version
+                  checkpoint.pt     state dict (loaded with weights_only=True)
+                  history.parquet   one row per epoch
+                  run.parquet       the run's row of the runs table
+                  provenance.json   package versions, git commit, host, device, times, command
+                  <table>.parquet   evaluation tables added later (each written atomically)
+
+A run folder is built under a temporary name and renamed into place in one step, so a run killed
+at any moment leaves either a complete folder or none. Finished runs are never recomputed unless
+asked (`force`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from .config import FORMAT_VERSION, RunConfig, from_dict
+from .files import atomic_write
+
+RUN_FILES = ("config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json")
+
+
+def default_root() -> Path:
+    """$HARNESS_STORE, else runs/ in the current directory."""
+    return Path(os.environ.get("HARNESS_STORE", "runs"))
+
+
+class RunStore:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._clean_stale()
+
+    def path(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    def is_complete(self, run_id: str) -> bool:
+        return (self.path(run_id) / "run.parquet").is_file()
+
+    def run_ids(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / "run.parquet").is_file())
+
+    def commit(self, run_id: str, write: Callable[[Path], None], force: bool = False) -> Path:
+        """Call `write(folder)` on a fresh temporary folder, then move it into place atomically.
+
+        Without `force`, a run that another process finished first is kept and this one dropped.
+        """
+        tmp = self.root / f".tmp-{run_id}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        tmp.mkdir()
+        try:
+            write(tmp)
+            _fsync_dir(tmp)
+            final = self.path(run_id)
+            if final.exists():
+                if not force:
+                    shutil.rmtree(tmp)
+                    return final
+                trash = self.root / f".trash-{run_id}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+                os.replace(final, trash)
+                os.replace(tmp, final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+            _fsync_dir(self.root)
+            return final
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def load_config(self, run_id: str) -> RunConfig:
+        d = json.loads((self.path(run_id) / "config.json").read_text())
+        return from_dict(d["config"])
+
+    def load_state(self, run_id: str, device: str | torch.device = "cpu") -> dict:
+        return torch.load(self.path(run_id) / "checkpoint.pt", map_location=device, weights_only=True)
+
+    def load_history(self, run_id: str) -> pd.DataFrame:
+        return pd.read_parquet(self.path(run_id) / "history.parquet")
+
+    def load_row(self, run_id: str) -> dict:
+        return pd.read_parquet(self.path(run_id) / "run.parquet").iloc[0].to_dict()
+
+    def write_table(self, run_id: str, name: str, df: pd.DataFrame) -> Path:
+        """Add or replace one table of a finished run, atomically."""
+        path = self.path(run_id) / f"{name}.parquet"
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write(path, buf.getvalue())
+        return path
+
+    def read_table(self, name: str, run_ids: list[str] | None = None) -> pd.DataFrame:
+        """Concatenate one table over runs (all complete runs by default); runs without it are skipped."""
+        frames = []
+        for rid in run_ids if run_ids is not None else self.run_ids():
+            p = self.path(rid) / f"{name}.parquet"
+            if p.is_file():
+                frames.append(pd.read_parquet(p))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def runs_table(self, experiment: str | None = None) -> pd.DataFrame:
+        df = self.read_table("run")
+        if experiment is not None and not df.empty:
+            df = df[df["experiment"] == experiment].reset_index(drop=True)
+        return df
+
+    def _clean_stale(self) -> None:
+        """Remove temporary folders left by processes of this host that no longer exist."""
+        host = socket.gethostname()
+        for p in self.root.glob(".t*-*"):
+            parts = p.name.split("-")
+            if len(parts) < 5 or parts[0] not in (".tmp", ".trash"):
+                continue
+            phost, pid = "-".join(parts[2:-2]), parts[-2]
+            if phost == host and pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def write_run_files(folder: Path, cfg: RunConfig, state: dict, history: pd.DataFrame, row: dict, provenance: dict) -> None:
+    """The files of one run, written into `folder` (a temporary folder of `RunStore.commit`)."""
+    (folder / "config.json").write_text(
+        json.dumps({"run_id": cfg.run_id, "format_version": FORMAT_VERSION, "config": cfg.to_dict()}, indent=2)
+    )
+    torch.save(state, folder / "checkpoint.pt")
+    history.to_parquet(folder / "history.parquet", index=False)
+    pd.DataFrame([row]).to_parquet(folder / "run.parquet", index=False)
+    (folder / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+
+
+def provenance(device: str) -> dict:
+    import numpy
+    import scipy
+
+    from . import __version__
+
+    return {
+        "harness": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pd.__version__,
+        "scipy": scipy.__version__,
+        "git_commit": _git_commit(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+        "argv": sys.argv,
+    }
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,49 @@
+import json
+import os
+import subprocess
+import sys
+
+from harness.cli import main
+
+
+def test_help_lists_subcommands():
+    out = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for cmd in ("train", "run", "runs", "data", "bench"):
+        assert cmd in out.stdout
+
+
+def test_train_prints_where_results_are(tmp_path, capsys):
+    argv = ["train", "--dataset", "digits", "--widths", "16", "--epochs", "1", "--store", str(tmp_path / "s")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    run_id = out.split()[1]
+    assert str(tmp_path / "s" / run_id) in out and "trained" in out
+    assert main(argv) == 0 and "loaded from the store" in capsys.readouterr().out
+
+
+def test_config_file_and_set_overrides(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('experiment = "fromfile"\n[data]\nname = "digits"\n[model]\nwidths = [8]\n[train]\nepochs = 1\n')
+    assert main(["train", "--config", str(cfg), "--set", "seed=4", "--store", str(tmp_path / "s")]) == 0
+    run_id = capsys.readouterr().out.split()[1]
+    saved = json.loads((tmp_path / "s" / run_id / "config.json").read_text())["config"]
+    assert saved["experiment"] == "fromfile" and saved["seed"] == 4 and saved["model"]["widths"] == [8]
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
+    s = tmp_path / "s"
+    cases = [
+        (["--p-drop-input", "1.5"], "model.p_drop_input=1.5"),
+        (["--set", "model.depth=3"], "unknown key model.depth"),
+        (["--dataset", "digits", "--train-size", "99999"], "data.train_size=99999 is larger"),
+        (["--widths", "64,-1"], "model.widths[1]=-1"),
+        (["--dataset", "cifar100"], "allowed values"),
+        (["--widths", "a,b"], "--widths a,b: expected comma-separated int"),
+        (["--config", str(tmp_path / "missing.json")], "does not exist"),
+        (["--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
+    ]
+    for extra, needle in cases:
+        assert main(["train", "--store", str(s), *extra]) == 2, extra
+        assert needle in capsys.readouterr().err
+    assert not s.exists() or [p for p in os.listdir(s)] == []

@@ -1,0 +1,63 @@
+import math
+
+import torch
+
+from harness.config import TrainConfig
+from harness.executors import run_local
+from harness.run import execute, load_model
+from harness.store import RunStore
+from harness.training import learning_rate, momentum_at
+
+
+def test_same_config_and_seed_give_bit_identical_weights(tmp_path, tiny_cfg):
+    a = execute(tiny_cfg, RunStore(tmp_path / "a"))
+    b = execute(tiny_cfg, RunStore(tmp_path / "b"))
+    sa, sb = RunStore(tmp_path / "a").load_state(a.run_id), RunStore(tmp_path / "b").load_state(b.run_id)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.row["test_error"] == b.row["test_error"] and a.row["train_loss"] == b.row["train_loss"]
+    c = execute(tiny_cfg.replace(seed=1), RunStore(tmp_path / "a"))
+    assert not torch.equal(RunStore(tmp_path / "a").load_state(c.run_id)["ops.0.0.weight"], sa["ops.0.0.weight"])
+
+
+def test_training_learns_digits(store, tiny_cfg):
+    rec = execute(tiny_cfg.replace(**{"train.epochs": 8}), store)
+    assert rec.row["status"] == "ok"
+    assert rec.row["test_error"] < 0.15  # chance is 0.9; 32-unit layers at drop 0.5 learn slowly
+    hist = store.load_history(rec.run_id)
+    assert list(hist["epoch"]) == list(range(1, 9))
+    assert hist["train_error"].iloc[-1] < hist["train_error"].iloc[0]
+
+
+def test_divergence_is_recorded_and_the_sweep_goes_on(store, tiny_cfg):
+    bad = tiny_cfg.replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
+    summary = run_local([bad, tiny_cfg], store)
+    assert not summary.failures and len(summary.records) == 2
+    row = store.load_row(bad.run_id)
+    assert row["status"] == "diverged" and "lower train.lr" in row["message"]
+    assert math.isnan(row["test_error"])
+    assert store.load_row(tiny_cfg.run_id)["status"] == "ok"
+
+
+def test_select_on_val_keeps_the_best_epoch(store, tiny_cfg):
+    cfg = tiny_cfg.replace(**{"train.select_on_val": True, "train.epochs": 6})
+    rec = execute(cfg, store)
+    hist = store.load_history(rec.run_id)
+    best = int(hist.loc[hist["val_error"].idxmin(), "epoch"])
+    assert rec.row["best_epoch"] == best
+    _, model, data = load_model(store, rec.run_id)
+    from harness.training import evaluate
+
+    assert evaluate(model, data.x_val, data.y_val)[1] == hist["val_error"].min()
+
+
+def test_steps_override_epochs(store, tiny_cfg):
+    rec = execute(tiny_cfg.replace(**{"train.steps": 15, "train.batch_size": 100}), store)
+    assert len(store.load_history(rec.run_id)) == 2  # 1,295 examples: 13 steps per epoch
+
+
+def test_schedules():
+    cfg = TrainConfig(lr=0.1, lr_schedule="exponential", lr_decay=0.5, momentum=0.5, momentum_final=0.99, momentum_ramp_epochs=10)
+    assert learning_rate(cfg, 2, 10) == 0.1 * 0.25
+    assert momentum_at(cfg, 0) == 0.5 and abs(momentum_at(cfg, 5) - 0.745) < 1e-12 and momentum_at(cfg, 50) == 0.99
+    cos = TrainConfig(lr=0.1, lr_schedule="cosine")
+    assert learning_rate(cos, 0, 10) == 0.1 and abs(learning_rate(cos, 5, 10) - 0.05) < 1e-12
