@@ -33,10 +33,11 @@ baseline: $(VENV)/.installed ## dropout network and its no-dropout twin on mnist
 test: $(VENV)/.installed ## set up, then run the whole test suite
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed ## benchmarks (ratios measured in one run), also saved as JSON under bench/
+bench: $(VENV)/.installed ## benchmarks (ratios measured in one run), saved as JSON under bench/
 	@mkdir -p bench
 	$(PY) -m harness bench train --json > bench/train.json.tmp && mv bench/train.json.tmp bench/train.json
-	$(PY) -m harness bench train
+	$(PY) -m harness bench mc --memory --json > bench/mc.json.tmp && mv bench/mc.json.tmp bench/mc.json
+	@cat bench/train.json bench/mc.json
 
 data: $(VENV)/.installed ## download mnist, fashion-mnist and cifar10 into data/ (needs internet)
 	$(PY) -m harness data fetch mnist

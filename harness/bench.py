@@ -128,3 +128,118 @@ def format_result(res: dict) -> str:
     for k, v in res.items():
         lines.append(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
     return "\n".join(lines)
+
+
+def _mlp_with_nn_dropout(model, p_in: float, p_hidden: float) -> nn.Sequential:
+    """The same weights as a plain nn.Sequential with nn.Dropout modules: what other code runs."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    for i, lin in enumerate(linears):
+        layers.append(nn.Dropout(p_in if i == 0 else p_hidden))
+        layers.append(lin)
+        if i < len(linears) - 1:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def bench_mc(device: str = "cpu", T: int = 100, n: int = 10_000, widths: tuple[int, ...] = (1024, 1024), repeat_chunk: int = 10) -> dict:
+    """mc_shared by compaction against (a) the usual idiom, nn.Dropout in train mode looped T times,
+    and (b) the batch-repeat idiom (copies of the batch in one pass, `repeat_chunk` copies at a
+    time to bound memory), on the same model and examples; each accumulates the mean softmax."""
+    from .subnetworks import SubnetworkEngine, sample_masks
+
+    data = load_dataset(DataConfig(), device)
+    pool = torch.cat([data.x_train, data.x_val, data.x_test])
+    x = pool.repeat(math.ceil(n / len(pool)), 1, 1, 1)[:n].contiguous()
+    mcfg = ModelConfig(widths=widths, p_drop_input=0.2, p_drop_hidden=(0.5,))
+    torch.manual_seed(0)
+    model = build_model(mcfg, data.input_shape, data.n_classes).to(device).eval()
+    idiom = _mlp_with_nn_dropout(model, 0.2, 0.5)
+    flops = {"value": 0}
+
+    def shared() -> None:
+        engine = SubnetworkEngine(model, x)
+        total = torch.zeros(n, data.n_classes, device=device)
+        work = 2 * n * engine.sites[0].n_units * engine.stages[0].weight.shape[0]  # the shared full product
+        for t in range(T):
+            masks = sample_masks(engine.sites, 0, t)
+            total += torch.softmax(engine.logits(masks), 1)
+            work += engine.flops(masks)
+        flops["value"] = work
+
+    def usual() -> None:
+        idiom.train()
+        total = torch.zeros(n, data.n_classes, device=device)
+        for _ in range(T):
+            total += torch.softmax(idiom(x), 1)
+
+    def batch_repeat() -> None:
+        idiom.train()
+        total = torch.zeros(n, data.n_classes, device=device)
+        for start in range(0, T, repeat_chunk):
+            c = min(repeat_chunk, T - start)
+            p = torch.softmax(idiom(x.repeat(c, 1, 1, 1)), 1)
+            total += p.view(c, n, -1).sum(0)
+
+    reps = 1 if device == "cpu" else 3
+    t_shared = best_time(shared, device, repeats=reps)
+    t_usual = best_time(usual, device, repeats=reps)
+    t_repeat = best_time(batch_repeat, device, repeats=reps)
+    peak = matmul_peak(device)
+    dense = 2 * n * T * linear_macs(model)
+    return {
+        "benchmark": "mc",
+        "machine": machine_line(device),
+        "model": "mlp " + "-".join(map(str, [784, *widths, data.n_classes])) + ", drop 0.2 input / 0.5 hidden",
+        "examples": n,
+        "T": T,
+        "mc_shared_s": t_shared,
+        "usual_idiom_s": t_usual,
+        "batch_repeat_s": t_repeat,
+        "speedup_vs_usual_idiom": t_usual / t_shared,
+        "speedup_vs_batch_repeat": t_repeat / t_shared,
+        "flop_ratio_dense_vs_compacted": dense / flops["value"],
+        "matmul_peak_gflops": peak / 1e9,
+        "mc_shared_gflops": flops["value"] / t_shared / 1e9,
+        "fraction_of_peak": flops["value"] / t_shared / peak,
+        "usual_idiom_fraction_of_peak": dense / t_usual / peak,
+    }
+
+
+_MEMORY_SCRIPT = """
+import resource, sys, torch
+from harness.config import DataConfig, ModelConfig
+from harness.data import load_dataset
+from harness.evaluation import MCSettings, evaluate_model
+from harness.models import build_model
+torch.manual_seed(0)
+d = load_dataset(DataConfig())
+m = build_model(ModelConfig(), d.input_shape, d.n_classes).eval()
+s = MCSettings(T=int(sys.argv[1]), streams=1, per_example=False, exact="no")
+evaluate_model(m, d.x_test, d.y_test, MCSettings(T=2, streams=1, per_example=False, exact="no"))  # warm up allocator
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+evaluate_model(m, d.x_test, d.y_test, s)
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def bench_mc_memory(small: int = 100, large: int = 10_000) -> dict:
+    """Peak resident memory (KiB) of mc_shared evaluation of the default network on the embedded
+    test set at T=small and T=large, each in a fresh process."""
+    import subprocess
+    import sys
+
+    peaks = {}
+    for T in (small, large):
+        out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(T)], capture_output=True, text=True, check=True)
+        before, after = map(int, out.stdout.split())
+        peaks[T] = (before, after)
+    return {
+        "benchmark": "mc_memory",
+        f"peak_rss_mib_T{small}": peaks[small][1] / 1024,
+        f"peak_rss_mib_T{large}": peaks[large][1] / 1024,
+        "peak_ratio_large_vs_small": peaks[large][1] / peaks[small][1],
+        f"growth_during_eval_mib_T{small}": (peaks[small][1] - peaks[small][0]) / 1024,
+        f"growth_during_eval_mib_T{large}": (peaks[large][1] - peaks[large][0]) / 1024,
+    }

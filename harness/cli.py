@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--all-columns", action="store_true", help="every column, not the summary")
     ls.set_defaults(func=cmd_runs)
 
+    mc = sub.add_parser("mc", help="evaluate a stored run's inference modes (weight scaling, MC subnetworks, exact) without retraining")
+    mc.add_argument("run", help="run id (or a unique prefix of one); see `python -m harness runs`")
+    mc.add_argument("--T", type=int, default=100, help="subnetworks per stream (default 100)")
+    mc.add_argument("--streams", type=int, default=5, help="independent streams of subnetworks, for confidence bands (default 5)")
+    mc.add_argument("--seed", type=int, default=0, help="seed of the subnetwork streams")
+    mc.add_argument("--split", default="test", help="test (default), val or train")
+    mc.add_argument("--exact", default="auto", help="auto (default: when the net has at most 20 droppable units), yes or no")
+    mc.add_argument("--no-per-example", dest="per_example", action="store_false", help="skip the mc_per_example mode")
+    mc.add_argument("--device", default="cpu")
+    _store_args(mc)
+    mc.set_defaults(func=cmd_mc)
+
     d = sub.add_parser("data", help="list, prepare or fetch datasets")
     dsub = d.add_subparsers(metavar="ACTION")
     dl = dsub.add_parser("list", help="datasets, where they come from and whether they are ready")
@@ -82,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--epochs", type=int, default=2)
     bt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bt.set_defaults(func=cmd_bench_train)
+    bm = bsub.add_parser("mc", help="mc_shared engine vs the usual MC-dropout idioms; fraction of matmul peak")
+    bm.add_argument("--device", default="cpu")
+    bm.add_argument("--T", type=int, default=100)
+    bm.add_argument("--examples", type=int, default=10_000)
+    bm.add_argument("--widths", default="1024,1024", help="hidden widths, e.g. 4096,4096")
+    bm.add_argument("--memory", action="store_true", help="also compare peak memory at T=100 and T=10,000 (slow)")
+    bm.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bm.set_defaults(func=cmd_bench_mc)
     return p
 
 
@@ -210,5 +230,42 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from .bench import bench_train, format_result
 
     res = bench_train(device=args.device, epochs=args.epochs)
+    print(json.dumps(res, indent=2) if args.json else format_result(res))
+    return 0
+
+
+def resolve_run(store, text: str) -> str:
+    ids = [r for r in store.run_ids() if r.startswith(text)]
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        raise HarnessError(f"no run {text!r} in the store {store.root}; `python -m harness runs` lists them")
+    raise HarnessError(f"run prefix {text!r} matches {len(ids)} runs ({', '.join(ids[:5])}...); give more characters")
+
+
+def cmd_mc(args: argparse.Namespace) -> int:
+    from .evaluation import MCSettings, evaluate_run, summarize
+    from .run import check_device
+
+    store = _store(args)
+    run_id = resolve_run(store, args.run)
+    settings = MCSettings(T=args.T, streams=args.streams, seed=args.seed, split=args.split, per_example=args.per_example, exact=args.exact)
+    check_device(args.device)
+    evaluations, subnetworks, cached = evaluate_run(store, run_id, settings, device=args.device, force=args.force)
+    print(f"run {run_id}: {'loaded from the store' if cached else 'evaluated'}; tables in {store.path(run_id)}")
+    print(f"{settings.streams} streams x {settings.T} subnetworks on the {settings.split} split; metrics averaged over streams")
+    print(summarize(evaluations).round(4).to_string(index=False))
+    errs = 100 * subnetworks["error"]
+    print(f"single subnetworks: error {errs.mean():.2f}% on average (min {errs.min():.2f}%, max {errs.max():.2f}%, n={len(errs)})")
+    return 0
+
+
+def cmd_bench_mc(args: argparse.Namespace) -> int:
+    from .bench import bench_mc, bench_mc_memory, format_result
+
+    widths = tuple(_list(args.widths, int, "--widths"))
+    res = bench_mc(device=args.device, T=args.T, n=args.examples, widths=widths)
+    if args.memory:
+        res |= bench_mc_memory()
     print(json.dumps(res, indent=2) if args.json else format_result(res))
     return 0

@@ -47,3 +47,18 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         assert main(["train", "--store", str(s), *extra]) == 2, extra
         assert needle in capsys.readouterr().err
     assert not s.exists() or [p for p in os.listdir(s)] == []
+
+
+def test_mc_evaluates_a_stored_run_without_retraining(tmp_path, capsys):
+    s = str(tmp_path / "s")
+    assert main(["train", "--dataset", "digits", "--widths", "16", "--epochs", "1", "--store", s]) == 0
+    run_id = capsys.readouterr().out.split()[1]
+    assert main(["mc", run_id[:6], "--T", "10", "--streams", "2", "--store", s]) == 0
+    out = capsys.readouterr().out
+    assert "evaluated" in out and "mc_shared" in out and "single subnetworks" in out
+    assert (tmp_path / "s" / run_id / "evaluations.parquet").is_file()
+    assert (tmp_path / "s" / run_id / "subnetworks.parquet").is_file()
+    assert main(["mc", run_id, "--T", "10", "--streams", "2", "--store", s]) == 0
+    assert "loaded from the store" in capsys.readouterr().out
+    assert main(["mc", "zzzz", "--store", s]) == 2
+    assert "no run 'zzzz'" in capsys.readouterr().err
