@@ -75,6 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(mc)
     mc.set_defaults(func=cmd_mc)
 
+    co = sub.add_parser("coadapt", help="co-adaptation measures of stored runs (correlations, DeCov, effective rank, ablation)")
+    co.add_argument("runs", nargs="*", help="run ids or unique prefixes (default: every run of --experiment)")
+    co.add_argument("--experiment", help="all runs of this experiment")
+    co.add_argument("--split", default="test", help="held-out split: test (default) or val")
+    co.add_argument("--pairs", type=int, default=200, help="unit pairs sampled per layer for the ablation interaction (default 200)")
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--features", metavar="DIR", help="also save each MLP's first-layer features as DIR/features_RUN.png")
+    co.add_argument("--device", default="cpu")
+    _store_args(co)
+    co.set_defaults(func=cmd_coadapt)
+
+    cp = sub.add_parser("compare", help="compare co-adaptation between groups of runs (bootstrap CI, Mann-Whitney U)")
+    cp.add_argument("--experiment", required=True, help="the experiment whose runs are compared")
+    cp.add_argument("--by", default="p_drop_hidden", help="runs-table column that defines the groups (default p_drop_hidden)")
+    cp.add_argument("--baseline", type=float, help="the group the others are compared with (default: the smallest value)")
+    cp.add_argument("--metrics", default="mean_abs_r,decov_normalized,effective_rank,interaction_abs_mean", help="comma-separated metrics to print (all are saved)")
+    cp.add_argument("--out", help="write the full comparison table as CSV here")
+    cp.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    cp.set_defaults(func=cmd_compare)
+
     d = sub.add_parser("data", help="list, prepare or fetch datasets")
     dsub = d.add_subparsers(metavar="ACTION")
     dl = dsub.add_parser("list", help="datasets, where they come from and whether they are ready")
@@ -268,4 +288,73 @@ def cmd_bench_mc(args: argparse.Namespace) -> int:
     if args.memory:
         res |= bench_mc_memory()
     print(json.dumps(res, indent=2) if args.json else format_result(res))
+    return 0
+
+
+def _select_runs(store, ids: list[str], experiment: str | None) -> list[str]:
+    if ids:
+        return [resolve_run(store, r) for r in ids]
+    if experiment:
+        table = store.runs_table(experiment)
+        if table.empty:
+            raise HarnessError(f"the store {store.root} has no runs of experiment {experiment!r}")
+        return list(table.loc[table["status"] == "ok", "run_id"])
+    raise HarnessError("name runs or give --experiment")
+
+
+def cmd_coadapt(args: argparse.Namespace) -> int:
+    from .coadaptation import analyze_run, feature_grid
+    from .run import check_device, load_model
+
+    if args.split not in ("test", "val"):
+        raise HarnessError(f"--split {args.split}: use held-out data, test or val")
+    check_device(args.device)
+    store = _store(args)
+    shown = ["mean_abs_r", "frac_abs_r_gt_0.5", "n_dead", "decov_normalized", "effective_rank", "interaction_abs_mean"]
+    for run_id in _select_runs(store, args.runs, args.experiment):
+        tables, cached = analyze_run(store, run_id, args.split, args.pairs, args.seed, args.device, args.force)
+        co = tables["coadaptation"]
+        wide = co[co.metric.isin(shown)].pivot(index="layer", columns="metric", values="value")
+        print(f"run {run_id}: {'loaded' if cached else 'measured'} ({args.split} split); tables in {store.path(run_id)}")
+        print(wide[[c for c in shown if c in wide.columns]].to_string(float_format=lambda v: f"{v:.4g}"))
+        if args.features:
+            import matplotlib.pyplot as plt
+            from pathlib import Path
+
+            _, model, _ = load_model(store, run_id)
+            try:
+                grid = feature_grid(model)
+            except ValueError as exc:
+                print(f"  no feature grid: {exc}")
+                continue
+            out = Path(args.features) / f"features_{run_id}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            plt.imsave(out, grid, cmap="gray", vmin=0, vmax=1)
+            print(f"  first-layer features: {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .coadaptation import compare
+
+    store = _store(args)
+    runs = store.runs_table(args.experiment)
+    if runs.empty:
+        raise HarnessError(f"the store {store.root} has no runs of experiment {args.experiment!r}")
+    runs = runs[runs["status"] == "ok"]
+    measures = store.read_table("coadaptation", list(runs["run_id"]))
+    if measures.empty:
+        raise HarnessError(f"no co-adaptation tables yet: run `python -m harness coadapt --experiment {args.experiment}` first")
+    try:
+        table = compare(measures, runs, args.by, args.baseline)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    if args.out:
+        from .files import atomic_write
+
+        atomic_write(args.out, table.to_csv(index=False).encode())
+        print(f"wrote {args.out}")
+    show = table[table.metric.isin(args.metrics.split(","))]
+    cols = ["layer", "metric", args.by, "n_baseline", "n", "mean_baseline", "mean", "diff", "ci_low", "ci_high", "p_value", "test_error_baseline", "test_error"]
+    print(show[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0

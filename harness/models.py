@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ from .config import ModelConfig
 from .errors import ConfigError
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+_INPLACE_ACT: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {nn.ReLU: torch.relu_, nn.Sigmoid: torch.sigmoid_, nn.Tanh: torch.tanh_}
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,12 @@ class DropoutNet(nn.Module):
         """The layer that receives site k's units (its weights are what `classic` scales)."""
         return next(m for m in self.ops[k].modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
 
+    def forward_from(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        """Run the chain from site k on: h is site k's input (B, *unit_shape); returns logits."""
+        for site, op in zip(self.sites[k:], self.ops[k:]):
+            h = op(site(h))
+        return h
+
     @torch.no_grad()
     def hidden_activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Post-activation outputs of every hidden layer or conv block, in evaluation mode.
@@ -128,6 +136,33 @@ class DropoutNet(nn.Module):
             x = op(site(x))
         self.train(was)
         return out
+
+
+@dataclass
+class LinearStage:
+    """An op seen as ``act(W x + b)`` (after an optional flatten): weight (out, in), bias (out,),
+    act an in-place activation or None."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    act: Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def linear_stage(op: nn.Module) -> LinearStage | None:
+    """The LinearStage view of an op, or None if the op is not [Flatten] Linear [activation]."""
+    mods = list(op) if isinstance(op, nn.Sequential) else [op]
+    while mods and isinstance(mods[0], nn.Flatten):
+        mods = mods[1:]
+    if not mods or not isinstance(mods[0], nn.Linear) or len(mods) > 2:
+        return None
+    lin = mods[0]
+    act = None
+    if len(mods) == 2:
+        act = _INPLACE_ACT.get(type(mods[1]))
+        if act is None:
+            return None
+    bias = lin.bias if lin.bias is not None else torch.zeros(lin.out_features, device=lin.weight.device)
+    return LinearStage(lin.weight.detach(), bias.detach(), act)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int) -> DropoutNet:

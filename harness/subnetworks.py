@@ -21,21 +21,13 @@ as in training, so a subnetwork is the network that training used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import ConfigError
-from .models import DropoutNet, SiteInfo
+from .models import DropoutNet, SiteInfo, linear_stage
 
-_INPLACE_ACT: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
-    nn.ReLU: torch.relu_,
-    nn.Sigmoid: torch.sigmoid_,
-    nn.Tanh: torch.tanh_,
-}
 EXACT_MAX_UNITS = 20
 
 
@@ -51,31 +43,6 @@ def sample_masks(sites: list[SiteInfo], seed: int, t: int, stream: int = 0) -> l
     for a site that drops nothing. Drawn on the CPU so they are the same on every device."""
     g = torch.Generator().manual_seed(subnetwork_seed(seed, stream, t))
     return [None if s.p_drop == 0 else torch.rand(s.n_units, generator=g) < s.keep for s in sites]
-
-
-@dataclass
-class _Linear:
-    """A linear stage: optional flatten, y = W x + b, optional activation (applied in place)."""
-
-    weight: torch.Tensor  # (out, in)
-    bias: torch.Tensor  # (out,)
-    act: Callable[[torch.Tensor], torch.Tensor] | None
-
-
-def _as_linear(op: nn.Module) -> _Linear | None:
-    mods = list(op) if isinstance(op, nn.Sequential) else [op]
-    while mods and isinstance(mods[0], nn.Flatten):
-        mods = mods[1:]
-    if not mods or not isinstance(mods[0], nn.Linear) or len(mods) > 2:
-        return None
-    lin = mods[0]
-    act = None
-    if len(mods) == 2:
-        act = _INPLACE_ACT.get(type(mods[1]))
-        if act is None:
-            return None
-    bias = lin.bias if lin.bias is not None else torch.zeros(lin.out_features, device=lin.weight.device)
-    return _Linear(lin.weight.detach(), bias.detach(), act)
 
 
 class SubnetworkEngine:
@@ -98,7 +65,7 @@ class SubnetworkEngine:
             for k in range(self.first):
                 h = model.ops[k](h)  # sites before the first active one drop nothing
             self.h = h  # (N, *unit_shape of site `first`): shared by every subnetwork
-            stages = [_as_linear(op) for op in model.ops[self.first :]]
+            stages = [linear_stage(op) for op in model.ops[self.first :]]
             self.stages = stages if compaction and active and all(s is not None for s in stages) else None
             self.P = None
             if self.stages is not None:

@@ -62,3 +62,26 @@ def test_mc_evaluates_a_stored_run_without_retraining(tmp_path, capsys):
     assert "loaded from the store" in capsys.readouterr().out
     assert main(["mc", "zzzz", "--store", s]) == 2
     assert "no run 'zzzz'" in capsys.readouterr().err
+
+
+def test_coadapt_and_compare_an_experiment(tmp_path, capsys):
+    s = str(tmp_path / "s")
+    for p in ("0.0", "0.5"):
+        for seed in ("0", "1"):
+            argv = ["train", "--dataset", "digits", "--widths", "16", "--epochs", "1", "--p-drop-input", "0",
+                    "--p-drop-hidden", p, "--seed", seed, "--experiment", "co", "--store", s]
+            assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["compare", "--experiment", "co", "--store", s]) == 2
+    assert "run `python -m harness coadapt --experiment co` first" in capsys.readouterr().err
+    assert main(["coadapt", "--experiment", "co", "--pairs", "5", "--features", str(tmp_path / "f"), "--store", s]) == 0
+    out = capsys.readouterr().out
+    assert out.count("measured") == 4 and "mean_abs_r" in out
+    assert len(list((tmp_path / "f").glob("features_*.png"))) == 4
+    csv = tmp_path / "cmp.csv"
+    assert main(["compare", "--experiment", "co", "--by", "p_drop_hidden", "--out", str(csv), "--store", s]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    assert set(table["n"]) == {2} and {"diff", "ci_low", "ci_high", "p_value", "test_error"} <= set(table.columns)
+    assert main(["compare", "--experiment", "co", "--by", "nope", "--store", s]) == 2

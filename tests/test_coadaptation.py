@@ -1,0 +1,155 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from harness.coadaptation import (
+    ablation,
+    analyze_model,
+    compare,
+    correlation_matrix,
+    covariance,
+    decov,
+    effective_rank,
+    layer_measures,
+    participation_ratio,
+)
+from harness.config import ModelConfig
+from harness.models import DropoutNet, DropoutSite, build_model
+
+
+def test_identical_units_correlate_at_one_and_negated_at_minus_one():
+    torch.manual_seed(0)
+    u, v = torch.randn(200), torch.randn(200)
+    r, alive = correlation_matrix(torch.stack([u, 3 * u + 1, -u, v], 1))
+    assert alive.all()
+    assert math.isclose(r[0, 1].item(), 1.0, abs_tol=1e-12) and math.isclose(r[0, 2].item(), -1.0, abs_tol=1e-12)
+    assert torch.allclose(r.diagonal(), torch.ones(4, dtype=torch.float64))
+
+
+def test_independent_units_correlate_near_zero_within_sampling_error():
+    torch.manual_seed(0)
+    n = 10_000
+    m, _ = layer_measures(torch.randn(n, 60))
+    expected = math.sqrt(2 / (math.pi * n))  # E|r| for independent Gaussians, r ~ N(0, 1/n)
+    assert 0.8 * expected < m["mean_abs_r"] < 1.2 * expected
+    assert m["frac_abs_r_gt_0.5"] == 0.0
+
+
+def test_diagonal_covariance_has_zero_decov():
+    torch.manual_seed(0)
+    z = torch.randn(500, 6, dtype=torch.float64)
+    z = z - z.mean(0)
+    q, _ = torch.linalg.qr(z)  # orthonormal, centred columns: uncorrelated units
+    a = q * torch.tensor([1.0, 2.0, 3.0, 0.5, 4.0, 1.5], dtype=torch.float64)
+    c = covariance(a)
+    assert abs(decov(c)) < 1e-12 * c.trace().item() ** 2
+    assert decov(covariance(torch.stack([a[:, 0], a[:, 0]], 1))) > 0
+
+
+def test_rank_one_representation_has_participation_ratio_one():
+    torch.manual_seed(0)
+    a = torch.outer(torch.randn(300, dtype=torch.float64), torch.randn(8, dtype=torch.float64))
+    c = covariance(a)
+    assert math.isclose(participation_ratio(c), 1.0, rel_tol=1e-9)
+    assert math.isclose(effective_rank(c), 1.0, rel_tol=1e-6)
+    iso = covariance(torch.randn(100_000, 4, dtype=torch.float64))
+    assert 3.95 < participation_ratio(iso) <= 4.0
+
+
+def test_dead_and_constant_units_are_counted_and_excluded():
+    torch.manual_seed(0)
+    a = torch.randn(100, 5)
+    a[:, 1] = 0.0
+    a[:, 3] = 2.5
+    m, hist = layer_measures(a)
+    assert m["n_dead"] == 2 and m["n_units"] == 5
+    assert hist.sum() == 3  # pairs among the 3 alive units
+    assert not any(math.isnan(v) for v in m.values())
+    m1, _ = layer_measures(torch.zeros(50, 3))
+    assert m1["n_dead"] == 3 and not any(math.isnan(v) for v in m1.values())
+
+
+def two_unit_net(out_weights):
+    """2 inputs -> 2 ReLU units (identity weights) -> 3 classes."""
+    lin1, lin2 = nn.Linear(2, 2), nn.Linear(2, 3)
+    with torch.no_grad():
+        lin1.weight.copy_(torch.eye(2))
+        lin1.bias.zero_()
+        lin2.weight.copy_(out_weights)
+        lin2.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    sites = [DropoutSite("input", 0.0, "inverted", (2,)), DropoutSite("hidden1", 0.5, "inverted", (2,))]
+    return DropoutNet("mlp", sites, [nn.Sequential(lin1, nn.ReLU()), lin2], (2,), flatten_input=True).eval()
+
+
+def test_ablating_a_unit_with_zero_outgoing_weights_changes_nothing():
+    net = two_unit_net(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.5, 0.0]]))
+    x = torch.rand(40, 2) + 0.1
+    y = torch.randint(0, 3, (40,))
+    units, _ = ablation(net, x, y, "hidden1", n_pairs=1)
+    assert units.loc[1, "delta"] == 0.0 and units.loc[0, "delta"] != 0.0
+
+
+def test_units_acting_on_separate_examples_do_not_interact_and_shared_ones_do():
+    torch.manual_seed(0)
+    net = two_unit_net(torch.randn(3, 2))
+    y = torch.randint(0, 3, (40,))
+    x = torch.rand(40, 2) + 0.1
+    x[:20, 1] = 0.0  # unit 0 alone on the first half, unit 1 alone on the second: additive loss
+    x[20:, 0] = 0.0
+    _, pairs = ablation(net, x, y, "hidden1", n_pairs=1)
+    assert abs(pairs.loc[0, "interaction"]) < 1e-12
+    both = torch.rand(40, 2) + 0.1  # both units shape the same softmax: the loss is not additive
+    _, pairs = ablation(net, both, y, "hidden1", n_pairs=1)
+    assert abs(pairs.loc[0, "interaction"]) > 1e-4
+
+
+def test_batched_ablation_equals_zeroing_units_one_by_one():
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(widths=(12, 10), convention="classic"), (1, 4, 4), 5).eval()
+    x, y = torch.randn(30, 1, 4, 4), torch.randint(0, 5, (30,))
+    units, pairs = ablation(m, x, y, "hidden1", n_pairs=5)
+    md = m.double()
+    base = nn.functional.cross_entropy(md(x.double()), y).item()
+
+    def loss_without(removed):
+        hook = md.sites[1].register_forward_pre_hook(lambda mod, inp: (inp[0].index_fill(1, torch.tensor(removed), 0.0),))
+        try:
+            return nn.functional.cross_entropy(md(x.double()), y).item() - base
+        finally:
+            hook.remove()
+
+    for u in (0, 5, 11):
+        assert math.isclose(units.loc[u, "delta"], loss_without([u]), rel_tol=1e-9, abs_tol=1e-13)
+    row = pairs.iloc[0]
+    assert math.isclose(row["delta_ij"], loss_without([int(row.unit_i), int(row.unit_j)]), rel_tol=1e-9, abs_tol=1e-13)
+
+
+def test_analyze_model_tables():
+    torch.manual_seed(0)
+    cnn = build_model(ModelConfig(kind="cnn", widths=(16,), conv_channels=(3, 4)), (1, 8, 8), 10).eval()
+    t = analyze_model(cnn, torch.randn(50, 1, 8, 8), torch.randint(0, 10, (50,)), run_id="r", n_pairs=10)
+    co = t["coadaptation"]
+    assert list(co.columns) == ["run_id", "layer", "metric", "value"]
+    assert set(co.layer) == {"block1", "block2", "hidden1"}
+    assert not co.value.isna().any()
+    assert "interaction_mean" in set(co[co.layer == "hidden1"].metric)  # ablation: fully connected only
+    assert "interaction_mean" not in set(co[co.layer == "block1"].metric)
+    assert set(t["units"][t["units"].layer == "block2"].unit) == set(range(4))  # a conv unit is a channel
+
+
+def test_compare_reports_difference_interval_and_rank_test():
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(10)], "p_drop_hidden": [0.0] * 5 + [0.5] * 5,
+                         "train_error": [0.0] * 5 + [0.01] * 5, "test_error": [0.05] * 5 + [0.03] * 5})
+    values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    measures = pd.DataFrame({"run_id": runs.run_id, "layer": "hidden1", "metric": "mean_abs_r", "value": values})
+    out = compare(measures, runs, "p_drop_hidden")
+    row = out.iloc[0]
+    assert row["diff"] == 5.0 and row["ci_low"] <= 5.0 <= row["ci_high"] and row["ci_low"] > 0
+    assert row["mannwhitney_u"] == 25.0 and math.isclose(row["p_value"], 2 / 252)
+    assert row["n"] == 5 and row["n_baseline"] == 5 and row["test_error"] == 0.03
+    with pytest.raises(ValueError, match="baseline 0.3 is not among"):
+        compare(measures, runs, "p_drop_hidden", baseline=0.3)
