@@ -1,20 +1,48 @@
+# The dropout harness, driven by files: a study's runs depend on its experiment file and the
+# library; its tables on its runs; a figure on its script, the shared style and the tables it reads;
+# the report on every table and figure. Editing one of them rebuilds what depends on it and nothing
+# else; finished runs are cached in the run store, so a second `make all` takes seconds.
 # Every target sets up the project's virtual environment first (once; again when pyproject.toml
-# changes). Outputs go to runs/, reports/, figures/, bench/; data/ is never cleaned.
+# changes). Outputs: runs/, reports/<profile>/, figures/<profile>/, bench/; data/ is never cleaned.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 STORE ?= runs
-export HARNESS_STORE := $(STORE)
+export HARNESS_STORE := $(abspath $(STORE))
+
+STUDIES := mc_vs_ws keep_sweep data_size features coadaptation rate_grid placement exact
+FIGURES := mc_convergence subnetwork_errors keep_sweep data_size features sparsity correlations coadaptation rate_grid placement exact
+# the study whose tables each figure reads
+study_mc_convergence := mc_vs_ws
+study_subnetwork_errors := mc_vs_ws
+study_keep_sweep := keep_sweep
+study_data_size := data_size
+study_features := features
+study_sparsity := features
+study_correlations := coadaptation
+study_coadaptation := coadaptation
+study_rate_grid := rate_grid
+study_placement := placement
+study_exact := exact
+
+REPORT := reports/$(PROFILE)
+TABLES := $(REPORT)/tables
+FIGDIR := figures/$(PROFILE)
+STAMPS := $(REPORT)/.runs
+LIB := $(wildcard harness/*.py)
+INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help all test bench data venv clean baseline
+.PHONY: help all experiments tables figures report test bench data venv clean baseline $(STUDIES)
 
 help: ## list every target
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "  make STUDY        one study's runs, tables and figures, STUDY in: $(STUDIES)"
+	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=runs"
 
-$(VENV)/.installed: pyproject.toml
+$(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch pinned first: this CPU build lies on the build machines' disk; newer releases pull CUDA.
@@ -23,23 +51,48 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m harness data prepare
 	@touch $@
 
-venv: $(VENV)/.installed ## create the virtual environment and install the project
+venv: $(INSTALLED) ## create the virtual environment and install the project
 
-all: baseline ## set up, then run the main job (for now: the baseline experiment)
+all: report ## set up, run every study of PROFILE, write tables, figures and reports/PROFILE/index.html
 
-baseline: $(VENV)/.installed ## dropout network and its no-dropout twin on mnist5k
+experiments: $(STUDIES:%=$(STAMPS)/%) ## train and evaluate every study's runs (cached in the store)
+
+tables: $(STUDIES:%=$(TABLES)/%/runs.parquet) ## collect each study's tidy tables from the store
+
+figures: $(FIGURES:%=$(FIGDIR)/%.png) ## draw every figure (PDF and PNG)
+
+report: $(REPORT)/index.html ## the report: Markdown, CSV and one HTML page with every table and figure
+
+$(STAMPS)/%: experiments/%.py $(LIB) | $(INSTALLED)
+	$(PY) -m harness run $< --profile $(PROFILE)
+	@mkdir -p $(@D) && touch $@
+
+$(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
+	$(PY) -m analysis.tables $* --profile $(PROFILE)
+
+.SECONDEXPANSION:
+$(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
+	$(PY) -m analysis.fig_$* --profile $(PROFILE)
+
+$(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/reference.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
+	$(PY) -m analysis.report --profile $(PROFILE)
+
+$(STUDIES): %: $(TABLES)/%/runs.parquet
+	$(MAKE) --no-print-directory $(foreach f,$(FIGURES),$(if $(filter $*,$(study_$(f))),$(FIGDIR)/$(f).png))
+
+baseline: $(INSTALLED) ## the default dropout network and its no-dropout twin on mnist5k
 	$(PY) -m harness run experiments/baseline.py --profile $(PROFILE)
 
-test: $(VENV)/.installed ## set up, then run the whole test suite
+test: $(INSTALLED) ## set up, then run the whole test suite
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed ## benchmarks (ratios measured in one run), saved as JSON under bench/
+bench: $(INSTALLED) ## benchmarks (ratios measured in one run), saved as JSON under bench/
 	@mkdir -p bench
 	$(PY) -m harness bench train --json > bench/train.json.tmp && mv bench/train.json.tmp bench/train.json
 	$(PY) -m harness bench mc --memory --json > bench/mc.json.tmp && mv bench/mc.json.tmp bench/mc.json
 	@cat bench/train.json bench/mc.json
 
-data: $(VENV)/.installed ## download mnist, fashion-mnist and cifar10 into data/ (needs internet)
+data: $(INSTALLED) ## download mnist, fashion-mnist and cifar10 into data/ (needs internet)
 	$(PY) -m harness data fetch mnist
 	$(PY) -m harness data fetch fashion-mnist
 	$(PY) -m harness data fetch cifar10

@@ -5,17 +5,15 @@ max-norm 3, SGD with momentum 0.9, 20 epochs on mnist5k (3,600 training examples
 """
 
 from harness.config import RunConfig
+from harness.profiles import base as profile_base
 
 NAME = "baseline"
 SEEDS = {"smoke": [0], "quick": [0], "paper": [0, 1, 2]}
 
 
 def configs(profile: str = "quick") -> list[RunConfig]:
-    base = RunConfig(experiment=NAME)
-    if profile == "smoke":
-        base = base.replace(**{"model.widths": [64, 64], "train.epochs": 2})
-    if profile == "paper":
-        base = base.replace(**{"data.name": "mnist", "model.widths": [1024, 1024, 1024], "train.epochs": 100})
+    # the canonical defaults of RunConfig; smoke and paper take their profile's data and network
+    base = RunConfig() if profile == "quick" else profile_base(profile)
     runs = []
     for seed in SEEDS[profile]:
         runs.append(base.replace(seed=seed))

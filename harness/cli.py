@@ -185,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .experiment import load_experiment
 
     exp = load_experiment(args.experiment, args.profile)
-    summary = run_local(exp.configs, _store(args), force=args.force)
+    summary = run_local(exp.configs, _store(args), force=args.force, evaluations=exp.evaluations)
     rows = pd.DataFrame([r.row for r in summary.records])
     print(f"experiment {exp.name} ({args.profile}): {summary.line()}")
     if not rows.empty:

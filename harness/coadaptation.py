@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,9 @@ import torch.nn.functional as F
 from .models import DropoutNet, linear_stage
 
 HIST_BINS = np.linspace(-1.0, 1.0, 41)  # histogram of r: 40 bins of width 0.05
-ACTIVATION_BINS = 40
+CORR_SAMPLE_UNITS = 48  # the correlation matrix of a layer's first units is kept for heat maps
+ACTIVATION_BINS = np.linspace(0.0, 5.0, 51)  # histogram of activation values; the last bin takes all above
+FEATURE_UNITS = 64
 
 
 @torch.no_grad()
@@ -186,14 +189,14 @@ def ablation(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, layer: str, n_
 def feature_grid(model: DropoutNet, n: int = 64, pad: int = 1) -> np.ndarray:
     """First-layer features of an MLP on images as one grayscale image (Srivastava et al. 2014,
     Figure 7): the incoming weights of the first n hidden units, each scaled to [0, 1], tiled."""
-    w = model.consumer(0).weight.detach().cpu()
-    shape = model.input_shape
-    if model.kind != "mlp" or len(shape) != 3:
+    if model.kind != "mlp" or len(model.input_shape) != 3:
         raise ValueError("feature grids need an MLP on image data")
-    c, hh, ww = shape
-    w = w[:n].view(-1, c, hh, ww).mean(1)  # average colour channels
-    lo, hi = w.amin(dim=(1, 2), keepdim=True), w.amax(dim=(1, 2), keepdim=True)
-    w = ((w - lo) / (hi - lo).clamp_min(1e-12)).numpy()
+    return tile_images(_scaled_features(model, n), pad)
+
+
+def tile_images(w: np.ndarray, pad: int = 1) -> np.ndarray:
+    """Tile images (n, h, w) into one near-square grid with `pad` white pixels between them."""
+    _, hh, ww = w.shape
     cols = int(math.ceil(math.sqrt(len(w))))
     rows = int(math.ceil(len(w) / cols))
     grid = np.ones((rows * (hh + pad) + pad, cols * (ww + pad) + pad))
@@ -203,18 +206,45 @@ def feature_grid(model: DropoutNet, n: int = 64, pad: int = 1) -> np.ndarray:
     return grid
 
 
+def feature_table(model: DropoutNet, n: int = FEATURE_UNITS) -> pd.DataFrame:
+    """The first-layer features of an MLP on images as a tidy table (layer "input", unit, y, x,
+    value scaled to [0, 1] per unit); empty for other networks."""
+    cols = ["layer", "unit", "y", "x", "value"]
+    if model.kind != "mlp" or len(model.input_shape) != 3:
+        return pd.DataFrame(columns=cols)
+    _, hh, ww = model.input_shape
+    w = _scaled_features(model, n)
+    u, yy, xx = np.meshgrid(np.arange(len(w)), np.arange(hh), np.arange(ww), indexing="ij")
+    return pd.DataFrame({"layer": "input", "unit": u.ravel(), "y": yy.ravel(), "x": xx.ravel(), "value": w.ravel()})
+
+
+def _scaled_features(model: DropoutNet, n: int) -> np.ndarray:
+    w = model.consumer(0).weight.detach().cpu()
+    c, hh, ww = model.input_shape
+    w = w[:n].view(-1, c, hh, ww).mean(1)  # average colour channels
+    lo, hi = w.amin(dim=(1, 2), keepdim=True), w.amax(dim=(1, 2), keepdim=True)
+    return ((w - lo) / (hi - lo).clamp_min(1e-12)).numpy()
+
+
 def analyze_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, run_id: str = "", n_pairs: int = 200, seed: int = 0) -> dict[str, pd.DataFrame]:
     """All co-adaptation measures of one network on held-out (x, y), as tidy tables:
 
     coadaptation: run_id, layer, metric, value (ablation summaries added for fully connected layers);
     correlation_hist: run_id, layer, bin_left, bin_right, count;
     units: run_id, layer, unit, mean_activation, zero_fraction, ablation_delta (NaN for conv blocks);
-    pairs: run_id, layer, unit_i, unit_j, delta_ij, interaction.
+    pairs: run_id, layer, unit_i, unit_j, delta_ij, interaction;
+    corr_sample: run_id, layer, unit_i, unit_j, r among the layer's first CORR_SAMPLE_UNITS alive units;
+    activation_hist: run_id, layer, bin_left, bin_right, count of activation values;
+    features: run_id, layer, unit, y, x, value: first-layer features of an MLP on images.
     """
     acts = capture(model, x)
-    rows, hists, units, pairs = [], [], [], []
+    rows, hists, units, pairs, samples, act_hists = [], [], [], [], [], []
     for layer, a in acts.items():
         measures, hist = layer_measures(a)
+        r, alive = correlation_matrix(a[:, :CORR_SAMPLE_UNITS])
+        ids = torch.nonzero(alive).squeeze(1).cpu().numpy()
+        ii, jj = np.meshgrid(ids, ids, indexing="ij")
+        samples.append(pd.DataFrame({"layer": layer, "unit_i": ii.ravel(), "unit_j": jj.ravel(), "r": r.cpu().numpy().ravel()}))
         unit = pd.DataFrame({"unit": np.arange(a.shape[1]), "mean_activation": a.double().mean(0).cpu().numpy(), "zero_fraction": (a == 0).double().mean(0).cpu().numpy()})
         k = next(i for i, s in enumerate(model.sites) if s.name == layer)
         if linear_stage(model.ops[k]) is not None and model.sites[k].unit_shape == (a.shape[1],):
@@ -231,11 +261,16 @@ def analyze_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, run_id: s
         rows += [(layer, m, float(v)) for m, v in measures.items()]
         hists.append(pd.DataFrame({"layer": layer, "bin_left": HIST_BINS[:-1], "bin_right": HIST_BINS[1:], "count": hist}))
         units.append(unit.assign(layer=layer))
+        counts, _ = np.histogram(np.clip(a.double().cpu().numpy().ravel(), ACTIVATION_BINS[0], ACTIVATION_BINS[-1]), bins=ACTIVATION_BINS)
+        act_hists.append(pd.DataFrame({"layer": layer, "bin_left": ACTIVATION_BINS[:-1], "bin_right": ACTIVATION_BINS[1:], "count": counts}))
     tables = {
         "coadaptation": pd.DataFrame(rows, columns=["layer", "metric", "value"]),
         "correlation_hist": pd.concat(hists, ignore_index=True),
         "units": pd.concat(units, ignore_index=True),
         "pairs": pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(columns=["unit_i", "unit_j", "delta_ij", "interaction", "layer"]),
+        "corr_sample": pd.concat(samples, ignore_index=True),
+        "activation_hist": pd.concat(act_hists, ignore_index=True),
+        "features": feature_table(model),
     }
     for name, df in tables.items():
         cols = ["layer"] + [c for c in df.columns if c != "layer"]
@@ -245,7 +280,14 @@ def analyze_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, run_id: s
     return tables
 
 
-COADAPT_TABLES = ("coadaptation", "correlation_hist", "units", "pairs")
+COADAPT_TABLES = ("coadaptation", "correlation_hist", "units", "pairs", "corr_sample", "activation_hist", "features")
+
+
+@dataclass(frozen=True)
+class CoadaptSettings:
+    split: str = "test"
+    n_pairs: int = 200
+    seed: int = 0
 
 
 def analyze_run(store, run_id: str, split: str = "test", n_pairs: int = 200, seed: int = 0, device: str = "cpu", force: bool = False) -> tuple[dict[str, pd.DataFrame], bool]:

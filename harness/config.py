@@ -27,6 +27,7 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 CONVENTIONS = ("inverted", "classic")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "exponential", "cosine")
+PROFILES = ("quick", "paper", "smoke")
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class RunConfig:
     is left out of the hash (recorded in the run's provenance instead)."""
 
     experiment: str = "default"
+    profile: str = "quick"  # the suite profile that made the run (part of the hash)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -163,6 +165,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.experiment or any(c in self.experiment for c in "/\\"):
             raise ConfigError(f"experiment={self.experiment!r}: must be a non-empty name without slashes")
+        _check_choice("profile", self.profile, PROFILES)
         if self.data.val_fraction == 0 and self.train.select_on_val:
             raise ConfigError("train.select_on_val=true needs a validation split: set data.val_fraction > 0")
         if self.model.kind == "cnn" and self.data.name == "mnist1d":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .config import RunConfig
 from .errors import HarnessError
 from .progress import progress_bar
-from .run import RunRecord, execute
+from .run import Evaluations, RunRecord, execute
 from .store import RunStore
 
 
@@ -38,13 +38,13 @@ class SweepSummary:
         )
 
 
-def run_local(configs: list[RunConfig], store: RunStore, force: bool = False) -> SweepSummary:
+def run_local(configs: list[RunConfig], store: RunStore, force: bool = False, evaluations: Evaluations = Evaluations()) -> SweepSummary:
     summary = SweepSummary()
     t0 = time.perf_counter()
     bar = progress_bar(total=len(configs), desc="sweep", unit="run")
     for cfg in configs:
         try:
-            summary.records.append(execute(cfg, store, force=force))
+            summary.records.append(execute(cfg, store, force=force, evaluations=evaluations))
         except HarnessError:
             raise  # bad input is the user's to fix, not a failed run
         except Exception as exc:  # a crashing run must not take the sweep down

@@ -1,6 +1,8 @@
 """Experiment files: Python files under experiments/ that list their run configs, seeds included.
 
-An experiment file defines ``NAME`` (a string) and ``configs(profile: str) -> list[RunConfig]``.
+An experiment file defines ``NAME`` (a string), ``configs(profile: str) -> list[RunConfig]`` and,
+optionally, ``evaluations(profile: str) -> Evaluations``: what to measure on each finished run.
+Every config's ``profile`` field is set to the profile it was made for, so profiles never share runs.
 """
 
 from __future__ import annotations
@@ -10,17 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .config import RunConfig
+from .config import PROFILES, RunConfig
+from .run import Evaluations
 from .errors import ConfigError
-
-PROFILES = ("quick", "paper", "smoke")
 
 
 @dataclass
 class Experiment:
     name: str
     path: Path
+    profile: str
     configs: list[RunConfig]
+    evaluations: Evaluations
+    doc: str
 
 
 def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
@@ -40,10 +44,12 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
     bad = [c for c in configs if not isinstance(c, RunConfig)]
     if bad:
         raise ConfigError(f"{path}: configs() returned {type(bad[0]).__name__}, expected RunConfig")
+    configs = [c.replace(profile=profile, experiment=name) for c in configs]
+    evals = module.evaluations(profile) if callable(getattr(module, "evaluations", None)) else Evaluations()
     ids = [c.run_id for c in configs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
-    return Experiment(name, path, configs)
+    return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip())
 
 
 def _import(path: Path) -> ModuleType:

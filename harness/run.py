@@ -6,15 +6,29 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .config import RunConfig
+
+if TYPE_CHECKING:
+    from .coadaptation import CoadaptSettings
+    from .evaluation import MCSettings
 from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .models import DropoutNet, build_model
 from .store import RunStore, provenance, write_run_files
 from .training import evaluate, train
+
+
+@dataclass(frozen=True)
+class Evaluations:
+    """What to measure on a finished run: inference modes (`mc`) and co-adaptation (`coadapt`).
+    Each is cached in the run's folder under its own settings."""
+
+    mc: "MCSettings | None" = None
+    coadapt: "CoadaptSettings | None" = None
 
 
 @dataclass
@@ -32,12 +46,28 @@ def check_device(device: str) -> None:
         raise ConfigError("device=mps but MPS is not available here; use device=cpu")
 
 
-def execute(cfg: RunConfig, store: RunStore, force: bool = False) -> RunRecord:
-    """Train the run `cfg` describes and store it, or load it if the store already has it.
+def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: Evaluations = Evaluations()) -> RunRecord:
+    """Train the run `cfg` describes and store it, or load it if the store already has it; then
+    run the requested evaluations of a run that finished (each cached on its own).
 
     Bad input (unknown device, a training size larger than the data) raises before anything is
-    written. A diverged run is stored with status "diverged" and its message.
+    written. A diverged run is stored with status "diverged" and its message, and not evaluated.
     """
+    record = _train(cfg, store, force)
+    if record.row["status"] == "ok":
+        if evaluations.mc is not None:
+            from .evaluation import evaluate_run
+
+            evaluate_run(store, record.run_id, evaluations.mc, device=cfg.device, force=force and not record.cached)
+        if evaluations.coadapt is not None:
+            from .coadaptation import analyze_run
+
+            c = evaluations.coadapt
+            analyze_run(store, record.run_id, c.split, c.n_pairs, c.seed, cfg.device, force=force and not record.cached)
+    return record
+
+
+def _train(cfg: RunConfig, store: RunStore, force: bool) -> RunRecord:
     run_id = cfg.run_id
     if not force and store.is_complete(run_id):
         return RunRecord(run_id, store.path(run_id), store.load_row(run_id), cached=True)
@@ -62,6 +92,7 @@ def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, status: str, mess
     row = {
         "run_id": cfg.run_id,
         "experiment": cfg.experiment,
+        "profile": cfg.profile,
         "dataset": cfg.data.name,
         "model": m.kind,
         "widths": "x".join(map(str, m.widths)) or "none",
@@ -83,6 +114,7 @@ def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, status: str, mess
         "status": status,
         "message": message,
         "wall_time_s": wall,
+        "machine": machine_name(cfg.device),
     }
     for split in ("train", "val", "test"):
         if status == "ok":
@@ -91,6 +123,16 @@ def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, status: str, mess
             loss, err = float("nan"), float("nan")
         row[f"{split}_loss"], row[f"{split}_error"] = loss, err
     return row
+
+
+def machine_name(device: str) -> str:
+    """What ran a run, for the report's setup lines: processor (or GPU), cores, device."""
+    import os
+    import platform
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def load_model(store: RunStore, run_id: str, device: str = "cpu") -> tuple[RunConfig, DropoutNet, Dataset]:

@@ -60,7 +60,7 @@ def test_bad_values_name_the_field_and_the_fix(overrides, needle):
 
 
 def test_unknown_top_level_key_lists_allowed_keys():
-    with pytest.raises(ConfigError, match="allowed keys: experiment, seed, data, model, train, device"):
+    with pytest.raises(ConfigError, match="allowed keys: experiment, profile, seed, data, model, train, device"):
         from_dict({"sed": 1})
 
 

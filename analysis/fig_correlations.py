@@ -1,0 +1,45 @@
+"""Correlation heat maps and the distribution of pairwise correlations, across hidden drop rates."""
+
+import sys
+
+import numpy as np
+
+from . import style
+from .tables import load
+
+
+def draw(profile: str):
+    sample = load(profile, "coadaptation", "corr_sample")
+    hist = load(profile, "coadaptation", "correlation_hist")
+    runs = load(profile, "coadaptation", "runs")
+    rates = sorted(runs["p_drop_hidden"].unique())
+    layer = "hidden1"
+    seed = runs["seed"].min()
+    fig, axes = style.figure(ncols=len(rates) + 1, width=3.2, height=3.0)
+    for ax, p in zip(axes[0], rates):
+        run = runs[(runs.seed == seed) & (runs.p_drop_hidden == p)].iloc[0]
+        s = sample[(sample.run_id == run.run_id) & (sample.layer == layer)]
+        m = s.pivot(index="unit_i", columns="unit_j", values="r").to_numpy()
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_title(f"p_drop {p:g}", fontsize=9)
+        ax.set_xlabel("unit")
+        ax.set_ylabel("unit")
+        ax.grid(False)
+    fig.colorbar(im, ax=axes[0][len(rates) - 1], fraction=0.046, label="Pearson r")
+    ax = axes[0][-1]
+    h = hist[hist.layer == layer].merge(runs[["run_id"]], on="run_id")
+    for i, p in enumerate(rates):
+        d = h[h.p_drop_hidden == p].groupby("bin_left")["count"].sum()
+        ax.plot(d.index + 0.025, d / d.sum() / 0.05, label=f"p_drop {p:g}", color=style.PALETTE[i], drawstyle="steps-mid")
+    ax.set_xlabel("Pearson r between two units")
+    ax.set_ylabel("density of pairs")
+    ax.legend(fontsize=7)
+    caption = (
+        f"Left: correlations among the first units of hidden layer 1 (seed {seed}) for each hidden drop rate; right: the "
+        f"distribution of r over all pairs of alive units, pooled over seeds; n = {style.n_runs(runs)} runs."
+    )
+    return fig, caption
+
+
+if __name__ == "__main__":
+    sys.exit(style.run("correlations", draw))

@@ -1,0 +1,37 @@
+"""Where dropout goes in a CNN, evaluated by weight scaling and by Monte-Carlo averaging."""
+
+import sys
+
+import seaborn as sns
+
+from . import style
+from .tables import load
+
+
+def placement(df):
+    """none / fc_only / everywhere, from the drop rates carried on every row."""
+    conv = df["p_drop_sites"].str.contains(r"block1=0\.[1-9]|block2=0\.[1-9]")
+    return df.assign(placement=[("everywhere" if c else ("fc_only" if h > 0 else "none")) for c, h in zip(conv, df["p_drop_hidden"])])
+
+
+def draw(profile: str):
+    ev = placement(load(profile, "placement", "evaluations"))
+    e = ev[(ev.metric == "error") & ev["mode"].isin(["weight_scaled", "mc_shared"])]
+    e = e[(e["mode"] == "weight_scaled") | (e.k == e.k.max())]
+    fig, axes = style.figure(width=4.6, height=3.2)
+    ax = axes[0][0]
+    sns.barplot(data=e, x="placement", y="value", hue="mode", order=["none", "fc_only", "everywhere"], palette=style.MODE_COLORS,
+                errorbar=("ci", 95), n_boot=1000, seed=0, ax=ax)
+    style.percent(ax)
+    ax.set_xlabel("dropout placement")
+    ax.set_ylabel("test error (%)")
+    caption = (
+        f"Test error of a LeNet-style CNN without dropout, with dropout after the fully connected layer only, and after every "
+        f"conv block too; weight scaling against the average of {int(e.k.max())} subnetworks; 95% bootstrap intervals; "
+        f"n = {style.n_runs(ev)} runs."
+    )
+    return fig, caption
+
+
+if __name__ == "__main__":
+    sys.exit(style.run("placement", draw))

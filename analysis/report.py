@@ -1,0 +1,224 @@
+"""The report: ``python -m analysis.report --profile P`` writes reports/P/ with
+
+- index.html: one self-contained page (figures embedded) with the claims table, and per study its
+  setup, its tables and its figures;
+- report.md and one CSV per table (numbers unformatted) for further work.
+
+Every number is a mean over runs with its 95% bootstrap interval and n; every table is generated
+from the collected tables, never typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import importlib.util
+import io
+import sys
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from harness.coadaptation import compare
+from harness.files import atomic_write
+from harness.stats import mean_ci
+
+from . import reference
+from .claims import claims_table
+from .fig_placement import placement
+from .paths import ROOT, figures_dir, report_dir, tables_dir
+
+STUDIES = {  # study: figures drawn from its tables
+    "mc_vs_ws": ["mc_convergence", "subnetwork_errors"],
+    "keep_sweep": ["keep_sweep"],
+    "data_size": ["data_size"],
+    "features": ["features", "sparsity"],
+    "coadaptation": ["coadaptation", "correlations"],
+    "rate_grid": ["rate_grid"],
+    "placement": ["placement"],
+    "exact": ["exact"],
+}
+PERCENT = {"error", "train_error", "test_error"}
+
+
+def summarize(df: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
+    """Per group: n and, per value column, mean with its 95% bootstrap interval over rows (runs)."""
+    rows = []
+    for key, g in df.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key))
+        for v in values:
+            m, lo, hi, n = mean_ci(g[v])
+            row |= {f"{v}": m, f"{v}_ci_low": lo, f"{v}_ci_high": hi}
+        row["n"] = n
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mode_summary(ev: pd.DataFrame, by: list[str], metrics=("error", "nll", "ece", "inference_gap")) -> pd.DataFrame:
+    """Inference modes at their largest k: one value per run (mean over repeats), then summarize."""
+    e = ev[ev.metric.isin(metrics)].copy()
+    e = e[e.k == e.groupby("mode")["k"].transform("max")]
+    per_run = e.groupby(by + ["mode", "k", "run_id", "metric"])["value"].mean().unstack("metric").reset_index()
+    return summarize(per_run, by + ["mode", "k"], [m for m in metrics if m in per_run.columns])
+
+
+def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The summary tables of one study, by title."""
+    runs = t.get("runs", pd.DataFrame())
+    if study in ("mc_vs_ws", "exact") and "evaluations" in t:
+        return {"inference modes at the largest k": mode_summary(t["evaluations"], ["widths"])}
+    if study == "placement" and "evaluations" in t:
+        return {"placement and inference": mode_summary(placement(t["evaluations"]), ["placement"], ("error", "nll", "ece"))}
+    if study == "keep_sweep":
+        r = runs.assign(keep=1 - runs.p_drop_hidden)
+        return {"error against keep": summarize(r, ["keep", "width"], ["train_error", "test_error"])}
+    if study == "data_size":
+        r = runs.assign(dropout=runs.p_drop_hidden > 0)
+        return {"test error by size, width and dropout": summarize(r, ["width", "train_size", "dropout"], ["train_error", "test_error"])}
+    if study == "rate_grid":
+        return {"test error by drop rates": summarize(runs, ["p_drop_input", "p_drop_hidden"], ["test_error"])}
+    if study == "features" and "coadaptation" in t:
+        co = t["coadaptation"][t["coadaptation"].metric.isin(["zero_fraction", "mean_activation", "mean_abs_r"])]
+        wide = co.pivot_table(index=["run_id", "p_drop_hidden", "layer"], columns="metric", values="value").reset_index()
+        return {"activation statistics": summarize(wide, ["p_drop_hidden", "layer"], ["zero_fraction", "mean_activation", "mean_abs_r"])}
+    if study == "coadaptation" and "coadaptation" in t:
+        co = t["coadaptation"]
+        keep = ["mean_abs_r", "frac_abs_r_gt_0.5", "n_dead", "decov_normalized", "participation_ratio", "effective_rank", "interaction_abs_mean"]
+        cmp = compare(co[["run_id", "layer", "metric", "value"]], runs, "p_drop_hidden")
+        cmp = cmp[cmp.metric.isin(keep)]
+        return {"difference from no dropout (95% bootstrap CI, Mann-Whitney U)": cmp}
+    return {}
+
+
+def setup_line(study: str, runs: pd.DataFrame) -> str:
+    arch = ", ".join(sorted(set(runs["model"] + " " + runs["widths"])))
+    seeds = sorted(runs["seed"].unique())
+    epochs = sorted(runs["epochs"].unique())
+    return (
+        f"data: {', '.join(sorted(runs.dataset.unique()))}; networks: {arch}; epochs: {', '.join(map(str, epochs))}; "
+        f"seeds: {', '.join(map(str, seeds))}; {len(runs)} runs ({(runs.status == 'ok').sum()} ok); "
+        f"machine: {'; '.join(sorted(runs.machine.unique())) if 'machine' in runs else 'unknown'}; "
+        f"training time: {runs.wall_time_s.sum() / 60:.1f} min in all"
+    )
+
+
+def fmt_cell(df: pd.DataFrame) -> pd.DataFrame:
+    """`mean [low, high]` strings for display; errors in percent."""
+    out = df.copy()
+    for c in list(out.columns):
+        if f"{c}_ci_low" in out.columns:
+            scale = 100 if c in PERCENT else 1
+            out[c] = [f"{scale * m:.3g} [{scale * lo:.3g}, {scale * hi:.3g}]" for m, lo, hi in zip(out[c], out[f"{c}_ci_low"], out[f"{c}_ci_high"])]
+            out = out.drop(columns=[f"{c}_ci_low", f"{c}_ci_high"])
+            if c in PERCENT:
+                out = out.rename(columns={c: f"{c} (%)"})
+    return out
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def load_study(profile: str, study: str) -> dict[str, pd.DataFrame]:
+    folder = tables_dir(profile, study)
+    return {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
+
+
+def study_doc(study: str) -> str:
+    path = ROOT / "experiments" / f"{study}.py"
+    spec = importlib.util.spec_from_file_location(f"experiments.{study}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return (module.__doc__ or "").strip()
+
+
+def build(profile: str) -> list[str]:
+    out = report_dir(profile)
+    tables = {s: load_study(profile, s) for s in STUDIES}
+    tables = {s: t for s, t in tables.items() if t}
+    if not tables:
+        raise SystemExit(f"error: no tables under {out / 'tables'}; run `make tables PROFILE={profile}` first")
+    written = []
+
+    def csv(name: str, df: pd.DataFrame) -> None:
+        atomic_write(out / f"{name}.csv", df.to_csv(index=False).encode())
+        written.append(f"{name}.csv")
+
+    claims = claims_table(tables)
+    csv("claims", claims)
+    md = [f"# Dropout harness report ({profile} profile)", "", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the tables in reports/{profile}/tables.", ""]
+    page = [f"<h1>Dropout harness report <small>({html.escape(profile)} profile)</small></h1>", f"<p>{html.escape(md[2])}</p>"]
+    scale = claims["unit"].map({"error": 100.0, "r": 1.0})
+    claims_show = claims.assign(**{c: [f"{v * k:.3g}" for v, k in zip(claims[c], scale)] for c in ("estimate", "ci_low", "ci_high")})
+    claims_show["unit"] = claims["unit"].map({"error": "points of %", "r": "r"})
+    intro = "Claims: the statistic that tests each, its mean with a 95% bootstrap interval over n runs or matched pairs, and the verdict computed from the data."
+    md += ["## Claims", "", intro, "", to_markdown(claims_show), ""]
+    page += ["<h2>Claims</h2>", f"<p>{intro}</p>", _html_table(claims_show, highlight="verdict")]
+    if profile == "paper":
+        md += ["## Published reference numbers", "", reference.NOTE, "", to_markdown(reference.REFERENCE), ""]
+        page += ["<h2>Published reference numbers</h2>", f"<p>{html.escape(reference.NOTE)}</p>", _html_table(reference.REFERENCE)]
+    for study, figs in STUDIES.items():
+        if study not in tables:
+            continue
+        t = tables[study]
+        doc = study_doc(study)
+        setup = setup_line(study, t["runs"])
+        md += [f"## {study}", "", doc, "", f"Setup: {setup}", ""]
+        page += [f"<h2 id='{study}'>{study}</h2>", "<p>" + html.escape(doc).replace("\n\n", "</p><p>") + "</p>", f"<p class='setup'>Setup: {html.escape(setup)}</p>"]
+        for title, df in study_tables(study, t).items():
+            name = f"{study}__{title.split(' (')[0].replace(' ', '_')}"
+            csv(name, df)
+            shown = fmt_cell(df)
+            md += [f"### {title}", "", to_markdown(shown), ""]
+            page += [f"<h3>{html.escape(title)}</h3>", _html_table(shown)]
+        for fig in figs:
+            png = figures_dir(profile) / f"{fig}.png"
+            if not png.is_file():
+                continue
+            caption = (figures_dir(profile) / f"{fig}.txt").read_text().strip() if (figures_dir(profile) / f"{fig}.txt").is_file() else ""
+            md += [f"![{fig}](../../figures/{profile}/{fig}.png)", "", caption, ""]
+            data = base64.b64encode(png.read_bytes()).decode()
+            page += [f"<figure><img src='data:image/png;base64,{data}' alt='{fig}'><figcaption>{html.escape(caption)} "
+                     f"(<a href='../../figures/{profile}/{fig}.pdf'>PDF</a>)</figcaption></figure>"]
+    atomic_write(out / "report.md", "\n".join(md).encode())
+    atomic_write(out / "index.html", _page("\n".join(page), profile).encode())
+    return written + ["report.md", "index.html"]
+
+
+def _html_table(df: pd.DataFrame, highlight: str | None = None) -> str:
+    styled = df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+    if highlight:
+        for v in ("supported", "contradicted", "inconclusive"):
+            styled = styled.replace(f"<td>{v}</td>", f"<td class='{v}'>{v}</td>")
+    return styled
+
+
+def _page(body: str, profile: str) -> str:
+    css = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}
+table.t th,table.t td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
+table.t th{background:#f4f4f4} td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
+td.inconclusive{background:#eee} figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
+.setup{font-size:0.9em;color:#555}"""
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>Dropout harness report ({html.escape(profile)})</title><style>{css}</style></head><body>{body}</body></html>"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m analysis.report")
+    ap.add_argument("--profile", default="quick")
+    args = ap.parse_args(argv)
+    files = build(args.profile)
+    print(f"reports/{args.profile}/: {', '.join(files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Collect one study's tidy tables from the run store: ``python -m analysis.tables STUDY --profile P``.
+
+Writes reports/P/tables/STUDY/{runs, evaluations, subnetworks, coadaptation, ...}.parquet: every
+table of every run of the study, concatenated, with the runs table's config columns carried on
+every row so that each table can be filtered and grouped with plain pandas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+
+import pandas as pd
+
+from harness.coadaptation import COADAPT_TABLES
+from harness.experiment import load_experiment
+from harness.files import atomic_write
+from harness.store import RunStore
+
+from .paths import ROOT, tables_dir
+
+RUN_TABLES = ("evaluations", "subnetworks") + COADAPT_TABLES
+CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth", "width", "p_drop_input", "p_drop_hidden", "p_drop_sites", "seed", "train_size", "status"]
+
+
+def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame]:
+    exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
+    ids = [c.run_id for c in exp.configs]
+    missing = [i for i in ids if not store.is_complete(i)]
+    if missing:
+        raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root}, e.g. {missing[0]}; "
+                         f"run `python -m harness run experiments/{study}.py --profile {profile}` first")
+    runs = store.runs_table()
+    runs = runs[runs.run_id.isin(ids)].reset_index(drop=True)
+    out = {"runs": runs}
+    config = runs[["run_id"] + [c for c in CONFIG_COLUMNS if c in runs.columns]]
+    for name in RUN_TABLES:
+        df = store.read_table(name, ids)
+        if not df.empty:
+            out[name] = df.merge(config, on="run_id", how="left")
+    return out
+
+
+def write(tables: dict[str, pd.DataFrame], folder) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write(folder / f"{name}.parquet", buf.getvalue())
+
+
+def load(profile: str, study: str, name: str) -> pd.DataFrame:
+    """Read one collected table (what figure and report scripts use)."""
+    path = tables_dir(profile, study) / f"{name}.parquet"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} is missing; run `make tables PROFILE={profile}` (or `python -m analysis.tables {study} --profile {profile}`)")
+    return pd.read_parquet(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.splitlines()[0])
+    ap.add_argument("study")
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    args = ap.parse_args(argv)
+    tables = collect(args.study, args.profile, RunStore(args.store))
+    write(tables, tables_dir(args.profile, args.study))
+    print(f"{args.study} ({args.profile}): {', '.join(f'{k} {len(v)} rows' for k, v in tables.items())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

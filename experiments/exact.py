@@ -1,0 +1,22 @@
+"""Study 8 (C2): a small net on real data whose 2^n subnetworks are all enumerated.
+
+One hidden layer of n units with dropout 0.5 (inputs not dropped): the exact arithmetic and
+geometric means of all 2^n subnetworks against weight scaling and against Monte-Carlo averages.
+"""
+
+from harness.evaluation import MCSettings
+from harness.profiles import base, pick
+from harness.run import Evaluations
+
+NAME = "exact"
+
+
+def configs(profile: str):
+    b = base(profile)
+    width = pick(profile, smoke=8, quick=16, paper=20)
+    seeds = pick(profile, smoke=[0], quick=[0, 1], paper=[0, 1, 2])
+    return [b.replace(seed=s, **{"model.widths": [width], "model.p_drop_input": 0.0, "model.p_drop_hidden": [0.5], "model.max_norm": None}) for s in seeds]
+
+
+def evaluations(profile: str) -> Evaluations:
+    return Evaluations(mc=pick(profile, smoke=MCSettings(T=20, streams=3), quick=MCSettings(T=1000, streams=5), paper=MCSettings(T=10000, streams=10)))

@@ -1,0 +1,18 @@
+"""Study 6 (C5): drop rate at the input against drop rate in the hidden layers."""
+
+from harness.profiles import base, pick
+
+NAME = "rate_grid"
+P_DROP_INPUT = [0.0, 0.2, 0.5]
+P_DROP_HIDDEN = [0.0, 0.25, 0.5, 0.75]
+
+
+def configs(profile: str):
+    b = base(profile)
+    seeds = pick(profile, smoke=[0], quick=[0, 1], paper=[0, 1, 2])
+    return [
+        b.replace(seed=s, **{"model.p_drop_input": pi, "model.p_drop_hidden": [ph]})
+        for pi in P_DROP_INPUT
+        for ph in P_DROP_HIDDEN
+        for s in seeds
+    ]
