@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import pandas as pd
@@ -54,8 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run every config an experiment file lists (cached runs are loaded, not retrained)")
     r.add_argument("experiment", help="path of an experiment file, e.g. experiments/baseline.py")
     r.add_argument("--profile", default="quick", help="quick (default), paper or smoke")
+    r.add_argument("--executor", default=os.environ.get("HARNESS_EXECUTOR", "local"), help="local (default), processes or ray")
+    r.add_argument("--workers", type=int, help="parallel runs for processes/ray (default: CPU count)")
+    r.add_argument("--threads", type=int, help="torch CPU threads per run (default: all cores for local, cores/workers otherwise); equal threads give bit-identical runs")
+    r.add_argument("--retry-failed", action="store_true", help="retry runs that raised or diverged before")
+    r.add_argument("--ray-address", help="existing Ray cluster ('auto' or host:port); default: start a local one")
+    r.add_argument("--task-cpus", type=float, default=1.0, help="CPUs per Ray task (default 1)")
+    r.add_argument("--task-gpus", type=float, default=0.0, help="GPUs per Ray task, fractional to share a GPU (default 0)")
     _store_args(r)
     r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="a sweep's state from the store, without running anything")
+    st.add_argument("experiment", help="path of an experiment file")
+    st.add_argument("--profile", default="quick")
+    st.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    st.add_argument("--all", action="store_true", help="one line per run, not only the counts")
+    st.set_defaults(func=cmd_status)
 
     ls = sub.add_parser("runs", help="print the runs table of the store")
     ls.add_argument("--experiment", help="only this experiment's runs")
@@ -181,18 +196,40 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .executors import run_local
+    from .executors import run_sweep
     from .experiment import load_experiment
 
     exp = load_experiment(args.experiment, args.profile)
-    summary = run_local(exp.configs, _store(args), force=args.force, evaluations=exp.evaluations)
+    summary = run_sweep(
+        exp.configs, _store(args), executor=args.executor, workers=args.workers, threads=args.threads, force=args.force,
+        retry_failed=args.retry_failed, evaluations=exp.evaluations, ray_address=args.ray_address,
+        task_cpus=args.task_cpus, task_gpus=args.task_gpus,
+    )
     rows = pd.DataFrame([r.row for r in summary.records])
-    print(f"experiment {exp.name} ({args.profile}): {summary.line()}")
+    print(f"experiment {exp.name} ({args.profile}, {args.executor}): {summary.line()}")
     if not rows.empty:
         print(format_runs(rows))
     for cfg, err in summary.failures:
         print(f"failed run {cfg.run_id}: {err.splitlines()[0]}", file=sys.stderr)
-    return 1 if summary.failures else 0
+    for cfg, why in summary.skipped:
+        print(f"skipped run {cfg.run_id}: {why}", file=sys.stderr)
+    return 1 if summary.failures or summary.skipped else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .executors import sweep_status
+    from .experiment import load_experiment
+
+    exp = load_experiment(args.experiment, args.profile)
+    table = sweep_status(exp.configs, _store(args), exp.evaluations)
+    counts = table["state"].value_counts()
+    missing = (table["missing_evaluations"] != "").sum()
+    print(f"experiment {exp.name} ({args.profile}): {len(table)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+          + (f"; {missing} finished runs lack evaluations" if missing else ""))
+    shown = table if args.all else table[table["state"] != "done"]
+    if not shown.empty:
+        print(shown.to_string(index=False))
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -264,14 +301,17 @@ def resolve_run(store, text: str) -> str:
 
 
 def cmd_mc(args: argparse.Namespace) -> int:
-    from .evaluation import MCSettings, evaluate_run, summarize
-    from .run import check_device
+    from .evaluation import MCSettings, summarize
+    from .run import Evaluations, check_device, evaluate_stored, pending
 
     store = _store(args)
     run_id = resolve_run(store, args.run)
     settings = MCSettings(T=args.T, streams=args.streams, seed=args.seed, split=args.split, per_example=args.per_example, exact=args.exact)
     check_device(args.device)
-    evaluations, subnetworks, cached = evaluate_run(store, run_id, settings, device=args.device, force=args.force)
+    wanted = Evaluations(mc=settings)
+    cached = not args.force and not pending(store, run_id, wanted).kinds()
+    evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)
+    evaluations, subnetworks = store.read_table("evaluations", [run_id]), store.read_table("subnetworks", [run_id])
     print(f"run {run_id}: {'loaded from the store' if cached else 'evaluated'}; tables in {store.path(run_id)}")
     print(f"{settings.streams} streams x {settings.T} subnetworks on the {settings.split} split; metrics averaged over streams")
     print(summarize(evaluations).round(4).to_string(index=False))
@@ -303,8 +343,8 @@ def _select_runs(store, ids: list[str], experiment: str | None) -> list[str]:
 
 
 def cmd_coadapt(args: argparse.Namespace) -> int:
-    from .coadaptation import analyze_run, feature_grid
-    from .run import check_device, load_model
+    from .coadaptation import CoadaptSettings, feature_grid
+    from .run import Evaluations, check_device, evaluate_stored, load_model, pending
 
     if args.split not in ("test", "val"):
         raise HarnessError(f"--split {args.split}: use held-out data, test or val")
@@ -312,8 +352,10 @@ def cmd_coadapt(args: argparse.Namespace) -> int:
     store = _store(args)
     shown = ["mean_abs_r", "frac_abs_r_gt_0.5", "n_dead", "decov_normalized", "effective_rank", "interaction_abs_mean"]
     for run_id in _select_runs(store, args.runs, args.experiment):
-        tables, cached = analyze_run(store, run_id, args.split, args.pairs, args.seed, args.device, args.force)
-        co = tables["coadaptation"]
+        wanted = Evaluations(coadapt=CoadaptSettings(args.split, args.pairs, args.seed))
+        cached = not args.force and not pending(store, run_id, wanted).kinds()
+        evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)
+        co = store.read_table("coadaptation", [run_id])
         wide = co[co.metric.isin(shown)].pivot(index="layer", columns="metric", values="value")
         print(f"run {run_id}: {'loaded' if cached else 'measured'} ({args.split} split); tables in {store.path(run_id)}")
         print(wide[[c for c in shown if c in wide.columns]].to_string(float_format=lambda v: f"{v:.4g}"))

@@ -285,29 +285,19 @@ COADAPT_TABLES = ("coadaptation", "correlation_hist", "units", "pairs", "corr_sa
 
 @dataclass(frozen=True)
 class CoadaptSettings:
+    """Co-adaptation measurement of a run: held-out split, ablation pairs per layer, their seed."""
+
     split: str = "test"
     n_pairs: int = 200
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from .errors import ConfigError
 
-def analyze_run(store, run_id: str, split: str = "test", n_pairs: int = 200, seed: int = 0, device: str = "cpu", force: bool = False) -> tuple[dict[str, pd.DataFrame], bool]:
-    """Co-adaptation tables of a stored run, saved in its folder; read back when already computed
-    with the same settings (unless `force`). Returns (tables, cached)."""
-    import json
-
-    from .files import atomic_write
-    from .run import load_model
-
-    settings_path = store.path(run_id) / "coadapt_settings.json"
-    wanted = json.dumps({"split": split, "n_pairs": n_pairs, "seed": seed}, sort_keys=True)
-    if not force and settings_path.is_file() and settings_path.read_text() == wanted:
-        return {name: store.read_table(name, [run_id]) for name in COADAPT_TABLES}, True
-    _, model, data = load_model(store, run_id, device)
-    tables = analyze_model(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"), run_id, n_pairs=n_pairs, seed=seed)
-    for name, df in tables.items():
-        store.write_table(run_id, name, df)
-    atomic_write(settings_path, wanted.encode())
-    return tables, False
+        if self.split not in ("test", "val"):
+            raise ConfigError(f"split={self.split!r}: co-adaptation is measured on held-out data, test or val")
+        if self.n_pairs < 0:
+            raise ConfigError(f"n_pairs={self.n_pairs}: must be >= 0")
 
 
 def compare(measures: pd.DataFrame, runs: pd.DataFrame, by: str, baseline=None) -> pd.DataFrame:

@@ -15,8 +15,7 @@ networks with few droppable units). With exact results available, the MC modes a
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -124,29 +123,6 @@ def _emit_ensemble(emit, acc: EnsembleAccumulator, y, ws, exact, repeat: int, mo
         if exact is not None:
             g["l2_to_exact"] = l2_gap(acc.geometric(), exact["geometric"])
         emit("geometric", acc.k, repeat, g)
-
-
-def evaluate_run(store, run_id: str, settings: MCSettings = MCSettings(), device: str = "cpu", force: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    """Evaluate a stored run (no retraining) and save its evaluations and subnetworks tables in the
-    run's folder. Returns (evaluations, subnetworks, cached): a run already evaluated with the same
-    settings is read back unless `force`."""
-    from .files import atomic_write
-    from .run import load_model
-
-    folder = store.path(run_id)
-    settings_path = folder / "mc_settings.json"
-    wanted = json.dumps(asdict(settings), sort_keys=True)
-    if not force and settings_path.is_file() and settings_path.read_text() == wanted:
-        return store.read_table("evaluations", [run_id]), store.read_table("subnetworks", [run_id]), True
-    _, model, data = load_model(store, run_id, device)
-    x, y = getattr(data, f"x_{settings.split}"), getattr(data, f"y_{settings.split}")
-    if len(y) == 0:
-        raise ConfigError(f"split={settings.split} of run {run_id} is empty; use split=test")
-    evaluations, subnetworks = evaluate_model(model, x, y, settings, run_id)
-    store.write_table(run_id, "evaluations", evaluations)
-    store.write_table(run_id, "subnetworks", subnetworks)
-    atomic_write(settings_path, wanted.encode())  # last: the tables are complete when it appears
-    return evaluations, subnetworks, False
 
 
 def summarize(evaluations: pd.DataFrame, metrics: tuple[str, ...] = ("error", "nll", "ece", "inference_gap")) -> pd.DataFrame:

@@ -1,26 +1,54 @@
-"""Executors turn a list of run configs into finished runs in the store.
+"""Executors: a list of run configs -> finished runs in the store.
 
-`local` runs them one after another in this process. A run that raises is recorded in the summary
-and the sweep goes on; a diverged run is stored (status "diverged") like any other.
+- `local`: in this process, one run after another.
+- `processes`: a local pool of N worker processes.
+- `ray`: Ray tasks, on a cluster (`ray_address="auto"`) or a local one started on demand.
+
+All three call the same function, `run.run_task`, which returns a run's files; only this driver
+writes the store. Before dispatch the driver plans the sweep from the store (finished runs are
+cached; a run that raised before is skipped unless `retry_failed`) and claims each run it will
+compute, so two sweeps on one store never compute or write the same run. A sweep killed at any
+moment and started again computes the remaining runs only.
+
+Results are bit-identical across executors when runs use the same number of CPU threads
+(`threads`): matrix products sum in a thread-dependent order.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
 
 from .config import RunConfig
-from .errors import HarnessError
+from .errors import ConfigError, HarnessError
 from .progress import progress_bar
-from .run import Evaluations, RunRecord, execute
+from .run import Evaluations, RunRecord, pending, run_task
 from .store import RunStore
+
+EXECUTORS = ("local", "processes", "ray")
+
+
+@dataclass
+class Task:
+    cfg: RunConfig
+    evaluations: Evaluations
+    state: bytes | None  # checkpoint bytes when the run is trained and only evaluations are missing
+    attempts: int = 0
+
+    @property
+    def run_id(self) -> str:
+        return self.cfg.run_id
 
 
 @dataclass
 class SweepSummary:
     records: list[RunRecord] = field(default_factory=list)
     failures: list[tuple[RunConfig, str]] = field(default_factory=list)
+    skipped: list[tuple[RunConfig, str]] = field(default_factory=list)  # failed earlier, or claimed by another sweep
     wall_time_s: float = 0.0
 
     @property
@@ -32,25 +60,203 @@ class SweepSummary:
         return sum(r.cached for r in self.records)
 
     def line(self) -> str:
+        total = len(self.records) + len(self.failures) + len(self.skipped)
         return (
-            f"{len(self.records) + len(self.failures)} runs: {self.done} trained, {self.cached} cached, "
-            f"{len(self.failures)} failed, {self.wall_time_s:.1f} s"
+            f"{total} runs: {self.done} computed, {self.cached} cached, {len(self.failures)} failed, "
+            f"{len(self.skipped)} skipped, {self.wall_time_s:.1f} s"
         )
 
 
-def run_local(configs: list[RunConfig], store: RunStore, force: bool = False, evaluations: Evaluations = Evaluations()) -> SweepSummary:
-    summary = SweepSummary()
-    t0 = time.perf_counter()
-    bar = progress_bar(total=len(configs), desc="sweep", unit="run")
+def plan(configs: list[RunConfig], store: RunStore, force: bool, retry_failed: bool, evaluations: Evaluations) -> tuple[list[Task], SweepSummary]:
+    """Split the sweep into tasks and what the store already answers."""
+    tasks, summary = [], SweepSummary()
     for cfg in configs:
+        rid = cfg.run_id
+        if store.is_complete(rid) and not force:
+            status = store.load_row(rid)["status"]
+            if status != "ok" and retry_failed:
+                tasks.append(Task(cfg, evaluations, None))
+                continue
+            todo = pending(store, rid, evaluations) if status == "ok" else Evaluations()
+            if todo.kinds():
+                tasks.append(Task(cfg, todo, (store.path(rid) / "checkpoint.pt").read_bytes()))
+            else:
+                summary.records.append(RunRecord(rid, store.path(rid), store.load_row(rid), cached=True))
+            continue
+        error = store.failure(rid)
+        if error is not None and not retry_failed and not force:
+            summary.skipped.append((cfg, f"failed earlier (use --retry-failed): {error.splitlines()[0]}"))
+            continue
+        tasks.append(Task(cfg, evaluations, None))
+    return tasks, summary
+
+
+def run_sweep(
+    configs: list[RunConfig],
+    store: RunStore,
+    executor: str = "local",
+    workers: int | None = None,
+    threads: int | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    evaluations: Evaluations = Evaluations(),
+    ray_address: str | None = None,
+    task_cpus: float = 1.0,
+    task_gpus: float = 0.0,
+) -> SweepSummary:
+    """Compute every run of `configs` that the store lacks, with the chosen executor.
+
+    workers: parallel runs (default: CPU count); threads: torch CPU threads per run (default: all
+    cores for `local`, cores / workers otherwise). A run that raises is recorded in the store with
+    its error and the sweep goes on; bad input (HarnessError) stops the sweep.
+    """
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r}; allowed values: {', '.join(EXECUTORS)}")
+    workers = workers or os.cpu_count() or 1
+    if workers < 1:
+        raise ConfigError(f"workers={workers}: must be at least 1")
+    if threads is None and executor != "local":
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    t0 = time.perf_counter()
+    tasks, summary = plan(configs, store, force, retry_failed, evaluations)
+    mine = []
+    for task in tasks:
+        if store.claim(task.run_id):
+            mine.append(task)
+        else:
+            summary.skipped.append((task.cfg, f"claimed by another sweep ({store.claimed().get(task.run_id, '?')})"))
+    bar = progress_bar(total=len(mine), desc=f"sweep ({executor})", unit="run")
+
+    def finished(task: Task, files: dict[str, bytes] | None, error: str | None) -> None:
         try:
-            summary.records.append(execute(cfg, store, force=force, evaluations=evaluations))
-        except HarnessError:
-            raise  # bad input is the user's to fix, not a failed run
-        except Exception as exc:  # a crashing run must not take the sweep down
-            summary.failures.append((cfg, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+            if error is None:
+                if task.state is None:
+                    store.commit_files(task.run_id, files, force=True)
+                else:
+                    store.add_files(task.run_id, files)
+                store.clear_failure(task.run_id)
+                summary.records.append(RunRecord(task.run_id, store.path(task.run_id), store.load_row(task.run_id), cached=False))
+            else:
+                store.record_failure(task.run_id, task.cfg.to_dict(), error)
+                summary.failures.append((task.cfg, error))
+        finally:
+            store.release(task.run_id)
         bar.update(1)
         bar.set_postfix(failed=len(summary.failures))
-    bar.close()
+
+    try:
+        dispatch = {"local": _local, "processes": _processes, "ray": _ray}[executor]
+        kwargs = {"ray_address": ray_address, "task_cpus": task_cpus, "task_gpus": task_gpus} if executor == "ray" else {}
+        dispatch(mine, threads, workers, finished, **kwargs)
+    finally:
+        for task in mine:  # whatever was not finished (an interrupt) is released for the next sweep
+            store.release(task.run_id)
+        bar.close()
     summary.wall_time_s = time.perf_counter() - t0
     return summary
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc))}"
+
+
+def _local(tasks: list[Task], threads, workers, finished) -> None:
+    for task in tasks:
+        try:
+            files = run_task(task.cfg, task.evaluations, task.state, threads)
+        except HarnessError:
+            raise
+        except Exception as exc:  # a crashing run must not take the sweep down
+            finished(task, None, _error(exc))
+            continue
+        finished(task, files, None)
+
+
+def _processes(tasks: list[Task], threads, workers, finished, max_attempts: int = 2) -> None:
+    """A pool of spawned processes (fork would copy torch's thread pools). A worker that dies
+    breaks the pool: its unfinished tasks go to a fresh pool, each at most `max_attempts` times."""
+    queue = list(tasks)
+    ctx = multiprocessing.get_context("spawn")
+    while queue:
+        retry = []
+        with cf.ProcessPoolExecutor(max_workers=min(workers, len(queue)), mp_context=ctx) as pool:
+            futures = {pool.submit(run_task, t.cfg, t.evaluations, t.state, threads): t for t in queue}
+            for fut in cf.as_completed(futures):
+                task = futures[fut]
+                try:
+                    files = fut.result()
+                except cf.process.BrokenProcessPool:
+                    task.attempts += 1
+                    if task.attempts < max_attempts:
+                        retry.append(task)
+                    else:
+                        finished(task, None, "worker process died (killed or out of memory) on every attempt")
+                    continue
+                except HarnessError:
+                    raise
+                except Exception as exc:
+                    finished(task, None, _error(exc))
+                    continue
+                finished(task, files, None)
+        queue = retry
+
+
+def _ray(tasks: list[Task], threads, workers, finished, ray_address=None, task_cpus=1.0, task_gpus=0.0) -> None:
+    """Ray tasks; a task whose worker process dies is retried once by Ray, then recorded as failed."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor=ray needs Ray: pip install 'dropout-harness[ray]' (make test installs it)") from None
+    started = False
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=task_cpus, num_gpus=task_gpus, max_retries=1, retry_exceptions=False)(run_task)
+        refs = {remote.remote(t.cfg, t.evaluations, t.state, threads): t for t in tasks}
+        waiting = list(refs)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            task = refs[done[0]]
+            try:
+                files = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                if isinstance(cause, HarnessError):
+                    raise cause from None
+                finished(task, None, _error(cause))
+                continue
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayError) as exc:
+                finished(task, None, f"Ray worker died on every attempt: {type(exc).__name__}: {exc}")
+                continue
+            finished(task, files, None)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def sweep_status(configs: list[RunConfig], store: RunStore, evaluations: Evaluations = Evaluations()) -> "pd.DataFrame":
+    """One row per run of a sweep, from the store alone: run_id, state (done, diverged, failed,
+    running, pending), evaluations still missing, and the error or message."""
+    import pandas as pd
+
+    claimed = store.claimed()
+    rows = []
+    for cfg in configs:
+        rid = cfg.run_id
+        if store.is_complete(rid):
+            row = store.load_row(rid)
+            state = "done" if row["status"] == "ok" else row["status"]
+            missing = ",".join(pending(store, rid, evaluations).kinds()) if row["status"] == "ok" else ""
+            note = row.get("message", "")
+        elif rid in claimed:
+            state, missing, note = "running", "", claimed[rid]
+        elif store.failure(rid) is not None:
+            state, missing, note = "failed", "", store.failure(rid).splitlines()[0]
+        else:
+            state, missing, note = "pending", "", ""
+        rows.append({"run_id": rid, "state": state, "missing_evaluations": missing, "seed": cfg.seed, "note": note})
+    return pd.DataFrame(rows)

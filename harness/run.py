@@ -1,25 +1,39 @@
-"""One run: dataset -> model -> training -> checkpoint -> row of the runs table, cached in the store."""
+"""One run: dataset -> model -> training -> checkpoint -> evaluations, as files for the run store.
+
+`run_task` is the one function every executor calls (in this process, in a process pool, or as a
+Ray task): it trains (or, given a checkpoint, rebuilds) the network, runs the requested evaluations
+and returns the run's files as bytes. Only the driver writes the store, so workers need no shared
+filesystem. `execute` is the same thing for one run in this process.
+"""
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import platform
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
 import torch
 
-from .config import RunConfig
+from .config import FORMAT_VERSION, RunConfig
+from .data import Dataset, load_dataset
+from .errors import ConfigError
+from .models import DropoutNet, build_model
+from .store import RunStore, provenance
+from .training import evaluate, train
 
 if TYPE_CHECKING:
     from .coadaptation import CoadaptSettings
     from .evaluation import MCSettings
-from .data import Dataset, load_dataset
-from .errors import ConfigError
-from .models import DropoutNet, build_model
-from .store import RunStore, provenance, write_run_files
-from .training import evaluate, train
+
+SETTINGS_FILES = {"mc": "mc_settings.json", "coadapt": "coadapt_settings.json"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,12 @@ class Evaluations:
 
     mc: "MCSettings | None" = None
     coadapt: "CoadaptSettings | None" = None
+
+    def settings_json(self, kind: str) -> str:
+        return json.dumps(asdict(getattr(self, kind)), sort_keys=True)
+
+    def kinds(self) -> list[str]:
+        return [k for k in SETTINGS_FILES if getattr(self, k) is not None]
 
 
 @dataclass
@@ -46,43 +66,109 @@ def check_device(device: str) -> None:
         raise ConfigError("device=mps but MPS is not available here; use device=cpu")
 
 
-def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: Evaluations = Evaluations()) -> RunRecord:
-    """Train the run `cfg` describes and store it, or load it if the store already has it; then
-    run the requested evaluations of a run that finished (each cached on its own).
+def pending(store: RunStore, run_id: str, evaluations: Evaluations) -> Evaluations:
+    """The evaluations a stored run does not have yet with these settings."""
+    todo = {}
+    for kind in evaluations.kinds():
+        path = store.path(run_id) / SETTINGS_FILES[kind]
+        if not (path.is_file() and path.read_text() == evaluations.settings_json(kind)):
+            todo[kind] = getattr(evaluations, kind)
+    return Evaluations(**todo)
 
-    Bad input (unknown device, a training size larger than the data) raises before anything is
-    written. A diverged run is stored with status "diverged" and its message, and not evaluated.
+
+def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: bytes | None = None, threads: int | None = None) -> dict[str, bytes]:
+    """Train the run (or rebuild it from `state`, checkpoint bytes) and evaluate it.
+
+    Returns {file name: bytes} for the run's folder: the run files when it trained, then each
+    requested evaluation's tables with its settings file last. `threads` pins torch's CPU threads:
+    matrix products sum in a thread-dependent order, so equal threads give bit-identical runs.
     """
-    record = _train(cfg, store, force)
-    if record.row["status"] == "ok":
-        if evaluations.mc is not None:
-            from .evaluation import evaluate_run
-
-            evaluate_run(store, record.run_id, evaluations.mc, device=cfg.device, force=force and not record.cached)
-        if evaluations.coadapt is not None:
-            from .coadaptation import analyze_run
-
-            c = evaluations.coadapt
-            analyze_run(store, record.run_id, c.split, c.n_pairs, c.seed, cfg.device, force=force and not record.cached)
-    return record
-
-
-def _train(cfg: RunConfig, store: RunStore, force: bool) -> RunRecord:
-    run_id = cfg.run_id
-    if not force and store.is_complete(run_id):
-        return RunRecord(run_id, store.path(run_id), store.load_row(run_id), cached=True)
+    _fault_injection()
+    if threads:
+        torch.set_num_threads(threads)
     check_device(cfg.device)
     data = load_dataset(cfg.data, cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.n_classes).to(cfg.device)
+    files: dict[str, bytes] = {}
+    if state is None:
+        files, status = _train_files(cfg, model, data)
+    else:
+        model.load_state_dict(torch.load(io.BytesIO(state), map_location=cfg.device, weights_only=True))
+        status = "ok"
+    if status == "ok":
+        files |= evaluation_files(cfg.run_id, model.eval(), data, evaluations)
+    return files
+
+
+def _train_files(cfg: RunConfig, model: DropoutNet, data: Dataset) -> tuple[dict[str, bytes], str]:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    result = train(model, data, cfg.train, seed=cfg.seed, max_norm=cfg.model.max_norm, label=f"{cfg.experiment}/{run_id}")
+    result = train(model, data, cfg.train, seed=cfg.seed, max_norm=cfg.model.max_norm, label=f"{cfg.experiment}/{cfg.run_id}")
     wall = time.perf_counter() - t0
     row = runs_row(cfg, data, model, result.status, result.message, wall, result.best_epoch)
     prov = provenance(cfg.device) | {"started": started.isoformat(), "wall_time_s": wall}
-    path = store.commit(run_id, lambda d: write_run_files(d, cfg, model.state_dict(), result.history, row, prov), force=force)
-    return RunRecord(run_id, path, row, cached=False)
+    ckpt = io.BytesIO()
+    torch.save(model.state_dict(), ckpt)
+    files = {
+        "config.json": json.dumps({"run_id": cfg.run_id, "format_version": FORMAT_VERSION, "config": cfg.to_dict()}, indent=2).encode(),
+        "checkpoint.pt": ckpt.getvalue(),
+        "history.parquet": _parquet(result.history),
+        "run.parquet": _parquet(pd.DataFrame([row])),
+        "provenance.json": json.dumps(prov, indent=2, default=str).encode(),
+    }
+    return files, result.status
+
+
+def evaluation_files(run_id: str, model: DropoutNet, data: Dataset, evaluations: Evaluations) -> dict[str, bytes]:
+    """The tables of each requested evaluation, each followed by its settings file (written last,
+    so that tables whose settings file is present are complete)."""
+    files: dict[str, bytes] = {}
+    if evaluations.mc is not None:
+        from .evaluation import evaluate_model
+
+        s = evaluations.mc
+        x, y = getattr(data, f"x_{s.split}"), getattr(data, f"y_{s.split}")
+        if len(y) == 0:
+            raise ConfigError(f"split={s.split} of run {run_id} is empty; use split=test")
+        ev, subs = evaluate_model(model, x, y, s, run_id)
+        files |= {"evaluations.parquet": _parquet(ev), "subnetworks.parquet": _parquet(subs), SETTINGS_FILES["mc"]: evaluations.settings_json("mc").encode()}
+    if evaluations.coadapt is not None:
+        from .coadaptation import analyze_model
+
+        c = evaluations.coadapt
+        tables = analyze_model(model, getattr(data, f"x_{c.split}"), getattr(data, f"y_{c.split}"), run_id, n_pairs=c.n_pairs, seed=c.seed)
+        files |= {f"{name}.parquet": _parquet(df) for name, df in tables.items()}
+        files[SETTINGS_FILES["coadapt"]] = evaluations.settings_json("coadapt").encode()
+    return files
+
+
+def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: Evaluations = Evaluations(), threads: int | None = None) -> RunRecord:
+    """Train and evaluate one run in this process, or load what the store already has.
+
+    Bad input (unknown device, a training size larger than the data) raises before anything is
+    written. A diverged run is stored with status "diverged" and its message, and not evaluated.
+    """
+    run_id = cfg.run_id
+    cached = not force and store.is_complete(run_id)
+    if not cached:
+        store.commit_files(run_id, run_task(cfg, evaluations, threads=threads), force=force)
+    elif store.load_row(run_id)["status"] == "ok":
+        evaluate_stored(store, run_id, pending(store, run_id, evaluations), threads=threads)
+    return RunRecord(run_id, store.path(run_id), store.load_row(run_id), cached=cached)
+
+
+def evaluate_stored(store: RunStore, run_id: str, evaluations: Evaluations, force: bool = False, threads: int | None = None, device: str | None = None) -> None:
+    """Run evaluations of a stored run (no retraining) and add their tables to its folder; `device`
+    overrides where it runs (not part of the run's identity)."""
+    todo = evaluations if force else pending(store, run_id, evaluations)
+    if not todo.kinds():
+        return
+    cfg = store.load_config(run_id)
+    if device:
+        cfg = cfg.replace(device=device)
+    state = (store.path(run_id) / "checkpoint.pt").read_bytes()
+    store.add_files(run_id, run_task(cfg, todo, state=state, threads=threads))
 
 
 def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, status: str, message: str, wall: float, best_epoch: int | None) -> dict:
@@ -126,10 +212,7 @@ def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, status: str, mess
 
 
 def machine_name(device: str) -> str:
-    """What ran a run, for the report's setup lines: processor (or GPU), cores, device."""
-    import os
-    import platform
-
+    """What ran a run, for the report's setup lines: processor (or GPU), cores, threads."""
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(device)} ({device})"
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
@@ -143,3 +226,22 @@ def load_model(store: RunStore, run_id: str, device: str = "cpu") -> tuple[RunCo
     model.load_state_dict(store.load_state(run_id, device))
     model.eval()
     return cfg, model, data
+
+
+def _parquet(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _fault_injection() -> None:
+    """Testing hook for worker death: with HARNESS_FAULT_KILL_ONCE=PATH set, the first run task to
+    start creates PATH and kills its own process, as an out-of-memory killer would."""
+    marker = os.environ.get("HARNESS_FAULT_KILL_ONCE")
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)

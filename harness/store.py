@@ -82,6 +82,67 @@ class RunStore:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def commit_files(self, run_id: str, files: dict[str, bytes], force: bool = False) -> Path:
+        """A new run folder holding `files` ({name: bytes}), moved into place atomically."""
+
+        def write(folder: Path) -> None:
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+
+        return self.commit(run_id, write, force=force)
+
+    def add_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Add files to a finished run, each atomically and in the given order (settings files come
+        last, so tables are complete whenever their settings file is present)."""
+        for name, data in files.items():
+            atomic_write(self.path(run_id) / name, data)
+
+    # -- claims and failures: what lets sweeps resume and run side by side ---------------------------
+
+    def claim(self, run_id: str) -> bool:
+        """Take the run for this process (an exclusive file under .claims/). False when a live
+        process holds it; a claim left by a dead process of this host is taken over."""
+        folder = self.root / ".claims"
+        folder.mkdir(exist_ok=True)
+        path = folder / run_id
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    host, pid = path.read_text().split()
+                except (OSError, ValueError):
+                    return False  # being written by its owner right now
+                if host == socket.gethostname() and not _pid_alive(int(pid)) or (host, pid) == tuple(me.split()):
+                    path.unlink(missing_ok=True)
+                    continue
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            return True
+        return False
+
+    def release(self, run_id: str) -> None:
+        (self.root / ".claims" / run_id).unlink(missing_ok=True)
+
+    def claimed(self) -> dict[str, str]:
+        """{run_id: "host pid"} of claims held now."""
+        folder = self.root / ".claims"
+        return {p.name: p.read_text() for p in folder.iterdir()} if folder.is_dir() else {}
+
+    def record_failure(self, run_id: str, config: dict, error: str) -> None:
+        """Remember that a run raised (it is retried only on request)."""
+        blob = json.dumps({"run_id": run_id, "config": config, "error": error}, indent=2)
+        atomic_write(self.root / ".failed" / f"{run_id}.json", blob.encode())
+
+    def failure(self, run_id: str) -> str | None:
+        path = self.root / ".failed" / f"{run_id}.json"
+        return json.loads(path.read_text())["error"] if path.is_file() else None
+
+    def clear_failure(self, run_id: str) -> None:
+        (self.root / ".failed" / f"{run_id}.json").unlink(missing_ok=True)
+
     # -- reading ------------------------------------------------------------------------------------
 
     def load_config(self, run_id: str) -> RunConfig:
@@ -130,17 +191,6 @@ class RunStore:
             phost, pid = "-".join(parts[2:-2]), parts[-2]
             if phost == host and pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
-
-
-def write_run_files(folder: Path, cfg: RunConfig, state: dict, history: pd.DataFrame, row: dict, provenance: dict) -> None:
-    """The files of one run, written into `folder` (a temporary folder of `RunStore.commit`)."""
-    (folder / "config.json").write_text(
-        json.dumps({"run_id": cfg.run_id, "format_version": FORMAT_VERSION, "config": cfg.to_dict()}, indent=2)
-    )
-    torch.save(state, folder / "checkpoint.pt")
-    history.to_parquet(folder / "history.parquet", index=False)
-    pd.DataFrame([row]).to_parquet(folder / "run.parquet", index=False)
-    (folder / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
 
 def provenance(device: str) -> dict:

@@ -8,7 +8,7 @@ import pytest
 
 from analysis import report, tables
 from analysis.claims import CLAIMS
-from harness.executors import run_local
+from harness.executors import run_sweep
 from harness.experiment import load_experiment
 from harness.store import RunStore
 
@@ -35,7 +35,7 @@ def suite(tmp_path_factory):
     store = RunStore(out / "runs")
     for study in STUDY_TABLES:
         exp = load_experiment(ROOT / "experiments" / f"{study}.py", "smoke")
-        summary = run_local(exp.configs, store, evaluations=exp.evaluations)
+        summary = run_sweep(exp.configs, store, evaluations=exp.evaluations)
         assert not summary.failures, summary.failures
         assert tables.main([study, "--profile", "smoke"]) == 0
     for fig, study in FIGURES.items():

@@ -3,7 +3,7 @@ import math
 import torch
 
 from harness.config import TrainConfig
-from harness.executors import run_local
+from harness.executors import run_sweep
 from harness.run import execute, load_model
 from harness.store import RunStore
 from harness.training import learning_rate, momentum_at
@@ -30,7 +30,7 @@ def test_training_learns_digits(store, tiny_cfg):
 
 def test_divergence_is_recorded_and_the_sweep_goes_on(store, tiny_cfg):
     bad = tiny_cfg.replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
-    summary = run_local([bad, tiny_cfg], store)
+    summary = run_sweep([bad, tiny_cfg], store)
     assert not summary.failures and len(summary.records) == 2
     row = store.load_row(bad.run_id)
     assert row["status"] == "diverged" and "lower train.lr" in row["message"]
