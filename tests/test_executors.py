@@ -1,0 +1,149 @@
+"""Sweeps: identical results whichever executor ran them, resume after SIGKILL, failures recorded
+and retried on request, dead workers survived, concurrent sweeps on one store."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.config import RunConfig
+from harness.executors import run_sweep, sweep_status
+from harness.store import RunStore
+
+EXPERIMENT = '''
+from harness.config import RunConfig
+NAME = "sweep"
+def configs(profile):
+    base = RunConfig().replace(**{{"data.name": "digits", "model.widths": [16], "train.epochs": {epochs}}})
+    return [base.replace(seed=s) for s in range({n})]
+'''
+
+
+def configs(n=4, epochs=2):
+    base = RunConfig(experiment="sweep", profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": epochs})
+    return [base.replace(seed=s) for s in range(n)]
+
+
+def experiment_file(tmp_path, n, epochs):
+    path = tmp_path / "sweep.py"
+    path.write_text(EXPERIMENT.format(n=n, epochs=epochs))
+    return path
+
+
+def cli(*args, **kw):
+    env = dict(os.environ, HARNESS_PROGRESS="0")
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def states(store, cfgs):
+    return {cfg.run_id: store.load_state(cfg.run_id) for cfg in cfgs}
+
+
+def assert_same_runs(a: RunStore, b: RunStore, cfgs):
+    for cfg in cfgs:
+        sa, sb = a.load_state(cfg.run_id), b.load_state(cfg.run_id)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), cfg.run_id
+        ra, rb = a.load_row(cfg.run_id), b.load_row(cfg.run_id)
+        assert ra["test_error"] == rb["test_error"] and ra["train_loss"] == rb["train_loss"]
+
+
+def test_every_executor_gives_bit_identical_runs(tmp_path):
+    cfgs = configs()
+    stores = {}
+    for executor in ("local", "processes", "ray"):
+        stores[executor] = RunStore(tmp_path / executor)
+        summary = run_sweep(cfgs, stores[executor], executor=executor, workers=2, threads=1)
+        assert summary.done == len(cfgs) and not summary.failures, summary.failures
+    assert_same_runs(stores["local"], stores["processes"], cfgs)
+    assert_same_runs(stores["local"], stores["ray"], cfgs)
+    again = run_sweep(cfgs, stores["ray"], executor="ray", workers=2, threads=1)
+    assert again.cached == len(cfgs) and again.done == 0
+
+
+def test_a_killed_sweep_resumes_with_the_remaining_runs_only(tmp_path):
+    store_dir = tmp_path / "runs"
+    exp = experiment_file(tmp_path, n=6, epochs=6)
+    proc = cli("run", str(exp), "--profile", "smoke", "--store", str(store_dir), "--threads", "1", start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not store_dir.is_dir() or len(RunStore(store_dir).run_ids()) < 2):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = RunStore(store_dir)  # a new store sweeps away the dead sweep's temporary folders
+    before = {rid: (store.path(rid) / "checkpoint.pt").stat().st_mtime_ns for rid in store.run_ids()}
+    assert 2 <= len(before) < 6
+    assert not [p for p in store_dir.iterdir() if p.name.startswith(".tmp")]
+    out = cli("run", str(exp), "--profile", "smoke", "--store", str(store_dir), "--threads", "1")
+    stdout, stderr = out.communicate(timeout=300)
+    assert out.returncode == 0, stderr
+    assert f"{6 - len(before)} computed, {len(before)} cached, 0 failed, 0 skipped" in stdout
+    assert len(store.run_ids()) == 6
+    for rid, mtime in before.items():
+        assert (store.path(rid) / "checkpoint.pt").stat().st_mtime_ns == mtime  # finished work kept, not redone
+    assert store.claimed() == {}
+
+
+def test_failures_are_recorded_and_retried_only_on_request(tmp_path, monkeypatch):
+    import harness.executors as ex
+
+    store = RunStore(tmp_path / "runs")
+    cfgs = configs(n=3)
+    bad = cfgs[1].run_id
+    real = ex.run_task
+
+    def flaky(cfg, *a, **k):
+        if cfg.run_id == bad:
+            raise RuntimeError("out of luck")
+        return real(cfg, *a, **k)
+
+    monkeypatch.setattr(ex, "run_task", flaky)
+    first = run_sweep(cfgs, store)
+    assert first.done == 2 and len(first.failures) == 1 and "out of luck" in store.failure(bad)
+    second = run_sweep(cfgs, store)
+    assert second.cached == 2 and len(second.skipped) == 1 and "failed earlier" in second.skipped[0][1]
+    status = sweep_status(cfgs, store)
+    assert status.set_index("run_id").loc[bad, "state"] == "failed"
+    monkeypatch.setattr(ex, "run_task", real)
+    third = run_sweep(cfgs, store, retry_failed=True)
+    assert third.done == 1 and store.failure(bad) is None and store.is_complete(bad)
+
+    diverged = configs(n=1)[0].replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
+    run_sweep([diverged], store)
+    assert store.load_row(diverged.run_id)["status"] == "diverged"
+    assert run_sweep([diverged], store).cached == 1  # kept as it is...
+    assert run_sweep([diverged], store, retry_failed=True).done == 1  # ...until a retry is asked for
+
+
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_a_worker_that_dies_does_not_lose_the_sweep(tmp_path, monkeypatch, executor):
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv("HARNESS_FAULT_KILL_ONCE", str(marker))
+    store = RunStore(tmp_path / "runs")
+    cfgs = configs(n=3)
+    summary = run_sweep(cfgs, store, executor=executor, workers=2, threads=1)
+    assert marker.exists()  # one worker process really was killed
+    assert not summary.failures and summary.done == 3
+    assert sorted(store.run_ids()) == sorted(c.run_id for c in cfgs) and store.claimed() == {}
+
+
+def test_two_sweeps_at_once_share_a_store_without_duplicates(tmp_path):
+    store_dir = tmp_path / "runs"
+    exp = experiment_file(tmp_path, n=6, epochs=3)
+    procs = [cli("run", str(exp), "--profile", "smoke", "--store", str(store_dir), "--threads", "1") for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    computed = [int(re.search(r"(\d+) computed", out).group(1)) for out, _ in outs]
+    store = RunStore(store_dir)
+    assert len(store.run_ids()) == 6 and store.claimed() == {}
+    for rid in store.run_ids():  # every run whole and readable
+        assert store.load_config(rid).experiment == "sweep" and store.load_state(rid)
+    # every run computed by exactly one sweep; the other found it cached or claimed
+    assert sum(computed) == 6, outs
+    status = cli("status", str(exp), "--profile", "smoke", "--store", str(store_dir))
+    out, _ = status.communicate(timeout=60)
+    assert "6 runs: 6 done" in out
