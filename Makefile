@@ -10,6 +10,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 STORE ?= runs
+EXECUTOR ?= local
+WORKERS ?=
 export HARNESS_STORE := $(abspath $(STORE))
 
 STUDIES := mc_vs_ws keep_sweep data_size features coadaptation rate_grid placement exact
@@ -40,7 +42,7 @@ INSTALLED := $(VENV)/.installed
 help: ## list every target
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "  make STUDY        one study's runs, tables and figures, STUDY in: $(STUDIES)"
-	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=runs"
+	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=runs, EXECUTOR=local|processes|ray, WORKERS=N"
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,7 +66,7 @@ figures: $(FIGURES:%=$(FIGDIR)/%.png) ## draw every figure (PDF and PNG)
 report: $(REPORT)/index.html ## the report: Markdown, CSV and one HTML page with every table and figure
 
 $(STAMPS)/%: experiments/%.py $(LIB) | $(INSTALLED)
-	$(PY) -m harness run $< --profile $(PROFILE)
+	$(PY) -m harness run $< --profile $(PROFILE) --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
 	@mkdir -p $(@D) && touch $@
 
 $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
@@ -90,7 +92,8 @@ bench: $(INSTALLED) ## benchmarks (ratios measured in one run), saved as JSON un
 	@mkdir -p bench
 	$(PY) -m harness bench train --json > bench/train.json.tmp && mv bench/train.json.tmp bench/train.json
 	$(PY) -m harness bench mc --memory --json > bench/mc.json.tmp && mv bench/mc.json.tmp bench/mc.json
-	@cat bench/train.json bench/mc.json
+	$(PY) -m harness bench sweep --json > bench/sweep.json.tmp && mv bench/sweep.json.tmp bench/sweep.json
+	@cat bench/train.json bench/mc.json bench/sweep.json
 
 data: $(INSTALLED) ## download mnist, fashion-mnist and cifar10 into data/ (needs internet)
 	$(PY) -m harness data fetch mnist

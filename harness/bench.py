@@ -244,3 +244,37 @@ def bench_mc_memory(small: int = 100, large: int = 10_000) -> dict:
         f"growth_during_eval_mib_T{small}": (peaks[small][1] - peaks[small][0]) / 1024,
         f"growth_during_eval_mib_T{large}": (peaks[large][1] - peaks[large][0]) / 1024,
     }
+
+
+def bench_sweep(n_runs: int = 16, workers: int = 2) -> dict:
+    """Wall time of one sweep of `n_runs` small runs (digits, MLP 64-64, 3 epochs, one thread per
+    run) on each executor, each into a fresh store, and the Ray executor's overhead per run."""
+    import tempfile
+
+    from .config import RunConfig
+    from .executors import run_sweep
+    from .store import RunStore
+
+    base = RunConfig(experiment="bench_sweep", profile="smoke").replace(**{"data.name": "digits", "model.widths": [64, 64], "train.epochs": 3})
+    cfgs = [base.replace(seed=s) for s in range(n_runs)]
+    times = {}
+    for executor in ("local", "processes", "ray"):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            summary = run_sweep(cfgs, RunStore(tmp), executor=executor, workers=1 if executor == "local" else workers, threads=1)
+            times[executor] = time.perf_counter() - t0
+            assert summary.done == n_runs, summary.line()
+    return {
+        "benchmark": "sweep",
+        "machine": machine_line("cpu"),
+        "runs": n_runs,
+        "workers": workers,
+        "local_s": times["local"],
+        "processes_s": times["processes"],
+        "ray_s": times["ray"],
+        "speedup_processes_vs_local": times["local"] / times["processes"],
+        "speedup_ray_vs_local": times["local"] / times["ray"],
+        # worker-seconds Ray spends per run beyond what the same run costs in-process
+        "ray_overhead_per_run_s": (times["ray"] * workers - times["local"]) / n_runs,
+        "processes_overhead_per_run_s": (times["processes"] * workers - times["local"]) / n_runs,
+    }

@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--memory", action="store_true", help="also compare peak memory at T=100 and T=10,000 (slow)")
     bm.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bm.set_defaults(func=cmd_bench_mc)
+    bs = bsub.add_parser("sweep", help="16 small runs on local, processes and ray; Ray's overhead per run")
+    bs.add_argument("--runs", type=int, default=16)
+    bs.add_argument("--workers", type=int, default=2)
+    bs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bs.set_defaults(func=cmd_bench_sweep)
     return p
 
 
@@ -399,4 +404,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     show = table[table.metric.isin(args.metrics.split(","))]
     cols = ["layer", "metric", args.by, "n_baseline", "n", "mean_baseline", "mean", "diff", "ci_low", "ci_high", "p_value", "test_error_baseline", "test_error"]
     print(show[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def cmd_bench_sweep(args: argparse.Namespace) -> int:
+    from .bench import bench_sweep, format_result
+
+    res = bench_sweep(args.runs, args.workers)
+    print(json.dumps(res, indent=2) if args.json else format_result(res))
     return 0
