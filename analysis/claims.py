@@ -8,7 +8,8 @@ bootstrap interval and n, and a verdict from a fixed rule:
 - an approximation claim (C2) is `supported` when the interval lies inside +-EQUIVALENCE_MARGIN,
   `contradicted` when it lies wholly outside, `inconclusive` otherwise;
 - a non-inferiority claim (C5) is `supported` unless the interval lies above zero.
-With fewer than two observations the interval is undefined and the verdict `inconclusive`.
+With fewer than MIN_N = 3 observations the verdict is `inconclusive` (two values make no interval
+worth the name).
 Nothing here is typed by hand: flip the data and the verdict flips.
 """
 
@@ -37,8 +38,11 @@ CLAIMS = {
 }
 
 
-def verdict(lo: float, hi: float, kind: str = "directional") -> str:
-    if math.isnan(lo) or math.isnan(hi):
+MIN_N = 3  # fewer observations give no verdict: a bootstrap interval of two values means little
+
+
+def verdict(lo: float, hi: float, kind: str = "directional", n: int = MIN_N) -> str:
+    if n < MIN_N or math.isnan(lo) or math.isnan(hi):
         return "inconclusive"
     if kind == "equivalence":
         if -EQUIVALENCE_MARGIN < lo and hi < EQUIVALENCE_MARGIN:
@@ -59,7 +63,7 @@ def _row(claim: str, study: str, statistic: str, values, kind: str = "directiona
     """unit: "error" (a difference of error rates, as a fraction) or "r" (a difference of correlations)."""
     m, lo, hi, n = mean_ci(values)
     return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit,
-            "estimate": m, "ci_low": lo, "ci_high": hi, "n": n, "verdict": verdict(lo, hi, kind)}
+            "estimate": m, "ci_low": lo, "ci_high": hi, "n": n, "verdict": verdict(lo, hi, kind, n)}
 
 
 def _top_k(ev: pd.DataFrame, mode: str, metric: str) -> pd.Series:
@@ -81,14 +85,18 @@ def c2(evaluations: pd.DataFrame, study: str = "mc_vs_ws", against: str = "mc_sh
     return _row("C2", study, f"weight-scaled error - {against} error (per run; equivalent within +-{100 * EQUIVALENCE_MARGIN:g} points)", (ws - ref).dropna(), "equivalence")
 
 
-def c3(coadaptation: pd.DataFrame, runs: pd.DataFrame) -> dict:
-    """Difference of mean |r| (averaged over layers) between the highest hidden rate and no
-    dropout, paired by seed."""
-    r = coadaptation[coadaptation.metric == "mean_abs_r"].groupby("run_id")["value"].mean().rename("r")
-    d = runs.set_index("run_id")[["seed", "p_drop_hidden"]].join(r)
-    hi = d[d.p_drop_hidden == d.p_drop_hidden.max()].set_index("seed")["r"]
-    lo = d[d.p_drop_hidden == 0].set_index("seed")["r"]
-    return _row("C3", "coadaptation", f"mean |r|, no dropout - p_drop {d.p_drop_hidden.max():g} (paired by seed)", (lo - hi).dropna(), unit="r")
+def c3(coadaptation: pd.DataFrame, runs: pd.DataFrame) -> list[dict]:
+    """Per hidden layer: mean |r| without dropout minus at the highest hidden rate, paired by seed
+    (layers can disagree, so each gets its own verdict)."""
+    r = coadaptation[coadaptation.metric == "mean_abs_r"]
+    top = runs.p_drop_hidden.max()
+    rows = []
+    for layer, g in r.groupby("layer", sort=True):
+        d = runs.set_index("run_id")[["seed", "p_drop_hidden"]].join(g.set_index("run_id")["value"]).dropna()
+        hi = d[d.p_drop_hidden == top].set_index("seed")["value"]
+        lo = d[d.p_drop_hidden == 0].set_index("seed")["value"]
+        rows.append(_row("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g} (paired by seed)", (lo - hi).dropna(), unit="r"))
+    return rows
 
 
 def _gains(runs: pd.DataFrame) -> pd.DataFrame:
@@ -156,7 +164,7 @@ def claims_table(tables: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
     if has("exact", "evaluations"):
         rows.append(c2(tables["exact"]["evaluations"], "exact", "exact"))
     if has("coadaptation", "coadaptation", "runs"):
-        rows.append(c3(tables["coadaptation"]["coadaptation"], tables["coadaptation"]["runs"]))
+        rows += c3(tables["coadaptation"]["coadaptation"], tables["coadaptation"]["runs"])
     if has("data_size", "runs"):
         rows += c4(tables["data_size"]["runs"])
     if has("rate_grid", "runs"):

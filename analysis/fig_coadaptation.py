@@ -9,7 +9,7 @@ METRICS = {
     "mean_abs_r": "mean |r| between units",
     "decov_normalized": "DeCov / (total variance)^2",
     "effective_rank": "effective rank",
-    "interaction_abs_mean": "mean |ablation interaction| (nats)",
+    "interaction_abs_mean": "mean |interaction| (nats)",
 }
 
 

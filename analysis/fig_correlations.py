@@ -25,7 +25,7 @@ def draw(profile: str):
         ax.set_xlabel("unit")
         ax.set_ylabel("unit")
         ax.grid(False)
-    fig.colorbar(im, ax=axes[0][len(rates) - 1], fraction=0.046, label="Pearson r")
+    fig.colorbar(im, ax=list(axes[0][: len(rates)]), shrink=0.8, label="Pearson r")
     ax = axes[0][-1]
     h = hist[hist.layer == layer].merge(runs[["run_id"]], on="run_id")
     for i, p in enumerate(rates):

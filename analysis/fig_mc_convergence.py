@@ -30,7 +30,9 @@ def draw(profile: str):
             ax.set_xlabel("k (subnetworks averaged)")
             ax.set_ylabel(label)
             ax.set_title(f"MLP {arch}", fontsize=9)
-            if (r, c) != (0, 0) and ax.get_legend():
+            if (r, c) == (0, 0):
+                ax.legend(fontsize=7)
+            elif ax.get_legend():
                 ax.get_legend().remove()
     n = style.n_runs(ev)
     caption = (

@@ -22,6 +22,7 @@ def draw(profile: str):
     ax = axes[0][0]
     sns.barplot(data=e, x="placement", y="value", hue="mode", order=["none", "fc_only", "everywhere"], palette=style.MODE_COLORS,
                 errorbar=("ci", 95), n_boot=1000, seed=0, ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), title="inference")
     style.percent(ax)
     ax.set_xlabel("dropout placement")
     ax.set_ylabel("test error (%)")

@@ -49,9 +49,9 @@ def summarize(df: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFram
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
         for v in values:
-            m, lo, hi, n = mean_ci(g[v])
+            m, lo, hi, _ = mean_ci(g[v])
             row |= {f"{v}": m, f"{v}_ci_low": lo, f"{v}_ci_high": hi}
-        row["n"] = n
+        row["n"] = len(g)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -110,11 +110,19 @@ def fmt_cell(df: pd.DataFrame) -> pd.DataFrame:
     for c in list(out.columns):
         if f"{c}_ci_low" in out.columns:
             scale = 100 if c in PERCENT else 1
-            out[c] = [f"{scale * m:.3g} [{scale * lo:.3g}, {scale * hi:.3g}]" for m, lo, hi in zip(out[c], out[f"{c}_ci_low"], out[f"{c}_ci_high"])]
+            out[c] = [_cell(m, lo, hi, scale) for m, lo, hi in zip(out[c], out[f"{c}_ci_low"], out[f"{c}_ci_high"])]
             out = out.drop(columns=[f"{c}_ci_low", f"{c}_ci_high"])
             if c in PERCENT:
                 out = out.rename(columns={c: f"{c} (%)"})
     return out
+
+
+def _cell(m: float, lo: float, hi: float, scale: float) -> str:
+    if pd.isna(m):
+        return "-"
+    if pd.isna(lo):
+        return f"{scale * m:.3g}"
+    return f"{scale * m:.3g} [{scale * lo:.3g}, {scale * hi:.3g}]"
 
 
 def to_markdown(df: pd.DataFrame) -> str:

@@ -29,7 +29,7 @@ def setup() -> None:
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.2, **kw):
     setup()
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained", **kw)
 
 
 def save(fig, name: str, profile: str, caption: str) -> None:

@@ -14,7 +14,7 @@ NAME = "exact"
 def configs(profile: str):
     b = base(profile)
     width = pick(profile, smoke=8, quick=16, paper=20)
-    seeds = pick(profile, smoke=[0], quick=[0, 1], paper=[0, 1, 2])
+    seeds = pick(profile, smoke=[0], quick=[0, 1, 2], paper=[0, 1, 2])
     return [b.replace(seed=s, **{"model.widths": [width], "model.p_drop_input": 0.0, "model.p_drop_hidden": [0.5], "model.max_norm": None}) for s in seeds]
 
 

@@ -22,7 +22,7 @@ def configs(profile: str):
     channels = pick(profile, smoke=[4, 8], quick=[16, 32], paper=[64, 128])
     fc = pick(profile, smoke=[32], quick=[128], paper=[1024, 1024])
     epochs = pick(profile, smoke=2, quick=8, paper=300)
-    seeds = pick(profile, smoke=[0], quick=[0, 1], paper=[0, 1, 2])
+    seeds = pick(profile, smoke=[0], quick=[0, 1, 2], paper=[0, 1, 2])
     return [
         b.replace(seed=s, **{"data.name": dataset, "model.kind": "cnn", "model.conv_channels": channels, "model.widths": fc,
                              "model.p_drop_input": p_in, "model.p_drop_conv": p_conv, "model.p_drop_hidden": p_hid,

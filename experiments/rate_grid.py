@@ -9,7 +9,7 @@ P_DROP_HIDDEN = [0.0, 0.25, 0.5, 0.75]
 
 def configs(profile: str):
     b = base(profile)
-    seeds = pick(profile, smoke=[0], quick=[0, 1], paper=[0, 1, 2])
+    seeds = pick(profile, smoke=[0], quick=[0, 1, 2], paper=[0, 1, 2])
     return [
         b.replace(seed=s, **{"model.p_drop_input": pi, "model.p_drop_hidden": [ph]})
         for pi in P_DROP_INPUT
