@@ -208,7 +208,7 @@ def bench_mc(device: str = "cpu", T: int = 100, n: int = 10_000, widths: tuple[i
 
 
 _MEMORY_SCRIPT = """
-import resource, sys, torch
+import sys, torch
 from harness.config import DataConfig, ModelConfig
 from harness.data import load_dataset
 from harness.evaluation import MCSettings, evaluate_model
@@ -218,10 +218,11 @@ d = load_dataset(DataConfig())
 m = build_model(ModelConfig(), d.input_shape, d.n_classes).eval()
 s = MCSettings(T=int(sys.argv[1]), streams=1, per_example=False, exact="no")
 evaluate_model(m, d.x_test, d.y_test, MCSettings(T=2, streams=1, per_example=False, exact="no"))  # warm up allocator
-import os
-before = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024  # resident now, KiB
+def status(key):  # KiB; VmHWM, unlike ru_maxrss, is not inherited from the forking parent
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
+before = status("VmRSS:")
 evaluate_model(m, d.x_test, d.y_test, s)
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, status("VmHWM:"))
 """
 
 
@@ -247,34 +248,35 @@ def bench_mc_memory(small: int = 100, large: int = 10_000) -> dict:
 
 
 def bench_sweep(n_runs: int = 16, workers: int = 2) -> dict:
-    """Wall time of one sweep of `n_runs` small runs (digits, MLP 64-64, 3 epochs, one thread per
-    run) on each executor, each into a fresh store, and the Ray executor's overhead per run."""
+    """Wall time of one sweep of `n_runs` small runs (mnist5k, MLP 128-128, 3 epochs, one thread
+    per run) on each executor, each into a fresh store: Ray once starting its local cluster (cold)
+    and once on a cluster already up (warm), and the worker-seconds each executor adds per run."""
     import tempfile
+
+    import ray
 
     from .config import RunConfig
     from .executors import run_sweep
     from .store import RunStore
 
-    base = RunConfig(experiment="bench_sweep", profile="smoke").replace(**{"data.name": "digits", "model.widths": [64, 64], "train.epochs": 3})
+    base = RunConfig(experiment="bench_sweep", profile="smoke").replace(**{"model.widths": [128, 128], "train.epochs": 3})
     cfgs = [base.replace(seed=s) for s in range(n_runs)]
     times = {}
-    for executor in ("local", "processes", "ray"):
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            summary = run_sweep(cfgs, RunStore(tmp), executor=executor, workers=1 if executor == "local" else workers, threads=1)
-            times[executor] = time.perf_counter() - t0
-            assert summary.done == n_runs, summary.line()
-    return {
-        "benchmark": "sweep",
-        "machine": machine_line("cpu"),
-        "runs": n_runs,
-        "workers": workers,
-        "local_s": times["local"],
-        "processes_s": times["processes"],
-        "ray_s": times["ray"],
-        "speedup_processes_vs_local": times["local"] / times["processes"],
-        "speedup_ray_vs_local": times["local"] / times["ray"],
-        # worker-seconds Ray spends per run beyond what the same run costs in-process
-        "ray_overhead_per_run_s": (times["ray"] * workers - times["local"]) / n_runs,
-        "processes_overhead_per_run_s": (times["processes"] * workers - times["local"]) / n_runs,
-    }
+    for name, executor in (("local", "local"), ("processes", "processes"), ("ray_cold", "ray"), ("ray_warm", "ray")):
+        if name == "ray_warm":
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                summary = run_sweep(cfgs, RunStore(tmp), executor=executor, workers=1 if executor == "local" else workers, threads=1)
+                times[name] = time.perf_counter() - t0
+                assert summary.done == n_runs, summary.line()
+        finally:
+            if name == "ray_warm":
+                ray.shutdown()
+    out = {"benchmark": "sweep", "machine": machine_line("cpu"), "runs": n_runs, "workers": workers}
+    out |= {f"{k}_s": v for k, v in times.items()}
+    out |= {f"speedup_{k}_vs_local": times["local"] / v for k, v in times.items() if k != "local"}
+    # worker-seconds an executor spends per run beyond what the same run costs in-process
+    out |= {f"overhead_per_run_{k}_s": (v * workers - times["local"]) / n_runs for k, v in times.items() if k != "local"}
+    return out
