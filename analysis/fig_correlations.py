@@ -2,7 +2,6 @@
 
 import sys
 
-import numpy as np
 
 from . import style
 from .tables import load

@@ -2,7 +2,6 @@
 
 import sys
 
-import numpy as np
 
 from harness.coadaptation import tile_images
 

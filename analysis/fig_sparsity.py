@@ -3,7 +3,6 @@ activation values, without and with dropout."""
 
 import sys
 
-import numpy as np
 import seaborn as sns
 
 from . import style

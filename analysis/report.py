@@ -14,7 +14,6 @@ import argparse
 import base64
 import html
 import importlib.util
-import io
 import sys
 from datetime import datetime, timezone
 

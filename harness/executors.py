@@ -22,12 +22,16 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import RunConfig
 from .errors import ConfigError, HarnessError
 from .progress import progress_bar
 from .run import Evaluations, RunRecord, pending, run_task
 from .store import RunStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXECUTORS = ("local", "processes", "ray")
 
@@ -238,7 +242,7 @@ def _ray(tasks: list[Task], threads, workers, finished, ray_address=None, task_c
             ray.shutdown()
 
 
-def sweep_status(configs: list[RunConfig], store: RunStore, evaluations: Evaluations = Evaluations()) -> "pd.DataFrame":
+def sweep_status(configs: list[RunConfig], store: RunStore, evaluations: Evaluations = Evaluations()) -> pd.DataFrame:
     """One row per run of a sweep, from the store alone: run_id, state (done, diverged, failed,
     running, pending), evaluations still missing, and the error or message."""
     import pandas as pd

@@ -29,7 +29,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from .config import FORMAT_VERSION, RunConfig, from_dict
+from .config import RunConfig, from_dict
 from .files import atomic_write
 
 RUN_FILES = ("config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json")

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from analysis.claims import EQUIVALENCE_MARGIN, c1, c2, c3, c4, c5, c6, c7, c8, verdict
 from analysis.report import fmt_cell, summarize

@@ -2,7 +2,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import io
 import os
 import pickle
 import struct
