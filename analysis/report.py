@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import importlib.util
 import sys
 from datetime import datetime, timezone
 
 import pandas as pd
 
 from harness.coadaptation import compare
+from harness.experiment import load_experiment
 from harness.files import atomic_write
 from harness.stats import mean_ci
 
@@ -138,12 +138,8 @@ def load_study(profile: str, study: str) -> dict[str, pd.DataFrame]:
     return {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
 
 
-def study_doc(study: str) -> str:
-    path = ROOT / "experiments" / f"{study}.py"
-    spec = importlib.util.spec_from_file_location(f"experiments.{study}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return (module.__doc__ or "").strip()
+def study_doc(study: str, profile: str) -> str:
+    return load_experiment(ROOT / "experiments" / f"{study}.py", profile).doc
 
 
 def build(profile: str) -> list[str]:
@@ -175,7 +171,7 @@ def build(profile: str) -> list[str]:
         if study not in tables:
             continue
         t = tables[study]
-        doc = study_doc(study)
+        doc = study_doc(study, profile)
         setup = setup_line(study, t["runs"])
         md += [f"## {study}", "", doc, "", f"Setup: {setup}", ""]
         page += [f"<h2 id='{study}'>{study}</h2>", "<p>" + html.escape(doc).replace("\n\n", "</p><p>") + "</p>", f"<p class='setup'>Setup: {html.escape(setup)}</p>"]
@@ -224,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     files = build(args.profile)
     print(f"reports/{args.profile}/: {', '.join(files)}")
+    claims = pd.read_csv(report_dir(args.profile) / "claims.csv")
+    for row in claims.itertuples():
+        scale = 100 if row.unit == "error" else 1
+        print(f"  {row.claim:<4} {row.verdict:<13} {row.statistic}: {scale * row.estimate:.3g} [{scale * row.ci_low:.3g}, {scale * row.ci_high:.3g}] (n={row.n})")
+    print(f"open {report_dir(args.profile) / 'index.html'}")
     return 0
 
 

@@ -26,7 +26,7 @@ def sync(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
-def best_time(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 3, min_time: float = 0.0) -> float:
+def best_time(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 3) -> float:
     """Best wall time of `repeats` calls (after one warm-up call), in seconds."""
     fn()
     sync(device)

@@ -28,6 +28,14 @@ def test_training_learns_digits(store, tiny_cfg):
     assert hist["train_error"].iloc[-1] < hist["train_error"].iloc[0]
 
 
+def test_adam_with_weight_decay_and_a_cosine_schedule_learns(store, tiny_cfg):
+    cfg = tiny_cfg.replace(**{"train.optimizer": "adam", "train.lr": 0.01, "train.weight_decay": 1e-4, "train.lr_schedule": "cosine", "train.epochs": 6})
+    rec = execute(cfg, store)
+    hist = store.load_history(rec.run_id)
+    assert rec.row["test_error"] < 0.15 and math.isnan(hist["momentum"]).all()
+    assert hist["lr"].iloc[0] == 0.01 and hist["lr"].is_monotonic_decreasing
+
+
 def test_divergence_is_recorded_and_the_sweep_goes_on(store, tiny_cfg):
     bad = tiny_cfg.replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
     summary = run_sweep([bad, tiny_cfg], store)
