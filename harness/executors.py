@@ -125,10 +125,17 @@ def run_sweep(
     tasks, summary = plan(configs, store, force, retry_failed, evaluations)
     mine = []
     for task in tasks:
-        if store.claim(task.run_id):
-            mine.append(task)
-        else:
+        if not store.claim(task.run_id):
             summary.skipped.append((task.cfg, f"claimed by another sweep ({store.claimed().get(task.run_id, '?')})"))
+            continue
+        # plan again under the claim: another sweep may have finished the run since the first look
+        again, seen = plan([task.cfg], store, force, retry_failed, task.evaluations)
+        if again:
+            mine.append(again[0])
+        else:
+            store.release(task.run_id)
+            summary.records += seen.records
+            summary.skipped += seen.skipped
     bar = progress_bar(total=len(mine), desc=f"sweep ({executor})", unit="run")
 
     def finished(task: Task, files: dict[str, bytes] | None, error: str | None) -> None:

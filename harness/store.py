@@ -114,7 +114,7 @@ class RunStore:
                     host, pid = path.read_text().split()
                 except (OSError, ValueError):
                     return False  # being written by its owner right now
-                if host == socket.gethostname() and not _pid_alive(int(pid)) or (host, pid) == tuple(me.split()):
+                if _stale_claim(f"{host} {pid}") or f"{host} {pid}" == me:
                     path.unlink(missing_ok=True)
                     continue
                 return False
@@ -127,9 +127,20 @@ class RunStore:
         (self.root / ".claims" / run_id).unlink(missing_ok=True)
 
     def claimed(self) -> dict[str, str]:
-        """{run_id: "host pid"} of claims held now."""
+        """{run_id: "host pid"} of claims held now (claims of dead processes of this host are
+        removed on the way)."""
         folder = self.root / ".claims"
-        return {p.name: p.read_text() for p in folder.iterdir()} if folder.is_dir() else {}
+        out = {}
+        for p in folder.iterdir() if folder.is_dir() else []:
+            try:
+                owner = p.read_text()
+            except OSError:
+                continue
+            if _stale_claim(owner):
+                p.unlink(missing_ok=True)
+            else:
+                out[p.name] = owner
+        return out
 
     def record_failure(self, run_id: str, config: dict, error: str) -> None:
         """Remember that a run raised (it is retried only on request)."""
@@ -182,7 +193,8 @@ class RunStore:
         return df
 
     def _clean_stale(self) -> None:
-        """Remove temporary folders left by processes of this host that no longer exist."""
+        """Remove temporary folders and claims left by processes of this host that no longer exist."""
+        self.claimed()
         host = socket.gethostname()
         for p in self.root.glob(".t*-*"):
             parts = p.name.split("-")
@@ -228,6 +240,15 @@ def _git_commit() -> str:
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _stale_claim(owner: str) -> bool:
+    """A claim ("host pid") whose process is known to be gone: same host, no such process."""
+    try:
+        host, pid = owner.split()
+        return host == socket.gethostname() and not _pid_alive(int(pid))
+    except ValueError:
+        return False  # being written by its owner right now
 
 
 def _pid_alive(pid: int) -> bool:
