@@ -21,6 +21,8 @@ import pandas as pd
 
 from harness.stats import mean_ci
 
+from .labels import label_placement
+
 EQUIVALENCE_MARGIN = 0.005  # 0.5 percentage points of test error
 RECOMMENDED = (0.2, 0.5)  # (input, hidden) drop rates of C5
 
@@ -143,10 +145,9 @@ def c6(runs: pd.DataFrame) -> dict:
 
 
 def c7(evaluations: pd.DataFrame) -> dict:
-    ws = evaluations[(evaluations["mode"] == "weight_scaled") & (evaluations.metric == "error")]
-    conv = ws["p_drop_sites"].str.contains(r"block1=0\.[1-9]")
-    every = ws[conv].set_index("seed")["value"]
-    fc = ws[~conv & (ws.p_drop_hidden > 0)].set_index("seed")["value"]
+    ws = label_placement(evaluations[(evaluations["mode"] == "weight_scaled") & (evaluations.metric == "error")])
+    every = ws[ws.placement == "everywhere"].set_index("seed")["value"]
+    fc = ws[ws.placement == "fc_only"].set_index("seed")["value"]
     return _row("C7", "placement", "test error, dropout everywhere - after FC only (weight scaled, per seed)", (every - fc).dropna())
 
 

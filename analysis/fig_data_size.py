@@ -3,11 +3,8 @@
 import sys
 
 from . import style
+from .labels import label_dropout
 from .tables import load
-
-
-def label_dropout(runs):
-    return runs.assign(dropout=lambda d: d["p_drop_hidden"].gt(0).map({True: "dropout", False: "no dropout"}))
 
 
 def draw(profile: str):

@@ -5,17 +5,12 @@ import sys
 import seaborn as sns
 
 from . import style
+from .labels import label_placement
 from .tables import load
 
 
-def placement(df):
-    """none / fc_only / everywhere, from the drop rates carried on every row."""
-    conv = df["p_drop_sites"].str.contains(r"block1=0\.[1-9]|block2=0\.[1-9]")
-    return df.assign(placement=[("everywhere" if c else ("fc_only" if h > 0 else "none")) for c, h in zip(conv, df["p_drop_hidden"])])
-
-
 def draw(profile: str):
-    ev = placement(load(profile, "placement", "evaluations"))
+    ev = label_placement(load(profile, "placement", "evaluations"))
     e = ev[(ev.metric == "error") & ev["mode"].isin(["weight_scaled", "mc_shared"])]
     e = e[(e["mode"] == "weight_scaled") | (e.k == e.k.max())]
     fig, axes = style.figure(width=4.6, height=3.2)

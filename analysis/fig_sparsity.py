@@ -6,7 +6,7 @@ import sys
 import seaborn as sns
 
 from . import style
-from .fig_data_size import label_dropout
+from .labels import label_dropout
 from .tables import load
 
 

@@ -25,7 +25,7 @@ from harness.stats import mean_ci
 
 from . import reference
 from .claims import claims_table
-from .fig_placement import placement
+from .labels import label_placement
 from .paths import ROOT, figures_dir, report_dir, tables_dir
 
 STUDIES = {  # study: figures drawn from its tables
@@ -69,7 +69,7 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     if study in ("mc_vs_ws", "exact") and "evaluations" in t:
         return {"inference modes at the largest k": mode_summary(t["evaluations"], ["widths"])}
     if study == "placement" and "evaluations" in t:
-        return {"placement and inference": mode_summary(placement(t["evaluations"]), ["placement"], ("error", "nll", "ece"))}
+        return {"placement and inference": mode_summary(label_placement(t["evaluations"]), ["placement"], ("error", "nll", "ece"))}
     if study == "keep_sweep":
         r = runs.assign(keep=1 - runs.p_drop_hidden)
         return {"error against keep": summarize(r, ["keep", "width"], ["train_error", "test_error"])}
