@@ -40,7 +40,8 @@ EXECUTORS = ("local", "processes", "ray")
 class Task:
     cfg: RunConfig
     evaluations: Evaluations
-    state: bytes | None  # checkpoint bytes when the run is trained and only evaluations are missing
+    evaluate_only: bool = False  # the run is trained; only evaluations are missing
+    state: bytes | None = None  # its checkpoint, read once the run is claimed
     attempts: int = 0
 
     @property
@@ -79,11 +80,11 @@ def plan(configs: list[RunConfig], store: RunStore, force: bool, retry_failed: b
         if store.is_complete(rid) and not force:
             status = store.load_row(rid)["status"]
             if status != "ok" and retry_failed:
-                tasks.append(Task(cfg, evaluations, None))
+                tasks.append(Task(cfg, evaluations))
                 continue
             todo = pending(store, rid, evaluations) if status == "ok" else Evaluations()
             if todo.kinds():
-                tasks.append(Task(cfg, todo, (store.path(rid) / "checkpoint.pt").read_bytes()))
+                tasks.append(Task(cfg, todo, evaluate_only=True))
             else:
                 summary.records.append(RunRecord(rid, store.path(rid), store.load_row(rid), cached=True))
             continue
@@ -91,7 +92,7 @@ def plan(configs: list[RunConfig], store: RunStore, force: bool, retry_failed: b
         if error is not None and not retry_failed and not force:
             summary.skipped.append((cfg, f"failed earlier (use --retry-failed): {error.splitlines()[0]}"))
             continue
-        tasks.append(Task(cfg, evaluations, None))
+        tasks.append(Task(cfg, evaluations))
     return tasks, summary
 
 
@@ -131,7 +132,10 @@ def run_sweep(
         # plan again under the claim: another sweep may have finished the run since the first look
         again, seen = plan([task.cfg], store, force, retry_failed, task.evaluations)
         if again:
-            mine.append(again[0])
+            task = again[0]
+            if task.evaluate_only:
+                task.state = (store.path(task.run_id) / "checkpoint.pt").read_bytes()
+            mine.append(task)
         else:
             store.release(task.run_id)
             summary.records += seen.records
@@ -141,7 +145,7 @@ def run_sweep(
     def finished(task: Task, files: dict[str, bytes] | None, error: str | None) -> None:
         try:
             if error is None:
-                if task.state is None:
+                if not task.evaluate_only:
                     store.commit_files(task.run_id, files, force=True)
                 else:
                     store.add_files(task.run_id, files)

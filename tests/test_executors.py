@@ -146,3 +146,21 @@ def test_two_sweeps_at_once_share_a_store_without_duplicates(tmp_path):
     status = cli("status", str(exp), "--profile", "smoke", "--store", str(store_dir))
     out, _ = status.communicate(timeout=60)
     assert "6 runs: 6 done" in out
+
+
+def test_evaluations_added_later_reuse_the_trained_runs(tmp_path):
+    from harness.evaluation import MCSettings
+    from harness.run import Evaluations
+
+    store = RunStore(tmp_path / "runs")
+    cfgs = configs(n=2)
+    assert run_sweep(cfgs, store).done == 2
+    mtimes = {c.run_id: (store.path(c.run_id) / "checkpoint.pt").stat().st_mtime_ns for c in cfgs}
+    wanted = Evaluations(mc=MCSettings(T=4, streams=1, per_example=False))
+    assert set(sweep_status(cfgs, store, wanted)["missing_evaluations"]) == {"mc"}
+    summary = run_sweep(cfgs, store, executor="processes", workers=2, threads=1, evaluations=wanted)
+    assert summary.done == 2 and not summary.failures
+    for c in cfgs:
+        assert (store.path(c.run_id) / "checkpoint.pt").stat().st_mtime_ns == mtimes[c.run_id]  # not retrained
+        assert len(store.read_table("subnetworks", [c.run_id])) == 4
+    assert run_sweep(cfgs, store, evaluations=wanted).cached == 2
