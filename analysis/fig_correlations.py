@@ -28,8 +28,10 @@ def draw(profile: str):
     ax = axes[0][-1]
     h = hist[hist.layer == layer].merge(runs[["run_id"]], on="run_id")
     for i, p in enumerate(rates):
-        d = h[h.p_drop_hidden == p].groupby("bin_left")["count"].sum()
-        ax.plot(d.index + 0.025, d / d.sum() / 0.05, label=f"p_drop {p:g}", color=style.PALETTE[i], drawstyle="steps-mid")
+        g = h[h.p_drop_hidden == p]
+        width = (g["bin_right"] - g["bin_left"]).iloc[0]
+        d = g.groupby("bin_left")["count"].sum()
+        ax.plot(d.index + width / 2, d / d.sum() / width, label=f"p_drop {p:g}", color=style.PALETTE[i], drawstyle="steps-mid")
     ax.set_xlabel("Pearson r between two units")
     ax.set_ylabel("density of pairs")
     ax.legend(fontsize=7)

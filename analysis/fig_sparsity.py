@@ -21,8 +21,9 @@ def draw(profile: str):
     ax.set_ylabel("density of units")
     ax = axes[0][1]
     for kind, color in style.DROPOUT_COLORS.items():
-        h = hist[hist["dropout"] == kind].groupby("bin_left")["count"].sum()
-        centers = h.index.to_numpy() + 0.05
+        d = hist[hist["dropout"] == kind]
+        h = d.groupby("bin_left")["count"].sum()
+        centers = h.index.to_numpy() + (d["bin_right"] - d["bin_left"]).iloc[0] / 2
         ax.plot(centers, h.to_numpy() / h.sum(), color=color, label=kind, drawstyle="steps-mid")
     ax.set_yscale("log")
     ax.set_xlabel("activation value (5 and above in the last bin)")

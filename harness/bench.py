@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import load_dataset
-from .models import build_model
+from .models import apply_max_norm, build_model
 from .training import make_optimizer, run_epoch
 
 
@@ -88,8 +88,6 @@ def bench_train(device: str = "cpu", epochs: int = 2, batch_size: int = 100, wid
             run_epoch(model, opt, x, y, torch.randperm(n, generator=gen, device=device), batch_size, steps, mcfg.max_norm)
 
     model2, opt2 = fresh()
-    from .models import apply_max_norm
-
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
 
     def dataloader_loop() -> None:

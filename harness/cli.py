@@ -351,13 +351,11 @@ def cmd_coadapt(args: argparse.Namespace) -> int:
     from .coadaptation import CoadaptSettings, feature_grid
     from .run import Evaluations, check_device, evaluate_stored, load_model, pending
 
-    if args.split not in ("test", "val"):
-        raise HarnessError(f"--split {args.split}: use held-out data, test or val")
+    wanted = Evaluations(coadapt=CoadaptSettings(args.split, args.pairs, args.seed))  # checks split and pairs
     check_device(args.device)
     store = _store(args)
     shown = ["mean_abs_r", "frac_abs_r_gt_0.5", "n_dead", "decov_normalized", "effective_rank", "interaction_abs_mean"]
     for run_id in _select_runs(store, args.runs, args.experiment):
-        wanted = Evaluations(coadapt=CoadaptSettings(args.split, args.pairs, args.seed))
         cached = not args.force and not pending(store, run_id, wanted).kinds()
         evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)
         co = store.read_table("coadaptation", [run_id])

@@ -96,11 +96,7 @@ class DropoutNet(nn.Module):
         return self.sites[0].convention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.flatten_input:
-            x = x.flatten(1)
-        for site, op in zip(self.sites, self.ops):
-            x = op(site(x))
-        return x
+        return self.forward_from(0, x.flatten(1) if self.flatten_input else x)
 
     def dropout_sites(self) -> list[SiteInfo]:
         return [

@@ -105,16 +105,16 @@ class RunStore:
         folder = self.root / ".claims"
         folder.mkdir(exist_ok=True)
         path = folder / run_id
-        me = f"{socket.gethostname()} {os.getpid()}"
+        me = _me()
         for _ in range(2):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 try:
-                    host, pid = path.read_text().split()
-                except (OSError, ValueError):
-                    return False  # being written by its owner right now
-                if _stale_claim(f"{host} {pid}") or f"{host} {pid}" == me:
+                    owner = path.read_text()
+                except OSError:
+                    return False
+                if _stale_claim(owner) or owner == me:
                     path.unlink(missing_ok=True)
                     continue
                 return False
@@ -124,7 +124,13 @@ class RunStore:
         return False
 
     def release(self, run_id: str) -> None:
-        (self.root / ".claims" / run_id).unlink(missing_ok=True)
+        """Drop this process's claim on a run; a claim another process holds is left alone."""
+        path = self.root / ".claims" / run_id
+        try:
+            if path.read_text() == _me():
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def claimed(self) -> dict[str, str]:
         """{run_id: "host pid"} of claims held now (claims of dead processes of this host are
@@ -240,6 +246,11 @@ def _git_commit() -> str:
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _me() -> str:
+    """This process, as a claim file names its owner."""
+    return f"{socket.gethostname()} {os.getpid()}"
 
 
 def _stale_claim(owner: str) -> bool:
