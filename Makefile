@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 STORE ?= runs
-EXECUTOR ?= local
+EXECUTOR ?= processes
 WORKERS ?=
 export HARNESS_STORE := $(abspath $(STORE))
 
@@ -42,7 +42,7 @@ INSTALLED := $(VENV)/.installed
 help: ## list every target
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "  make STUDY        one study's runs, tables and figures, STUDY in: $(STUDIES)"
-	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=runs, EXECUTOR=local|processes|ray, WORKERS=N"
+	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=runs, EXECUTOR=processes|local|ray (default processes), WORKERS=N"
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,10 +73,10 @@ $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
 	$(PY) -m analysis.tables $* --profile $(PROFILE)
 
 .SECONDEXPANSION:
-$(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
+$(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py harness/stats.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
 	$(PY) -m analysis.fig_$* --profile $(PROFILE)
 
-$(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/reference.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
+$(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/reference.py analysis/labels.py harness/stats.py harness/verdicts.py harness/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
 	$(PY) -m analysis.report --profile $(PROFILE)
 
 $(STUDIES): %: $(TABLES)/%/runs.parquet

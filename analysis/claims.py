@@ -1,29 +1,26 @@
-"""Verdicts on the claims C1-C8 of the dropout story, computed from the tidy tables.
+"""Verdicts on the claims of the dropout story, computed from the collected tables.
 
-Each claim gets one statistic, computed per run (or per matched pair of runs), its mean with a 95%
-bootstrap interval and n, and a verdict from a fixed rule:
+Every claim is a pure function from the tables to one value per independent replicate (a seed:
+runs that share a seed are matched pairs, and design cells such as architectures, sizes, widths or
+keep probabilities are averaged within the seed first), tested by `harness.verdicts` with the
+right kind of test, Holm's adjustment across the family and a power analysis. n is always the
+number of seeds. Nothing is typed by hand: flip the data and the verdict flips.
 
-- a directional claim is `supported` when the interval lies above zero, `contradicted` when it lies
-  below, `inconclusive` otherwise;
-- an approximation claim (C2) is `supported` when the interval lies inside +-EQUIVALENCE_MARGIN,
-  `contradicted` when it lies wholly outside, `inconclusive` otherwise;
-- a non-inferiority claim (C5) is `supported` unless the interval lies above zero.
-With fewer than MIN_N = 3 observations the verdict is `inconclusive` (two values make no interval
-worth the name).
-Nothing here is typed by hand: flip the data and the verdict flips.
+Margins are stated in advance (in the statistic's unit, fractions of error): EQUIVALENCE_MARGIN
+for C2, NONINFERIORITY_MARGIN for C5. C5's "best cell" is chosen on validation error and compared
+on test error.
 """
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from harness.stats import mean_ci
+from harness.verdicts import MIN_N, Hypothesis, assess, decide
 
 from .labels import label_placement
 
-EQUIVALENCE_MARGIN = 0.005  # 0.5 percentage points of test error
+EQUIVALENCE_MARGIN = 0.005  # C2: weight scaling within 0.5 points of error of the ensemble
+NONINFERIORITY_MARGIN = 0.005  # C5: the recommended rates at most 0.5 points worse than the best
 RECOMMENDED = (0.2, 0.5)  # (input, hidden) drop rates of C5
 
 CLAIMS = {
@@ -37,67 +34,57 @@ CLAIMS = {
     "C7": "dropout after convolutions can hurt; it belongs after fully connected layers",
     "C8": "bigger networks benefit more from dropout",
 }
+UNITS = {"error": "points of %", "r": "r", "fraction": "%", "L2": "L2"}  # how the report shows each unit
+COLUMNS = ["claim", "statement", "study", "statistic", "unit", "test", "margin", "estimate", "ci_low", "ci_high", "method", "n",
+           "p_value", "p_adjusted", "effect_sd", "mde", "seeds_needed", "verdict", "reason"]
 
 
-MIN_N = 3  # fewer observations give no verdict: a bootstrap interval of two values means little
-
-
-def verdict(lo: float, hi: float, kind: str = "directional", n: int = MIN_N) -> str:
-    if n < MIN_N or math.isnan(lo) or math.isnan(hi):
-        return "inconclusive"
-    if kind == "equivalence":
-        if -EQUIVALENCE_MARGIN < lo and hi < EQUIVALENCE_MARGIN:
-            return "supported"
-        if lo >= EQUIVALENCE_MARGIN or hi <= -EQUIVALENCE_MARGIN:
-            return "contradicted"
-        return "inconclusive"
-    if kind == "noninferiority":
-        return "contradicted" if lo > 0 else "supported"
-    if lo > 0:
-        return "supported"
-    if hi < 0:
-        return "contradicted"
-    return "inconclusive"
-
-
-def _row(claim: str, study: str, statistic: str, values, kind: str = "directional", unit: str = "error") -> dict:
-    """unit: "error" (a difference of error rates, as a fraction) or "r" (a difference of correlations)."""
-    m, lo, hi, n = mean_ci(values)
-    return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit,
-            "estimate": m, "ci_low": lo, "ci_high": hi, "n": n, "verdict": verdict(lo, hi, kind, n)}
+def _by_seed(per_run: pd.Series, runs_seed: pd.Series) -> pd.Series:
+    """Average per-run values within each seed: one value per replicate."""
+    return per_run.groupby(runs_seed.reindex(per_run.index)).mean().dropna()
 
 
 def _top_k(ev: pd.DataFrame, mode: str, metric: str) -> pd.Series:
-    """Per run: `metric` of `mode` at its largest k, averaged over repeats."""
+    """Per run: `metric` of `mode` at its largest k, averaged over repeats (streams)."""
     e = ev[(ev["mode"] == mode) & (ev.metric == metric)]
     e = e[e.k == e.k.max()]
     return e.groupby("run_id")["value"].mean()
 
 
-def c1(evaluations: pd.DataFrame, subnetworks: pd.DataFrame) -> dict:
+def _seeds(df: pd.DataFrame) -> pd.Series:
+    return df.drop_duplicates("run_id").set_index("run_id")["seed"]
+
+
+def c1_values(evaluations: pd.DataFrame, subnetworks: pd.DataFrame) -> pd.Series:
+    """Per seed: mean single-subnetwork error - error of their MC average (architectures averaged)."""
     members = subnetworks.groupby("run_id")["error"].mean()
-    crowd = _top_k(evaluations, "mc_shared", "error")
-    return _row("C1", "mc_vs_ws", "mean single-subnetwork error - error of the MC average (per run)", (members - crowd).dropna())
+    return _by_seed((members - _top_k(evaluations, "mc_shared", "error")).dropna(), _seeds(evaluations))
 
 
-def c2(evaluations: pd.DataFrame, study: str = "mc_vs_ws", against: str = "mc_shared") -> dict:
-    ws = _top_k(evaluations, "weight_scaled", "error")
-    ref = _top_k(evaluations, against, "error")
-    return _row("C2", study, f"weight-scaled error - {against} error (per run; equivalent within +-{100 * EQUIVALENCE_MARGIN:g} points)", (ws - ref).dropna(), "equivalence")
+def mc_values(evaluations: pd.DataFrame, metric: str, mode: str = "mc_shared") -> pd.Series:
+    """Per seed: `metric` of `mode` at its largest k (architectures averaged)."""
+    return _by_seed(_top_k(evaluations, mode, metric), _seeds(evaluations))
 
 
-def c3(coadaptation: pd.DataFrame, runs: pd.DataFrame) -> list[dict]:
-    """Per hidden layer: mean |r| without dropout minus at the highest hidden rate, paired by seed
-    (layers can disagree, so each gets its own verdict)."""
+def c2_values(evaluations: pd.DataFrame, against: str = "mc_shared") -> pd.Series:
+    """Per seed: weight-scaled error - error of `against` at its largest k (architectures averaged)."""
+    diff = _top_k(evaluations, "weight_scaled", "error") - _top_k(evaluations, against, "error")
+    return _by_seed(diff.dropna(), _seeds(evaluations))
+
+
+def c3_values(coadaptation: pd.DataFrame, runs: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per hidden layer, per seed: mean |r| without dropout - at the highest hidden rate. A layer
+    with fewer than two live units has NaN mean |r|, so that seed drops out of the layer's n."""
     r = coadaptation[coadaptation.metric == "mean_abs_r"]
     top = runs.p_drop_hidden.max()
-    rows = []
+    info = runs.set_index("run_id")[["seed", "p_drop_hidden"]]
+    out = {}
     for layer, g in r.groupby("layer", sort=True):
-        d = runs.set_index("run_id")[["seed", "p_drop_hidden"]].join(g.set_index("run_id")["value"]).dropna()
-        hi = d[d.p_drop_hidden == top].set_index("seed")["value"]
-        lo = d[d.p_drop_hidden == 0].set_index("seed")["value"]
-        rows.append(_row("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g} (paired by seed)", (lo - hi).dropna(), unit="r"))
-    return rows
+        d = info.join(g.set_index("run_id")["value"], how="inner")
+        off = d[d.p_drop_hidden == 0].groupby("seed")["value"].mean()
+        on = d[d.p_drop_hidden == top].groupby("seed")["value"].mean()
+        out[layer] = (off - on).dropna()
+    return out
 
 
 def _gains(runs: pd.DataFrame) -> pd.DataFrame:
@@ -108,72 +95,123 @@ def _gains(runs: pd.DataFrame) -> pd.DataFrame:
     return (off - on).rename("gain").dropna().reset_index()
 
 
-def c4(runs: pd.DataFrame) -> list[dict]:
+def c4_values(runs: pd.DataFrame) -> dict[str, pd.Series]:
+    """C4: per seed, the gain of dropout averaged over sizes and widths; C4b: per seed, gain at the
+    smallest size - gain at the largest (averaged over widths); C8: per seed, gain at the widest
+    width - at the narrowest (averaged over sizes)."""
     g = _gains(runs)
     small, large = g.train_size.min(), g.train_size.max()
-    by = g.set_index(["train_size", "width", "seed"])["gain"]
-    diff = (by.xs(small, level="train_size") - by.xs(large, level="train_size")).dropna()
-    return [
-        _row("C4", "data_size", "test error without - with dropout (per size, width, seed)", g["gain"]),
-        _row("C4b", "data_size", f"gain at {small} examples - gain at {large} (per width, seed)", diff),
-    ]
+    narrow, wide = g.width.min(), g.width.max()
+    by_size = g.groupby(["seed", "train_size"])["gain"].mean().unstack()
+    by_width = g.groupby(["seed", "width"])["gain"].mean().unstack()
+    return {
+        "C4": g.groupby("seed")["gain"].mean(),
+        "C4b": (by_size[small] - by_size[large]).dropna(),
+        "C8": (by_width[wide] - by_width[narrow]).dropna(),
+    }
 
 
-def c8(runs: pd.DataFrame) -> dict:
-    g = _gains(runs).set_index(["train_size", "width", "seed"])["gain"]
-    narrow, wide = g.index.get_level_values("width").min(), g.index.get_level_values("width").max()
-    diff = (g.xs(wide, level="width") - g.xs(narrow, level="width")).dropna()
-    return _row("C8", "data_size", f"gain of dropout at width {wide} - at width {narrow} (per size, seed)", diff)
+def c5_best_cell(runs: pd.DataFrame) -> tuple[float, float]:
+    """The (input, hidden) rates with the lowest mean validation error: chosen on validation data,
+    never on the test errors it is then compared with."""
+    cell = runs.groupby(["p_drop_input", "p_drop_hidden"])["val_error"].mean()
+    return tuple(float(v) for v in cell.idxmin())
 
 
-def c5(runs: pd.DataFrame) -> dict:
-    cell = runs.groupby(["p_drop_input", "p_drop_hidden"])["test_error"].mean()
-    best = tuple(float(v) for v in cell.idxmin())
-    rec = runs[(runs.p_drop_input == RECOMMENDED[0]) & (runs.p_drop_hidden == RECOMMENDED[1])].set_index("seed")["test_error"]
-    top = runs[(runs.p_drop_input == best[0]) & (runs.p_drop_hidden == best[1])].set_index("seed")["test_error"]
-    return _row("C5", "rate_grid", f"test error at {RECOMMENDED} - at the best cell {best} (per seed; supported unless worse)", (rec - top).dropna(), "noninferiority")
+def c5_values(runs: pd.DataFrame) -> pd.Series:
+    """Per seed: test error at the recommended rates - at the best cell on validation."""
+    best = c5_best_cell(runs)
+
+    def at(rates):
+        return runs[(runs.p_drop_input == rates[0]) & (runs.p_drop_hidden == rates[1])].groupby("seed")["test_error"].mean()
+
+    return (at(RECOMMENDED) - at(best)).dropna()
 
 
-def c6(runs: pd.DataFrame) -> dict:
-    """Fixed width against fixed keep x width at keeps below 0.5, where the latter is wider."""
-    r = runs.assign(keep=1 - runs.p_drop_hidden)
-    n = r.loc[r.keep == 1.0, "width"].max()
-    low = r[r.keep < 0.5]
-    fixed_n = low[low.width == n].set_index(["keep", "seed"])["test_error"]
-    widened = low[low.width != n].set_index(["keep", "seed"])["test_error"]
-    return _row("C6", "keep_sweep", "test error at fixed width - widened by 1/keep (keep < 0.5; per keep, seed)", (fixed_n - widened).dropna())
+def c6_values(runs: pd.DataFrame) -> pd.Series:
+    """Per seed, averaged over keeps below 1: test error at the base width n0 - at n0 / keep, both
+    at the same keep (the rule as stated). n0 is the smallest width trained at keep 1."""
+    r = runs.assign(keep=(1 - runs.p_drop_hidden).round(6))
+    n0 = int(r.loc[r.keep == 1.0, "width"].min())
+    diffs = []
+    for keep, g in r[r.keep < 1].groupby("keep"):
+        widened = round(n0 / keep)
+        base = g[g.width == n0].groupby("seed")["test_error"].mean()
+        wide = g[g.width == widened].groupby("seed")["test_error"].mean()
+        diffs.append((base - wide).rename(keep))
+    return pd.concat(diffs, axis=1).mean(axis=1).dropna() if diffs else pd.Series(dtype=float)
 
 
-def c7(evaluations: pd.DataFrame) -> dict:
+def c7_values(evaluations: pd.DataFrame) -> pd.Series:
+    """Per seed: weight-scaled test error with dropout everywhere - after the FC layer only."""
     ws = label_placement(evaluations[(evaluations["mode"] == "weight_scaled") & (evaluations.metric == "error")])
-    every = ws[ws.placement == "everywhere"].set_index("seed")["value"]
-    fc = ws[ws.placement == "fc_only"].set_index("seed")["value"]
-    return _row("C7", "placement", "test error, dropout everywhere - after FC only (weight scaled, per seed)", (every - fc).dropna())
+    every = ws[ws.placement == "everywhere"].groupby("seed")["value"].mean()
+    fc = ws[ws.placement == "fc_only"].groupby("seed")["value"].mean()
+    return (every - fc).dropna()
 
 
-def claims_table(tables: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
-    """All verdicts; `tables[study][name]` are the collected tables. A study that is missing is
-    skipped, so a partial suite still gets its verdicts."""
-    rows = []
-
+def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: float = EQUIVALENCE_MARGIN,
+                noninferiority_margin: float = NONINFERIORITY_MARGIN) -> list[tuple[dict, pd.Series, Hypothesis]]:
+    """(row metadata, values per seed, hypothesis) for every claim whose study is in `tables`
+    (`tables[study][name]`); a missing study is skipped, so a partial suite still gets verdicts."""
     def has(study, *names):
         return study in tables and all(n in tables[study] and not tables[study][n].empty for n in names)
 
+    def meta(claim, study, statistic, unit="error"):
+        return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit}
+
+    directional = Hypothesis("directional")
+    equivalent = Hypothesis("equivalence", equivalence_margin)
+    described = Hypothesis("descriptive")
+    eq = f"equivalent within +-{100 * equivalence_margin:g} points"
+    specs = []
     if has("mc_vs_ws", "evaluations", "subnetworks"):
-        rows += [c1(tables["mc_vs_ws"]["evaluations"], tables["mc_vs_ws"]["subnetworks"]), c2(tables["mc_vs_ws"]["evaluations"])]
+        ev = tables["mc_vs_ws"]["evaluations"]
+        specs += [
+            (meta("C1", "mc_vs_ws", "mean single-subnetwork error - error of their MC average (sanity check)"), c1_values(ev, tables["mc_vs_ws"]["subnetworks"]), directional),
+            (meta("C1", "mc_vs_ws", "pairwise disagreement of the subnetworks", "fraction"), mc_values(ev, "disagreement"), described),
+            (meta("C2", "mc_vs_ws", f"weight-scaled error - MC-average error ({eq})"), c2_values(ev), equivalent),
+            (meta("C2", "mc_vs_ws", "weight-scaled error - MC-average error (positive: the ensemble is better)"), c2_values(ev), described),
+            (meta("C2", "mc_vs_ws", "inference gap: L2 distance of MC-average and weight-scaled softmax", "L2"), mc_values(ev, "inference_gap"), described),
+        ]
     if has("exact", "evaluations"):
-        rows.append(c2(tables["exact"]["evaluations"], "exact", "exact"))
+        specs.append((meta("C2", "exact", f"weight-scaled error - exact-ensemble error ({eq})"), c2_values(tables["exact"]["evaluations"], "exact"), equivalent))
     if has("coadaptation", "coadaptation", "runs"):
-        rows += c3(tables["coadaptation"]["coadaptation"], tables["coadaptation"]["runs"])
+        runs = tables["coadaptation"]["runs"]
+        top = runs.p_drop_hidden.max()
+        for layer, v in c3_values(tables["coadaptation"]["coadaptation"], runs).items():
+            specs.append((meta("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g}", "r"), v, directional))
     if has("data_size", "runs"):
-        rows += c4(tables["data_size"]["runs"])
+        runs = tables["data_size"]["runs"]
+        v = c4_values(runs)
+        sizes, widths = sorted(runs.train_size.unique()), sorted(runs.width.unique())
+        specs += [
+            (meta("C4", "data_size", "test error without - with dropout (sizes and widths averaged)"), v["C4"], directional),
+            (meta("C4b", "data_size", f"gain of dropout at {sizes[0]} examples - at {sizes[-1]} (widths averaged)"), v["C4b"], directional),
+        ]
     if has("rate_grid", "runs"):
-        rows.append(c5(tables["rate_grid"]["runs"]))
+        best = c5_best_cell(tables["rate_grid"]["runs"])
+        specs.append((meta("C5", "rate_grid", f"test error at {RECOMMENDED} - at the best cell on validation {best} "
+                                              f"(non-inferior within {100 * noninferiority_margin:g} points)"),
+                      c5_values(tables["rate_grid"]["runs"]), Hypothesis("noninferiority", noninferiority_margin)))
     if has("keep_sweep", "runs"):
-        rows.append(c6(tables["keep_sweep"]["runs"]))
+        specs.append((meta("C6", "keep_sweep", "test error at base width n - at n / keep, same keep (keeps < 1 averaged)"), c6_values(tables["keep_sweep"]["runs"]), directional))
     if has("placement", "evaluations"):
-        rows.append(c7(tables["placement"]["evaluations"]))
+        specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)"), c7_values(tables["placement"]["evaluations"]), directional))
     if has("data_size", "runs"):
-        rows.append(c8(tables["data_size"]["runs"]))
+        specs.append((meta("C8", "data_size", f"gain of dropout at width {widths[-1]} - at width {widths[0]} (sizes averaged)"), v["C8"], directional))
+    return specs
+
+
+def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N, **margins) -> pd.DataFrame:
+    """The claims table: one row per tested or described statistic, with the columns of COLUMNS."""
+    specs = claim_specs(tables, **margins)
+    if not specs:
+        return pd.DataFrame(columns=COLUMNS)
+    hyps = [h for _, _, h in specs]
+    rows = decide([assess(v.to_numpy(), h) for _, v, h in specs], hyps, min_n=min_n)
+    out = [m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan")}
+           for (m, _, h), r in zip(specs, rows)]
     order = {c: i for i, c in enumerate(CLAIMS)}
-    return pd.DataFrame(rows).sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    df = pd.DataFrame(out)[COLUMNS]
+    return df.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

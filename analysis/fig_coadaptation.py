@@ -24,7 +24,7 @@ def draw(profile: str):
         ax.set_ylabel(label)
         if metric != "mean_abs_r" and ax.get_legend():
             ax.get_legend().remove()
-    caption = f"Co-adaptation measures of each hidden layer against the hidden drop rate (inputs kept); 95% bootstrap bands over seeds; n = {style.n_runs(co)} runs."
+    caption = f"Co-adaptation measures of each hidden layer against the hidden drop rate (inputs kept); 95% Student-t bands over seeds; n = {style.n_runs(co)} runs ({co.groupby('p_drop_hidden').run_id.nunique().min()} per rate)."
     return fig, caption
 
 

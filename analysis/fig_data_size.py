@@ -23,7 +23,7 @@ def draw(profile: str):
             ax.get_legend().remove()
     caption = (
         "Test error against the number of training examples (log scale) for three widths, with dropout (0.2 input, "
-        f"0.5 hidden) and without; equal optimisation steps for every size; 95% bootstrap bands over seeds; n = {style.n_runs(runs)} runs. "
+        f"0.5 hidden) and without; equal optimisation steps and learning-rate schedule for every size; 95% Student-t bands over seeds; n = {style.n_runs(runs)} runs ({runs.seed.nunique()} seeds per point). "
         "Counterpart of Srivastava et al. 2014, Figure 10."
     )
     return fig, caption

@@ -36,8 +36,8 @@ def draw(profile: str):
                 ax.get_legend().remove()
     n = style.n_runs(ev)
     caption = (
-        f"Metrics of the average of k subnetworks against k (log scale); lines are means over seeds and independent "
-        f"subnetwork streams with 95% bootstrap bands; dashed: the weight-scaled network. n = {n} runs. "
+        f"Metrics of the average of k subnetworks against k (log scale); each run's subnetwork streams are averaged first, "
+        f"then lines are means over runs with 95% Student-t bands; dashed: the weight-scaled network. n = {n} runs. "
         "Counterpart of Srivastava et al. 2014, Figure 11."
     )
     return fig, caption

@@ -4,8 +4,8 @@
   setup, its tables and its figures;
 - report.md and one CSV per table (numbers unformatted) for further work.
 
-Every number is a mean over runs with its 95% bootstrap interval and n; every table is generated
-from the collected tables, never typed.
+Every number is a mean over runs (streams averaged within a run first) with its 95% interval, the
+interval's method and n; every table is generated from the collected tables, never typed.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import pandas as pd
 from harness.coadaptation import compare
 from harness.experiment import load_experiment
 from harness.files import atomic_write
-from harness.stats import mean_ci
+from harness.stats import interval
+from harness.verdicts import MIN_N
 
 from . import reference
-from .claims import claims_table
+from .claims import UNITS, claims_table
 from .labels import label_placement
 from .paths import ROOT, figures_dir, report_dir, tables_dir
 
@@ -42,15 +43,19 @@ PERCENT = {"error", "train_error", "test_error"}
 
 
 def summarize(df: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
-    """Per group: n and, per value column, mean with its 95% bootstrap interval over rows (runs)."""
+    """Per group: n, and per value column the mean with its 95% interval over rows (one row per run),
+    and the interval's method."""
     rows = []
     for key, g in df.groupby(by, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
+        methods = set()
         for v in values:
-            m, lo, hi, _ = mean_ci(g[v])
-            row |= {f"{v}": m, f"{v}_ci_low": lo, f"{v}_ci_high": hi}
+            iv = interval(g[v])
+            row |= {f"{v}": iv.estimate, f"{v}_ci_low": iv.low, f"{v}_ci_high": iv.high}
+            methods.add(iv.method)
         row["n"] = len(g)
+        row["interval"] = ", ".join(sorted(methods))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -87,7 +92,7 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         keep = ["mean_abs_r", "frac_abs_r_gt_0.5", "n_dead", "decov_normalized", "participation_ratio", "effective_rank", "interaction_abs_mean"]
         cmp = compare(co[["run_id", "layer", "metric", "value"]], runs, "p_drop_hidden")
         cmp = cmp[cmp.metric.isin(keep)]
-        return {"difference from no dropout (95% bootstrap CI, Mann-Whitney U)": cmp}
+        return {"difference from no dropout (95% Welch-t interval, Mann-Whitney U, Benjamini-Hochberg adjusted p)": cmp}
     return {}
 
 
@@ -95,12 +100,38 @@ def setup_line(study: str, runs: pd.DataFrame) -> str:
     arch = ", ".join(sorted(set(runs["model"] + " " + runs["widths"])))
     seeds = sorted(runs["seed"].unique())
     epochs = sorted(runs["epochs"].unique())
+    trained = f"epochs: {', '.join(map(str, epochs))}" if len(epochs) <= 4 else f"epochs: {epochs[0]} to {epochs[-1]}"
+    if "steps" in runs:
+        steps = sorted(runs["steps"].unique())
+        trained += f"; steps: {', '.join(map(str, steps))}" if len(steps) <= 4 else f"; steps: {steps[0]} to {steps[-1]}"
     return (
-        f"data: {', '.join(sorted(runs.dataset.unique()))}; networks: {arch}; epochs: {', '.join(map(str, epochs))}; "
+        f"data: {', '.join(sorted(runs.dataset.unique()))}; networks: {arch}; {trained}; "
         f"seeds: {', '.join(map(str, seeds))}; {len(runs)} runs ({(runs.status == 'ok').sum()} ok); "
         f"machine: {'; '.join(sorted(runs.machine.unique())) if 'machine' in runs else 'unknown'}; "
         f"training time: {runs.wall_time_s.sum() / 60:.1f} min in all"
     )
+
+
+def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims table for reading: estimates, intervals, margins and MDE in the unit the report
+    shows (points of % for errors), p-values to 3 digits, seeds needed as a count."""
+    scale = claims["unit"].map({"error": 100.0, "fraction": 100.0}).fillna(1.0)
+
+    def num(v, k=1.0):
+        return "-" if pd.isna(v) else f"{v * k:.3g}"
+
+    return pd.DataFrame({
+        "claim": claims["claim"], "statement": claims["statement"], "statistic": claims["statistic"],
+        "unit": claims["unit"].map(UNITS), "test": claims["test"],
+        "margin": [num(v, k) for v, k in zip(claims["margin"], scale)],
+        "estimate": [num(v, k) for v, k in zip(claims["estimate"], scale)],
+        "95% interval": ["-" if pd.isna(lo) else f"[{lo * k:.3g}, {hi * k:.3g}]" for lo, hi, k in zip(claims["ci_low"], claims["ci_high"], scale)],
+        "method": claims["method"], "n": claims["n"],
+        "p": [num(v) for v in claims["p_value"]], "p (Holm)": [num(v) for v in claims["p_adjusted"]],
+        "effect (sd)": [num(v) for v in claims["effect_sd"]], "MDE": [num(v, k) for v, k in zip(claims["mde"], scale)],
+        "seeds needed": ["-" if pd.isna(v) else ("> 100000" if v == float("inf") else f"{v:.0f}") for v in claims["seeds_needed"]],
+        "verdict": claims["verdict"], "reason": claims["reason"],
+    })
 
 
 def fmt_cell(df: pd.DataFrame) -> pd.DataFrame:
@@ -158,12 +189,17 @@ def build(profile: str) -> list[str]:
     csv("claims", claims)
     md = [f"# Dropout harness report ({profile} profile)", "", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the tables in reports/{profile}/tables.", ""]
     page = [f"<h1>Dropout harness report <small>({html.escape(profile)} profile)</small></h1>", f"<p>{html.escape(md[2])}</p>"]
-    scale = claims["unit"].map({"error": 100.0, "r": 1.0})
-    claims_show = claims.assign(**{c: [f"{v * k:.3g}" for v, k in zip(claims[c], scale)] for c in ("estimate", "ci_low", "ci_high")})
-    claims_show["unit"] = claims["unit"].map({"error": "points of %", "r": "r"})
-    intro = "Claims: the statistic that tests each, its mean with a 95% bootstrap interval over n runs or matched pairs, and the verdict computed from the data."
+    claims_show = show_claims(claims)
+    intro = (
+        "Claims: each statistic is computed per seed (the replicate; design cells averaged within a seed), then its mean, "
+        "95% interval (method named) and n seeds. Directional claims use a two-sided t-test; C2 two one-sided tests against "
+        "its equivalence margin; C5 a non-inferiority test against its margin, with the best cell chosen on validation error. "
+        f"Raw p-values are adjusted by Holm's method across the tested claims; the adjusted p decides. No verdict below "
+        f"{MIN_N} seeds. Power at Holm's strictest level: MDE, the smallest effect (distance from 0 or from the margin) "
+        "detected with 80% power at this n; seeds needed, to detect the observed effect with 80% power."
+    )
     md += ["## Claims", "", intro, "", to_markdown(claims_show), ""]
-    page += ["<h2>Claims</h2>", f"<p>{intro}</p>", _html_table(claims_show, highlight="verdict")]
+    page += ["<h2>Claims</h2>", f"<p>{html.escape(intro)}</p>", _html_table(claims_show, highlight="verdict")]
     if profile == "paper":
         md += ["## Published reference numbers", "", reference.NOTE, "", to_markdown(reference.REFERENCE), ""]
         page += ["<h2>Published reference numbers</h2>", f"<p>{html.escape(reference.NOTE)}</p>", _html_table(reference.REFERENCE)]
@@ -198,7 +234,7 @@ def build(profile: str) -> list[str]:
 def _html_table(df: pd.DataFrame, highlight: str | None = None) -> str:
     styled = df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
     if highlight:
-        for v in ("supported", "contradicted", "inconclusive"):
+        for v in ("supported", "contradicted", "inconclusive", "withheld", "descriptive"):
             styled = styled.replace(f"<td>{v}</td>", f"<td class='{v}'>{v}</td>")
     return styled
 
@@ -209,7 +245,7 @@ body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0
 table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}
 table.t th,table.t td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
 table.t th{background:#f4f4f4} td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
-td.inconclusive{background:#eee} figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
+td.inconclusive{background:#eee} td.withheld{background:#fbe9c7} td.descriptive{color:#666} figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
 .setup{font-size:0.9em;color:#555}"""
     return f"<!doctype html><html><head><meta charset='utf-8'><title>Dropout harness report ({html.escape(profile)})</title><style>{css}</style></head><body>{body}</body></html>"
 
@@ -220,10 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     files = build(args.profile)
     print(f"reports/{args.profile}/: {', '.join(files)}")
-    claims = pd.read_csv(report_dir(args.profile) / "claims.csv")
-    for row in claims.itertuples():
-        scale = 100 if row.unit == "error" else 1
-        print(f"  {row.claim:<4} {row.verdict:<13} {row.statistic}: {scale * row.estimate:.3g} [{scale * row.ci_low:.3g}, {scale * row.ci_high:.3g}] (n={row.n})")
+    claims = show_claims(pd.read_csv(report_dir(args.profile) / "claims.csv"))
+    for _, row in claims.iterrows():
+        print(f"  {row['claim']:<4} {row['verdict']:<13} {row['statistic']}: {row['estimate']} {row['95% interval']} "
+              f"({row['unit']}, n={row['n']}, p Holm={row['p (Holm)']})")
     print(f"open {report_dir(args.profile) / 'index.html'}")
     return 0
 

@@ -8,6 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from harness.stats import interval  # noqa: E402
+
 from .paths import figures_dir  # noqa: E402
 
 PALETTE = sns.color_palette("colorblind")
@@ -44,11 +46,31 @@ def save(fig, name: str, profile: str, caption: str) -> None:
     plt.close(fig)
 
 
-def band(ax, df, x: str, y: str, label: str, color, log_x: bool = False):
-    """Mean line with a 95% bootstrap confidence band of `y` over repeats at each `x`."""
-    sns.lineplot(data=df, x=x, y=y, ax=ax, label=label, color=color, errorbar=("ci", 95), n_boot=1000, seed=0, marker="o", markersize=3)
+def per_run(df, by: list[str], y: str, unit: str = "run_id"):
+    """One row per run and group: a run's rows (its subnetwork streams) are averaged first, so a
+    band or bar counts runs, never streams."""
+    return df.groupby(by + [unit], sort=True)[y].mean().reset_index() if unit in df else df
+
+
+def intervals(df, x: str, y: str, unit: str = "run_id"):
+    """Per value of `x`: (x, mean, low, high, n) of `y` over runs, with the harness's interval."""
+    rows = []
+    for xv, g in per_run(df, [x], y, unit).groupby(x, sort=True):
+        iv = interval(g[y])
+        rows.append((xv, iv.estimate, iv.low, iv.high, iv.n))
+    return rows
+
+
+def band(ax, df, x: str, y: str, label: str, color, log_x: bool = False, unit: str = "run_id"):
+    """Mean line with the 95% interval band of `y` over runs at each `x` (Student-t at small n;
+    harness.stats.interval)."""
+    rows = intervals(df, x, y, unit)
+    xs = [r[0] for r in rows]
+    ax.plot(xs, [r[1] for r in rows], color=color, label=label, marker="o", markersize=3)
+    ax.fill_between(xs, [r[2] for r in rows], [r[3] for r in rows], color=color, alpha=0.2, linewidth=0)
     if log_x:
         ax.set_xscale("log")
+    ax.legend(fontsize=7)
     return ax
 
 

@@ -15,7 +15,7 @@ P_DROP_HIDDEN = [0.0, 0.2, 0.5]
 def configs(profile: str):
     b = base(profile).replace(**{"model.p_drop_input": 0.0})
     widths = pick(profile, smoke=[16, 16], quick=[256, 256], paper=[1024, 1024])
-    seeds = pick(profile, smoke=[0, 1], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     return [b.replace(seed=s, **{"model.widths": widths, "model.p_drop_hidden": [p]}) for p in P_DROP_HIDDEN for s in seeds]
 
 

@@ -14,9 +14,9 @@ NAME = "exact"
 def configs(profile: str):
     b = base(profile)
     width = pick(profile, smoke=8, quick=16, paper=20)
-    seeds = pick(profile, smoke=[0], quick=[0, 1, 2], paper=[0, 1, 2])
+    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
     return [b.replace(seed=s, **{"model.widths": [width], "model.p_drop_input": 0.0, "model.p_drop_hidden": [0.5], "model.max_norm": None}) for s in seeds]
 
 
 def evaluations(profile: str) -> Evaluations:
-    return Evaluations(mc=pick(profile, smoke=MCSettings(T=20, streams=3), quick=MCSettings(T=1000, streams=5), paper=MCSettings(T=10000, streams=10)))
+    return Evaluations(mc=pick(profile, smoke=MCSettings(T=20, streams=3), quick=MCSettings(T=200, streams=3), paper=MCSettings(T=10000, streams=10)))

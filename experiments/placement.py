@@ -1,7 +1,9 @@
 """Study 7 (C7): where dropout goes in a CNN.
 
 A LeNet-style CNN with no dropout, dropout after the fully connected layer only, and dropout after
-every conv block as well; each evaluated by weight scaling and by Monte-Carlo averaging.
+every conv block as well. "everywhere" differs from "fc_only" only by the conv rates (inputs are
+never dropped), so C7 compares one change. Each run is evaluated by weight scaling and by
+Monte-Carlo averaging.
 """
 
 from harness.evaluation import MCSettings
@@ -12,17 +14,17 @@ NAME = "placement"
 PLACEMENTS = {  # name: (p_drop_input, p_drop_conv, p_drop_hidden)
     "none": (0.0, [0.0, 0.0], [0.0]),
     "fc_only": (0.0, [0.0, 0.0], [0.5]),
-    "everywhere": (0.1, [0.25, 0.25], [0.5]),
+    "everywhere": (0.0, [0.25, 0.25], [0.5]),
 }
 
 
 def configs(profile: str):
     b = base(profile)
     dataset = pick(profile, smoke="digits", quick="mnist5k", paper="cifar10")
-    channels = pick(profile, smoke=[4, 8], quick=[16, 32], paper=[64, 128])
-    fc = pick(profile, smoke=[32], quick=[128], paper=[1024, 1024])
-    epochs = pick(profile, smoke=2, quick=8, paper=300)
-    seeds = pick(profile, smoke=[0], quick=[0, 1, 2], paper=[0, 1, 2])
+    channels = pick(profile, smoke=[4, 8], quick=[8, 16], paper=[64, 128])
+    fc = pick(profile, smoke=[32], quick=[64], paper=[1024, 1024])
+    epochs = pick(profile, smoke=2, quick=5, paper=300)
+    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
     return [
         b.replace(seed=s, **{"data.name": dataset, "model.kind": "cnn", "model.conv_channels": channels, "model.widths": fc,
                              "model.p_drop_input": p_in, "model.p_drop_conv": p_conv, "model.p_drop_hidden": p_hid,
@@ -33,4 +35,4 @@ def configs(profile: str):
 
 
 def evaluations(profile: str) -> Evaluations:
-    return Evaluations(mc=pick(profile, smoke=MCSettings(T=5, streams=2), quick=MCSettings(T=50, streams=2), paper=MCSettings(T=500, streams=5)))
+    return Evaluations(mc=pick(profile, smoke=MCSettings(T=5, streams=2), quick=MCSettings(T=20, streams=2), paper=MCSettings(T=500, streams=5)))

@@ -91,7 +91,7 @@ def layer_measures(a: torch.Tensor) -> tuple[dict[str, float], np.ndarray]:
     """Every correlation-based measure of one layer's activations (N, U).
 
     Returns ({metric: value}, histogram counts of r over distinct pairs on HIST_BINS). With fewer
-    than two alive units the correlation summaries are 0, never NaN.
+    than two alive units the correlation summaries are NaN: a dead layer is not a decorrelated one.
     """
     r, alive = correlation_matrix(a)
     n_alive = int(alive.sum())
@@ -104,12 +104,12 @@ def layer_measures(a: torch.Tensor) -> tuple[dict[str, float], np.ndarray]:
     out = {
         "n_units": a.shape[1],
         "n_dead": a.shape[1] - n_alive,
-        "mean_abs_r": absr.mean().item() if len(pairs) else 0.0,
-        "median_abs_r": absr.median().item() if len(pairs) else 0.0,
-        "p90_abs_r": absr.quantile(0.9).item() if len(pairs) else 0.0,
-        "frac_abs_r_gt_0.5": (absr > 0.5).double().mean().item() if len(pairs) else 0.0,
+        "mean_abs_r": absr.mean().item() if len(pairs) else math.nan,
+        "median_abs_r": absr.quantile(0.5).item() if len(pairs) else math.nan,  # the usual median (torch's median is the lower one)
+        "p90_abs_r": absr.quantile(0.9).item() if len(pairs) else math.nan,
+        "frac_abs_r_gt_0.5": (absr > 0.5).double().mean().item() if len(pairs) else math.nan,
         "decov": d,
-        "decov_normalized": d / total_var**2 if total_var > 0 else 0.0,
+        "decov_normalized": d / total_var**2 if total_var > 0 else math.nan,
         "participation_ratio": participation_ratio(c),
         "effective_rank": effective_rank(c),
         "mean_activation": a.double().mean().item(),
@@ -306,11 +306,13 @@ def compare(measures: pd.DataFrame, runs: pd.DataFrame, by: str, baseline=None) 
     measures: tidy co-adaptation rows (run_id, layer, metric, value); runs: the runs table; `by`: a
     runs-table column defining the groups (e.g. p_drop_hidden); `baseline`: the group every other is
     compared with (default: the smallest value). Per layer, metric and group: n and mean of both
-    groups, the difference (group - baseline) with its 95% bootstrap interval, the Mann-Whitney U
-    test, and the groups' mean train and test error, so a difference in correlation can be read
+    groups (runs; NaN values, such as mean |r| of a layer with fewer than two live units, left
+    out), the difference (group - baseline) with its 95% Welch-t interval, the Mann-Whitney U test
+    with its p-value and the Benjamini-Hochberg adjusted p across the whole table (an exploratory
+    family), and the groups' mean train and test error, so a difference in correlation can be read
     beside a difference in fit.
     """
-    from .stats import diff_ci, mann_whitney
+    from .stats import benjamini_hochberg, diff_interval, mann_whitney
 
     if by not in runs.columns:
         raise ValueError(f"runs have no column {by!r}; columns: {', '.join(runs.columns)}")
@@ -323,21 +325,25 @@ def compare(measures: pd.DataFrame, runs: pd.DataFrame, by: str, baseline=None) 
     fit = runs.groupby(by)[["train_error", "test_error"]].mean()
     out = []
     for (layer, metric), g in df.groupby(["layer", "metric"], sort=False):
+        g = g.dropna(subset=["value"])
         a = g[g[by] == baseline]["value"].to_numpy()
         for level in levels:
             if level == baseline:
                 continue
             b = g[g[by] == level]["value"].to_numpy()
-            d, lo, hi = diff_ci(a, b)
+            d = diff_interval(a, b)
             u, p = mann_whitney(a, b)
             out.append(
                 {
                     "layer": layer, "metric": metric, by: level, "baseline": baseline,
                     "n_baseline": len(a), "n": len(b), "mean_baseline": float(a.mean()) if len(a) else math.nan,
-                    "mean": float(b.mean()) if len(b) else math.nan, "diff": d, "ci_low": lo, "ci_high": hi,
-                    "mannwhitney_u": u, "p_value": p,
+                    "mean": float(b.mean()) if len(b) else math.nan, "diff": d.estimate, "ci_low": d.low, "ci_high": d.high,
+                    "method": d.method, "mannwhitney_u": u, "p_value": p,
                     "test_error_baseline": fit.loc[baseline, "test_error"], "test_error": fit.loc[level, "test_error"],
                     "train_error_baseline": fit.loc[baseline, "train_error"], "train_error": fit.loc[level, "train_error"],
                 }
             )
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    if not table.empty:
+        table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", benjamini_hochberg(table["p_value"]))
+    return table

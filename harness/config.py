@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 # Bump when the meaning of a stored run changes (files, metrics, training semantics): old runs are
 # then trained again instead of being mistaken for new ones.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: schedules by training progress (per step), epochs and steps trained in the runs table
 
 DATASETS = ("mnist5k", "mnist1d", "digits", "mnist", "fashion-mnist", "cifar10")
 MODEL_KINDS = ("mlp", "cnn")
@@ -106,11 +106,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation. `steps`, when set, overrides `epochs`.
+    """Optimisation. `steps`, when set, fixes the number of optimizer steps instead of `epochs`.
 
-    Momentum ramps linearly from `momentum` to `momentum_final` over `momentum_ramp_epochs`
-    (Srivastava et al. 2014: 0.5 to 0.99); the learning rate follows `lr_schedule`, evaluated per
-    epoch (`exponential`: lr * lr_decay**epoch).
+    Schedules are functions of training progress (step / total steps), updated before every step,
+    so a study that fixes `steps` gives every training size the same schedule. They are stated in
+    units of `epochs`: `exponential` is lr * lr_decay ** (epochs * progress), the familiar per-epoch
+    decay when training by epochs; momentum ramps linearly from `momentum` to `momentum_final` over
+    the first `momentum_ramp_epochs / epochs` of progress (Srivastava et al. 2014: 0.5 to 0.99).
     """
 
     optimizer: str = "sgd"

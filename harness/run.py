@@ -27,7 +27,7 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .models import DropoutNet, build_model
 from .store import RunStore, provenance
-from .training import evaluate, train
+from .training import TrainResult, evaluate, train
 
 if TYPE_CHECKING:
     from .coadaptation import CoadaptSettings
@@ -106,7 +106,7 @@ def _train_files(cfg: RunConfig, model: DropoutNet, data: Dataset) -> tuple[dict
     t0 = time.perf_counter()
     result = train(model, data, cfg.train, seed=cfg.seed, max_norm=cfg.model.max_norm, label=f"{cfg.experiment}/{cfg.run_id}")
     wall = time.perf_counter() - t0
-    row = runs_row(cfg, data, model, result.status, result.message, wall, result.best_epoch)
+    row = runs_row(cfg, data, model, result, wall)
     prov = provenance(cfg.device) | {"started": started.isoformat(), "wall_time_s": wall}
     ckpt = io.BytesIO()
     torch.save(model.state_dict(), ckpt)
@@ -171,8 +171,10 @@ def evaluate_stored(store: RunStore, run_id: str, evaluations: Evaluations, forc
     store.add_files(run_id, run_task(cfg, todo, state=state, threads=threads))
 
 
-def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, status: str, message: str, wall: float, best_epoch: int | None) -> dict:
-    """One row of the runs table: config columns, then status and final metrics (errors as fractions)."""
+def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, result: TrainResult, wall: float) -> dict:
+    """One row of the runs table: config columns, the epochs and steps actually trained, then status
+    and final metrics (errors as fractions)."""
+    status, best_epoch = result.status, result.best_epoch
     m = cfg.model
     hidden = set(m.p_drop_hidden)
     row = {
@@ -195,10 +197,11 @@ def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, status: str, mess
         "lr": cfg.train.lr,
         "seed": cfg.seed,
         "train_size": len(data.y_train),
-        "epochs": cfg.train.epochs,
+        "epochs": result.epochs,
+        "steps": result.steps,
         "best_epoch": best_epoch if best_epoch is not None else 0,
         "status": status,
-        "message": message,
+        "message": result.message,
         "wall_time_s": wall,
         "machine": machine_name(cfg.device),
     }

@@ -26,7 +26,7 @@ EVAL_CHUNK = 4096  # examples per forward pass when scoring a whole split
 
 @dataclass
 class TrainResult:
-    """history: one row per finished epoch (epoch, lr, momentum, dropout_loss: the mean loss of
+    """history: one row per finished epoch (epoch, steps so far, lr and momentum at its start, dropout_loss: the mean loss of
     the thinned training batches, train_loss and train_error: the whole training split scored by the
     deterministic net, val_loss, val_error, wall_time_s); status: ok or diverged; best_epoch: the epoch whose weights
     the model holds (the last, or the best on validation with select_on_val)."""
@@ -35,6 +35,8 @@ class TrainResult:
     status: str
     message: str
     best_epoch: int | None
+    epochs: int = 0  # epochs actually trained (the last one may be partial with train.steps)
+    steps: int = 0  # optimizer steps actually taken
 
 
 @torch.no_grad()
@@ -53,18 +55,27 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss / len(y), wrong / len(y)
 
 
-def learning_rate(cfg: TrainConfig, epoch: int, n_epochs: int) -> float:
+def learning_rate(cfg: TrainConfig, progress: float) -> float:
+    """The learning rate at `progress` = step / total steps, in [0, 1].
+
+    Schedules are functions of training progress, not of epochs, so a study that fixes the number
+    of steps gives every training size the same schedule. `exponential` decays by `lr_decay` per
+    `1 / cfg.epochs` of progress (lr * lr_decay ** (epochs * progress)): with `steps` unset that is
+    the familiar per-epoch decay; with `steps` set the same curve is stretched over the steps.
+    """
     if cfg.lr_schedule == "exponential":
-        return cfg.lr * cfg.lr_decay**epoch
+        return cfg.lr * cfg.lr_decay ** (cfg.epochs * progress)
     if cfg.lr_schedule == "cosine":
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / n_epochs))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
     return cfg.lr
 
 
-def momentum_at(cfg: TrainConfig, epoch: int) -> float:
+def momentum_at(cfg: TrainConfig, progress: float) -> float:
+    """Momentum ramps linearly from `momentum` to `momentum_final` over the first
+    `momentum_ramp_epochs / epochs` of training progress."""
     if cfg.momentum_final is None or cfg.momentum_ramp_epochs == 0:
         return cfg.momentum
-    t = min(1.0, epoch / cfg.momentum_ramp_epochs)
+    t = min(1.0, progress * cfg.epochs / cfg.momentum_ramp_epochs)
     return cfg.momentum + t * (cfg.momentum_final - cfg.momentum)
 
 
@@ -83,14 +94,18 @@ def run_epoch(
     batch_size: int,
     n_steps: int,
     max_norm: float | None = None,
+    schedule=None,
 ) -> float:
     """`n_steps` optimizer steps over batches x[perm[i:i+batch_size]]; returns the mean loss.
+    `schedule(s)`, when given, sets the optimizer's hyper-parameters before step s of the epoch.
 
     The loss is accumulated on the device and read once at the end: one sync per epoch, not per step.
     """
     loss_sum = torch.zeros((), device=x.device)
     seen = 0
     for s in range(n_steps):
+        if schedule is not None:
+            schedule(s)
         idx = perm[s * batch_size : (s + 1) * batch_size]
         loss = F.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad(set_to_none=True)
@@ -124,14 +139,19 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
     model.train()
     bar = progress_bar(total=n_epochs, desc=label, unit="epoch")
     for epoch in range(n_epochs):
-        lr, mom = learning_rate(cfg, epoch, n_epochs), momentum_at(cfg, epoch)
-        for group in opt.param_groups:
-            group["lr"] = lr
-            if "momentum" in group:
-                group["momentum"] = mom
+        first = step
+
+        def schedule(s: int) -> None:  # hyper-parameters by training progress, set before every step
+            progress = (first + s) / total_steps
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, progress)
+                if "momentum" in group:
+                    group["momentum"] = momentum_at(cfg, progress)
+
+        lr, mom = learning_rate(cfg, first / total_steps), momentum_at(cfg, first / total_steps)
         perm = torch.randperm(n, generator=gen, device=device)
         n_steps = min(steps_per_epoch, total_steps - step)
-        batch_loss = run_epoch(model, opt, data.x_train, data.y_train, perm, cfg.batch_size, n_steps, max_norm)
+        batch_loss = run_epoch(model, opt, data.x_train, data.y_train, perm, cfg.batch_size, n_steps, max_norm, schedule)
         step += n_steps
         if not math.isfinite(batch_loss):
             status = "diverged"
@@ -145,6 +165,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
         rows.append(
             dict(
                 epoch=epoch + 1,
+                steps=step,
                 lr=lr,
                 momentum=mom if cfg.optimizer == "sgd" else math.nan,
                 dropout_loss=batch_loss,
@@ -165,4 +186,4 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
         model.load_state_dict(best[2])
         best_epoch = best[1]
     model.eval()
-    return TrainResult(pd.DataFrame(rows), status, message, best_epoch)
+    return TrainResult(pd.DataFrame(rows), status, message, best_epoch, epochs=epoch + 1 if n_epochs else 0, steps=step)

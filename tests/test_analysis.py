@@ -1,101 +1,172 @@
-"""Analysis on hand-made tables with known answers: verdicts flip when the data flip."""
+"""Claims on hand-made tables with known answers: one value per seed, design cells averaged within
+the seed, verdicts that flip when the data flip."""
 
 import math
 
 import numpy as np
 import pandas as pd
 
-from analysis.claims import EQUIVALENCE_MARGIN, c1, c2, c3, c4, c5, c6, c7, c8, verdict
-from analysis.report import fmt_cell, summarize
+from analysis.claims import (
+    COLUMNS, EQUIVALENCE_MARGIN, RECOMMENDED, c1_values, c2_values, c3_values, c4_values, c5_best_cell, c5_values,
+    c6_values, c7_values, claims_table,
+)
+from analysis.report import fmt_cell, show_claims, summarize
+
+SEEDS = [0, 1, 2, 3, 4]
 
 
-def test_verdict_rules():
-    assert verdict(0.01, 0.03) == "supported" and verdict(-0.03, -0.01) == "contradicted" and verdict(-0.01, 0.01) == "inconclusive"
-    assert verdict(math.nan, math.nan) == "inconclusive"
-    assert verdict(0.01, 0.03, n=2) == "inconclusive"  # too few observations for any verdict
-    m = EQUIVALENCE_MARGIN
-    assert verdict(-m / 2, m / 2, "equivalence") == "supported"
-    assert verdict(m * 1.5, m * 3, "equivalence") == "contradicted"
-    assert verdict(-m / 2, m * 2, "equivalence") == "inconclusive"
-    assert verdict(-0.01, 0.02, "noninferiority") == "supported" and verdict(0.01, 0.02, "noninferiority") == "contradicted"
-
-
-def evaluations(ws_err, mc_err):
+def evaluations(ws_err, mc_err, archs=("512x512",)):
+    """Two runs per seed when two architectures are given; mc_shared at k = 50 and 100 (two streams)."""
     rows = []
-    for i, (w, m) in enumerate(zip(ws_err, mc_err)):
-        rows += [(f"r{i}", "weight_scaled", 0, 0, "error", w), (f"r{i}", "mc_shared", 50, 0, "error", m), (f"r{i}", "mc_shared", 100, 0, "error", m),
-                 (f"r{i}", "mc_shared", 100, 1, "error", m)]
-    return pd.DataFrame(rows, columns=["run_id", "mode", "k", "repeat", "metric", "value"])
+    for a, arch in enumerate(archs):
+        for s, (w, m) in enumerate(zip(ws_err, mc_err)):
+            rid = f"r{a}{s}"
+            rows += [(rid, s, arch, "weight_scaled", 0, 0, "error", w + a / 100),
+                     (rid, s, arch, "mc_shared", 50, 0, "error", 0.9), (rid, s, arch, "mc_shared", 100, 0, "error", m + a / 100 - 0.001),
+                     (rid, s, arch, "mc_shared", 100, 1, "error", m + a / 100 + 0.001)]
+    return pd.DataFrame(rows, columns=["run_id", "seed", "widths", "mode", "k", "repeat", "metric", "value"])
 
 
-def test_c1_and_c2_flip_with_the_data():
-    ev = evaluations([0.030, 0.031, 0.029, 0.030], [0.029, 0.030, 0.029, 0.031])
-    subs = pd.DataFrame({"run_id": [f"r{i}" for i in range(4) for _ in range(3)], "error": [0.05, 0.06, 0.07] * 4})
-    assert c1(ev, subs)["verdict"] == "supported" and c1(ev, subs)["n"] == 4
-    assert math.isclose(c1(ev, subs)["estimate"], 0.06 - 0.02975)
-    worse = subs.assign(error=0.01)
-    assert c1(ev, worse)["verdict"] == "contradicted"
-    assert c2(ev)["verdict"] == "supported"
-    far = evaluations([0.05, 0.052, 0.051, 0.05], [0.03, 0.031, 0.029, 0.03])
-    assert c2(far)["verdict"] == "contradicted"
+def test_c1_and_c2_are_per_seed_with_architectures_averaged():
+    ev = evaluations([0.030, 0.031, 0.029, 0.030, 0.032], [0.029, 0.030, 0.029, 0.031, 0.030], archs=("a", "b"))
+    subs = pd.DataFrame({"run_id": [r for r in ev.run_id.unique() for _ in range(3)], "error": [0.05, 0.06, 0.07] * 10})
+    c1 = c1_values(ev, subs)
+    assert list(c1.index) == SEEDS  # 10 runs, 5 replicates
+    # seed 0: arch a 0.06 - 0.029, arch b 0.06 - 0.039 -> mean 0.026
+    assert math.isclose(c1.loc[0], 0.026)
+    c2 = c2_values(ev)
+    assert np.allclose(c2.to_numpy(), [0.001, 0.001, 0.0, -0.001, 0.002])
+    table = claims_table({"mc_vs_ws": {"evaluations": ev, "subnetworks": subs}})
+    assert list(table.columns) == COLUMNS
+    tested = table[table.test != "descriptive"].set_index("test")
+    assert tested.loc["directional", "verdict"] == "supported" and tested.loc["directional", "n"] == 5
+    assert tested.loc["equivalence", "verdict"] == "supported" and tested.loc["equivalence", "method"] == "student-t"
+    far = evaluations([0.05, 0.052, 0.051, 0.05, 0.053], [0.03, 0.031, 0.029, 0.03, 0.031])
+    far_table = claims_table({"mc_vs_ws": {"evaluations": far, "subnetworks": subs[subs.run_id.str.startswith("r0")]}})
+    assert far_table[far_table.test == "equivalence"].verdict.item() == "contradicted"
 
 
-def data_size_runs(gain_small, gain_large):
+def test_too_few_seeds_withhold_the_verdict():
+    ev = evaluations([0.030, 0.031, 0.029], [0.029, 0.030, 0.029], archs=("a", "b"))  # 6 runs, 3 seeds
+    subs = pd.DataFrame({"run_id": ev.run_id.unique(), "error": 0.06})
+    table = claims_table({"mc_vs_ws": {"evaluations": ev, "subnetworks": subs}})
+    tested = table[table.test != "descriptive"]
+    assert set(tested.verdict) == {"withheld"} and set(tested.n) == {3}
+    assert tested.reason.str.contains("3 replicates, fewer than MIN_N = 5").all()
+    assert set(claims_table({"mc_vs_ws": {"evaluations": ev, "subnetworks": subs}}, min_n=3).verdict) - {"descriptive"} == {"supported"}
+
+
+def data_size_runs(gain_small, gain_large, wide_bonus=0.01):
     rows = []
-    for seed in (0, 1):
-        for width, wgain in ((64, 0.0), (1024, 0.01)):
+    for seed in SEEDS:
+        for width, wgain in ((64, 0.0), (1024, wide_bonus)):
             for size, g in ((100, gain_small), (3600, gain_large)):
-                base = 0.1 + 0.001 * seed
-                rows.append((seed, width, size, 0.5, base - g - wgain))
+                base = 0.1 + 0.001 * seed + 0.0005 * (seed % 2) * (width == 64)
+                rows.append((seed, width, size, 0.5, base - g - wgain - 0.0003 * seed))
                 rows.append((seed, width, size, 0.0, base))
     return pd.DataFrame(rows, columns=["seed", "width", "train_size", "p_drop_hidden", "test_error"])
 
 
-def test_c4_and_c8():
-    runs = data_size_runs(gain_small=0.05, gain_large=0.01)
-    a, b = c4(runs)
-    assert a["verdict"] == "supported" and b["verdict"] == "supported" and math.isclose(b["estimate"], 0.04)
-    assert c8(runs)["verdict"] == "supported" and math.isclose(c8(runs)["estimate"], 0.01)
-    hurt = data_size_runs(gain_small=-0.05, gain_large=-0.06)
-    a, b = c4(hurt)
-    assert a["verdict"] == "contradicted" and b["verdict"] == "supported"
-    flipped = data_size_runs(gain_small=0.01, gain_large=0.05)
-    assert c4(flipped)[1]["verdict"] == "contradicted"
+def test_c4_c4b_c8_average_cells_within_the_seed():
+    v = c4_values(data_size_runs(gain_small=0.05, gain_large=0.01))
+    assert list(v["C4"].index) == SEEDS
+    # seed s: gains 0.05, 0.01 (width 64) and 0.06, 0.02 (width 1024), each + 0.0003 s
+    assert np.allclose(v["C4"].to_numpy(), 0.035 + 0.0003 * np.array(SEEDS))
+    assert np.allclose(v["C4b"].to_numpy(), 0.04) and np.allclose(v["C8"].to_numpy(), 0.01)
+    rows = claims_table({"data_size": {"runs": data_size_runs(0.05, 0.01)}}).set_index("claim")
+    assert rows.loc["C4", "verdict"] == "supported" and rows.loc["C4b", "verdict"] == "supported" and rows.loc["C8", "verdict"] == "supported"
+    hurt = claims_table({"data_size": {"runs": data_size_runs(-0.05, -0.06, wide_bonus=-0.01)}}).set_index("claim")
+    assert hurt.loc["C4", "verdict"] == "contradicted" and hurt.loc["C4b", "verdict"] == "supported" and hurt.loc["C8", "verdict"] == "contradicted"
 
 
-def test_c3_c5_c6_c7():
-    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(6)], "seed": [0, 1, 2] * 2, "p_drop_hidden": [0.0] * 3 + [0.5] * 3})
-    co = pd.DataFrame({"run_id": runs.run_id, "layer": "hidden1", "metric": "mean_abs_r", "value": [0.30, 0.31, 0.32, 0.20, 0.22, 0.21]})
-    assert [r["verdict"] for r in c3(co, runs)] == ["supported"]
-    assert [r["verdict"] for r in c3(co.assign(value=co.value[::-1].to_numpy()), runs)] == ["contradicted"]
+def test_c3_is_paired_by_seed_and_a_dead_layer_drops_out():
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(10)], "seed": SEEDS * 2, "p_drop_hidden": [0.0] * 5 + [0.5] * 5})
+    value = [0.30, 0.31, 0.32, 0.33, 0.30, 0.20, 0.22, 0.21, 0.20, math.nan]  # seed 4's dropout run has a dead layer
+    co = pd.DataFrame({"run_id": runs.run_id, "layer": "hidden1", "metric": "mean_abs_r", "value": value})
+    v = c3_values(co, runs)["hidden1"]
+    assert list(v.index) == [0, 1, 2, 3] and np.allclose(v.to_numpy(), [0.10, 0.09, 0.11, 0.13])
+    table = claims_table({"coadaptation": {"coadaptation": co, "runs": runs}})
+    assert table.verdict.item() == "withheld" and table.n.item() == 4  # the dead layer is not counted as decorrelated
+    full = co.assign(value=[0.30, 0.31, 0.32, 0.33, 0.30, 0.20, 0.22, 0.21, 0.20, 0.19])
+    assert claims_table({"coadaptation": {"coadaptation": full, "runs": runs}}).verdict.item() == "supported"
+    flipped = full.assign(value=full.value[::-1].to_numpy())
+    assert claims_table({"coadaptation": {"coadaptation": flipped, "runs": runs}}).verdict.item() == "contradicted"
 
-    grid = pd.DataFrame([(pi, ph, s, 0.05 + 0.01 * abs(pi - 0.2) + 0.01 * abs(ph - 0.5) + 0.001 * s) for pi in (0.0, 0.2) for ph in (0.0, 0.5) for s in (0, 1, 2)],
-                        columns=["p_drop_input", "p_drop_hidden", "seed", "test_error"])
-    assert c5(grid)["verdict"] == "supported" and c5(grid)["estimate"] == 0.0
-    worse = grid.assign(test_error=np.where((grid.p_drop_input == 0.2) & (grid.p_drop_hidden == 0.5), 0.2, grid.test_error))
-    assert c5(worse)["verdict"] == "contradicted"
 
-    sweep = pd.DataFrame([(p, w, s, err) for p in (0.0, 0.6, 0.8) for s in (0, 1, 2) for w, err in ((256, 0.05 + p / 10 + s / 1000), (round(128 / (1 - p)), 0.05 + s / 1000))],
-                         columns=["p_drop_hidden", "width", "seed", "test_error"])
-    assert c6(sweep)["verdict"] == "supported" and c6(sweep)["n"] == 6
+def grid_runs(test_penalty_at_best=0.0, rec_extra=0.0):
+    """Validation error is lowest at (0.2, 0.75); test error adds `test_penalty_at_best` there."""
+    rows = []
+    for pi in (0.0, 0.2, 0.5):
+        for ph in (0.0, 0.5, 0.75):
+            for s in SEEDS:
+                val = 0.05 + 0.01 * abs(pi - 0.2) + 0.01 * abs(ph - 0.75) + 0.0001 * s
+                test = val + (test_penalty_at_best if (pi, ph) == (0.2, 0.75) else 0.0) + (rec_extra * (1 + s / 10) if (pi, ph) == RECOMMENDED else 0.0)
+                rows.append((pi, ph, s, val, test))
+    return pd.DataFrame(rows, columns=["p_drop_input", "p_drop_hidden", "seed", "val_error", "test_error"])
 
+
+def test_c5_chooses_the_best_cell_on_validation_and_needs_the_margin():
+    runs = grid_runs(test_penalty_at_best=0.02)  # on test the best cell looks bad: it must still be the one chosen
+    assert c5_best_cell(runs) == (0.2, 0.75)
+    assert np.allclose(c5_values(runs).to_numpy(), 0.0025 - 0.02)
+    assert claims_table({"rate_grid": {"runs": runs}}).verdict.item() == "supported"
+    worse = grid_runs(rec_extra=0.02)  # recommended 2.25 points worse than the best: beyond the 0.5-point margin
+    assert claims_table({"rate_grid": {"runs": worse}}).verdict.item() == "contradicted"
+    close = grid_runs(rec_extra=0.0025 + 0.0 * EQUIVALENCE_MARGIN)  # about the margin: neither
+    close.loc[(close.p_drop_input == 0.2) & (close.p_drop_hidden == 0.5), "test_error"] += np.tile([0.004, -0.004, 0.0, 0.003, -0.003], 1)
+    assert claims_table({"rate_grid": {"runs": close}}).verdict.item() == "inconclusive"
+
+
+def test_c6_compares_the_base_width_with_base_over_keep_at_the_same_keep():
+    rows = []
+    for p in (0.0, 0.2, 0.5, 0.8):
+        keep = 1 - p
+        for s in SEEDS:
+            for w, err in ((round(128 / keep), 0.05 + s / 1000), (256, 0.06), (128, 0.05 + p / 10 + s / 1000)):  # designs meet: first wins
+                rows.append((p, w, s, err))
+    sweep = pd.DataFrame(rows, columns=["p_drop_hidden", "width", "seed", "test_error"]).drop_duplicates(["p_drop_hidden", "width", "seed"])
+    v = c6_values(sweep)
+    assert list(v.index) == SEEDS and np.allclose(v.to_numpy(), (0.02 + 0.05 + 0.08) / 3)
+    assert claims_table({"keep_sweep": {"runs": sweep}}).verdict.item() == "supported"
+
+
+def test_c7_compares_conv_dropout_with_fc_only():
     def placement(every, fc):
         rows = []
-        for s in (0, 1, 2):
-            rows.append(("weight_scaled", "error", "input=0.1,block1=0.25,block2=0.25,hidden1=0.5", 0.5, s, every + s / 1000))
+        for s in SEEDS:
+            rows.append(("weight_scaled", "error", "input=0,block1=0.25,block2=0.25,hidden1=0.5", 0.5, s, every + s / 1000))
             rows.append(("weight_scaled", "error", "input=0,block1=0,block2=0,hidden1=0.5", 0.5, s, fc + s / 500))
             rows.append(("weight_scaled", "error", "input=0,block1=0,block2=0,hidden1=0", 0.0, s, 0.5))
         return pd.DataFrame(rows, columns=["mode", "metric", "p_drop_sites", "p_drop_hidden", "seed", "value"])
 
-    assert c7(placement(0.03, 0.02))["verdict"] == "supported"
-    assert c7(placement(0.01, 0.02))["verdict"] == "contradicted"
+    assert np.allclose(c7_values(placement(0.03, 0.02)).to_numpy(), 0.01 - np.array(SEEDS) / 1000)
+    assert claims_table({"placement": {"evaluations": placement(0.03, 0.02)}}).verdict.item() == "supported"
+    assert claims_table({"placement": {"evaluations": placement(0.01, 0.02)}}).verdict.item() == "contradicted"
 
 
-def test_summarize_carries_n_and_interval():
-    df = pd.DataFrame({"g": ["a"] * 4 + ["b"], "test_error": [0.1, 0.1, 0.1, 0.1, 0.2]})
+def test_holm_adjusts_across_the_family_and_the_report_shows_every_column():
+    tables = {"data_size": {"runs": data_size_runs(0.05, 0.01)}, "placement": {"evaluations": pd.DataFrame(
+        [("weight_scaled", "error", sites, 0.5, s, v) for s, noise in zip(SEEDS, (0.001, -0.002, 0.0005, 0.0, 0.0008)) for sites, v in
+         (("input=0,block1=0.25,block2=0.25,hidden1=0.5", 0.03 + s / 1000 + noise), ("input=0,block1=0,block2=0,hidden1=0.5", 0.03 + s / 1000))],
+        columns=["mode", "metric", "p_drop_sites", "p_drop_hidden", "seed", "value"])}}
+    table = claims_table(tables)
+    tested = table[table.n >= 5]
+    m = len(tested)
+    assert m == 4 and (table.p_adjusted >= table.p_value).all()
+    p = np.sort(tested.p_value.to_numpy())
+    holm = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p))  # Holm by hand
+    assert np.allclose(np.sort(tested.p_adjusted.to_numpy()), holm)
+    shown = show_claims(table)
+    assert {"95% interval", "method", "n", "p", "p (Holm)", "effect (sd)", "MDE", "seeds needed", "verdict", "reason"} <= set(shown.columns)
+    c7 = table[table.claim == "C7"].iloc[0]
+    assert c7.verdict == "inconclusive" and c7.reason  # says why
+
+
+def test_summarize_carries_n_interval_and_method():
+    df = pd.DataFrame({"g": ["a"] * 4 + ["b"], "test_error": [0.125, 0.125, 0.125, 0.125, 0.25]})
     s = summarize(df, ["g"], ["test_error"])
     a = s[s.g == "a"].iloc[0]
-    assert a.n == 4 and a.test_error == a.test_error_ci_low == a.test_error_ci_high == 0.1
+    assert a.n == 4 and a.test_error == a.test_error_ci_low == a.test_error_ci_high == 0.125 and a.interval == "student-t"
     b = s[s.g == "b"].iloc[0]
     assert b.n == 1 and math.isnan(b.test_error_ci_low)
-    assert fmt_cell(s).loc[0, "test_error (%)"] == "10 [10, 10]"
+    assert fmt_cell(s).loc[0, "test_error (%)"] == "12.5 [12.5, 12.5]"

@@ -1,8 +1,10 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from harness.coadaptation import (
@@ -68,8 +70,23 @@ def test_dead_and_constant_units_are_counted_and_excluded():
     assert m["n_dead"] == 2 and m["n_units"] == 5
     assert hist.sum() == 3  # pairs among the 3 alive units
     assert not any(math.isnan(v) for v in m.values())
-    m1, _ = layer_measures(torch.zeros(50, 3))
-    assert m1["n_dead"] == 3 and not any(math.isnan(v) for v in m1.values())
+    m1, _ = layer_measures(torch.zeros(50, 3))  # a dead layer is not decorrelated: its correlations are undefined
+    assert m1["n_dead"] == 3 and all(math.isnan(m1[k]) for k in ("mean_abs_r", "median_abs_r", "p90_abs_r", "frac_abs_r_gt_0.5"))
+    one = torch.zeros(50, 3)
+    one[:, 0] = torch.randn(50)
+    m2, _ = layer_measures(one)  # one live unit: no pair to correlate
+    assert m2["n_dead"] == 2 and math.isnan(m2["mean_abs_r"])
+
+
+def test_median_abs_r_is_the_usual_median():
+    u = torch.randn(400, dtype=torch.float64)
+    noise = torch.randn(400, 4, dtype=torch.float64)
+    a = torch.stack([u, u + 0.5 * noise[:, 0], u + noise[:, 1], noise[:, 2], noise[:, 3]], 1)
+    m, _ = layer_measures(a)
+    r, _ = correlation_matrix(a)
+    iu = torch.triu_indices(5, 5, offset=1)
+    pairs = r[iu[0], iu[1]].abs().sort().values  # 10 pairs: the median is the mean of the 5th and 6th
+    assert math.isclose(m["median_abs_r"], ((pairs[4] + pairs[5]) / 2).item(), rel_tol=1e-12)
 
 
 def two_unit_net(out_weights):
@@ -149,6 +166,9 @@ def test_compare_reports_difference_interval_and_rank_test():
     row = out.iloc[0]
     assert row["diff"] == 5.0 and row["ci_low"] <= 5.0 <= row["ci_high"] and row["ci_low"] > 0
     assert row["mannwhitney_u"] == 25.0 and math.isclose(row["p_value"], 2 / 252)
+    assert row["method"] == "welch-t" and math.isclose(row["ci_high"] - 5.0, stats.t.ppf(0.975, 8) * math.sqrt(2 * 2.5 / 5))
+    two = compare(pd.concat([measures, measures.assign(metric="decov", value=[1.0] * 10)]), runs, "p_drop_hidden")
+    assert np.allclose(two["p_adjusted"], [2 * (2 / 252), 1.0])  # Benjamini-Hochberg across the table
     assert row["n"] == 5 and row["n_baseline"] == 5 and row["test_error"] == 0.03
     with pytest.raises(ValueError, match="baseline 0.3 is not among"):
         compare(measures, runs, "p_drop_hidden", baseline=0.3)

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from analysis import report, tables
-from analysis.claims import CLAIMS
+from analysis.claims import CLAIMS, COLUMNS
 from harness.executors import run_sweep
 from harness.experiment import load_experiment
 from harness.store import RunStore
+from harness.verdicts import MIN_N, VERDICTS
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY_TABLES = {
@@ -71,7 +72,12 @@ def test_report_has_claims_tables_and_figures(suite):
     out = suite / "reports" / "smoke"
     claims = pd.read_csv(out / "claims.csv")
     assert set(claims.claim) == set(CLAIMS)
-    assert set(claims.verdict) <= {"supported", "contradicted", "inconclusive"}
+    assert list(claims.columns) == COLUMNS
+    assert set(claims.verdict) <= set(VERDICTS)
+    tested = claims[claims.test != "descriptive"]
+    assert ((tested.n >= MIN_N) | (tested.verdict == "withheld")).all()
+    assert (tested[tested.n >= MIN_N].method == "student-t").all() and tested[tested.n >= MIN_N].p_adjusted.notna().all()
+    assert (claims[claims.verdict == "inconclusive"].reason.str.len() > 0).all()
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES)
     for study in STUDY_TABLES:

@@ -29,7 +29,7 @@ def test_training_learns_digits(store, tiny_cfg):
 
 
 def test_adam_with_weight_decay_and_a_cosine_schedule_learns(store, tiny_cfg):
-    cfg = tiny_cfg.replace(**{"train.optimizer": "adam", "train.lr": 0.01, "train.weight_decay": 1e-4, "train.lr_schedule": "cosine", "train.epochs": 6})
+    cfg = tiny_cfg.replace(**{"train.optimizer": "adam", "train.lr": 0.01, "train.weight_decay": 1e-4, "train.lr_schedule": "cosine", "train.epochs": 8})
     rec = execute(cfg, store)
     hist = store.load_history(rec.run_id)
     assert rec.row["test_error"] < 0.15 and hist["momentum"].isna().all()
@@ -58,14 +58,40 @@ def test_select_on_val_keeps_the_best_epoch(store, tiny_cfg):
     assert evaluate(model, data.x_val, data.y_val)[1] == hist["val_error"].min()
 
 
-def test_steps_override_epochs(store, tiny_cfg):
+def test_steps_override_epochs_and_the_runs_table_records_what_was_trained(store, tiny_cfg):
     rec = execute(tiny_cfg.replace(**{"train.steps": 15, "train.batch_size": 100}), store)
     assert len(store.load_history(rec.run_id)) == 2  # 1,295 examples: 13 steps per epoch
+    assert rec.row["epochs"] == 2 and rec.row["steps"] == 15  # not the configured 3 epochs
+    plain = execute(tiny_cfg, store)
+    assert plain.row["epochs"] == 3 and plain.row["steps"] == 3 * 13
 
 
-def test_schedules():
-    cfg = TrainConfig(lr=0.1, lr_schedule="exponential", lr_decay=0.5, momentum=0.5, momentum_final=0.99, momentum_ramp_epochs=10)
-    assert learning_rate(cfg, 2, 10) == 0.1 * 0.25
-    assert momentum_at(cfg, 0) == 0.5 and abs(momentum_at(cfg, 5) - 0.745) < 1e-12 and momentum_at(cfg, 50) == 0.99
+def test_schedules_follow_training_progress():
+    cfg = TrainConfig(lr=0.1, lr_schedule="exponential", lr_decay=0.5, epochs=10, momentum=0.5, momentum_final=0.99, momentum_ramp_epochs=10)
+    assert learning_rate(cfg, 0.2) == 0.1 * 0.25  # two of ten epochs: decayed twice
+    assert learning_rate(cfg, 1.0) == 0.1 * 0.5**10
+    assert momentum_at(cfg, 0) == 0.5 and abs(momentum_at(cfg, 0.5) - 0.745) < 1e-12 and momentum_at(cfg, 1.0) == 0.99
     cos = TrainConfig(lr=0.1, lr_schedule="cosine")
-    assert learning_rate(cos, 0, 10) == 0.1 and abs(learning_rate(cos, 5, 10) - 0.05) < 1e-12
+    assert learning_rate(cos, 0) == 0.1 and abs(learning_rate(cos, 0.5) - 0.05) < 1e-12 and abs(learning_rate(cos, 1.0)) < 1e-15
+
+
+def test_a_fixed_step_budget_gives_every_training_size_the_same_schedule(store, tiny_cfg, monkeypatch):
+    """The data_size study: sizes differ, steps do not; the learning rate at each step must not
+    depend on how many epochs those steps span (it used to decay per epoch)."""
+    import harness.training as training
+
+    seen: dict[int, list[float]] = {}
+    original = training.run_epoch
+
+    def spy(model, opt, x, y, perm, batch_size, n_steps, max_norm=None, schedule=None):
+        def record(s):
+            schedule(s)
+            seen.setdefault(len(y), []).append(opt.param_groups[0]["lr"])
+        return original(model, opt, x, y, perm, batch_size, n_steps, max_norm, record)
+
+    monkeypatch.setattr(training, "run_epoch", spy)
+    for size in (100, 1000):
+        execute(tiny_cfg.replace(**{"data.train_size": size, "train.steps": 40}), store)
+    small, large = seen[100], seen[1000]
+    assert len(small) == len(large) == 40 and small == large
+    assert small[0] == tiny_cfg.train.lr and math.isclose(small[-1], tiny_cfg.train.lr * tiny_cfg.train.lr_decay ** (tiny_cfg.train.epochs * 39 / 40))
