@@ -157,7 +157,7 @@ def _cell(m: float, lo: float, hi: float, scale: float) -> str:
 
 def to_markdown(df: pd.DataFrame) -> str:
     def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
+        return f"{v:.4g}" if isinstance(v, float) else str(v).replace("|", "\\|")  # a pipe would end the cell
 
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -199,7 +199,10 @@ def build(profile: str) -> list[str]:
         "detected with 80% power at this n; seeds needed, to detect the observed effect with 80% power."
     )
     md += ["## Claims", "", intro, "", to_markdown(claims_show), ""]
-    page += ["<h2>Claims</h2>", f"<p>{html.escape(intro)}</p>", _html_table(claims_show, highlight="verdict")]
+    statements = claims.drop_duplicates("claim")[["claim", "statement"]]
+    legend = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(t)}</dd>" for c, t in statements.itertuples(index=False))
+    page += ["<h2>Claims</h2>", f"<p>{html.escape(intro)}</p>", f"<dl class='claims'>{legend}</dl>",
+             _html_table(claims_show.drop(columns="statement"), highlight="verdict", classes="t claims")]
     if profile == "paper":
         md += ["## Published reference numbers", "", reference.NOTE, "", to_markdown(reference.REFERENCE), ""]
         page += ["<h2>Published reference numbers</h2>", f"<p>{html.escape(reference.NOTE)}</p>", _html_table(reference.REFERENCE)]
@@ -231,8 +234,8 @@ def build(profile: str) -> list[str]:
     return written + ["report.md", "index.html"]
 
 
-def _html_table(df: pd.DataFrame, highlight: str | None = None) -> str:
-    styled = df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+def _html_table(df: pd.DataFrame, highlight: str | None = None, classes: str = "t") -> str:
+    styled = df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", border=0, classes=classes)
     if highlight:
         for v in ("supported", "contradicted", "inconclusive", "withheld", "descriptive"):
             styled = styled.replace(f"<td>{v}</td>", f"<td class='{v}'>{v}</td>")
@@ -241,11 +244,14 @@ def _html_table(df: pd.DataFrame, highlight: str | None = None) -> str:
 
 def _page(body: str, profile: str) -> str:
     css = """
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}
+dl.claims{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:0.9em} dl.claims dd{margin:0}
 table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}
 table.t th,table.t td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
 table.t th{background:#f4f4f4} td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
-td.inconclusive{background:#eee} td.withheld{background:#fbe9c7} td.descriptive{color:#666} figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
+td.inconclusive{background:#eee} td.withheld{background:#fbe9c7} td.descriptive{color:#666}
+table.claims td{vertical-align:top} table.claims td:nth-child(2),table.claims td:last-child{text-align:left;min-width:14em}
+table.claims td:nth-child(7),table.claims td:nth-child(8){white-space:nowrap} figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
 .setup{font-size:0.9em;color:#555}"""
     return f"<!doctype html><html><head><meta charset='utf-8'><title>Dropout harness report ({html.escape(profile)})</title><style>{css}</style></head><body>{body}</body></html>"
 

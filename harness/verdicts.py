@@ -55,8 +55,9 @@ def assess(values, h: Hypothesis) -> dict:
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     iv = interval(x)
+    standardized = iv.estimate / iv.sd if h.kind != "descriptive" and iv.sd and iv.sd > 0 else math.nan
     row = {"estimate": iv.estimate, "ci_low": iv.low, "ci_high": iv.high, "method": iv.method, "n": iv.n, "sd": iv.sd,
-           "effect_sd": iv.estimate / iv.sd if iv.sd and iv.sd > 0 else math.nan, "p_value": math.nan, "side": ""}
+           "effect_sd": standardized, "p_value": math.nan, "side": ""}
     if h.kind == "descriptive" or iv.n < 2:
         return row
     if h.kind == "directional":
@@ -129,11 +130,16 @@ def _power(r: dict, h: Hypothesis, level: float) -> dict:
 
 
 def _reason(r: dict, h: Hypothesis) -> str:
+    """Why a tested claim is inconclusive. Directional: no effect of a detectable size (the
+    interval holds 0 and lies within the MDE of it), or too few seeds (with how many would do), or
+    an effect that did not survive Holm's adjustment. Margin claims: the interval straddles the
+    margin, and how many seeds would decide it if the true value is the observed one."""
     n, need, mde = r["n"], r.get("seeds_needed", math.nan), r.get("mde", math.nan)
-    if h.kind == "directional" and -mde < r["ci_low"] and r["ci_high"] < mde:
-        return f"no effect: the interval excludes effects as large as the MDE ({mde:.3g}) at n = {n}"
+    if h.kind == "directional" and r["ci_low"] <= 0 <= r["ci_high"] and -mde < r["ci_low"] and r["ci_high"] < mde:
+        return f"no effect: the interval holds 0 and lies within the MDE of it, so effects of the detectable size are excluded at n = {n}"
+    where = "" if h.kind == "directional" else "the interval straddles the margin; "
     if math.isinf(need):
-        return f"no effect: the estimate sits on the boundary; more than {100_000:,} replicates would be needed to decide"
+        return f"{where}the estimate sits on the boundary: more than {100_000:,} replicates would not decide it"
     if need > n:
-        return f"too few seeds: about {need:.0f} replicates would detect the observed effect with {POWER:.0%} power"
-    return f"not significant after Holm's adjustment (raw p = {r['p_value']:.3g}, adjusted {r['p_adjusted']:.3g})"
+        return f"too few seeds: {where}about {need:.0f} replicates would decide it with {POWER:.0%} power if the true value is the observed one"
+    return f"not significant after Holm's adjustment across the claims (raw p = {r['p_value']:.3g}, adjusted {r['p_adjusted']:.3g})"

@@ -91,3 +91,13 @@ def test_inconclusive_says_why():
     assert rows[0]["verdict"] == "inconclusive" and rows[0]["reason"].startswith("too few seeds")
     assert rows[0]["seeds_needed"] > 5 and rows[0]["mde"] > abs(rows[0]["estimate"])
     assert rows[1]["verdict"] == "inconclusive" and rows[1]["reason"].startswith("no effect")
+
+
+def test_an_effect_lost_to_the_adjustment_is_not_called_no_effect():
+    x = np.array([0.3, 2.8, 1.5, 0.9, 2.3])  # raw p about 0.02: the interval excludes 0
+    hyps = [Hypothesis()] * 4
+    rows = decide([assess(v, Hypothesis()) for v in (x, x - x.mean(), -(x - x.mean()) * 0.5, (x - x.mean()) * 0.1)], hyps)
+    first = rows[0]
+    assert first["ci_low"] > 0 and first["p_value"] < 0.05 < first["p_adjusted"]
+    assert first["verdict"] == "inconclusive" and not first["reason"].startswith("no effect")
+    assert first["reason"].startswith("too few seeds") or first["reason"].startswith("not significant after Holm")
