@@ -28,8 +28,12 @@ def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame
     exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
     ids = [c.run_id for c in exp.configs]
     missing = [i for i in ids if not store.is_complete(i)]
+    if not missing:  # tables under a removed settings file belong to an unfinished evaluation
+        from harness.run import pending
+
+        missing = [i for i in ids if store.load_row(i)["status"] == "ok" and pending(store, i, exp.evaluations).kinds()]
     if missing:
-        raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root}, e.g. {missing[0]}; "
+        raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack evaluations, e.g. {missing[0]}; "
                          f"run `python -m harness run experiments/{study}.py --profile {profile}` first")
     runs = store.runs_table()
     runs = runs[runs.run_id.isin(ids)].reset_index(drop=True)

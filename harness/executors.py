@@ -117,9 +117,11 @@ def run_sweep(
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r}; allowed values: {', '.join(EXECUTORS)}")
+    # checked before anything is claimed or run: a bad flag must never reach the store
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name}={value!r}: must be a positive integer (or left out for the default)")
     workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise ConfigError(f"workers={workers}: must be at least 1")
     if threads is None and executor != "local":
         threads = max(1, (os.cpu_count() or 1) // workers)
     t0 = time.perf_counter()

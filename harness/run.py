@@ -24,16 +24,16 @@ import torch
 
 from .config import FORMAT_VERSION, RunConfig
 from .data import Dataset, load_dataset
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .models import DropoutNet, build_model
-from .store import RunStore, provenance
+from .store import SETTINGS_SUFFIX, RunStore, load_checkpoint, provenance
 from .training import TrainResult, evaluate, train
 
 if TYPE_CHECKING:
     from .coadaptation import CoadaptSettings
     from .evaluation import MCSettings
 
-SETTINGS_FILES = {"mc": "mc_settings.json", "coadapt": "coadapt_settings.json"}
+SETTINGS_FILES = {"mc": "mc" + SETTINGS_SUFFIX, "coadapt": "coadapt" + SETTINGS_SUFFIX}
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: by
     if state is None:
         files, status = _train_files(cfg, model, data)
     else:
-        model.load_state_dict(torch.load(io.BytesIO(state), map_location=cfg.device, weights_only=True))
+        model.load_state_dict(load_checkpoint(state, cfg.run_id, device=cfg.device))
         status = "ok"
     if status == "ok":
         files |= evaluation_files(cfg.run_id, model.eval(), data, evaluations)
@@ -160,15 +160,28 @@ def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: E
 
 def evaluate_stored(store: RunStore, run_id: str, evaluations: Evaluations, force: bool = False, threads: int | None = None, device: str | None = None) -> None:
     """Run evaluations of a stored run (no retraining) and add their tables to its folder; `device`
-    overrides where it runs (not part of the run's identity)."""
+    overrides where it runs (not part of the run's identity). The run's claim is held throughout
+    (taken here unless the caller, a sweep, holds it), so two evaluations of one run never mix
+    their tables."""
     todo = evaluations if force else pending(store, run_id, evaluations)
     if not todo.kinds():
         return
-    cfg = store.load_config(run_id)
-    if device:
-        cfg = cfg.replace(device=device)
-    state = (store.path(run_id) / "checkpoint.pt").read_bytes()
-    store.add_files(run_id, run_task(cfg, todo, state=state, threads=threads))
+    took = not store.holds(run_id)
+    if took and not store.claim(run_id):
+        owner = store.claimed().get(run_id, "another process")
+        raise StoreError(f"run {run_id} is being trained or evaluated by {owner}; try again when it has finished")
+    try:
+        todo = evaluations if force else pending(store, run_id, evaluations)  # again, under the claim
+        if not todo.kinds():
+            return
+        cfg = store.load_config(run_id)
+        if device:
+            cfg = cfg.replace(device=device)
+        state = (store.path(run_id) / "checkpoint.pt").read_bytes()
+        store.add_files(run_id, run_task(cfg, todo, state=state, threads=threads))
+    finally:
+        if took:
+            store.release(run_id)
 
 
 def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, result: TrainResult, wall: float) -> dict:

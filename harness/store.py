@@ -6,6 +6,9 @@
                   run.parquet       the run's row of the runs table
                   provenance.json   package versions, git commit, host, device, times, command
                   <table>.parquet   evaluation tables added later (each written atomically)
+                  <kind>_settings.json  the settings those tables were computed with: removed
+                                    before new tables of its kind are written and written last,
+                                    so tables are trusted only when their settings file is there
 
 A run folder is built under a temporary name and renamed into place in one step, so a run killed
 at any moment leaves either a complete folder or none. Finished runs are never recomputed unless
@@ -30,9 +33,11 @@ import pandas as pd
 import torch
 
 from .config import RunConfig, from_dict
+from .errors import StoreError
 from .files import atomic_write
 
 RUN_FILES = ("config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json")
+SETTINGS_SUFFIX = "_settings.json"  # an evaluation's settings file: present only beside complete tables
 
 
 def default_root() -> Path:
@@ -92,10 +97,18 @@ class RunStore:
         return self.commit(run_id, write, force=force)
 
     def add_files(self, run_id: str, files: dict[str, bytes]) -> None:
-        """Add files to a finished run, each atomically and in the given order (settings files come
-        last, so tables are complete whenever their settings file is present)."""
+        """Add an evaluation's files to a finished run as one unit: its settings files
+        (`*_settings.json`, which come last in `files`) are removed first, then every file is
+        written atomically in the given order. Killed or out of disk space in between, the run has
+        tables without settings, which every reader treats as a pending evaluation, never as
+        finished tables under old settings. Callers hold the run's claim."""
+        folder = self.path(run_id)
+        for name in files:
+            if name.endswith(SETTINGS_SUFFIX):
+                (folder / name).unlink(missing_ok=True)
+        _fsync_dir(folder)
         for name, data in files.items():
-            atomic_write(self.path(run_id) / name, data)
+            atomic_write(folder / name, data)
 
     # -- claims and failures: what lets sweeps resume and run side by side ---------------------------
 
@@ -122,6 +135,13 @@ class RunStore:
                 f.write(me)
             return True
         return False
+
+    def holds(self, run_id: str) -> bool:
+        """Whether this process holds the run's claim."""
+        try:
+            return (self.root / ".claims" / run_id).read_text() == _me()
+        except OSError:
+            return False
 
     def release(self, run_id: str) -> None:
         """Drop this process's claim on a run; a claim another process holds is left alone."""
@@ -167,7 +187,7 @@ class RunStore:
         return from_dict(d["config"])
 
     def load_state(self, run_id: str, device: str | torch.device = "cpu") -> dict:
-        return torch.load(self.path(run_id) / "checkpoint.pt", map_location=device, weights_only=True)
+        return load_checkpoint((self.path(run_id) / "checkpoint.pt").read_bytes(), run_id, self.path(run_id), device)
 
     def load_history(self, run_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.path(run_id) / "history.parquet")
@@ -209,6 +229,19 @@ class RunStore:
             phost, pid = "-".join(parts[2:-2]), parts[-2]
             if phost == host and pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
+
+
+def load_checkpoint(state: bytes, run_id: str, folder: Path | str = "", device: str | torch.device = "cpu") -> dict:
+    """A run's state dict from checkpoint bytes, loaded with weights_only=True; a damaged file is
+    reported by run, with how to retrain it (never with torch's hint to load it unsafely)."""
+    try:
+        return torch.load(io.BytesIO(state), map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError by damage
+        raise StoreError(
+            f"the checkpoint of run {run_id} is damaged ({type(exc).__name__}); retrain the run with --force "
+            f"(`python -m harness run EXPERIMENT_FILE --force`, or `train ... --force` with its settings), "
+            f"or delete {folder or 'its folder'} and run the sweep again"
+        ) from None
 
 
 def provenance(device: str) -> dict:

@@ -1,0 +1,102 @@
+"""The store's integrity under kills, full disks and concurrent commands, and bad values refused with
+exit 2 before anything is written (issue 10). Each test reproduces a hole found in review."""
+
+import math
+import socket
+import subprocess
+
+import pytest
+
+import harness.store
+from harness.cli import main
+from harness.config import RunConfig, TrainConfig
+from harness.errors import ConfigError, StoreError
+from harness.evaluation import MCSettings
+from harness.executors import run_sweep
+from harness.run import Evaluations, evaluate_stored, execute, pending
+
+
+def mc(T, streams):
+    return Evaluations(mc=MCSettings(T=T, streams=streams, per_example=False))
+
+
+def test_an_evaluation_killed_half_written_is_pending_not_mixed(store, tiny_cfg, monkeypatch):
+    rid = execute(tiny_cfg, store, evaluations=mc(4, 2)).run_id
+    real = harness.store.atomic_write
+
+    def full_disk(path, data):
+        if path.name == "subnetworks.parquet":  # evaluations.parquet already replaced: the old way this mixed settings
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(harness.store, "atomic_write", full_disk)
+    with pytest.raises(OSError):
+        evaluate_stored(store, rid, mc(20, 3))
+    monkeypatch.setattr(harness.store, "atomic_write", real)
+    # neither the old settings nor the new ones vouch for these tables now
+    assert pending(store, rid, mc(4, 2)).kinds() == ["mc"] and pending(store, rid, mc(20, 3)).kinds() == ["mc"]
+    assert not store.holds(rid) and not store.claimed()  # the claim taken for the evaluation is released
+    summary = run_sweep([tiny_cfg], store, evaluations=mc(20, 3))  # the sweep evaluates again, never "cached"
+    assert not summary.records[0].cached
+    ev, subs = store.read_table("evaluations", [rid]), store.read_table("subnetworks", [rid])
+    assert ev[ev["mode"] == "mc_shared"].k.max() == 20 and ev.repeat.nunique() == 3 and len(subs) == 20 * 3
+
+
+def test_a_run_evaluated_elsewhere_is_not_evaluated_twice_at_once(store, tiny_cfg, capsys):
+    rid = execute(tiny_cfg, store).run_id
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (store.root / ".claims").mkdir(exist_ok=True)
+        (store.root / ".claims" / rid).write_text(f"{socket.gethostname()} {other.pid}")
+        with pytest.raises(StoreError, match="being trained or evaluated by"):
+            evaluate_stored(store, rid, mc(4, 2))
+        assert main(["mc", rid, "--T", "4", "--streams", "2", "--store", str(store.root)]) == 2
+        assert "being trained or evaluated" in capsys.readouterr().err
+        assert not (store.path(rid) / "evaluations.parquet").exists()
+    finally:
+        other.kill()
+        other.wait()
+    evaluate_stored(store, rid, mc(4, 2))  # the owner is gone: its claim is taken over
+    assert not pending(store, rid, mc(4, 2)).kinds()
+
+
+@pytest.mark.parametrize("override, field", [("train.lr=NaN", "train.lr"), ("model.max_norm=Infinity", "model.max_norm"),
+                                             ("model.p_drop_hidden=NaN", "model.p_drop_hidden[0]"), ("train.momentum=-Infinity", "train.momentum")])
+def test_non_finite_numbers_are_refused_by_name(tmp_path, capsys, override, field):
+    s = tmp_path / "s"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--set", override, "--store", str(s)]) == 2
+    err = capsys.readouterr().err
+    assert f"{field}=" in err and "must be a finite number" in err
+    assert not any(p for p in s.iterdir() if not p.name.startswith(".")) if s.exists() else True
+
+
+def test_non_finite_numbers_are_refused_when_configs_are_built_directly():
+    with pytest.raises(ConfigError, match="train.lr=nan: must be a finite number"):
+        TrainConfig(lr=math.nan)
+    with pytest.raises(ConfigError, match="finite"):
+        RunConfig().replace(**{"data.val_fraction": math.inf})
+
+
+@pytest.mark.parametrize("flag", [["--threads", "-1"], ["--threads", "0"], ["--workers", "0"], ["--workers", "-3"]])
+def test_bad_worker_and_thread_counts_never_reach_the_store(tmp_path, capsys, flag):
+    s = tmp_path / "s"
+    assert main(["run", "experiments/exact.py", "--profile", "smoke", "--executor", "processes", *flag, "--store", str(s)]) == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+    assert not (s / ".failed").exists() and not [p for p in s.iterdir() if not p.name.startswith(".")]
+
+
+def test_run_sweep_refuses_bad_counts_before_claiming(store, tiny_cfg):
+    with pytest.raises(ConfigError, match="threads=-1"):
+        run_sweep([tiny_cfg], store, executor="processes", threads=-1)
+    assert not store.claimed() and not (store.root / ".failed").exists() and not store.run_ids()
+
+
+def test_a_damaged_checkpoint_names_the_run_and_the_fix(store, tiny_cfg, capsys):
+    rid = execute(tiny_cfg, store).run_id
+    ckpt = store.path(rid) / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: len(ckpt.read_bytes()) // 2])
+    with pytest.raises(StoreError, match=f"checkpoint of run {rid} is damaged"):
+        store.load_state(rid)
+    assert main(["mc", rid, "--T", "2", "--streams", "1", "--store", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert rid in err and "--force" in err and "weights_only" not in err
