@@ -47,8 +47,10 @@ def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame
 
 
 def write(tables: dict[str, pd.DataFrame], folder) -> None:
+    """Write every table atomically, runs.parquet last: it is the file make checks, so a collection
+    killed half-way is redone rather than taken as up to date."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, df in tables.items():
+    for name, df in sorted(tables.items(), key=lambda item: item[0] == "runs"):
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         atomic_write(folder / f"{name}.parquet", buf.getvalue())
