@@ -98,3 +98,14 @@ def test_version_floors_match_what_the_code_uses():
     assert meta["requires-python"].strip() == ">=3.11"  # tomllib
     scipy = next(d for d in meta["dependencies"] if d.startswith("scipy"))
     assert scipy == "scipy>=1.15"  # stats.bootstrap(rng=...), stats.false_discovery_control
+
+
+def test_tables_write_runs_parquet_last(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import analysis.tables as tables
+
+    order = []
+    monkeypatch.setattr(tables, "atomic_write", lambda path, data: order.append(Path(path).name))
+    tables.write({"runs": pd.DataFrame({"a": [1]}), "evaluations": pd.DataFrame({"b": [2]}), "subnetworks": pd.DataFrame({"c": [3]})}, tmp_path)
+    assert order[-1] == "runs.parquet" and sorted(order) == ["evaluations.parquet", "runs.parquet", "subnetworks.parquet"]
