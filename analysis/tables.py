@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness.coadaptation import COADAPT_TABLES
 from harness.experiment import load_experiment
+from harness.run import run_state
 from harness.files import atomic_write
 from harness.store import RunStore
 
@@ -27,11 +28,9 @@ CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth"
 def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame]:
     exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
     ids = [c.run_id for c in exp.configs]
-    missing = [i for i in ids if not store.is_complete(i)]
-    if not missing:  # tables under a removed settings file belong to an unfinished evaluation
-        from harness.run import pending
-
-        missing = [i for i in ids if store.load_row(i)["status"] == "ok" and pending(store, i, exp.evaluations).kinds()]
+    states = {i: run_state(store, i, exp.evaluations, claimed={}) for i in ids}
+    # a run not trained, damaged, or whose evaluation is unfinished (tables without their settings file)
+    missing = [i for i, st in states.items() if not st.trained or st.pending.kinds()]
     if missing:
         raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack evaluations, e.g. {missing[0]}; "
                          f"run `python -m harness run experiments/{study}.py --profile {profile}` first")

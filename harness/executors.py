@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from .config import RunConfig
 from .errors import ConfigError, HarnessError
 from .progress import progress_bar
-from .run import Evaluations, RunRecord, pending, run_task
+from .run import Evaluations, RunRecord, run_state, run_task
 from .store import RunStore
 
 if TYPE_CHECKING:
@@ -77,22 +77,15 @@ def plan(configs: list[RunConfig], store: RunStore, force: bool, retry_failed: b
     tasks, summary = [], SweepSummary()
     for cfg in configs:
         rid = cfg.run_id
-        if store.is_complete(rid) and not force:
-            status = store.load_row(rid)["status"]
-            if status != "ok" and retry_failed:
-                tasks.append(Task(cfg, evaluations))
-                continue
-            todo = pending(store, rid, evaluations) if status == "ok" else Evaluations()
-            if todo.kinds():
-                tasks.append(Task(cfg, todo, evaluate_only=True))
-            else:
-                summary.records.append(RunRecord(rid, store.path(rid), store.load_row(rid), cached=True))
-            continue
-        error = store.failure(rid)
-        if error is not None and not retry_failed and not force:
-            summary.skipped.append((cfg, f"failed earlier (use --retry-failed): {error.splitlines()[0]}"))
-            continue
-        tasks.append(Task(cfg, evaluations))
+        st = run_state(store, rid, evaluations, claimed={})  # claims are taken (or refused) by the caller
+        if force or st.state in ("missing", "damaged") or (st.state == "failed" and retry_failed) or (st.trained and st.state != "done" and retry_failed):
+            tasks.append(Task(cfg, evaluations))
+        elif st.state == "failed":
+            summary.skipped.append((cfg, f"failed earlier (use --retry-failed): {st.note}"))
+        elif st.pending.kinds():
+            tasks.append(Task(cfg, st.pending, evaluate_only=True))
+        else:
+            summary.records.append(RunRecord(rid, store.path(rid), st.row, cached=True))
     return tasks, summary
 
 
@@ -263,17 +256,7 @@ def sweep_status(configs: list[RunConfig], store: RunStore, evaluations: Evaluat
     claimed = store.claimed()
     rows = []
     for cfg in configs:
-        rid = cfg.run_id
-        if store.is_complete(rid):
-            row = store.load_row(rid)
-            state = "done" if row["status"] == "ok" else row["status"]
-            missing = ",".join(pending(store, rid, evaluations).kinds()) if row["status"] == "ok" else ""
-            note = row.get("message", "")
-        elif rid in claimed:
-            state, missing, note = "running", "", claimed[rid]
-        elif store.failure(rid) is not None:
-            state, missing, note = "failed", "", store.failure(rid).splitlines()[0]
-        else:
-            state, missing, note = "pending", "", ""
-        rows.append({"run_id": rid, "state": state, "missing_evaluations": missing, "seed": cfg.seed, "note": note})
+        st = run_state(store, cfg.run_id, evaluations, claimed)
+        state = "pending" if st.state == "missing" else st.state
+        rows.append({"run_id": cfg.run_id, "state": state, "missing_evaluations": ",".join(st.pending.kinds()), "seed": cfg.seed, "note": st.note})
     return pd.DataFrame(rows)

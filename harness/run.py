@@ -66,6 +66,48 @@ def check_device(device: str) -> None:
         raise ConfigError("device=mps but MPS is not available here; use device=cpu")
 
 
+@dataclass
+class RunState:
+    """What the store holds for one run, decided in one place (`run_state`) for the sweep planner,
+    `status`, `execute`, the command line and the table collector.
+
+    state: done (trained, status ok), diverged (or another stored status), damaged (its files
+    cannot be read: retrain it), running (claimed by a live process), failed (raised before), or
+    missing; pending: the requested evaluations it lacks (only for done runs); row: its runs-table
+    row when readable; note: the message, error or owner."""
+
+    state: str
+    pending: "Evaluations"
+    row: dict | None = None
+    note: str = ""
+
+    @property
+    def trained(self) -> bool:
+        return self.state not in ("missing", "damaged", "running", "failed")
+
+
+def run_state(store: RunStore, run_id: str, evaluations: "Evaluations" = None, claimed: dict[str, str] | None = None) -> RunState:
+    """Is this run done, and which of `evaluations` are pending? `claimed` (store.claimed()) can
+    be passed in when deciding for many runs."""
+    evaluations = evaluations if evaluations is not None else Evaluations()
+    none = Evaluations()
+    if store.is_complete(run_id):
+        try:
+            row = store.load_row(run_id)
+        except StoreError as exc:
+            return RunState("damaged", none, None, str(exc))
+        if row["status"] != "ok":
+            return RunState(row["status"], none, row, row.get("message", ""))
+        return RunState("done", pending(store, run_id, evaluations), row, "")
+    claimed = store.claimed() if claimed is None else claimed
+    if run_id in claimed:
+        return RunState("running", none, None, claimed[run_id])
+    error = store.failure(run_id)
+    if error is not None:
+        return RunState("failed", none, None, error.splitlines()[0])
+    return RunState("missing", none)
+
+
 def pending(store: RunStore, run_id: str, evaluations: Evaluations) -> Evaluations:
     """The evaluations a stored run does not have yet with these settings."""
     todo = {}
@@ -150,11 +192,12 @@ def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: E
     written. A diverged run is stored with status "diverged" and its message, and not evaluated.
     """
     run_id = cfg.run_id
-    cached = not force and store.is_complete(run_id)
+    st = run_state(store, run_id, evaluations, claimed={})
+    cached = not force and st.trained
     if not cached:
-        store.commit_files(run_id, run_task(cfg, evaluations, threads=threads), force=force)
-    elif store.load_row(run_id)["status"] == "ok":
-        evaluate_stored(store, run_id, pending(store, run_id, evaluations), threads=threads)
+        store.commit_files(run_id, run_task(cfg, evaluations, threads=threads), force=force or st.state == "damaged")
+    elif st.pending.kinds():
+        evaluate_stored(store, run_id, st.pending, threads=threads)
     return RunRecord(run_id, store.path(run_id), store.load_row(run_id), cached=cached)
 
 

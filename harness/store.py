@@ -34,7 +34,7 @@ import torch
 
 from .config import RunConfig, from_dict
 from .errors import StoreError
-from .files import atomic_write
+from .files import TMP_SUFFIX, atomic_write
 
 RUN_FILES = ("config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json")
 SETTINGS_SUFFIX = "_settings.json"  # an evaluation's settings file: present only beside complete tables
@@ -49,6 +49,7 @@ class RunStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_root()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.damaged: dict[str, str] = {}  # run id: what is wrong, for runs found damaged while reading
         self._clean_stale()
 
     def path(self, run_id: str) -> Path:
@@ -92,7 +93,10 @@ class RunStore:
 
         def write(folder: Path) -> None:
             for name, data in files.items():
-                (folder / name).write_bytes(data)
+                with open(folder / name, "wb") as f:  # on disk before the folder is renamed into place
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
 
         return self.commit(run_id, write, force=force)
 
@@ -193,7 +197,18 @@ class RunStore:
         return pd.read_parquet(self.path(run_id) / "history.parquet")
 
     def load_row(self, run_id: str) -> dict:
-        return pd.read_parquet(self.path(run_id) / "run.parquet").iloc[0].to_dict()
+        return self._read(run_id, "run").iloc[0].to_dict()
+
+    def _read(self, run_id: str, name: str) -> pd.DataFrame:
+        """One table of one run; a damaged file names the run and how to replace it."""
+        path = self.path(run_id) / f"{name}.parquet"
+        try:
+            return pd.read_parquet(path)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # pyarrow raises ArrowInvalid (and others) for truncated files
+            raise StoreError(f"run {run_id}: {path.name} is damaged ({type(exc).__name__}); "
+                             f"retrain the run with --force, or delete {self.path(run_id)} and run the sweep again") from None
 
     def write_table(self, run_id: str, name: str, df: pd.DataFrame) -> Path:
         """Add or replace one table of a finished run, atomically."""
@@ -204,12 +219,18 @@ class RunStore:
         return path
 
     def read_table(self, name: str, run_ids: list[str] | None = None) -> pd.DataFrame:
-        """Concatenate one table over runs (all complete runs by default); runs without it are skipped."""
+        """Concatenate one table over runs (all complete runs by default); runs without it are
+        skipped. A run whose file is damaged is skipped too, named in `self.damaged` and in a
+        warning on stderr, so one bad file does not hide the rest of the store."""
         frames = []
         for rid in run_ids if run_ids is not None else self.run_ids():
-            p = self.path(rid) / f"{name}.parquet"
-            if p.is_file():
-                frames.append(pd.read_parquet(p))
+            if (self.path(rid) / f"{name}.parquet").is_file():
+                try:
+                    frames.append(self._read(rid, name))
+                except StoreError as exc:
+                    if rid not in self.damaged:
+                        print(f"warning: {exc}", file=sys.stderr)
+                    self.damaged[rid] = str(exc)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def runs_table(self, experiment: str | None = None) -> pd.DataFrame:
@@ -229,6 +250,10 @@ class RunStore:
             phost, pid = "-".join(parts[2:-2]), parts[-2]
             if phost == host and pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
+        for p in self.root.glob(f"*/.*{TMP_SUFFIX}"):  # files of writers killed inside add_files
+            writer = p.name[: -len(TMP_SUFFIX)].rsplit("-", 2)
+            if len(writer) == 3 and writer[0].endswith(f".{host}") and writer[1].isdigit() and not _pid_alive(int(writer[1])):
+                p.unlink(missing_ok=True)
 
 
 def load_checkpoint(state: bytes, run_id: str, folder: Path | str = "", device: str | torch.device = "cpu") -> dict:

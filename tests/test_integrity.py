@@ -2,8 +2,10 @@
 exit 2 before anything is written (issue 10). Each test reproduces a hole found in review."""
 
 import math
+import os
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +15,7 @@ from harness.config import RunConfig, TrainConfig
 from harness.errors import ConfigError, StoreError
 from harness.evaluation import MCSettings
 from harness.executors import run_sweep
-from harness.run import Evaluations, evaluate_stored, execute, pending
+from harness.run import Evaluations, evaluate_stored, execute, pending, run_state
 
 
 def mc(T, streams):
@@ -100,3 +102,54 @@ def test_a_damaged_checkpoint_names_the_run_and_the_fix(store, tiny_cfg, capsys)
     assert main(["mc", rid, "--T", "2", "--streams", "1", "--store", str(store.root)]) == 2
     err = capsys.readouterr().err
     assert rid in err and "--force" in err and "weights_only" not in err
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_debris_of_a_writer_killed_inside_add_files_is_cleaned(store, tiny_cfg):
+    rid = execute(tiny_cfg, store).run_id
+    dead = store.path(rid) / f".evaluations.parquet.{socket.gethostname()}-{_dead_pid()}-abcd1234.tmp"
+    alive = store.path(rid) / f".evaluations.parquet.{socket.gethostname()}-{os.getpid()}-efgh5678.tmp"
+    dead.write_bytes(b"partial")
+    alive.write_bytes(b"being written")
+    type(store)(store.root)  # any command opening the store
+    assert not dead.exists() and alive.exists()
+
+
+def test_a_truncated_run_file_is_reported_for_that_run_only(store, tiny_cfg, capsys):
+    good = execute(tiny_cfg, store).run_id
+    bad = execute(tiny_cfg.replace(seed=1), store).run_id
+    path = store.path(bad) / "run.parquet"
+    path.write_bytes(path.read_bytes()[:100])
+    assert list(store.runs_table().run_id) == [good] and bad in store.damaged
+    assert main(["runs", "--store", str(store.root)]) == 0
+    captured = capsys.readouterr()
+    assert good in captured.out and f"run {bad}: run.parquet is damaged" in captured.err
+    with pytest.raises(StoreError, match="retrain the run with --force"):
+        store.load_row(bad)
+    st = run_state(store, bad)
+    assert st.state == "damaged" and not st.trained
+    summary = run_sweep([tiny_cfg, tiny_cfg.replace(seed=1)], store)  # the sweep retrains the damaged run only
+    assert sorted(r.cached for r in summary.records) == [False, True] and store.load_row(bad)["status"] == "ok"
+
+
+def test_files_of_a_new_run_are_on_disk_before_its_folder_is_renamed(store, tiny_cfg, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b))[1])
+    rid = execute(tiny_cfg, store).run_id
+    rename = events.index(("replace", str(store.path(rid))))
+    synced = {Path(p).name for kind, p in events[:rename] if kind == "fsync"}
+    assert {"config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json"} <= synced
+
+
+def test_mc_on_a_diverged_run_is_refused_with_exit_2(store, tiny_cfg, capsys):
+    bad = tiny_cfg.replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
+    rid = execute(bad, store).run_id
+    assert main(["mc", rid, "--T", "2", "--store", str(store.root)]) == 2
+    assert f"run {rid} is diverged" in capsys.readouterr().err
