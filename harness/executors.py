@@ -19,9 +19,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import RunConfig
@@ -182,33 +184,55 @@ def _local(tasks: list[Task], threads, workers, finished) -> None:
         finished(task, files, None)
 
 
+def _run_marked(marks: str, key: str, cfg, evaluations, state, threads):
+    """run_task in a pool worker, leaving a mark that the task started (for crash attribution)."""
+    (Path(marks) / key).touch()
+    return run_task(cfg, evaluations, state, threads)
+
+
 def _processes(tasks: list[Task], threads, workers, finished, max_attempts: int = 2) -> None:
-    """A pool of spawned processes (fork would copy torch's thread pools). A worker that dies
-    breaks the pool: its unfinished tasks go to a fresh pool, each at most `max_attempts` times."""
-    queue = list(tasks)
+    """A pool of spawned processes (fork would copy torch's thread pools).
+
+    A worker that dies breaks the whole pool, so a death is attributed before anyone is charged:
+    of the tasks the broken pool did not finish, those that never started go back to the queue
+    uncharged, and each that had started is a suspect, rerun alone in a pool of its own. Only a
+    task that kills a pool it has to itself is charged an attempt; after `max_attempts` it is
+    recorded as failed. One run that always dies therefore fails alone."""
+    queue, suspects = list(tasks), []
     ctx = multiprocessing.get_context("spawn")
-    while queue:
-        retry = []
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(queue)), mp_context=ctx) as pool:
-            futures = {pool.submit(run_task, t.cfg, t.evaluations, t.state, threads): t for t in queue}
-            for fut in cf.as_completed(futures):
-                task = futures[fut]
-                try:
-                    files = fut.result()
-                except cf.process.BrokenProcessPool:
-                    task.attempts += 1
-                    if task.attempts < max_attempts:
-                        retry.append(task)
-                    else:
-                        finished(task, None, "worker process died (killed or out of memory) on every attempt")
-                    continue
-                except HarnessError:
-                    raise
-                except Exception as exc:
-                    finished(task, None, _error(exc))
-                    continue
-                finished(task, files, None)
-        queue = retry
+    while queue or suspects:
+        alone = not queue  # suspects wait until the innocent tasks are done
+        batch = [suspects.pop(0)] if alone else queue
+        queue = [] if not alone else queue
+        broken = []
+        with tempfile.TemporaryDirectory(prefix="harness-pool-") as marks:
+            with cf.ProcessPoolExecutor(max_workers=min(workers, len(batch)), mp_context=ctx) as pool:
+                futures = {pool.submit(_run_marked, marks, str(i), t.cfg, t.evaluations, t.state, threads): (str(i), t) for i, t in enumerate(batch)}
+                for fut in cf.as_completed(futures):
+                    key, task = futures[fut]
+                    try:
+                        files = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        broken.append((key, task))
+                        continue
+                    except HarnessError:
+                        raise
+                    except Exception as exc:
+                        finished(task, None, _error(exc))
+                        continue
+                    finished(task, files, None)
+            started = {key for key, _ in broken if (Path(marks) / key).exists()}
+        for key, task in broken:
+            if alone:
+                task.attempts += 1
+                if task.attempts < max_attempts:
+                    suspects.append(task)
+                else:
+                    finished(task, None, "worker process died (killed or out of memory) on every attempt")
+            elif key in started:
+                suspects.append(task)
+            else:
+                queue.append(task)
 
 
 def _ray(tasks: list[Task], threads, workers, finished, ray_address=None, task_cpus=1.0, task_gpus=0.0) -> None:

@@ -125,7 +125,7 @@ def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: by
     requested evaluation's tables with its settings file last. `threads` pins torch's CPU threads:
     matrix products sum in a thread-dependent order, so equal threads give bit-identical runs.
     """
-    _fault_injection()
+    _fault_injection(cfg.run_id)
     if threads:
         torch.set_num_threads(threads)
     check_device(cfg.device)
@@ -293,9 +293,12 @@ def _parquet(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _fault_injection() -> None:
-    """Testing hook for worker death: with HARNESS_FAULT_KILL_ONCE=PATH set, the first run task to
-    start creates PATH and kills its own process, as an out-of-memory killer would."""
+def _fault_injection(run_id: str = "") -> None:
+    """Testing hooks for worker death, as an out-of-memory killer would cause it: with
+    HARNESS_FAULT_KILL_ONCE=PATH set, the first run task to start creates PATH and kills its own
+    process; with HARNESS_FAULT_KILL_RUN=RUN_ID, every task of that run kills its process."""
+    if run_id and os.environ.get("HARNESS_FAULT_KILL_RUN") == run_id:
+        os.kill(os.getpid(), signal.SIGKILL)
     marker = os.environ.get("HARNESS_FAULT_KILL_ONCE")
     if marker:
         try:

@@ -123,22 +123,34 @@ class RunStore:
         folder.mkdir(exist_ok=True)
         path = folder / run_id
         me = _me()
-        for _ in range(2):
+        for _ in range(3):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                try:
-                    owner = path.read_text()
-                except OSError:
-                    return False
-                if _stale_claim(owner) or owner == me:
-                    path.unlink(missing_ok=True)
+                if self._remove_claim_if(path, lambda owner: _stale_claim(owner) or owner == me):
                     continue
                 return False
             with os.fdopen(fd, "w") as f:
                 f.write(me)
             return True
         return False
+
+    def _remove_claim_if(self, path: Path, condition: Callable[[str], bool]) -> bool:
+        """Remove a claim file when `condition(owner)` holds, reading and removing it under the
+        claims lock: without the lock, two processes that both read a dead owner could each remove
+        the claim the other has just taken. True when the file is gone (removed, or released)."""
+        with _ClaimsLock(path.parent):
+            try:
+                owner = path.read_text()
+            except FileNotFoundError:
+                return True
+            except OSError:
+                return False
+            if not condition(owner):
+                return False
+            _pause_for_tests("takeover")
+            path.unlink(missing_ok=True)
+            return True
 
     def holds(self, run_id: str) -> bool:
         """Whether this process holds the run's claim."""
@@ -162,12 +174,14 @@ class RunStore:
         folder = self.root / ".claims"
         out = {}
         for p in folder.iterdir() if folder.is_dir() else []:
+            if p.name.startswith("."):
+                continue
             try:
                 owner = p.read_text()
             except OSError:
                 continue
             if _stale_claim(owner):
-                p.unlink(missing_ok=True)
+                self._remove_claim_if(p, _stale_claim)
             else:
                 out[p.name] = owner
         return out
@@ -304,6 +318,41 @@ def _git_commit() -> str:
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+class _ClaimsLock:
+    """An exclusive lock (flock) on .claims/.lock: take-over of a dead process's claim reads and
+    removes it as one step. flock is not guaranteed on network file systems."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+
+    def __enter__(self) -> "_ClaimsLock":
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _pause_for_tests(point: str) -> None:
+    """Testing hook: with HARNESS_TEST_PAUSE=DIR, a process reaching `point` writes
+    DIR/<point>-<pid> and waits until DIR/go exists (to hold two processes at a critical point)."""
+    folder = os.environ.get("HARNESS_TEST_PAUSE")
+    if not folder:
+        return
+    import time
+
+    Path(folder, f"{point}-{os.getpid()}").touch()
+    deadline = time.monotonic() + 60
+    while not Path(folder, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _me() -> str:

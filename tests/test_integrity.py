@@ -153,3 +153,63 @@ def test_mc_on_a_diverged_run_is_refused_with_exit_2(store, tiny_cfg, capsys):
     rid = execute(bad, store).run_id
     assert main(["mc", rid, "--T", "2", "--store", str(store.root)]) == 2
     assert f"run {rid} is diverged" in capsys.readouterr().err
+
+
+CLAIMER = """
+import os, sys, time, pathlib
+from harness.store import RunStore
+store = RunStore(sys.argv[1])
+here = pathlib.Path(sys.argv[2])
+(here / f"ready-{os.getpid()}").touch()
+while not (here / "start").exists():
+    time.sleep(0.01)
+print(store.claim("r1"), flush=True)
+while not (here / "done").exists():
+    time.sleep(0.02)
+"""
+
+
+def test_taking_over_a_dead_claim_is_atomic(tmp_path):
+    """Two live processes find the same dead owner's claim. The first to reach the critical point
+    (owner read, claim not yet removed) is held there; the other must not get past the same point
+    meanwhile, and in the end exactly one holds the run."""
+    import sys
+    import time
+
+    store = type_store(tmp_path)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = dict(os.environ, HARNESS_TEST_PAUSE=str(pause))
+
+    def wait_for(cond, timeout=60):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.02)
+        return cond()
+
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(store.root), str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        assert wait_for(lambda: all((tmp_path / f"ready-{p.pid}").exists() for p in procs))
+        (store.root / ".claims").mkdir()
+        (store.root / ".claims" / "r1").write_text(f"{socket.gethostname()} {_dead_pid()}")
+        (tmp_path / "start").touch()
+        assert wait_for(lambda: any(pause.glob("takeover-*")))
+        time.sleep(1.0)  # the other process is claiming meanwhile
+        held = list(pause.glob("takeover-*"))
+        assert len(held) == 1  # only one past the read, the other waits for the lock
+        (pause / "go").touch()
+        results = [p.stdout.readline().strip() for p in procs]
+        assert sorted(results) == ["False", "True"]
+        winner = procs[results.index("True")]
+        assert held[0].name == f"takeover-{winner.pid}"
+        assert (store.root / ".claims" / "r1").read_text() == f"{socket.gethostname()} {winner.pid}"
+    finally:
+        (tmp_path / "done").touch()
+        for p in procs:
+            p.wait(timeout=60)
+
+
+def type_store(tmp_path):
+    from harness.store import RunStore
+
+    return RunStore(tmp_path / "runs")
