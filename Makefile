@@ -5,6 +5,8 @@
 # Every target sets up the project's virtual environment first (once; again when pyproject.toml
 # changes). Outputs: runs/, reports/<profile>/, figures/<profile>/, bench/; data/ is never cleaned.
 SHELL := /bin/bash
+# a recipe that fails leaves no half-written target that a later make would take as up to date
+.DELETE_ON_ERROR:
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -73,10 +75,10 @@ $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
 	$(PY) -m analysis.tables $* --profile $(PROFILE)
 
 .SECONDEXPANSION:
-$(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py harness/stats.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
+$(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py analysis/paths.py harness/stats.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
 	$(PY) -m analysis.fig_$* --profile $(PROFILE)
 
-$(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/reference.py analysis/labels.py harness/stats.py harness/verdicts.py harness/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
+$(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats.py harness/verdicts.py harness/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
 	$(PY) -m analysis.report --profile $(PROFILE)
 
 $(STUDIES): %: $(TABLES)/%/runs.parquet

@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness.coadaptation import COADAPT_TABLES
 from harness.experiment import load_experiment
+from harness.run import run_state
 from harness.files import atomic_write
 from harness.store import RunStore
 
@@ -27,9 +28,11 @@ CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth"
 def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame]:
     exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
     ids = [c.run_id for c in exp.configs]
-    missing = [i for i in ids if not store.is_complete(i)]
+    states = {i: run_state(store, i, exp.evaluations, claimed={}) for i in ids}
+    # a run not trained, damaged, or whose evaluation is unfinished (tables without their settings file)
+    missing = [i for i, st in states.items() if not st.trained or st.pending.kinds()]
     if missing:
-        raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root}, e.g. {missing[0]}; "
+        raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack evaluations, e.g. {missing[0]}; "
                          f"run `python -m harness run experiments/{study}.py --profile {profile}` first")
     runs = store.runs_table()
     runs = runs[runs.run_id.isin(ids)].reset_index(drop=True)
@@ -43,8 +46,10 @@ def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame
 
 
 def write(tables: dict[str, pd.DataFrame], folder) -> None:
+    """Write every table atomically, runs.parquet last: it is the file make checks, so a collection
+    killed half-way is redone rather than taken as up to date."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, df in tables.items():
+    for name, df in sorted(tables.items(), key=lambda item: item[0] == "runs"):
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         atomic_write(folder / f"{name}.parquet", buf.getvalue())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class DataConfig:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_finite("data.", self)
         _check_choice("data.name", self.name, DATASETS)
         if self.train_size is not None and self.train_size < 1:
             raise ConfigError(f"data.train_size={self.train_size}: must be a positive number of examples (or null for all)")
@@ -73,6 +75,7 @@ class ModelConfig:
     max_norm: float | None = 3.0  # bound on each unit's incoming weight norm; null disables
 
     def __post_init__(self) -> None:
+        _check_finite("model.", self)
         _check_choice("model.kind", self.kind, MODEL_KINDS)
         _check_choice("model.activation", self.activation, ACTIVATIONS)
         _check_choice("model.convention", self.convention, CONVENTIONS)
@@ -129,6 +132,7 @@ class TrainConfig:
     select_on_val: bool = False  # keep the epoch with the lowest validation error
 
     def __post_init__(self) -> None:
+        _check_finite("train.", self)
         _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.lr <= 0:
@@ -273,6 +277,24 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}") from None
 
 
+def _finite(name: str, value: float) -> float:
+    # NaN passes every range check (NaN <= 0 is false), so it is refused by name first
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={value}: must be a finite number")
+    return value
+
+
+def _check_finite(prefix: str, obj: Any) -> None:
+    """Refuse NaN and infinity in every float field of a config dataclass (also when it is built
+    directly, without `from_dict`)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for i, v in enumerate(values):
+            if isinstance(v, float):
+                _finite(f"{prefix}{f.name}" + (f"[{i}]" if isinstance(value, tuple) else ""), v)
+
+
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not known; allowed values: {', '.join(allowed)}")
@@ -306,7 +328,7 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return _finite(name, float(value))
     elif tp is str:
         if isinstance(value, str):
             return value

@@ -9,5 +9,9 @@ class ConfigError(HarnessError, ValueError):
     """A config value, key or type is not allowed."""
 
 
+class StoreError(HarnessError):
+    """A stored run is damaged or busy: the message says which run and what to do."""
+
+
 class DataError(HarnessError):
     """A dataset is unknown, missing, corrupt or too small for the request."""

@@ -19,15 +19,17 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import RunConfig
 from .errors import ConfigError, HarnessError
 from .progress import progress_bar
-from .run import Evaluations, RunRecord, pending, run_task
+from .run import Evaluations, RunRecord, run_state, run_task
 from .store import RunStore
 
 if TYPE_CHECKING:
@@ -77,22 +79,15 @@ def plan(configs: list[RunConfig], store: RunStore, force: bool, retry_failed: b
     tasks, summary = [], SweepSummary()
     for cfg in configs:
         rid = cfg.run_id
-        if store.is_complete(rid) and not force:
-            status = store.load_row(rid)["status"]
-            if status != "ok" and retry_failed:
-                tasks.append(Task(cfg, evaluations))
-                continue
-            todo = pending(store, rid, evaluations) if status == "ok" else Evaluations()
-            if todo.kinds():
-                tasks.append(Task(cfg, todo, evaluate_only=True))
-            else:
-                summary.records.append(RunRecord(rid, store.path(rid), store.load_row(rid), cached=True))
-            continue
-        error = store.failure(rid)
-        if error is not None and not retry_failed and not force:
-            summary.skipped.append((cfg, f"failed earlier (use --retry-failed): {error.splitlines()[0]}"))
-            continue
-        tasks.append(Task(cfg, evaluations))
+        st = run_state(store, rid, evaluations, claimed={})  # claims are taken (or refused) by the caller
+        if force or st.state in ("missing", "damaged") or (st.state == "failed" and retry_failed) or (st.trained and st.state != "done" and retry_failed):
+            tasks.append(Task(cfg, evaluations))
+        elif st.state == "failed":
+            summary.skipped.append((cfg, f"failed earlier (use --retry-failed): {st.note}"))
+        elif st.pending.kinds():
+            tasks.append(Task(cfg, st.pending, evaluate_only=True))
+        else:
+            summary.records.append(RunRecord(rid, store.path(rid), st.row, cached=True))
     return tasks, summary
 
 
@@ -117,9 +112,11 @@ def run_sweep(
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r}; allowed values: {', '.join(EXECUTORS)}")
+    # checked before anything is claimed or run: a bad flag must never reach the store
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name}={value!r}: must be a positive integer (or left out for the default)")
     workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise ConfigError(f"workers={workers}: must be at least 1")
     if threads is None and executor != "local":
         threads = max(1, (os.cpu_count() or 1) // workers)
     t0 = time.perf_counter()
@@ -187,33 +184,55 @@ def _local(tasks: list[Task], threads, workers, finished) -> None:
         finished(task, files, None)
 
 
+def _run_marked(marks: str, key: str, cfg, evaluations, state, threads):
+    """run_task in a pool worker, leaving a mark that the task started (for crash attribution)."""
+    (Path(marks) / key).touch()
+    return run_task(cfg, evaluations, state, threads)
+
+
 def _processes(tasks: list[Task], threads, workers, finished, max_attempts: int = 2) -> None:
-    """A pool of spawned processes (fork would copy torch's thread pools). A worker that dies
-    breaks the pool: its unfinished tasks go to a fresh pool, each at most `max_attempts` times."""
-    queue = list(tasks)
+    """A pool of spawned processes (fork would copy torch's thread pools).
+
+    A worker that dies breaks the whole pool, so a death is attributed before anyone is charged:
+    of the tasks the broken pool did not finish, those that never started go back to the queue
+    uncharged, and each that had started is a suspect, rerun alone in a pool of its own. Only a
+    task that kills a pool it has to itself is charged an attempt; after `max_attempts` it is
+    recorded as failed. One run that always dies therefore fails alone."""
+    queue, suspects = list(tasks), []
     ctx = multiprocessing.get_context("spawn")
-    while queue:
-        retry = []
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(queue)), mp_context=ctx) as pool:
-            futures = {pool.submit(run_task, t.cfg, t.evaluations, t.state, threads): t for t in queue}
-            for fut in cf.as_completed(futures):
-                task = futures[fut]
-                try:
-                    files = fut.result()
-                except cf.process.BrokenProcessPool:
-                    task.attempts += 1
-                    if task.attempts < max_attempts:
-                        retry.append(task)
-                    else:
-                        finished(task, None, "worker process died (killed or out of memory) on every attempt")
-                    continue
-                except HarnessError:
-                    raise
-                except Exception as exc:
-                    finished(task, None, _error(exc))
-                    continue
-                finished(task, files, None)
-        queue = retry
+    while queue or suspects:
+        alone = not queue  # suspects wait until the innocent tasks are done
+        batch = [suspects.pop(0)] if alone else queue
+        queue = [] if not alone else queue
+        broken = []
+        with tempfile.TemporaryDirectory(prefix="harness-pool-") as marks:
+            with cf.ProcessPoolExecutor(max_workers=min(workers, len(batch)), mp_context=ctx) as pool:
+                futures = {pool.submit(_run_marked, marks, str(i), t.cfg, t.evaluations, t.state, threads): (str(i), t) for i, t in enumerate(batch)}
+                for fut in cf.as_completed(futures):
+                    key, task = futures[fut]
+                    try:
+                        files = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        broken.append((key, task))
+                        continue
+                    except HarnessError:
+                        raise
+                    except Exception as exc:
+                        finished(task, None, _error(exc))
+                        continue
+                    finished(task, files, None)
+            started = {key for key, _ in broken if (Path(marks) / key).exists()}
+        for key, task in broken:
+            if alone:
+                task.attempts += 1
+                if task.attempts < max_attempts:
+                    suspects.append(task)
+                else:
+                    finished(task, None, "worker process died (killed or out of memory) on every attempt")
+            elif key in started:
+                suspects.append(task)
+            else:
+                queue.append(task)
 
 
 def _ray(tasks: list[Task], threads, workers, finished, ray_address=None, task_cpus=1.0, task_gpus=0.0) -> None:
@@ -261,17 +280,7 @@ def sweep_status(configs: list[RunConfig], store: RunStore, evaluations: Evaluat
     claimed = store.claimed()
     rows = []
     for cfg in configs:
-        rid = cfg.run_id
-        if store.is_complete(rid):
-            row = store.load_row(rid)
-            state = "done" if row["status"] == "ok" else row["status"]
-            missing = ",".join(pending(store, rid, evaluations).kinds()) if row["status"] == "ok" else ""
-            note = row.get("message", "")
-        elif rid in claimed:
-            state, missing, note = "running", "", claimed[rid]
-        elif store.failure(rid) is not None:
-            state, missing, note = "failed", "", store.failure(rid).splitlines()[0]
-        else:
-            state, missing, note = "pending", "", ""
-        rows.append({"run_id": rid, "state": state, "missing_evaluations": missing, "seed": cfg.seed, "note": note})
+        st = run_state(store, cfg.run_id, evaluations, claimed)
+        state = "pending" if st.state == "missing" else st.state
+        rows.append({"run_id": cfg.run_id, "state": state, "missing_evaluations": ",".join(st.pending.kinds()), "seed": cfg.seed, "note": st.note})
     return pd.DataFrame(rows)

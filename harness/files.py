@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
+
+TMP_SUFFIX = ".tmp"
+
+
+def tmp_prefix(name: str) -> str:
+    """Temporary files name their writer (host and pid), so debris of a killed writer can be told
+    from a file another process is writing right now (`RunStore` removes the former)."""
+    return f".{name}.{socket.gethostname()}-{os.getpid()}-"
 
 
 def atomic_write(path: Path | str, data: bytes) -> None:
     """Write bytes to `path` through a temporary file in the same folder, fsync, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name), suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -24,16 +24,16 @@ import torch
 
 from .config import FORMAT_VERSION, RunConfig
 from .data import Dataset, load_dataset
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .models import DropoutNet, build_model
-from .store import RunStore, provenance
+from .store import SETTINGS_SUFFIX, RunStore, load_checkpoint, provenance
 from .training import TrainResult, evaluate, train
 
 if TYPE_CHECKING:
     from .coadaptation import CoadaptSettings
     from .evaluation import MCSettings
 
-SETTINGS_FILES = {"mc": "mc_settings.json", "coadapt": "coadapt_settings.json"}
+SETTINGS_FILES = {"mc": "mc" + SETTINGS_SUFFIX, "coadapt": "coadapt" + SETTINGS_SUFFIX}
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,48 @@ def check_device(device: str) -> None:
         raise ConfigError("device=mps but MPS is not available here; use device=cpu")
 
 
+@dataclass
+class RunState:
+    """What the store holds for one run, decided in one place (`run_state`) for the sweep planner,
+    `status`, `execute`, the command line and the table collector.
+
+    state: done (trained, status ok), diverged (or another stored status), damaged (its files
+    cannot be read: retrain it), running (claimed by a live process), failed (raised before), or
+    missing; pending: the requested evaluations it lacks (only for done runs); row: its runs-table
+    row when readable; note: the message, error or owner."""
+
+    state: str
+    pending: "Evaluations"
+    row: dict | None = None
+    note: str = ""
+
+    @property
+    def trained(self) -> bool:
+        return self.state not in ("missing", "damaged", "running", "failed")
+
+
+def run_state(store: RunStore, run_id: str, evaluations: "Evaluations" = None, claimed: dict[str, str] | None = None) -> RunState:
+    """Is this run done, and which of `evaluations` are pending? `claimed` (store.claimed()) can
+    be passed in when deciding for many runs."""
+    evaluations = evaluations if evaluations is not None else Evaluations()
+    none = Evaluations()
+    if store.is_complete(run_id):
+        try:
+            row = store.load_row(run_id)
+        except StoreError as exc:
+            return RunState("damaged", none, None, str(exc))
+        if row["status"] != "ok":
+            return RunState(row["status"], none, row, row.get("message", ""))
+        return RunState("done", pending(store, run_id, evaluations), row, "")
+    claimed = store.claimed() if claimed is None else claimed
+    if run_id in claimed:
+        return RunState("running", none, None, claimed[run_id])
+    error = store.failure(run_id)
+    if error is not None:
+        return RunState("failed", none, None, error.splitlines()[0])
+    return RunState("missing", none)
+
+
 def pending(store: RunStore, run_id: str, evaluations: Evaluations) -> Evaluations:
     """The evaluations a stored run does not have yet with these settings."""
     todo = {}
@@ -83,7 +125,7 @@ def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: by
     requested evaluation's tables with its settings file last. `threads` pins torch's CPU threads:
     matrix products sum in a thread-dependent order, so equal threads give bit-identical runs.
     """
-    _fault_injection()
+    _fault_injection(cfg.run_id)
     if threads:
         torch.set_num_threads(threads)
     check_device(cfg.device)
@@ -94,7 +136,7 @@ def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: by
     if state is None:
         files, status = _train_files(cfg, model, data)
     else:
-        model.load_state_dict(torch.load(io.BytesIO(state), map_location=cfg.device, weights_only=True))
+        model.load_state_dict(load_checkpoint(state, cfg.run_id, device=cfg.device))
         status = "ok"
     if status == "ok":
         files |= evaluation_files(cfg.run_id, model.eval(), data, evaluations)
@@ -150,25 +192,39 @@ def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: E
     written. A diverged run is stored with status "diverged" and its message, and not evaluated.
     """
     run_id = cfg.run_id
-    cached = not force and store.is_complete(run_id)
+    st = run_state(store, run_id, evaluations, claimed={})
+    cached = not force and st.trained
     if not cached:
-        store.commit_files(run_id, run_task(cfg, evaluations, threads=threads), force=force)
-    elif store.load_row(run_id)["status"] == "ok":
-        evaluate_stored(store, run_id, pending(store, run_id, evaluations), threads=threads)
+        store.commit_files(run_id, run_task(cfg, evaluations, threads=threads), force=force or st.state == "damaged")
+    elif st.pending.kinds():
+        evaluate_stored(store, run_id, st.pending, threads=threads)
     return RunRecord(run_id, store.path(run_id), store.load_row(run_id), cached=cached)
 
 
 def evaluate_stored(store: RunStore, run_id: str, evaluations: Evaluations, force: bool = False, threads: int | None = None, device: str | None = None) -> None:
     """Run evaluations of a stored run (no retraining) and add their tables to its folder; `device`
-    overrides where it runs (not part of the run's identity)."""
+    overrides where it runs (not part of the run's identity). The run's claim is held throughout
+    (taken here unless the caller, a sweep, holds it), so two evaluations of one run never mix
+    their tables."""
     todo = evaluations if force else pending(store, run_id, evaluations)
     if not todo.kinds():
         return
-    cfg = store.load_config(run_id)
-    if device:
-        cfg = cfg.replace(device=device)
-    state = (store.path(run_id) / "checkpoint.pt").read_bytes()
-    store.add_files(run_id, run_task(cfg, todo, state=state, threads=threads))
+    took = not store.holds(run_id)
+    if took and not store.claim(run_id):
+        owner = store.claimed().get(run_id, "another process")
+        raise StoreError(f"run {run_id} is being trained or evaluated by {owner}; try again when it has finished")
+    try:
+        todo = evaluations if force else pending(store, run_id, evaluations)  # again, under the claim
+        if not todo.kinds():
+            return
+        cfg = store.load_config(run_id)
+        if device:
+            cfg = cfg.replace(device=device)
+        state = (store.path(run_id) / "checkpoint.pt").read_bytes()
+        store.add_files(run_id, run_task(cfg, todo, state=state, threads=threads))
+    finally:
+        if took:
+            store.release(run_id)
 
 
 def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, result: TrainResult, wall: float) -> dict:
@@ -237,9 +293,12 @@ def _parquet(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _fault_injection() -> None:
-    """Testing hook for worker death: with HARNESS_FAULT_KILL_ONCE=PATH set, the first run task to
-    start creates PATH and kills its own process, as an out-of-memory killer would."""
+def _fault_injection(run_id: str = "") -> None:
+    """Testing hooks for worker death, as an out-of-memory killer would cause it: with
+    HARNESS_FAULT_KILL_ONCE=PATH set, the first run task to start creates PATH and kills its own
+    process; with HARNESS_FAULT_KILL_RUN=RUN_ID, every task of that run kills its process."""
+    if run_id and os.environ.get("HARNESS_FAULT_KILL_RUN") == run_id:
+        os.kill(os.getpid(), signal.SIGKILL)
     marker = os.environ.get("HARNESS_FAULT_KILL_ONCE")
     if marker:
         try:

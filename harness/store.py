@@ -6,6 +6,9 @@
                   run.parquet       the run's row of the runs table
                   provenance.json   package versions, git commit, host, device, times, command
                   <table>.parquet   evaluation tables added later (each written atomically)
+                  <kind>_settings.json  the settings those tables were computed with: removed
+                                    before new tables of its kind are written and written last,
+                                    so tables are trusted only when their settings file is there
 
 A run folder is built under a temporary name and renamed into place in one step, so a run killed
 at any moment leaves either a complete folder or none. Finished runs are never recomputed unless
@@ -30,9 +33,11 @@ import pandas as pd
 import torch
 
 from .config import RunConfig, from_dict
-from .files import atomic_write
+from .errors import StoreError
+from .files import TMP_SUFFIX, atomic_write
 
 RUN_FILES = ("config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json")
+SETTINGS_SUFFIX = "_settings.json"  # an evaluation's settings file: present only beside complete tables
 
 
 def default_root() -> Path:
@@ -44,6 +49,7 @@ class RunStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_root()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.damaged: dict[str, str] = {}  # run id: what is wrong, for runs found damaged while reading
         self._clean_stale()
 
     def path(self, run_id: str) -> Path:
@@ -87,15 +93,26 @@ class RunStore:
 
         def write(folder: Path) -> None:
             for name, data in files.items():
-                (folder / name).write_bytes(data)
+                with open(folder / name, "wb") as f:  # on disk before the folder is renamed into place
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
 
         return self.commit(run_id, write, force=force)
 
     def add_files(self, run_id: str, files: dict[str, bytes]) -> None:
-        """Add files to a finished run, each atomically and in the given order (settings files come
-        last, so tables are complete whenever their settings file is present)."""
+        """Add an evaluation's files to a finished run as one unit: its settings files
+        (`*_settings.json`, which come last in `files`) are removed first, then every file is
+        written atomically in the given order. Killed or out of disk space in between, the run has
+        tables without settings, which every reader treats as a pending evaluation, never as
+        finished tables under old settings. Callers hold the run's claim."""
+        folder = self.path(run_id)
+        for name in files:
+            if name.endswith(SETTINGS_SUFFIX):
+                (folder / name).unlink(missing_ok=True)
+        _fsync_dir(folder)
         for name, data in files.items():
-            atomic_write(self.path(run_id) / name, data)
+            atomic_write(folder / name, data)
 
     # -- claims and failures: what lets sweeps resume and run side by side ---------------------------
 
@@ -106,22 +123,41 @@ class RunStore:
         folder.mkdir(exist_ok=True)
         path = folder / run_id
         me = _me()
-        for _ in range(2):
+        for _ in range(3):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                try:
-                    owner = path.read_text()
-                except OSError:
-                    return False
-                if _stale_claim(owner) or owner == me:
-                    path.unlink(missing_ok=True)
+                if self._remove_claim_if(path, lambda owner: _stale_claim(owner) or owner == me):
                     continue
                 return False
             with os.fdopen(fd, "w") as f:
                 f.write(me)
             return True
         return False
+
+    def _remove_claim_if(self, path: Path, condition: Callable[[str], bool]) -> bool:
+        """Remove a claim file when `condition(owner)` holds, reading and removing it under the
+        claims lock: without the lock, two processes that both read a dead owner could each remove
+        the claim the other has just taken. True when the file is gone (removed, or released)."""
+        with _ClaimsLock(path.parent):
+            try:
+                owner = path.read_text()
+            except FileNotFoundError:
+                return True
+            except OSError:
+                return False
+            if not condition(owner):
+                return False
+            _pause_for_tests("takeover")
+            path.unlink(missing_ok=True)
+            return True
+
+    def holds(self, run_id: str) -> bool:
+        """Whether this process holds the run's claim."""
+        try:
+            return (self.root / ".claims" / run_id).read_text() == _me()
+        except OSError:
+            return False
 
     def release(self, run_id: str) -> None:
         """Drop this process's claim on a run; a claim another process holds is left alone."""
@@ -138,12 +174,14 @@ class RunStore:
         folder = self.root / ".claims"
         out = {}
         for p in folder.iterdir() if folder.is_dir() else []:
+            if p.name.startswith("."):
+                continue
             try:
                 owner = p.read_text()
             except OSError:
                 continue
             if _stale_claim(owner):
-                p.unlink(missing_ok=True)
+                self._remove_claim_if(p, _stale_claim)
             else:
                 out[p.name] = owner
         return out
@@ -167,13 +205,24 @@ class RunStore:
         return from_dict(d["config"])
 
     def load_state(self, run_id: str, device: str | torch.device = "cpu") -> dict:
-        return torch.load(self.path(run_id) / "checkpoint.pt", map_location=device, weights_only=True)
+        return load_checkpoint((self.path(run_id) / "checkpoint.pt").read_bytes(), run_id, self.path(run_id), device)
 
     def load_history(self, run_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.path(run_id) / "history.parquet")
 
     def load_row(self, run_id: str) -> dict:
-        return pd.read_parquet(self.path(run_id) / "run.parquet").iloc[0].to_dict()
+        return self._read(run_id, "run").iloc[0].to_dict()
+
+    def _read(self, run_id: str, name: str) -> pd.DataFrame:
+        """One table of one run; a damaged file names the run and how to replace it."""
+        path = self.path(run_id) / f"{name}.parquet"
+        try:
+            return pd.read_parquet(path)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # pyarrow raises ArrowInvalid (and others) for truncated files
+            raise StoreError(f"run {run_id}: {path.name} is damaged ({type(exc).__name__}); "
+                             f"retrain the run with --force, or delete {self.path(run_id)} and run the sweep again") from None
 
     def write_table(self, run_id: str, name: str, df: pd.DataFrame) -> Path:
         """Add or replace one table of a finished run, atomically."""
@@ -184,12 +233,18 @@ class RunStore:
         return path
 
     def read_table(self, name: str, run_ids: list[str] | None = None) -> pd.DataFrame:
-        """Concatenate one table over runs (all complete runs by default); runs without it are skipped."""
+        """Concatenate one table over runs (all complete runs by default); runs without it are
+        skipped. A run whose file is damaged is skipped too, named in `self.damaged` and in a
+        warning on stderr, so one bad file does not hide the rest of the store."""
         frames = []
         for rid in run_ids if run_ids is not None else self.run_ids():
-            p = self.path(rid) / f"{name}.parquet"
-            if p.is_file():
-                frames.append(pd.read_parquet(p))
+            if (self.path(rid) / f"{name}.parquet").is_file():
+                try:
+                    frames.append(self._read(rid, name))
+                except StoreError as exc:
+                    if rid not in self.damaged:
+                        print(f"warning: {exc}", file=sys.stderr)
+                    self.damaged[rid] = str(exc)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def runs_table(self, experiment: str | None = None) -> pd.DataFrame:
@@ -209,6 +264,23 @@ class RunStore:
             phost, pid = "-".join(parts[2:-2]), parts[-2]
             if phost == host and pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
+        for p in self.root.glob(f"*/.*{TMP_SUFFIX}"):  # files of writers killed inside add_files
+            writer = p.name[: -len(TMP_SUFFIX)].rsplit("-", 2)
+            if len(writer) == 3 and writer[0].endswith(f".{host}") and writer[1].isdigit() and not _pid_alive(int(writer[1])):
+                p.unlink(missing_ok=True)
+
+
+def load_checkpoint(state: bytes, run_id: str, folder: Path | str = "", device: str | torch.device = "cpu") -> dict:
+    """A run's state dict from checkpoint bytes, loaded with weights_only=True; a damaged file is
+    reported by run, with how to retrain it (never with torch's hint to load it unsafely)."""
+    try:
+        return torch.load(io.BytesIO(state), map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError by damage
+        raise StoreError(
+            f"the checkpoint of run {run_id} is damaged ({type(exc).__name__}); retrain the run with --force "
+            f"(`python -m harness run EXPERIMENT_FILE --force`, or `train ... --force` with its settings), "
+            f"or delete {folder or 'its folder'} and run the sweep again"
+        ) from None
 
 
 def provenance(device: str) -> dict:
@@ -246,6 +318,41 @@ def _git_commit() -> str:
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+class _ClaimsLock:
+    """An exclusive lock (flock) on .claims/.lock: take-over of a dead process's claim reads and
+    removes it as one step. flock is not guaranteed on network file systems."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+
+    def __enter__(self) -> "_ClaimsLock":
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _pause_for_tests(point: str) -> None:
+    """Testing hook: with HARNESS_TEST_PAUSE=DIR, a process reaching `point` writes
+    DIR/<point>-<pid> and waits until DIR/go exists (to hold two processes at a critical point)."""
+    folder = os.environ.get("HARNESS_TEST_PAUSE")
+    if not folder:
+        return
+    import time
+
+    Path(folder, f"{point}-{os.getpid()}").touch()
+    deadline = time.monotonic() + 60
+    while not Path(folder, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _me() -> str:

@@ -164,3 +164,19 @@ def test_evaluations_added_later_reuse_the_trained_runs(tmp_path):
         assert (store.path(c.run_id) / "checkpoint.pt").stat().st_mtime_ns == mtimes[c.run_id]  # not retrained
         assert len(store.read_table("subnetworks", [c.run_id])) == 4
     assert run_sweep(cfgs, store, evaluations=wanted).cached == 2
+
+
+def test_a_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch):
+    """One run that always dies (as out of memory would) among runs that do not: the broken pools'
+    deaths are attributed to it, the others finish, and the next sweep skips only it."""
+    store = RunStore(tmp_path / "runs")
+    cfgs = configs(n=6)
+    doomed = cfgs[2].run_id
+    monkeypatch.setenv("HARNESS_FAULT_KILL_RUN", doomed)
+    summary = run_sweep(cfgs, store, executor="processes", workers=2, threads=1)
+    assert [c.run_id for c, _ in summary.failures] == [doomed] and "died" in summary.failures[0][1]
+    assert summary.done == 5 and sorted(store.run_ids()) == sorted(c.run_id for c in cfgs if c.run_id != doomed)
+    assert [p.stem for p in (store.root / ".failed").glob("*.json")] == [doomed] and store.claimed() == {}
+    monkeypatch.delenv("HARNESS_FAULT_KILL_RUN")
+    again = run_sweep(cfgs, store, executor="processes", workers=2, threads=1)
+    assert [c.run_id for c, _ in again.skipped] == [doomed] and len(again.records) == 5 and all(r.cached for r in again.records)

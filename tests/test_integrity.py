@@ -1,0 +1,215 @@
+"""The store's integrity under kills, full disks and concurrent commands, and bad values refused with
+exit 2 before anything is written (issue 10). Each test reproduces a hole found in review."""
+
+import math
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import harness.store
+from harness.cli import main
+from harness.config import RunConfig, TrainConfig
+from harness.errors import ConfigError, StoreError
+from harness.evaluation import MCSettings
+from harness.executors import run_sweep
+from harness.run import Evaluations, evaluate_stored, execute, pending, run_state
+
+
+def mc(T, streams):
+    return Evaluations(mc=MCSettings(T=T, streams=streams, per_example=False))
+
+
+def test_an_evaluation_killed_half_written_is_pending_not_mixed(store, tiny_cfg, monkeypatch):
+    rid = execute(tiny_cfg, store, evaluations=mc(4, 2)).run_id
+    real = harness.store.atomic_write
+
+    def full_disk(path, data):
+        if path.name == "subnetworks.parquet":  # evaluations.parquet already replaced: the old way this mixed settings
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(harness.store, "atomic_write", full_disk)
+    with pytest.raises(OSError):
+        evaluate_stored(store, rid, mc(20, 3))
+    monkeypatch.setattr(harness.store, "atomic_write", real)
+    # neither the old settings nor the new ones vouch for these tables now
+    assert pending(store, rid, mc(4, 2)).kinds() == ["mc"] and pending(store, rid, mc(20, 3)).kinds() == ["mc"]
+    assert not store.holds(rid) and not store.claimed()  # the claim taken for the evaluation is released
+    summary = run_sweep([tiny_cfg], store, evaluations=mc(20, 3))  # the sweep evaluates again, never "cached"
+    assert not summary.records[0].cached
+    ev, subs = store.read_table("evaluations", [rid]), store.read_table("subnetworks", [rid])
+    assert ev[ev["mode"] == "mc_shared"].k.max() == 20 and ev.repeat.nunique() == 3 and len(subs) == 20 * 3
+
+
+def test_a_run_evaluated_elsewhere_is_not_evaluated_twice_at_once(store, tiny_cfg, capsys):
+    rid = execute(tiny_cfg, store).run_id
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (store.root / ".claims").mkdir(exist_ok=True)
+        (store.root / ".claims" / rid).write_text(f"{socket.gethostname()} {other.pid}")
+        with pytest.raises(StoreError, match="being trained or evaluated by"):
+            evaluate_stored(store, rid, mc(4, 2))
+        assert main(["mc", rid, "--T", "4", "--streams", "2", "--store", str(store.root)]) == 2
+        assert "being trained or evaluated" in capsys.readouterr().err
+        assert not (store.path(rid) / "evaluations.parquet").exists()
+    finally:
+        other.kill()
+        other.wait()
+    evaluate_stored(store, rid, mc(4, 2))  # the owner is gone: its claim is taken over
+    assert not pending(store, rid, mc(4, 2)).kinds()
+
+
+@pytest.mark.parametrize("override, field", [("train.lr=NaN", "train.lr"), ("model.max_norm=Infinity", "model.max_norm"),
+                                             ("model.p_drop_hidden=NaN", "model.p_drop_hidden[0]"), ("train.momentum=-Infinity", "train.momentum")])
+def test_non_finite_numbers_are_refused_by_name(tmp_path, capsys, override, field):
+    s = tmp_path / "s"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--set", override, "--store", str(s)]) == 2
+    err = capsys.readouterr().err
+    assert f"{field}=" in err and "must be a finite number" in err
+    assert not any(p for p in s.iterdir() if not p.name.startswith(".")) if s.exists() else True
+
+
+def test_non_finite_numbers_are_refused_when_configs_are_built_directly():
+    with pytest.raises(ConfigError, match="train.lr=nan: must be a finite number"):
+        TrainConfig(lr=math.nan)
+    with pytest.raises(ConfigError, match="finite"):
+        RunConfig().replace(**{"data.val_fraction": math.inf})
+
+
+@pytest.mark.parametrize("flag", [["--threads", "-1"], ["--threads", "0"], ["--workers", "0"], ["--workers", "-3"]])
+def test_bad_worker_and_thread_counts_never_reach_the_store(tmp_path, capsys, flag):
+    s = tmp_path / "s"
+    assert main(["run", "experiments/exact.py", "--profile", "smoke", "--executor", "processes", *flag, "--store", str(s)]) == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+    assert not (s / ".failed").exists() and not [p for p in s.iterdir() if not p.name.startswith(".")]
+
+
+def test_run_sweep_refuses_bad_counts_before_claiming(store, tiny_cfg):
+    with pytest.raises(ConfigError, match="threads=-1"):
+        run_sweep([tiny_cfg], store, executor="processes", threads=-1)
+    assert not store.claimed() and not (store.root / ".failed").exists() and not store.run_ids()
+
+
+def test_a_damaged_checkpoint_names_the_run_and_the_fix(store, tiny_cfg, capsys):
+    rid = execute(tiny_cfg, store).run_id
+    ckpt = store.path(rid) / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: len(ckpt.read_bytes()) // 2])
+    with pytest.raises(StoreError, match=f"checkpoint of run {rid} is damaged"):
+        store.load_state(rid)
+    assert main(["mc", rid, "--T", "2", "--streams", "1", "--store", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert rid in err and "--force" in err and "weights_only" not in err
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_debris_of_a_writer_killed_inside_add_files_is_cleaned(store, tiny_cfg):
+    rid = execute(tiny_cfg, store).run_id
+    dead = store.path(rid) / f".evaluations.parquet.{socket.gethostname()}-{_dead_pid()}-abcd1234.tmp"
+    alive = store.path(rid) / f".evaluations.parquet.{socket.gethostname()}-{os.getpid()}-efgh5678.tmp"
+    dead.write_bytes(b"partial")
+    alive.write_bytes(b"being written")
+    type(store)(store.root)  # any command opening the store
+    assert not dead.exists() and alive.exists()
+
+
+def test_a_truncated_run_file_is_reported_for_that_run_only(store, tiny_cfg, capsys):
+    good = execute(tiny_cfg, store).run_id
+    bad = execute(tiny_cfg.replace(seed=1), store).run_id
+    path = store.path(bad) / "run.parquet"
+    path.write_bytes(path.read_bytes()[:100])
+    assert list(store.runs_table().run_id) == [good] and bad in store.damaged
+    assert main(["runs", "--store", str(store.root)]) == 0
+    captured = capsys.readouterr()
+    assert good in captured.out and f"run {bad}: run.parquet is damaged" in captured.err
+    with pytest.raises(StoreError, match="retrain the run with --force"):
+        store.load_row(bad)
+    st = run_state(store, bad)
+    assert st.state == "damaged" and not st.trained
+    summary = run_sweep([tiny_cfg, tiny_cfg.replace(seed=1)], store)  # the sweep retrains the damaged run only
+    assert sorted(r.cached for r in summary.records) == [False, True] and store.load_row(bad)["status"] == "ok"
+
+
+def test_files_of_a_new_run_are_on_disk_before_its_folder_is_renamed(store, tiny_cfg, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b))[1])
+    rid = execute(tiny_cfg, store).run_id
+    rename = events.index(("replace", str(store.path(rid))))
+    synced = {Path(p).name for kind, p in events[:rename] if kind == "fsync"}
+    assert {"config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json"} <= synced
+
+
+def test_mc_on_a_diverged_run_is_refused_with_exit_2(store, tiny_cfg, capsys):
+    bad = tiny_cfg.replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
+    rid = execute(bad, store).run_id
+    assert main(["mc", rid, "--T", "2", "--store", str(store.root)]) == 2
+    assert f"run {rid} is diverged" in capsys.readouterr().err
+
+
+CLAIMER = """
+import os, sys, time, pathlib
+from harness.store import RunStore
+store = RunStore(sys.argv[1])
+here = pathlib.Path(sys.argv[2])
+(here / f"ready-{os.getpid()}").touch()
+while not (here / "start").exists():
+    time.sleep(0.01)
+print(store.claim("r1"), flush=True)
+while not (here / "done").exists():
+    time.sleep(0.02)
+"""
+
+
+def test_taking_over_a_dead_claim_is_atomic(tmp_path):
+    """Two live processes find the same dead owner's claim. The first to reach the critical point
+    (owner read, claim not yet removed) is held there; the other must not get past the same point
+    meanwhile, and in the end exactly one holds the run."""
+    import sys
+    import time
+
+    store = type_store(tmp_path)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = dict(os.environ, HARNESS_TEST_PAUSE=str(pause))
+
+    def wait_for(cond, timeout=60):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.02)
+        return cond()
+
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(store.root), str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        assert wait_for(lambda: all((tmp_path / f"ready-{p.pid}").exists() for p in procs))
+        (store.root / ".claims").mkdir()
+        (store.root / ".claims" / "r1").write_text(f"{socket.gethostname()} {_dead_pid()}")
+        (tmp_path / "start").touch()
+        assert wait_for(lambda: any(pause.glob("takeover-*")))
+        time.sleep(1.0)  # the other process is claiming meanwhile
+        held = list(pause.glob("takeover-*"))
+        assert len(held) == 1  # only one past the read, the other waits for the lock
+        (pause / "go").touch()
+        results = [p.stdout.readline().strip() for p in procs]
+        assert sorted(results) == ["False", "True"]
+        winner = procs[results.index("True")]
+        assert held[0].name == f"takeover-{winner.pid}"
+        assert (store.root / ".claims" / "r1").read_text() == f"{socket.gethostname()} {winner.pid}"
+    finally:
+        (tmp_path / "done").touch()
+        for p in procs:
+            p.wait(timeout=60)
+
+
+def type_store(tmp_path):
+    from harness.store import RunStore
+
+    return RunStore(tmp_path / "runs")

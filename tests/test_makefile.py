@@ -1,0 +1,111 @@
+"""The Makefile builds files from the files they depend on: editing one file rebuilds exactly what
+depends on it. Checked with `make -n` on a scratch copy of the tree whose outputs are all up to date."""
+
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDIES = ["mc_vs_ws", "keep_sweep", "data_size", "features", "coadaptation", "rate_grid", "placement", "exact"]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def figures() -> dict[str, str]:
+    """{figure: study} as the Makefile declares them."""
+    text = (ROOT / "Makefile").read_text()
+    return dict(re.findall(r"^study_(\w+) := (\w+)$", text, flags=re.M))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """The sources (empty stand-ins: make reads only names and times) and every output, oldest
+    first, so that `make -q all` says everything is up to date."""
+    t = tmp_path / "tree"
+    sources = ["Makefile", "pyproject.toml"] + [str(p.relative_to(ROOT)) for d in ("harness", "analysis", "experiments") for p in (ROOT / d).glob("*.py")]
+    outputs = [".venv/bin/python", ".venv/.installed"]
+    outputs += [f"reports/quick/.runs/{s}" for s in STUDIES] + [f"reports/quick/tables/{s}/runs.parquet" for s in STUDIES]
+    outputs += [f"figures/quick/{f}.png" for f in figures()] + ["reports/quick/index.html"]
+    for age, rel in enumerate(sources + outputs):
+        p = t / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes((ROOT / rel).read_bytes() if rel == "Makefile" else b"")
+        os.utime(p, (1_000_000 + age, 1_000_000 + age))
+    return t
+
+
+def planned(tree: Path, touched: str) -> list[str]:
+    """The commands `make -n all` would run after `touched` is edited."""
+    os.utime(tree / touched, (2_000_000, 2_000_000))
+    out = subprocess.run(["make", "-n", "all"], cwd=tree, capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if ".venv/bin/python" in line]
+
+
+def kinds(commands: list[str]) -> dict[str, set[str]]:
+    out = {"runs": set(), "tables": set(), "figures": set(), "report": set()}
+    for c in commands:
+        if m := re.search(r"harness run experiments/(\w+)\.py", c):
+            out["runs"].add(m.group(1))
+        elif m := re.search(r"analysis\.tables (\w+)", c):
+            out["tables"].add(m.group(1))
+        elif m := re.search(r"analysis\.fig_(\w+)", c):
+            out["figures"].add(m.group(1))
+        elif "analysis.report" in c:
+            out["report"].add("report")
+    return out
+
+
+def test_everything_up_to_date_runs_nothing(tree):
+    assert subprocess.run(["make", "-q", "all"], cwd=tree).returncode == 0
+
+
+@pytest.mark.parametrize("touched, runs, tables, figs", [
+    ("analysis/fig_rate_grid.py", set(), set(), {"rate_grid"}),
+    ("analysis/style.py", set(), set(), "all"),
+    ("analysis/labels.py", set(), set(), "all"),
+    ("analysis/paths.py", set(), set(), "all"),
+    ("harness/stats.py", "all", "all", "all"),
+    ("analysis/tables.py", set(), "all", "all"),
+    ("experiments/placement.py", {"placement"}, {"placement"}, {"placement"}),
+    ("analysis/claims.py", set(), set(), set()),
+    ("harness/verdicts.py", "all", "all", "all"),
+])
+def test_an_edit_rebuilds_exactly_what_depends_on_it(tree, touched, runs, tables, figs):
+    got = kinds(planned(tree, touched))
+    everything = set(STUDIES)
+    assert got["runs"] == (everything if runs == "all" else runs)
+    assert got["tables"] == (everything if tables == "all" else tables)
+    assert got["figures"] == (set(figures()) if figs == "all" else figs)
+    assert got["report"] == {"report"}  # the report reads every table and figure, and the claims
+
+
+def test_the_report_depends_on_every_module_it_imports():
+    text = (ROOT / "Makefile").read_text()
+    rule = re.search(r"^\$\(REPORT\)/index\.html: (.*)$", text, flags=re.M).group(1)
+    for dep in ("analysis/report.py", "analysis/claims.py", "analysis/labels.py", "analysis/reference.py", "analysis/paths.py", "harness/stats.py",
+                "harness/verdicts.py", "harness/coadaptation.py"):
+        assert dep in rule, dep
+    assert ".DELETE_ON_ERROR:" in text
+
+
+def test_version_floors_match_what_the_code_uses():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["requires-python"].strip() == ">=3.11"  # tomllib
+    scipy = next(d for d in meta["dependencies"] if d.startswith("scipy"))
+    assert scipy == "scipy>=1.15"  # stats.bootstrap(rng=...), stats.false_discovery_control
+
+
+def test_tables_write_runs_parquet_last(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import analysis.tables as tables
+
+    order = []
+    monkeypatch.setattr(tables, "atomic_write", lambda path, data: order.append(Path(path).name))
+    tables.write({"runs": pd.DataFrame({"a": [1]}), "evaluations": pd.DataFrame({"b": [2]}), "subnetworks": pd.DataFrame({"c": [3]})}, tmp_path)
+    assert order[-1] == "runs.parquet" and sorted(order) == ["evaluations.parquet", "runs.parquet", "subnetworks.parquet"]
