@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(co)
     co.set_defaults(func=cmd_coadapt)
 
-    cp = sub.add_parser("compare", help="compare co-adaptation between groups of runs (bootstrap CI, Mann-Whitney U)")
+    cp = sub.add_parser("compare", help="compare co-adaptation between groups of runs (Welch-t interval, Mann-Whitney U, Benjamini-Hochberg)")
     cp.add_argument("--experiment", required=True, help="the experiment whose runs are compared")
     cp.add_argument("--by", default="p_drop_hidden", help="runs-table column that defines the groups (default p_drop_hidden)")
     cp.add_argument("--baseline", type=float, help="the group the others are compared with (default: the smallest value)")
