@@ -29,6 +29,7 @@ CONVENTIONS = ("inverted", "classic")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "exponential", "cosine")
 PROFILES = ("quick", "paper", "smoke")
+MAX_WIDTH = 1_000_000  # units per hidden layer; beyond this the first weight matrix alone outgrows any one machine
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class DataConfig:
             raise ConfigError(f"data.train_size={self.train_size}: must be a positive number of examples (or null for all)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction={self.val_fraction}: must lie in [0, 1)")
+        _check_seed("data.split_seed", self.split_seed)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ class ModelConfig:
         for i, w in enumerate(self.widths):
             if w < 1:
                 raise ConfigError(f"model.widths[{i}]={w}: widths must be positive integers")
+            if w > MAX_WIDTH:
+                # a 784 x w input layer alone; training holds about four copies (weights, gradients, momentum, max-norm)
+                gib = 4 * 4 * 784 * w / 2**30
+                raise ConfigError(f"model.widths[{i}]={w}: a layer this wide needs at least {gib:,.0f} GiB for its first weight matrix "
+                                  f"in training; widths are limited to {MAX_WIDTH:,}")
         if self.kind == "cnn" and not self.widths:
             raise ConfigError("model.widths=[]: a cnn needs at least one hidden fully connected layer")
         _check_prob("model.p_drop_input", self.p_drop_input)
@@ -169,6 +176,7 @@ class RunConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        _check_seed("seed", self.seed)
         if not self.experiment or any(c in self.experiment for c in "/\\"):
             raise ConfigError(f"experiment={self.experiment!r}: must be a non-empty name without slashes")
         _check_choice("profile", self.profile, PROFILES)
@@ -268,7 +276,10 @@ def load_config_file(path: str) -> dict[str, Any]:
     p = pathlib.Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     try:
         if p.suffix == ".toml":
             return tomllib.loads(text)
@@ -293,6 +304,11 @@ def _check_finite(prefix: str, obj: Any) -> None:
         for i, v in enumerate(values):
             if isinstance(v, float):
                 _finite(f"{prefix}{f.name}" + (f"[{i}]" if isinstance(value, tuple) else ""), v)
+
+
+def _check_seed(name: str, seed: int) -> None:
+    if not 0 <= seed < 2**63:  # numpy and torch generators take non-negative 64-bit seeds
+        raise ConfigError(f"{name}={seed}: a seed must be an integer in [0, 2**63)")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

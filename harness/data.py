@@ -17,6 +17,7 @@ import struct
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +92,8 @@ def _cached(name: str, build: Callable[[], Raw]) -> Raw:
                 x_test = z["x_test"] if "x_test" in z else None
                 y_test = z["y_test"] if "y_test" in z else None
                 return Raw(z["x"], z["y"], x_test, y_test)
-        except (OSError, ValueError, KeyError, zlib.error):
-            pass  # a damaged cache is rebuilt from the embedded source below
+        except (OSError, ValueError, KeyError, zlib.error, zipfile.BadZipFile, EOFError):
+            pass  # a damaged or truncated cache is rebuilt from the embedded source below
     raw = build()
     arrays = {"x": raw.x, "y": raw.y}
     if raw.x_test is not None:

@@ -43,6 +43,8 @@ class MCSettings:
     exact_max_units: int = EXACT_MAX_UNITS
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed={self.seed}: the subnetwork seed must be >= 0")
         if self.T < 1 or self.streams < 1:
             raise ConfigError(f"T={self.T}, streams={self.streams}: both must be positive")
         if self.split not in SPLITS:

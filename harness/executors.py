@@ -121,6 +121,8 @@ def run_sweep(
         threads = max(1, (os.cpu_count() or 1) // workers)
     t0 = time.perf_counter()
     tasks, summary = plan(configs, store, force, retry_failed, evaluations)
+    if tasks:
+        store.check_writable()
     mine = []
     for task in tasks:
         if not store.claim(task.run_id):

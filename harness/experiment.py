@@ -8,6 +8,7 @@ Every config's ``profile`` field is set to the profile it was made for, so profi
 from __future__ import annotations
 
 import importlib.util
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -35,21 +36,36 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
         raise ConfigError(f"experiment file {path} does not exist; experiments: {', '.join(known)}")
     if profile not in PROFILES:
         raise ConfigError(f"profile={profile!r} is not known; allowed values: {', '.join(PROFILES)}")
-    module = _import(path)
+    module = _guarded(path, "importing it", _import, path)
     name = getattr(module, "NAME", None)
     make = getattr(module, "configs", None)
     if not isinstance(name, str) or not callable(make):
         raise ConfigError(f"{path} must define NAME (a string) and configs(profile) returning a list of RunConfig")
-    configs = list(make(profile))
+    configs = list(_guarded(path, f"configs({profile!r})", make, profile))
     bad = [c for c in configs if not isinstance(c, RunConfig)]
     if bad:
         raise ConfigError(f"{path}: configs() returned {type(bad[0]).__name__}, expected RunConfig")
     configs = [c.replace(profile=profile, experiment=name) for c in configs]
-    evals = module.evaluations(profile) if callable(getattr(module, "evaluations", None)) else Evaluations()
+    evals = _guarded(path, f"evaluations({profile!r})", module.evaluations, profile) if callable(getattr(module, "evaluations", None)) else Evaluations()
     ids = [c.run_id for c in configs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
     return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip())
+
+
+def _guarded(path: Path, what: str, fn, *args):
+    """Call fn(*args) for an experiment file; its own errors become a message that names the file,
+    the step and the line, instead of a traceback (a ConfigError from a bad config passes as is)."""
+    try:
+        return fn(*args)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {what}: {exc}") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}; fix the experiment file") from None
+    except Exception as exc:
+        tb = traceback.extract_tb(exc.__traceback__)
+        line = next((f" (line {f.lineno})" for f in reversed(tb) if Path(f.filename).resolve() == path.resolve()), "")
+        raise ConfigError(f"{path}: {what} raised {type(exc).__name__}: {exc}{line}; fix the experiment file") from None
 
 
 def _import(path: Path) -> ModuleType:

@@ -194,6 +194,8 @@ def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: E
     run_id = cfg.run_id
     st = run_state(store, run_id, evaluations, claimed={})
     cached = not force and st.trained
+    if not cached or st.pending.kinds():
+        store.check_writable()
     if not cached:
         store.commit_files(run_id, run_task(cfg, evaluations, threads=threads), force=force or st.state == "damaged")
     elif st.pending.kinds():
@@ -209,6 +211,7 @@ def evaluate_stored(store: RunStore, run_id: str, evaluations: Evaluations, forc
     todo = evaluations if force else pending(store, run_id, evaluations)
     if not todo.kinds():
         return
+    store.check_writable()  # before the computation, not after it
     took = not store.holds(run_id)
     if took and not store.claim(run_id):
         owner = store.claimed().get(run_id, "another process")

@@ -42,15 +42,38 @@ SETTINGS_SUFFIX = "_settings.json"  # an evaluation's settings file: present onl
 
 def default_root() -> Path:
     """$HARNESS_STORE, else runs/ in the current directory."""
-    return Path(os.environ.get("HARNESS_STORE", "runs"))
+    root = os.environ.get("HARNESS_STORE", "runs")
+    if not root.strip():
+        raise StoreError("HARNESS_STORE is empty: set it to a folder for the run store, or unset it for runs/")
+    return Path(root)
 
 
 class RunStore:
     def __init__(self, root: str | Path | None = None):
+        if root is not None and str(root).strip() == "":
+            raise StoreError("--store is empty: name a folder for the run store (default: $HARNESS_STORE or runs/)")
         self.root = Path(root) if root is not None else default_root()
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the run store {self.root} is a file, not a folder: name a folder with --store")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the run store {self.root}: {exc.strerror}; choose a writable folder with --store") from None
         self.damaged: dict[str, str] = {}  # run id: what is wrong, for runs found damaged while reading
         self._clean_stale()
+
+    def check_writable(self) -> None:
+        """Fail before any computation when the store cannot take new files (read-only, full)."""
+        probe = self.root / f".probe-{socket.gethostname()}-{os.getpid()}"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise StoreError(f"the run store {self.root} is not writable ({exc.strerror}); free space or choose another folder with --store") from None
+        finally:
+            probe.unlink(missing_ok=True)
 
     def path(self, run_id: str) -> Path:
         return self.root / run_id
