@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import shutil
@@ -91,7 +92,9 @@ def _cached(name: str, build: Callable[[], Raw]) -> Raw:
             with np.load(path, allow_pickle=False) as z:
                 x_test = z["x_test"] if "x_test" in z else None
                 y_test = z["y_test"] if "y_test" in z else None
-                return Raw(z["x"], z["y"], x_test, y_test)
+                cached = Raw(z["x"], z["y"], x_test, y_test)
+            if not raw_problem(cached):
+                return cached  # a cache of the wrong shape is rebuilt below
         except (OSError, ValueError, KeyError, zlib.error, zipfile.BadZipFile, EOFError):
             pass  # a damaged or truncated cache is rebuilt from the embedded source below
     raw = build()
@@ -169,7 +172,7 @@ def read_idx(path: Path, expect_ndim: int | None = None) -> np.ndarray:
         raise DataError(f"{path} is truncated: the header is incomplete")
     dims = struct.unpack(">" + "I" * ndim, raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python integers: a forged header cannot overflow
     if len(raw) - header != expected:
         raise DataError(
             f"{path} is truncated or padded: the header promises {expected} bytes of data for shape {dims}, "
@@ -275,7 +278,33 @@ assert set(LOADERS) == set(DATASETS)
 def load_raw(name: str) -> Raw:
     if name not in LOADERS:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}")
-    return LOADERS[name]()
+    raw = LOADERS[name]()
+    problem = raw_problem(raw)
+    if problem:
+        raise DataError(f"{name} ({data_dir() / name}): {problem}; replace the files with good copies")
+    return raw
+
+
+def raw_problem(raw: Raw) -> str:
+    """What is wrong with parsed arrays, or "" when they are usable: examples and labels must
+    agree in number and be non-empty, labels non-negative integers, pixels finite."""
+    for xs, ys, part in ((raw.x, raw.y, "training"), (raw.x_test, raw.y_test, "test")):
+        if xs is None and part == "test":
+            continue
+        xs, ys = np.asarray(xs), np.asarray(ys)
+        if xs.ndim < 2 or ys.ndim != 1:
+            return f"the {part} arrays have shapes {xs.shape} and {ys.shape}: expected (N, ...) images and (N,) labels"
+        if len(xs) == 0:
+            return f"the {part} split holds zero examples"
+        if len(xs) != len(ys):
+            return f"the {part} split has {len(xs)} examples but {len(ys)} labels"
+        if not np.issubdtype(ys.dtype, np.integer):
+            return f"the {part} labels are {ys.dtype}, not integers"
+        if ys.min() < 0:
+            return f"the {part} labels include {int(ys.min())}: labels must be >= 0"
+        if np.issubdtype(xs.dtype, np.floating) and not np.isfinite(xs).all():
+            return f"the {part} images hold {int((~np.isfinite(xs)).sum())} NaN or infinite values"
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -313,3 +313,67 @@ def test_a_truncated_embedded_data_cache_is_rebuilt(tmp_path, monkeypatch):
     again = load_raw("mnist5k")
     assert (again.x == first.x).all() and (again.y == first.y).all()
     assert cache.stat().st_size > 1000  # rebuilt in place
+
+
+def _idx(a, code=0x08, dims=None):
+    import struct
+
+    import numpy as np
+
+    a = np.asarray(a)
+    dtype = {0x08: ">u1", 0x09: ">i1", 0x0D: ">f4"}[code]
+    dims = a.shape if dims is None else dims
+    return struct.pack(">BBBB", 0, 0, code, len(dims)) + struct.pack(">" + "I" * len(dims), *dims) + a.astype(dtype).tobytes()
+
+
+def _mnist_files(folder, train_x=None, train_y=None):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "train-images-idx3-ubyte": train_x if train_x is not None else _idx(rng.integers(0, 256, (40, 28, 28))),
+        "train-labels-idx1-ubyte": train_y if train_y is not None else _idx(np.arange(40) % 10),
+        "t10k-images-idx3-ubyte": _idx(rng.integers(0, 256, (20, 28, 28))),
+        "t10k-labels-idx1-ubyte": _idx(np.arange(20) % 10),
+    }
+    for name, blob in files.items():
+        (folder / name).write_bytes(blob)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("overflow", "the header promises"),
+    ("empty", "the training split holds zero examples"),
+    ("negative", "the training labels include -3: labels must be >= 0"),
+    ("nan", "the training images hold 3 NaN or infinite values"),
+])
+def test_damaged_idx_files_exit_2_naming_the_defect(tmp_path, monkeypatch, capsys, case, message):
+    import numpy as np
+
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
+    if case == "overflow":
+        _mnist_files(tmp_path / "mnist", train_x=_idx(np.zeros((1, 28, 28)), dims=(2**31, 2**31, 2**31)))
+    elif case == "empty":
+        _mnist_files(tmp_path / "mnist", train_x=_idx(np.zeros((0, 28, 28))), train_y=_idx(np.zeros(0)))
+    elif case == "negative":
+        _mnist_files(tmp_path / "mnist", train_y=_idx(np.where(np.arange(40) == 5, -3, np.arange(40) % 10), code=0x09))
+    else:
+        x = np.random.default_rng(0).random((40, 28, 28))
+        x[0, 0, :3] = np.nan
+        _mnist_files(tmp_path / "mnist", train_x=_idx(x, code=0x0D))
+    s = tmp_path / "s"
+    assert main(["train", "--dataset", "mnist", "--epochs", "1", "--widths", "8", "--store", str(s)]) == 2
+    assert message in capsys.readouterr().err
+    assert not s.exists() or not [p for p in s.iterdir() if not p.name.startswith(".")]
+
+
+def test_an_embedded_cache_of_the_wrong_shape_is_rebuilt(tmp_path, monkeypatch):
+    import numpy as np
+
+    from harness.data import load_raw
+
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
+    first = load_raw("mnist5k")
+    np.savez(tmp_path / "mnist5k.npz", x=np.zeros((5, 3)), y=np.zeros((5, 2), dtype=np.int64))
+    again = load_raw("mnist5k")
+    assert again.x.shape == first.x.shape and (again.y == first.y).all()
