@@ -66,21 +66,22 @@ def checkpoints(T: int) -> list[int]:
 def evaluate_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, settings: MCSettings = MCSettings(), run_id: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
     """All inference modes of `model` on (x, y); returns (evaluations, subnetworks) tables."""
     engine = SubnetworkEngine(model, x)
-    ws = torch.softmax(engine.weight_scaled().double(), 1)
+    ws_log = torch.log_softmax(engine.weight_scaled().double(), 1)
+    ws = ws_log.exp()
     rows: list[tuple] = []
 
     def emit(mode: str, k: int, repeat: int, metrics: dict[str, float]) -> None:
         rows.extend((mode, k, repeat, name, value) for name, value in metrics.items())
 
-    emit("weight_scaled", 0, 0, point_metrics(ws, y))
+    emit("weight_scaled", 0, 0, point_metrics(ws, y, log_probs=ws_log))
 
     exact = None
     n_units = droppable_units(engine.sites)
     if settings.exact == "yes" or (settings.exact == "auto" and 0 < n_units <= settings.exact_max_units):
         exact = enumerate_subnetworks(engine, settings.exact_max_units)
         count = int(exact["count"])
-        emit("exact", count, 0, point_metrics(exact["mean"], y, ws))
-        emit("exact_geometric", count, 0, point_metrics(exact["geometric"], y, ws))
+        emit("exact", count, 0, point_metrics(exact["mean"], y, ws, exact["log_mean"], ws_log))
+        emit("exact_geometric", count, 0, point_metrics(exact["geometric"], y, ws, exact["log_geometric"], ws_log))
 
     ks = set(checkpoints(settings.T))
     sub_rows = []
@@ -90,13 +91,13 @@ def evaluate_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, settings
         acc = EnsembleAccumulator(len(y), ws.shape[1], ws.device)
         for t in range(settings.T):
             masks = sample_masks(engine.sites, settings.seed, t, stream=r)
-            p = acc.add(engine.logits(masks))
+            p, logp = acc.add(engine.logits(masks))
             kept = [int(m.sum()) for m in masks if m is not None]
             sub_rows.append(
-                {"stream": r, "subnetwork": t, "kept_fraction": sum(kept) / max(n_units, 1)} | point_metrics(p, y, ws)
+                {"stream": r, "subnetwork": t, "kept_fraction": sum(kept) / max(n_units, 1)} | point_metrics(p, y, ws, logp, ws_log)
             )
             if acc.k in ks:
-                _emit_ensemble(emit, acc, y, ws, exact, r, "mc_shared", geometric=True)
+                _emit_ensemble(emit, acc, y, ws, ws_log, exact, r, "mc_shared", geometric=True)
             bar.update(1)
         if settings.per_example:
             acc = EnsembleAccumulator(len(y), ws.shape[1], ws.device)
@@ -104,7 +105,7 @@ def evaluate_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, settings
             for t in range(settings.T):
                 acc.add(engine.logits_per_example(g))
                 if acc.k in ks:
-                    _emit_ensemble(emit, acc, y, ws, exact, r, "mc_per_example", geometric=False)
+                    _emit_ensemble(emit, acc, y, ws, ws_log, exact, r, "mc_per_example", geometric=False)
                 bar.update(1)
     bar.close()
     evaluations = pd.DataFrame(rows, columns=["mode", "k", "repeat", "metric", "value"])
@@ -115,13 +116,13 @@ def evaluate_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, settings
     return evaluations, subnetworks
 
 
-def _emit_ensemble(emit, acc: EnsembleAccumulator, y, ws, exact, repeat: int, mode: str, geometric: bool) -> None:
-    m = acc.summary(y, ws)
+def _emit_ensemble(emit, acc: EnsembleAccumulator, y, ws, ws_log, exact, repeat: int, mode: str, geometric: bool) -> None:
+    m = acc.summary(y, ws, ws_log)
     if exact is not None:
         m["l2_to_exact"] = l2_gap(acc.mean(), exact["mean"])
     emit(mode, acc.k, repeat, m)
     if geometric:
-        g = acc.geometric_summary(y, ws)
+        g = acc.geometric_summary(y, ws, ws_log)
         if exact is not None:
             g["l2_to_exact"] = l2_gap(acc.geometric(), exact["geometric"])
         emit("geometric", acc.k, repeat, g)

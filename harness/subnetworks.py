@@ -21,6 +21,8 @@ as in training, so a subnetwork is the network that training used.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -173,8 +175,10 @@ def enumerate_subnetworks(engine: SubnetworkEngine, max_units: int = EXACT_MAX_U
     """Every subnetwork with its probability: the exact ensemble.
 
     Returns float64 tensors: ``mean`` (N, C), the probability-weighted arithmetic mean of the
-    subnetworks' class probabilities; ``geometric`` (N, C), their normalized weighted geometric
-    mean; ``mean_logits`` (N, C), the weighted mean of their logits; ``count``, 2^n.
+    subnetworks' class probabilities, and ``log_mean`` its logarithm (accumulated as a
+    log-sum-exp, exact where the mean underflows); ``geometric`` (N, C), their normalized weighted
+    geometric mean, and ``log_geometric``; ``mean_logits`` (N, C), the weighted mean of their
+    logits; ``count``, 2^n.
     """
     sites = engine.sites
     n = droppable_units(sites)
@@ -189,6 +193,7 @@ def enumerate_subnetworks(engine: SubnetworkEngine, max_units: int = EXACT_MAX_U
     mean = torch.zeros(engine.n, c, dtype=torch.float64, device=dev)
     mean_logp = torch.zeros_like(mean)
     mean_logits = torch.zeros_like(mean)
+    log_mean = torch.full_like(mean, -math.inf)
     bit = torch.arange(n)
     for start in range(0, total, chunk):
         ids = torch.arange(start, min(start + chunk, total))
@@ -202,9 +207,11 @@ def enumerate_subnetworks(engine: SubnetworkEngine, max_units: int = EXACT_MAX_U
         z = engine.logits_masked_batch(masks).double()  # (B, N, C)
         logp = torch.log_softmax(z, dim=2)
         mean += torch.einsum("b,bnc->nc", w, logp.exp())
+        log_mean = torch.logaddexp(log_mean, torch.logsumexp(w.log()[:, None, None] + logp, dim=0))
         mean_logp += torch.einsum("b,bnc->nc", w, logp)
         mean_logits += torch.einsum("b,bnc->nc", w, z)
-    return {"mean": mean, "geometric": torch.softmax(mean_logp, dim=1), "mean_logits": mean_logits, "count": torch.tensor(total)}
+    return {"mean": mean, "log_mean": log_mean, "geometric": torch.softmax(mean_logp, dim=1), "log_geometric": torch.log_softmax(mean_logp, dim=1),
+            "mean_logits": mean_logits, "count": torch.tensor(total)}
 
 
 # ---------------------------------------------------------------------------------------------------

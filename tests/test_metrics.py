@@ -39,7 +39,8 @@ def test_streaming_equals_metrics_from_all_stored_members():
     mean = probs.mean(0)
     assert torch.allclose(acc.mean(), mean)
     assert torch.allclose(acc.geometric(), torch.softmax(torch.log(probs).mean(0), 1))
-    s = acc.summary(y, ref)
+    s = acc.summary(y, ref, ref.log())
+    assert torch.allclose(acc.log_mean(), mean.log())
     for name, value in point_metrics(mean, y, ref).items():
         assert math.isclose(s[name], value, rel_tol=1e-9, abs_tol=1e-12), name
     member_entropy = -(probs * probs.log()).sum(2).mean(0)
@@ -49,3 +50,33 @@ def test_streaming_equals_metrics_from_all_stored_members():
     pairs = list(itertools.combinations(range(k), 2))
     disagree = sum((votes[a] != votes[b]).double().mean().item() for a, b in pairs) / len(pairs)
     assert math.isclose(s["disagreement"], disagree, rel_tol=1e-9)
+
+
+def test_a_confident_mistake_costs_its_true_nll():
+    """Probabilities below 1e-30 used to be floored, capping a mistake's NLL at 69 nats."""
+    logits = torch.tensor([[0.0, 200.0], [3.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0])
+    logp = torch.log_softmax(logits, 1)
+    expected = (200.0 + math.log1p(math.exp(-200.0)) + math.log1p(math.exp(-3.0))) / 2
+    assert math.isclose(nll(logp.exp(), y, logp), expected, rel_tol=1e-12)
+    assert nll(logp.exp(), y) < 40  # without log-probabilities: the floor's cap
+    acc = EnsembleAccumulator(2, 2)
+    for _ in range(3):
+        acc.add(logits)
+    assert math.isclose(acc.summary(y, None)["nll"], expected, rel_tol=1e-12)  # the mean's log from the running log-sum-exp
+    q = torch.log_softmax(torch.tensor([[0.0, -300.0], [0.0, 0.0]], dtype=torch.float64), 1)
+    value = kl(logp.exp(), q.exp(), logp, q)  # KL(p || q) with q below 1e-30 where p is 1
+    by_hand = sum((logp[i].exp() * (logp[i] - q[i])).sum().item() for i in range(2)) / 2
+    assert math.isclose(value, by_hand, rel_tol=1e-12) and value > 140  # the floor capped the first row at 69 nats
+
+
+def test_the_exact_ensemble_log_mean_is_exact():
+    from harness.config import ModelConfig
+    from harness.models import build_model
+    from harness.subnetworks import SubnetworkEngine, enumerate_subnetworks
+
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(widths=(6,), p_drop_input=0.0, p_drop_hidden=(0.5,)), (1, 4, 4), 3).eval()
+    ex = enumerate_subnetworks(SubnetworkEngine(m, torch.randn(20, 1, 4, 4) * 5))
+    assert torch.allclose(ex["log_mean"], ex["mean"].log(), atol=1e-12)
+    assert torch.allclose(ex["log_geometric"].exp(), ex["geometric"], atol=1e-12)
