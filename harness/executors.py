@@ -17,6 +17,7 @@ Results are bit-identical across executors when runs use the same number of CPU 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import multiprocessing
 import os
 import tempfile
@@ -243,14 +244,21 @@ def _ray(tasks: list[Task], threads, workers, finished, ray_address=None, task_c
         import ray
     except ImportError:
         raise ConfigError("executor=ray needs Ray: pip install 'dropout-harness[ray]' (make test installs it)") from None
+    if not (math.isfinite(task_cpus) and task_cpus > 0) or not (math.isfinite(task_gpus) and task_gpus >= 0):
+        raise ConfigError(f"--task-cpus {task_cpus} / --task-gpus {task_gpus}: CPUs per task must be > 0 and GPUs per task >= 0")
     started = False
     if not ray.is_initialized():
         if ray_address:
-            ray.init(address=ray_address, log_to_driver=False)
+            try:
+                ray.init(address=ray_address, log_to_driver=False)
+            except ConnectionError as exc:
+                raise ConfigError(f"--ray-address {ray_address}: no Ray cluster found ({exc}); start one with `ray start --head`, "
+                                  "or leave --ray-address out to start a local one") from None
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started = True
     try:
+        _check_ray_request(ray, task_cpus, task_gpus)
         remote = ray.remote(num_cpus=task_cpus, num_gpus=task_gpus, max_retries=1, retry_exceptions=False)(run_task)
         refs = {remote.remote(t.cfg, t.evaluations, t.state, threads): t for t in tasks}
         waiting = list(refs)
@@ -272,6 +280,19 @@ def _ray(tasks: list[Task], threads, workers, finished, ray_address=None, task_c
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_ray_request(ray, task_cpus: float, task_gpus: float) -> None:
+    """A task that asks for more than any node has would wait forever: refuse it with the numbers."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    if task_gpus > most_gpus:
+        raise ConfigError(f"--task-gpus {task_gpus:g}: the Ray cluster's nodes have at most {most_gpus:g} GPUs; "
+                          "use --task-gpus 0 (CPU), or a cluster with GPUs")
+    if task_cpus > most_cpus:
+        raise ConfigError(f"--task-cpus {task_cpus:g}: the Ray cluster's nodes have at most {most_cpus:g} CPUs; "
+                          f"ask for at most {most_cpus:g} (or start the local cluster with more --workers)")
 
 
 def sweep_status(configs: list[RunConfig], store: RunStore, evaluations: Evaluations = Evaluations()) -> pd.DataFrame:

@@ -180,3 +180,18 @@ def test_a_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch):
     monkeypatch.delenv("HARNESS_FAULT_KILL_RUN")
     again = run_sweep(cfgs, store, executor="processes", workers=2, threads=1)
     assert [c.run_id for c, _ in again.skipped] == [doomed] and len(again.records) == 5 and all(r.cached for r in again.records)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"task_gpus": 1.0}, "--task-gpus 1: the Ray cluster's nodes have at most 0 GPUs"),
+    ({"task_cpus": 64.0}, "--task-cpus 64: the Ray cluster's nodes have at most 2 CPUs"),
+    ({"ray_address": "auto"}, "--ray-address auto: no Ray cluster found"),
+])
+def test_ray_requests_the_cluster_cannot_meet_are_refused(tmp_path, kwargs, message):
+    """These used to hang (a task no node can run waits forever) or end in a traceback."""
+    from harness.errors import ConfigError
+
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_sweep(configs(n=1), store, executor="ray", workers=2, threads=1, **kwargs)
+    assert not store.run_ids() and store.claimed() == {} and not (store.root / ".failed").exists()
