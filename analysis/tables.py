@@ -34,8 +34,9 @@ def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame
     if missing:
         raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack evaluations, e.g. {missing[0]}; "
                          f"run `python -m harness run experiments/{study}.py --profile {profile}` first")
-    runs = store.runs_table()
-    runs = runs[runs.run_id.isin(ids)].reset_index(drop=True)
+    runs = store.read_table("run", ids)
+    # runs are shared between studies: the collected tables carry this study's labels
+    runs = runs.assign(experiment=exp.name, profile=profile).reset_index(drop=True)
     out = {"runs": runs}
     config = runs[["run_id"] + [c for c in CONFIG_COLUMNS if c in runs.columns]]
     for name in RUN_TABLES:

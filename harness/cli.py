@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--experiment", help="only this experiment's runs")
     ls.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     ls.add_argument("--all-columns", action="store_true", help="every column, not the summary")
+    ls.add_argument("--stale", action="store_true", help="only runs trained by training code that has changed since (harness/config, data, models, training)")
     ls.set_defaults(func=cmd_runs)
 
     mc = sub.add_parser("mc", help="evaluate a stored run's inference modes (weight scaling, MC subnetworks, exact) without retraining")
@@ -238,7 +239,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    df = _store(args).runs_table(args.experiment)
+    store = _store(args)
+    df = store.runs_table(args.experiment)
+    if args.stale:
+        stale = set(store.stale())
+        df = df[df.run_id.isin(stale)] if not df.empty else df
+        if df.empty:
+            print("no stale runs: every run was trained by this harness's training code")
+            return 0
+        print(f"{len(df)} runs were trained by training code that has changed since (retrain with --force to refresh them):")
     if df.empty:
         print("no runs in the store")
         return 0

@@ -164,8 +164,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines a run's results. `device` is where it runs, not what it is, so it
-    is left out of the hash (recorded in the run's provenance instead)."""
+    """Everything that determines a run's results, and two labels. `experiment` and `profile` say
+    which study asked for the run and `device` where it runs; none of them changes what is trained,
+    so all three are left out of the run's identity (studies share runs)."""
 
     experiment: str = "default"
     profile: str = "quick"  # the suite profile that made the run (part of the hash)
@@ -199,11 +200,23 @@ class RunConfig:
         return with_overrides(self, overrides)
 
 
-def config_hash(cfg: RunConfig) -> str:
-    """12 hex digits of the SHA-256 of the canonical JSON of the resolved config (without device)."""
+IDENTITY_EXCLUDES = ("experiment", "profile", "device")  # labels and placement, not what is trained
+
+
+def config_hash(cfg: RunConfig, data_fingerprint: str | None = None) -> str:
+    """A run's identity: 12 hex digits of the SHA-256 over what determines its result: the resolved
+    config without its labels (experiment, profile) and device, the harness's training-code
+    version (FORMAT_VERSION) and the fingerprint of the data (`harness.data.fingerprint`, computed
+    when not given)."""
+    if data_fingerprint is None:
+        from .data import fingerprint
+
+        data_fingerprint = fingerprint(cfg.data.name)
     d = cfg.to_dict()
-    d.pop("device")
+    for key in IDENTITY_EXCLUDES:
+        d.pop(key)
     d["format_version"] = FORMAT_VERSION
+    d["data_fingerprint"] = data_fingerprint
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -275,6 +275,33 @@ LOADERS: dict[str, Callable[[], Raw]] = {
 assert set(LOADERS) == set(DATASETS)
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _sources(name: str) -> tuple:
+    """(path, size, mtime) of the files a dataset is read from: its fingerprint is recomputed
+    when they change, and only then."""
+    paths = [data_dir() / f"{name}.npz"] + (sorted((data_dir() / name).rglob("*")) if (data_dir() / name).is_dir() else [])
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file())
+
+
+def fingerprint(name: str) -> str:
+    """What a run trains on, as part of its identity: the example counts and 16 hex digits of the
+    SHA-256 of the parsed arrays (dtype, shape and bytes). Computed once per dataset and process,
+    again when its files change; runs on changed data get new identities, never a cached result."""
+    key = (name, _sources(name))
+    if key not in _FINGERPRINTS:
+        raw = load_raw(name)
+        h = hashlib.sha256()
+        for a in (raw.x, raw.y, raw.x_test, raw.y_test):
+            a = np.ascontiguousarray(a) if a is not None else np.zeros(0)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        n_test = len(raw.y_test) if raw.y_test is not None else 0
+        _FINGERPRINTS[(name, _sources(name))] = f"{len(raw.y)}+{n_test}:{h.hexdigest()[:16]}"
+    return _FINGERPRINTS[(name, _sources(name))]
+
+
 def load_raw(name: str) -> Raw:
     if name not in LOADERS:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}")

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from .config import FORMAT_VERSION, RunConfig
-from .data import Dataset, load_dataset
+from .data import Dataset, fingerprint, load_dataset
 from .errors import ConfigError, StoreError
 from .models import DropoutNet, build_model
 from .store import SETTINGS_SUFFIX, RunStore, load_checkpoint, provenance
@@ -149,7 +149,7 @@ def _train_files(cfg: RunConfig, model: DropoutNet, data: Dataset) -> tuple[dict
     result = train(model, data, cfg.train, seed=cfg.seed, max_norm=cfg.model.max_norm, label=f"{cfg.experiment}/{cfg.run_id}")
     wall = time.perf_counter() - t0
     row = runs_row(cfg, data, model, result, wall)
-    prov = provenance(cfg.device) | {"started": started.isoformat(), "wall_time_s": wall}
+    prov = provenance(cfg.device) | {"started": started.isoformat(), "wall_time_s": wall, "data_fingerprint": fingerprint(cfg.data.name)}
     ckpt = io.BytesIO()
     torch.save(model.state_dict(), ckpt)
     files = {

@@ -17,6 +17,7 @@ asked (`force`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -270,6 +271,19 @@ class RunStore:
                     self.damaged[rid] = str(exc)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+    def stale(self) -> list[str]:
+        """Runs whose recorded training code differs from this harness's (or was not recorded)."""
+        now = training_code()
+        out = []
+        for rid in self.run_ids():
+            try:
+                recorded = json.loads((self.path(rid) / "provenance.json").read_text()).get("training_code")
+            except (OSError, ValueError):
+                recorded = None
+            if recorded != now:
+                out.append(rid)
+        return out
+
     def runs_table(self, experiment: str | None = None) -> pd.DataFrame:
         df = self.read_table("run")
         if experiment is not None and not df.empty:
@@ -306,6 +320,19 @@ def load_checkpoint(state: bytes, run_id: str, folder: Path | str = "", device: 
         ) from None
 
 
+TRAINING_CODE = ("config.py", "data.py", "models.py", "training.py")  # what decides a trained network
+
+
+def training_code() -> str:
+    """16 hex digits of the SHA-256 of the harness's training code, recorded with every run, so that
+    `runs --stale` can list runs trained by code that has changed since (FORMAT_VERSION, part of
+    the identity, is bumped by hand when a change means old runs must be retrained)."""
+    h = hashlib.sha256()
+    for name in TRAINING_CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def provenance(device: str) -> dict:
     import numpy
     import scipy
@@ -314,6 +341,7 @@ def provenance(device: str) -> dict:
 
     return {
         "harness": __version__,
+        "training_code": training_code(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,

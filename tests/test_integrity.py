@@ -377,3 +377,42 @@ def test_an_embedded_cache_of_the_wrong_shape_is_rebuilt(tmp_path, monkeypatch):
     np.savez(tmp_path / "mnist5k.npz", x=np.zeros((5, 3)), y=np.zeros((5, 2), dtype=np.int64))
     again = load_raw("mnist5k")
     assert again.x.shape == first.x.shape and (again.y == first.y).all()
+
+
+def test_a_run_trained_on_other_data_is_another_run(tmp_path, monkeypatch, store):
+    """Fixing or replacing data files must not return the run trained on the old ones."""
+    import json
+
+    import numpy as np
+
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))
+    _mnist_files(tmp_path / "data" / "mnist")
+    cfg = RunConfig(experiment="t").replace(**{"data.name": "mnist", "model.widths": [8], "train.epochs": 1})
+    first = execute(cfg, store)
+    prov = json.loads((store.path(first.run_id) / "provenance.json").read_text())
+    assert prov["data_fingerprint"].startswith("40+20:") and prov["training_code"]
+    rng = np.random.default_rng(1)  # same shapes, other pixels
+    (tmp_path / "data" / "mnist" / "train-images-idx3-ubyte").write_bytes(_idx(rng.integers(0, 256, (40, 28, 28))))
+    assert cfg.run_id != first.run_id
+    second = execute(cfg, store)
+    assert not second.cached and second.run_id != first.run_id and len(store.run_ids()) == 2
+
+
+def test_studies_share_identical_runs_and_keep_their_labels(store, tiny_cfg):
+    a, b = tiny_cfg.replace(experiment="study_a"), tiny_cfg.replace(experiment="study_b", profile="smoke")
+    assert a.run_id == b.run_id  # the labels are not part of what is trained
+    assert not run_sweep([a], store).records[0].cached and run_sweep([b], store).records[0].cached
+    assert len(store.run_ids()) == 1
+
+
+def test_runs_stale_lists_runs_of_changed_training_code(store, tiny_cfg, capsys):
+    import json
+
+    old = execute(tiny_cfg, store).run_id
+    fresh = execute(tiny_cfg.replace(seed=1), store).run_id
+    path = store.path(old) / "provenance.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"training_code": "0" * 16}))
+    assert store.stale() == [old]
+    assert main(["runs", "--stale", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert old in out and fresh not in out and "1 runs were trained by training code that has changed" in out

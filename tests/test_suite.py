@@ -83,3 +83,17 @@ def test_report_has_claims_tables_and_figures(suite):
     for study in STUDY_TABLES:
         assert f"id='{study}'" in page
     assert "Setup: data:" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_studies_that_share_a_run_agree_on_its_evaluations(profile):
+    """Studies share identical runs; one evaluation kind per run folder means that two studies with
+    different settings for the same kind would re-evaluate a shared run in turn, for ever."""
+    wanted: dict[str, dict[str, tuple[str, str]]] = {}
+    for study in STUDY_TABLES:
+        exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
+        for cfg in exp.configs:
+            for kind in exp.evaluations.kinds():
+                settings = exp.evaluations.settings_json(kind)
+                seen = wanted.setdefault(cfg.run_id, {}).setdefault(kind, (study, settings))
+                assert seen[1] == settings, f"run {cfg.run_id}: {kind} settings of {seen[0]} and {study} differ"
