@@ -13,19 +13,21 @@ import sys
 
 import pandas as pd
 
-from harness.coadaptation import COADAPT_TABLES
-from harness.experiment import load_experiment
-from harness.run import run_state
 from harness.files import atomic_write
-from harness.store import RunStore
 
 from .paths import ROOT, tables_dir
 
-RUN_TABLES = ("evaluations", "subnetworks") + COADAPT_TABLES
 CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth", "width", "p_drop_input", "p_drop_hidden", "p_drop_sites", "seed", "train_size", "status"]
 
 
-def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame]:
+def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
+    """Every table of the study's runs from `store` (a harness.store.RunStore)."""
+    # the library (and torch) is imported here, not at module level: figure scripts import `load`
+    # from this module and need only pandas
+    from harness.coadaptation import COADAPT_TABLES
+    from harness.experiment import load_experiment
+    from harness.run import run_state
+
     exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
     ids = [c.run_id for c in exp.configs]
     states = {i: run_state(store, i, exp.evaluations, claimed={}) for i in ids}
@@ -39,7 +41,7 @@ def collect(study: str, profile: str, store: RunStore) -> dict[str, pd.DataFrame
     runs = runs.assign(experiment=exp.name, profile=profile).reset_index(drop=True)
     out = {"runs": runs}
     config = runs[["run_id"] + [c for c in CONFIG_COLUMNS if c in runs.columns]]
-    for name in RUN_TABLES:
+    for name in ("evaluations", "subnetworks") + COADAPT_TABLES:
         df = store.read_table(name, ids)
         if not df.empty:
             out[name] = df.merge(config, on="run_id", how="left")
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     args = ap.parse_args(argv)
+    from harness.store import RunStore
+
     tables = collect(args.study, args.profile, RunStore(args.store))
     write(tables, tables_dir(args.profile, args.study))
     print(f"{args.study} ({args.profile}): {', '.join(f'{k} {len(v)} rows' for k, v in tables.items())}")

@@ -19,4 +19,4 @@ def configs(profile: str):
 
 
 def evaluations(profile: str) -> Evaluations:
-    return Evaluations(mc=pick(profile, smoke=MCSettings(T=20, streams=3), quick=MCSettings(T=200, streams=3), paper=MCSettings(T=10000, streams=10)))
+    return Evaluations(mc=pick(profile, smoke=MCSettings(T=20, streams=3), quick=MCSettings(T=100, streams=3), paper=MCSettings(T=10000, streams=10)))
