@@ -314,19 +314,27 @@ def resolve_run(store, text: str) -> str:
     raise HarnessError(f"run prefix {text!r} matches {len(ids)} runs ({', '.join(ids[:5])}...); give more characters")
 
 
+def _finished(store, run_id: str, wanted):
+    """The run's state when it is a finished run (status ok), the only kind that can be evaluated;
+    otherwise a HarnessError (exit 2) that says what the run is."""
+    from .run import run_state
+
+    st = run_state(store, run_id, wanted)
+    if st.state != "done":
+        raise HarnessError(f"run {run_id} is {st.state}{': ' + st.note if st.note else ''}; only a finished run (status ok) can be evaluated")
+    return st
+
+
 def cmd_mc(args: argparse.Namespace) -> int:
     from .evaluation import MCSettings, summarize
-    from .run import Evaluations, check_device, evaluate_stored, run_state
+    from .run import Evaluations, check_device, evaluate_stored
 
     store = _store(args)
     run_id = resolve_run(store, args.run)
     settings = MCSettings(T=args.T, streams=args.streams, seed=args.seed, split=args.split, per_example=args.per_example, exact=args.exact)
     check_device(args.device)
     wanted = Evaluations(mc=settings)
-    st = run_state(store, run_id, wanted)
-    if st.state != "done":
-        raise HarnessError(f"run {run_id} is {st.state}{': ' + st.note if st.note else ''}; only a finished run (status ok) can be evaluated")
-    cached = not args.force and not st.pending.kinds()
+    cached = not args.force and not _finished(store, run_id, wanted).pending.kinds()
     evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)
     evaluations, subnetworks = store.read_table("evaluations", [run_id]), store.read_table("subnetworks", [run_id])
     print(f"run {run_id}: {'loaded from the store' if cached else 'evaluated'}; tables in {store.path(run_id)}")
@@ -361,17 +369,14 @@ def _select_runs(store, ids: list[str], experiment: str | None) -> list[str]:
 
 def cmd_coadapt(args: argparse.Namespace) -> int:
     from .coadaptation import CoadaptSettings, feature_grid
-    from .run import Evaluations, check_device, evaluate_stored, load_model, run_state
+    from .run import Evaluations, check_device, evaluate_stored, load_model
 
     wanted = Evaluations(coadapt=CoadaptSettings(args.split, args.pairs, args.seed))  # checks split and pairs
     check_device(args.device)
     store = _store(args)
     shown = ["mean_abs_r", "frac_abs_r_gt_0.5", "n_dead", "decov_normalized", "effective_rank", "interaction_abs_mean"]
     for run_id in _select_runs(store, args.runs, args.experiment):
-        st = run_state(store, run_id, wanted)
-        if st.state != "done":
-            raise HarnessError(f"run {run_id} is {st.state}{': ' + st.note if st.note else ''}; only a finished run (status ok) can be measured")
-        cached = not args.force and not st.pending.kinds()
+        cached = not args.force and not _finished(store, run_id, wanted).pending.kinds()
         evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)
         co = store.read_table("coadaptation", [run_id])
         wide = co[co.metric.isin(shown)].pivot(index="layer", columns="metric", values="value")

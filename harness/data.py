@@ -289,7 +289,7 @@ def fingerprint(name: str) -> str:
     """What a run trains on, as part of its identity: the example counts and 16 hex digits of the
     SHA-256 of the parsed arrays (dtype, shape and bytes). Computed once per dataset and process,
     again when its files change; runs on changed data get new identities, never a cached result."""
-    key = (name, _sources(name))
+    key = (name, _sources(name))  # the files are statted once per call: run ids are computed often
     if key not in _FINGERPRINTS:
         raw = load_raw(name)
         h = hashlib.sha256()
@@ -298,8 +298,9 @@ def fingerprint(name: str) -> str:
             h.update(f"{a.dtype.str}{a.shape}".encode())
             h.update(a.tobytes())
         n_test = len(raw.y_test) if raw.y_test is not None else 0
-        _FINGERPRINTS[(name, _sources(name))] = f"{len(raw.y)}+{n_test}:{h.hexdigest()[:16]}"
-    return _FINGERPRINTS[(name, _sources(name))]
+        key = (name, _sources(name))  # an embedded dataset's cache file may have been written just now
+        _FINGERPRINTS[key] = f"{len(raw.y)}+{n_test}:{h.hexdigest()[:16]}"
+    return _FINGERPRINTS[key]
 
 
 def load_raw(name: str) -> Raw:

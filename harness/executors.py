@@ -81,7 +81,7 @@ def plan(configs: list[RunConfig], store: RunStore, force: bool, retry_failed: b
     for cfg in configs:
         rid = cfg.run_id
         st = run_state(store, rid, evaluations, claimed={})  # claims are taken (or refused) by the caller
-        if force or st.state in ("missing", "damaged") or (st.state == "failed" and retry_failed) or (st.trained and st.state != "done" and retry_failed):
+        if force or st.state in ("missing", "damaged") or (retry_failed and st.state != "done"):
             tasks.append(Task(cfg, evaluations))
         elif st.state == "failed":
             summary.skipped.append((cfg, f"failed earlier (use --retry-failed): {st.note}"))

@@ -16,16 +16,22 @@ def tmp_prefix(name: str) -> str:
     return f".{name}.{socket.gethostname()}-{os.getpid()}-"
 
 
+def write_synced(path: Path | str, data: bytes) -> None:
+    """Write bytes to `path` and fsync them, so a rename that publishes the file comes after its data."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write(path: Path | str, data: bytes) -> None:
     """Write bytes to `path` through a temporary file in the same folder, fsync, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=tmp_prefix(path.name), suffix=TMP_SUFFIX)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        os.close(fd)
+        write_synced(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -194,9 +194,8 @@ def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: E
     run_id = cfg.run_id
     st = run_state(store, run_id, evaluations, claimed={})
     cached = not force and st.trained
-    if not cached or st.pending.kinds():
-        store.check_writable()
     if not cached:
+        store.check_writable()  # evaluate_stored checks for itself
         store.commit_files(run_id, run_task(cfg, evaluations, threads=threads), force=force or st.state == "damaged")
     elif st.pending.kinds():
         evaluate_stored(store, run_id, st.pending, threads=threads)

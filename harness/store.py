@@ -35,7 +35,7 @@ import torch
 
 from .config import RunConfig, from_dict
 from .errors import StoreError
-from .files import TMP_SUFFIX, atomic_write
+from .files import TMP_SUFFIX, atomic_write, write_synced
 
 RUN_FILES = ("config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json")
 SETTINGS_SUFFIX = "_settings.json"  # an evaluation's settings file: present only beside complete tables
@@ -117,10 +117,7 @@ class RunStore:
 
         def write(folder: Path) -> None:
             for name, data in files.items():
-                with open(folder / name, "wb") as f:  # on disk before the folder is renamed into place
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                write_synced(folder / name, data)  # on disk before the folder is renamed into place
 
         return self.commit(run_id, write, force=force)
 
