@@ -1,8 +1,11 @@
 """Collect one study's tidy tables from the run store: ``python -m analysis.tables STUDY --profile P``.
 
-Writes reports/P/tables/STUDY/{runs, evaluations, subnetworks, coadaptation, ...}.parquet: every
-table of every run of the study, concatenated, with the runs table's config columns carried on
-every row so that each table can be filtered and grouped with plain pandas.
+Writes reports/P/tables/STUDY/{runs, evaluations, subnetworks, coadaptation, shift, ...}.parquet:
+every table of every run of the study, concatenated, with the runs table's config columns carried
+on every row so that each table can be filtered and grouped with plain pandas. A study with deep
+ensembles also gets their rows in its robustness tables (shift, ood, entropy_hist; mode
+`ensemble`), computed here from the members' stored predictions, and a `members` table; every row
+of those tables carries `replicate` and `group` (dropout, no dropout).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from harness.files import atomic_write
 
 from .paths import ROOT, tables_dir
 
+ROBUSTNESS_TABLES = ("shift", "ood", "entropy_hist")  # `predictions` stays in the store: ensembles are built from it here
 CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth", "width", "p_drop_input", "p_drop_hidden", "p_drop_sites", "seed", "train_size", "status"]
 
 
@@ -41,10 +45,37 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
     runs = runs.assign(experiment=exp.name, profile=profile).reset_index(drop=True)
     out = {"runs": runs}
     config = runs[["run_id"] + [c for c in CONFIG_COLUMNS if c in runs.columns]]
-    for name in ("evaluations", "subnetworks") + COADAPT_TABLES:
+    for name in ("evaluations", "subnetworks") + COADAPT_TABLES + ROBUSTNESS_TABLES:
         df = store.read_table(name, ids)
         if not df.empty:
             out[name] = df.merge(config, on="run_id", how="left")
+    if exp.ensembles:
+        out |= ensemble_tables(exp, store, out, runs)
+    return out
+
+
+def ensemble_tables(exp, store, collected: dict[str, pd.DataFrame], runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The robustness tables with every deep ensemble's rows added (computed from its members'
+    stored predictions), and the `members` table: ensemble, group, replicate, run_id."""
+    from harness.ensembles import evaluate_ensemble
+
+    members = pd.DataFrame([(e.name, e.group, e.replicate, r) for e in exp.ensembles for r in e.run_ids],
+                           columns=["ensemble", "group", "replicate", "run_id"])
+    member_ids = list(members.run_id.unique())
+    predictions = store.read_table("predictions", member_ids)
+    bins = exp.evaluations.robustness.bins
+    parts = {name: [collected[name]] for name in ROBUSTNESS_TABLES if name in collected}
+    for e in exp.ensembles:
+        for name, df in evaluate_ensemble(e, predictions, bins=bins).items():
+            first = runs[runs.run_id == e.run_ids[0]].iloc[0]
+            parts.setdefault(name, []).append(df.assign(**{c: first[c] for c in CONFIG_COLUMNS if c in runs.columns} | {"seed": -1}))
+    out = {"members": members}
+    info = members.drop_duplicates("run_id").set_index("run_id")[["group", "replicate"]]
+    by_name = members.drop_duplicates("ensemble").set_index("ensemble")[["group", "replicate"]].rename_axis("run_id")
+    info = pd.concat([info, by_name])
+    for name, dfs in parts.items():
+        df = pd.concat(dfs, ignore_index=True)
+        out[name] = df.join(info, on="run_id")
     return out
 
 

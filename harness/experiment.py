@@ -1,7 +1,9 @@
 """Experiment files: Python files under experiments/ that list their run configs, seeds included.
 
 An experiment file defines ``NAME`` (a string), ``configs(profile: str) -> list[RunConfig]`` and,
-optionally, ``evaluations(profile: str) -> Evaluations``: what to measure on each finished run.
+optionally, ``evaluations(profile: str) -> Evaluations``: what to measure on each finished run, and
+``ensembles(profile: str) -> list[Ensemble]``: deep ensembles of its runs (`harness.ensembles`),
+evaluated from their members' stored predictions when the study's tables are collected.
 Every config's ``profile`` field is set to the profile it was made for, so profiles never share runs.
 """
 
@@ -9,11 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from .config import PROFILES, RunConfig
+from .ensembles import Ensemble
 from .run import Evaluations
 from .errors import ConfigError
 
@@ -26,6 +29,7 @@ class Experiment:
     configs: list[RunConfig]
     evaluations: Evaluations
     doc: str
+    ensembles: list[Ensemble] = field(default_factory=list)
 
 
 def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
@@ -50,7 +54,25 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
     ids = [c.run_id for c in configs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
-    return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip())
+    ensembles = list(_guarded(path, f"ensembles({profile!r})", module.ensembles, profile)) if callable(getattr(module, "ensembles", None)) else []
+    for e in ensembles:
+        if not isinstance(e, Ensemble):
+            raise ConfigError(f"{path}: ensembles() returned {type(e).__name__}, expected harness.ensembles.Ensemble")
+        stray = sorted(set(e.run_ids) - set(ids))
+        if stray:
+            raise ConfigError(f"{path}: ensemble {e.name} has member {stray[0]}, which configs() does not list; build ensembles from the configs")
+        if evals.robustness is None:
+            raise ConfigError(f"{path}: ensembles are evaluated from their members' predictions: evaluations() must request robustness")
+    return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip(), ensembles)
+
+
+def sibling(path: str | Path, name: str) -> ModuleType:
+    """Another experiment file of the same folder, imported: a study that analyses the runs of
+    another one takes its configs from it instead of copying them."""
+    target = Path(path).resolve().with_name(f"{name}.py")
+    if not target.is_file():
+        raise ConfigError(f"{path}: its sibling experiment file {target} does not exist")
+    return _import(target)
 
 
 def _guarded(path: Path, what: str, fn, *args):

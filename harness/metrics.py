@@ -101,6 +101,7 @@ class EnsembleAccumulator:
         self.sum_p = z(n, n_classes)
         self.sum_logp = z(n, n_classes)
         self.sum_entropy = z(n)
+        self.sum_sq = z(n)  # sum over members of ||p_m||^2: the Brier decomposition
         self.votes = z(n, n_classes)
         self.lse = torch.full((n, n_classes), -math.inf, dtype=torch.float64, device=device)
 
@@ -114,6 +115,7 @@ class EnsembleAccumulator:
         self.sum_p += p
         self.sum_logp += logp
         self.sum_entropy -= (p * logp).sum(1)
+        self.sum_sq += (p * p).sum(1)
         self.votes.scatter_add_(1, p.argmax(1, keepdim=True), torch.ones_like(self.sum_entropy)[:, None])
         return p, logp
 
@@ -132,16 +134,24 @@ class EnsembleAccumulator:
     def log_geometric(self) -> torch.Tensor:
         return torch.log_softmax(self.sum_logp / self.k, dim=1)
 
+    def disagreements(self) -> torch.Tensor:
+        """Per example, (N,): probability that two distinct members disagree on the argmax (NaN for k < 2)."""
+        if self.k < 2:
+            return torch.full_like(self.sum_sq, math.nan)
+        return 1 - (self.votes * (self.votes - 1)).sum(1) / (self.k * (self.k - 1))
+
     def disagreement(self) -> float:
         """Probability that two distinct members disagree on an example's argmax (NaN for k < 2)."""
-        if self.k < 2:
-            return math.nan
-        agree = (self.votes * (self.votes - 1)).sum(1) / (self.k * (self.k - 1))
-        return (1 - agree).mean().item()
+        return self.disagreements().mean().item()
+
+    def mutual_informations(self) -> torch.Tensor:
+        """Per example, (N,): entropy of the mean minus the members' mean entropy, in nats; equal to
+        the members' mean KL(p_m || mean)."""
+        return entropies(self.mean(), self.log_mean()) - self.sum_entropy / self.k
 
     def mutual_information(self) -> float:
         """Entropy of the mean minus the mean entropy of the members (nats)."""
-        return (entropies(self.mean(), self.log_mean()) - self.sum_entropy / self.k).mean().item()
+        return self.mutual_informations().mean().item()
 
     def summary(self, y: torch.Tensor, reference: torch.Tensor | None, reference_log: torch.Tensor | None = None) -> dict[str, float]:
         out = point_metrics(self.mean(), y, reference, self.log_mean(), reference_log)

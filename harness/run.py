@@ -32,17 +32,19 @@ from .training import TrainResult, evaluate, train
 if TYPE_CHECKING:
     from .coadaptation import CoadaptSettings
     from .evaluation import MCSettings
+    from .robustness import RobustnessSettings
 
-SETTINGS_FILES = {"mc": "mc" + SETTINGS_SUFFIX, "coadapt": "coadapt" + SETTINGS_SUFFIX}
+SETTINGS_FILES = {"mc": "mc" + SETTINGS_SUFFIX, "coadapt": "coadapt" + SETTINGS_SUFFIX, "robustness": "robustness" + SETTINGS_SUFFIX}
 
 
 @dataclass(frozen=True)
 class Evaluations:
-    """What to measure on a finished run: inference modes (`mc`) and co-adaptation (`coadapt`).
-    Each is cached in the run's folder under its own settings."""
+    """What to measure on a finished run: inference modes (`mc`), co-adaptation (`coadapt`) and
+    shifted and unseen data (`robustness`). Each is cached in the run's folder under its own settings."""
 
     mc: "MCSettings | None" = None
     coadapt: "CoadaptSettings | None" = None
+    robustness: "RobustnessSettings | None" = None
 
     def settings_json(self, kind: str) -> str:
         return json.dumps(asdict(getattr(self, kind)), sort_keys=True)
@@ -182,6 +184,12 @@ def evaluation_files(run_id: str, model: DropoutNet, data: Dataset, evaluations:
         tables = analyze_model(model, getattr(data, f"x_{c.split}"), getattr(data, f"y_{c.split}"), run_id, n_pairs=c.n_pairs, seed=c.seed)
         files |= {f"{name}.parquet": _parquet(df) for name, df in tables.items()}
         files[SETTINGS_FILES["coadapt"]] = evaluations.settings_json("coadapt").encode()
+    if evaluations.robustness is not None:
+        from .robustness import evaluate_robustness
+
+        tables = evaluate_robustness(model, data, evaluations.robustness, run_id)
+        files |= {f"{name}.parquet": _parquet(df) for name, df in tables.items()}
+        files[SETTINGS_FILES["robustness"]] = evaluations.settings_json("robustness").encode()
     return files
 
 

@@ -1,0 +1,94 @@
+"""Deep ensembles: sets of independently trained runs whose predictions are averaged.
+
+An experiment file that compares ensembles lists its member runs as ordinary configs (seeds
+included) and groups them with `ensembles_of`: runs that differ only in their seed, in order of
+seed, `members` at a time, so ensemble r of a design holds seeds r * members ... r * members +
+members - 1 and is replicate r (independent ensembles never share a member).
+
+An ensemble is evaluated from its members' stored weight-scaled predictions (the robustness
+evaluation's `predictions` table) and gets the same tables as one run (`harness.robustness`) with
+mode `ensemble` and k = its number of members, the decomposition of its loss included.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from .config import RunConfig
+from .errors import ConfigError
+from .metrics import EnsembleAccumulator
+from .robustness import Recorder
+from .shifts import EvalSet
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """name: a label unique within the study (its rows' run_id); group: "dropout" or "no dropout";
+    replicate: its index among the ensembles of its design; run_ids: its members, in seed order."""
+
+    name: str
+    group: str
+    replicate: int
+    run_ids: tuple[str, ...]
+
+
+def member_configs(cfg: RunConfig, members: int, replicates: int) -> list[RunConfig]:
+    """`replicates` disjoint sets of `members` runs of `cfg`: seeds 0 ... members * replicates - 1."""
+    if members < 1 or replicates < 1:
+        raise ConfigError(f"members={members}, replicates={replicates}: both must be positive")
+    return [cfg.replace(seed=s) for s in range(members * replicates)]
+
+
+def dropout_group(cfg: RunConfig) -> str:
+    m = cfg.model
+    return "dropout" if max(m.p_drop_input, *m.p_drop_hidden, *(m.p_drop_conv if m.kind == "cnn" else ())) > 0 else "no dropout"
+
+
+def ensembles_of(configs: list[RunConfig], members: int) -> list[Ensemble]:
+    """Group runs that differ only in their seed into ensembles of `members`, in order of seed; a
+    design whose run count is not a multiple of `members` is an error."""
+    designs: dict[str, list[RunConfig]] = {}
+    for c in configs:
+        d = c.to_dict()
+        d.pop("seed")
+        designs.setdefault(json.dumps(d, sort_keys=True), []).append(c)
+    out = []
+    for cfgs in designs.values():
+        cfgs = sorted(cfgs, key=lambda c: c.seed)
+        if len(cfgs) % members:
+            raise ConfigError(f"{len(cfgs)} runs of one design cannot form ensembles of {members}: list a multiple of {members} seeds")
+        group = dropout_group(cfgs[0])
+        label = group.replace(" ", "_")
+        for r in range(len(cfgs) // members):
+            chunk = cfgs[r * members : (r + 1) * members]
+            out.append(Ensemble(f"{label}_ensemble_{r}_{chunk[0].run_id[:6]}", group, r, tuple(c.run_id for c in chunk)))
+    return out
+
+
+def evaluate_ensemble(ensemble: Ensemble, predictions: pd.DataFrame, n_classes: int | None = None, bins: int = 30) -> dict[str, pd.DataFrame]:
+    """The robustness tables of `ensemble` from its members' rows of the `predictions` table."""
+    p = predictions[predictions.run_id.isin(ensemble.run_ids)]
+    missing = sorted(set(ensemble.run_ids) - set(p.run_id))
+    if missing:
+        raise ConfigError(f"ensemble {ensemble.name}: no stored predictions for member {missing[0]}; run its robustness evaluation first")
+    cols = sorted((c for c in p.columns if c.startswith("logp_")), key=lambda c: int(c.split("_")[1]))
+    rec = Recorder(ensemble.name, n_classes or len(cols), bins)
+    # the test set first: unseen sets are scored against its uncertainty
+    order = ["test"] + [s for s in dict.fromkeys(p["set"]) if s != "test"]
+    for name in order:
+        rows = p[p["set"] == name]
+        first = rows[rows.run_id == ensemble.run_ids[0]].sort_values("example")
+        labels = torch.tensor(first["label"].to_numpy())
+        s = EvalSet(name, str(first["shift"].iloc[0]), float(first["intensity"].iloc[0]), None, None if (labels < 0).all() else labels)
+        acc = EnsembleAccumulator(len(first), len(cols))
+        for run_id in ensemble.run_ids:
+            member = rows[rows.run_id == run_id].sort_values("example")
+            if len(member) != len(first):
+                raise ConfigError(f"ensemble {ensemble.name}: member {run_id} has {len(member)} predictions on {name}, not {len(first)}")
+            acc.add(torch.tensor(member[cols].to_numpy(), dtype=torch.float64))
+        rec.record(s, "ensemble", acc.k, acc.mean(), acc.log_mean(), acc)
+    return rec.tables()

@@ -1,0 +1,210 @@
+"""One trained run under distribution shift and on unseen classes, as tidy tables.
+
+For every evaluation set of `harness.shifts` (the test split, its rotations and corruptions, the
+unseen sets) the run is evaluated by
+
+- weight_scaled (k = 0): the deterministic net;
+- temperature_scaled (k = 0): its logits divided by the temperature fitted on the validation split
+  (`harness.calibration`);
+- mc_shared and mc_per_example (dropout nets only): averages of k sampled subnetworks at
+  k = `members` (the size of the deep ensembles it is compared with), k at equal test-time compute
+  (`equal_compute_k`) and k = T; with each, the ensemble's loss decomposition (`harness.diversity`).
+
+Tables (`evaluate_robustness` returns them by name):
+
+- shift: run_id, set, shift, intensity, mode, k, metric, value. Metrics: error, nll, brier, ece,
+  entropy (labelled sets; unseen sets: entropy only) and, for averages, the decomposition terms;
+  the fitted temperature as metric `temperature` of set `val` (and, for dropout nets, the k at
+  equal test-time compute as metric `equal_compute_k`).
+- ood: run_id, set (an unseen set), mode, k, score, metric (auroc, aupr, fpr95), value: the
+  in-distribution test examples against the unseen ones, per score of `harness.ood`, at each
+  mode's largest k.
+- entropy_hist: run_id, set, shift, intensity, mode, k, bin, low, high, count: predictive entropy
+  histograms (nats, `bins` equal bins on [0, log C]) at each mode's largest k.
+- predictions: run_id, set, shift, intensity, example, label (-1 when unseen), logp_0 ... logp_{C-1}:
+  the weight-scaled log-probabilities (float32), from which `harness.ensembles` builds ensembles of
+  runs without touching their checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .calibration import fit_temperature
+from .data import Dataset
+from .diversity import decomposition
+from .errors import ConfigError
+from .metrics import EnsembleAccumulator, entropies, point_metrics
+from .models import DropoutNet
+from .ood import SCORES, detection, scores
+from .progress import progress_bar
+from .shifts import ANGLES, CORRUPTIONS, SEVERITIES, UNSEEN, EvalSet, evaluation_sets
+from .subnetworks import SubnetworkEngine, sample_masks, subnetwork_seed
+
+SINGLE_METRICS = ("error", "nll", "brier", "ece", "entropy")
+
+
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """What the robustness evaluation measures: T subnetworks per average, `members` the deep
+    ensembles' size (also the subnetworks averaged at equal members), the sets of `harness.shifts`."""
+
+    T: int = 50
+    members: int = 5
+    per_example: bool = True
+    angles: tuple[int, ...] = ANGLES
+    corruptions: tuple[str, ...] = tuple(CORRUPTIONS)
+    severities: tuple[int, ...] = SEVERITIES
+    unseen: tuple[str, ...] = ("permuted", "patches")
+    seed: int = 0
+    bins: int = 30
+
+    def __post_init__(self) -> None:
+        if self.T < 1 or self.members < 1:
+            raise ConfigError(f"T={self.T}, members={self.members}: both must be positive")
+        if self.bins < 1:
+            raise ConfigError(f"bins={self.bins}: must be positive")
+        if self.seed < 0:
+            raise ConfigError(f"seed={self.seed}: the subnetwork seed must be >= 0")
+        bad = [c for c in self.corruptions if c not in CORRUPTIONS] + [u for u in self.unseen if u not in UNSEEN]
+        if bad:
+            raise ConfigError(f"{bad[0]!r} is not a known corruption or unseen set; corruptions: {', '.join(CORRUPTIONS)}; unseen: {', '.join(UNSEEN)}")
+        if any(s not in SEVERITIES for s in self.severities):
+            raise ConfigError(f"severities={list(self.severities)}: each must be one of {', '.join(map(str, SEVERITIES))}")
+        if any(not 0 <= a <= 360 for a in self.angles):
+            raise ConfigError(f"angles={list(self.angles)}: angles are degrees in [0, 360]")
+
+
+def subnetwork_cost(model: DropoutNet) -> float:
+    """Expected multiply-adds of one sampled subnetwork over the full network's: a linear layer
+    computes only kept inputs times the units the next site keeps (compaction); convolutions count
+    at full cost."""
+    sites = model.dropout_sites()
+    full = sub = 0.0
+    for k, site in enumerate(sites):
+        layer = model.consumer(k)
+        if isinstance(layer, nn.Linear):
+            macs = layer.in_features * layer.out_features
+            out_keep = sites[k + 1].keep if k + 1 < len(sites) else 1.0
+            full, sub = full + macs, sub + macs * site.keep * out_keep
+        else:
+            c_in, h, w = site.unit_shape
+            macs = c_in * layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1] * h * w
+            full, sub = full + macs, sub + macs
+    return sub / full
+
+
+def equal_compute_k(model: DropoutNet, members: int) -> int:
+    """Subnetworks that cost as many multiply-adds as `members` full forward passes."""
+    return max(1, round(members / subnetwork_cost(model)))
+
+
+@dataclass
+class Recorder:
+    """Collects the rows of the robustness tables for one run or ensemble (`unit`)."""
+
+    unit: str
+    n_classes: int
+    bins: int
+    shift: list = field(default_factory=list)
+    ood: list = field(default_factory=list)
+    hist: list = field(default_factory=list)
+    predictions: list = field(default_factory=list)
+    _in_scores: dict = field(default_factory=dict)
+
+    def record(self, s: EvalSet, mode: str, k: int, probs: torch.Tensor, logp: torch.Tensor, acc: EnsembleAccumulator | None = None,
+               final: bool = True) -> None:
+        """Metrics of one predictive distribution (N, C) on set `s`; at a mode's largest k (`final`),
+        also its entropy histogram and, on unseen sets, its OOD detection against the test set's scores."""
+        key = (s.name, s.shift, s.intensity, mode, k)
+        if s.y is not None:
+            m = point_metrics(probs, s.y, log_probs=logp)
+        else:
+            m = {"entropy": float(entropies(probs, logp).mean())}
+        if acc is not None:
+            m |= decomposition(acc, s.y)
+        self.shift += [(*key, name, value) for name, value in m.items()]
+        if not final:
+            return
+        ent = entropies(probs, logp).cpu().numpy()
+        edges = np.linspace(0.0, math.log(self.n_classes), self.bins + 1)
+        counts, _ = np.histogram(np.clip(ent, 0.0, edges[-1]), bins=edges)
+        self.hist += [(*key, b, edges[b], edges[b + 1], int(c)) for b, c in enumerate(counts)]
+        sc = scores(probs, logp, acc)
+        if s.name == "test":
+            self._in_scores[mode] = sc
+        elif s.shift == "unseen":
+            if mode not in self._in_scores:
+                raise ValueError(f"the test set must be recorded before unseen set {s.name} (mode {mode})")
+            for score in SCORES:
+                if score in sc:
+                    for metric, value in detection(self._in_scores[mode][score], sc[score]).items():
+                        self.ood.append((s.name, mode, k, score, metric, value))
+
+    def predict(self, s: EvalSet, logp: torch.Tensor) -> None:
+        labels = s.y.cpu().numpy() if s.y is not None else np.full(len(logp), -1)
+        self.predictions.append(pd.DataFrame({"set": s.name, "shift": s.shift, "intensity": s.intensity, "example": np.arange(len(logp)), "label": labels})
+                                .join(pd.DataFrame(logp.float().cpu().numpy(), columns=[f"logp_{c}" for c in range(logp.shape[1])])))
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        key = ["set", "shift", "intensity", "mode", "k"]
+        out = {
+            "shift": pd.DataFrame(self.shift, columns=key + ["metric", "value"]),
+            "ood": pd.DataFrame(self.ood, columns=["set", "mode", "k", "score", "metric", "value"]),
+            "entropy_hist": pd.DataFrame(self.hist, columns=key + ["bin", "low", "high", "count"]),
+        }
+        if self.predictions:
+            out["predictions"] = pd.concat(self.predictions, ignore_index=True)
+        for df in out.values():
+            df.insert(0, "run_id", self.unit)
+        return out
+
+
+@torch.no_grad()
+def evaluate_robustness(model: DropoutNet, data: Dataset, settings: RobustnessSettings = RobustnessSettings(), run_id: str = "") -> dict[str, pd.DataFrame]:
+    """Every mode of `model` on every evaluation set; the tables of the module docstring."""
+    model.eval()
+    if len(data.y_val) == 0:
+        raise ConfigError(f"run {run_id}: the robustness evaluation fits a temperature on the validation split, which is empty; set data.val_fraction > 0")
+    sets = evaluation_sets(data, settings.angles, settings.corruptions, settings.severities, settings.unseen, settings.seed)
+    temperature = fit_temperature(model(data.x_val), data.y_val)
+    rec = Recorder(run_id, data.n_classes, settings.bins)
+    rec.shift.append(("val", "none", 0.0, "temperature_scaled", 0, "temperature", temperature))
+    sites = model.dropout_sites()
+    dropout = any(s.p_drop > 0 for s in sites)
+    k_compute = min(equal_compute_k(model, settings.members), settings.T)
+    ks = sorted({min(settings.members, settings.T), k_compute, settings.T})
+    if dropout:
+        rec.shift.append(("val", "none", 0.0, "mc_shared", k_compute, "equal_compute_k", float(k_compute)))
+    passes = len(sets) * settings.T * (2 if settings.per_example else 1) if dropout else len(sets)
+    bar = progress_bar(total=passes, desc=f"shift {run_id}".strip(), unit="net")
+    for s in sets:
+        engine = SubnetworkEngine(model, s.x)
+        ws = engine.weight_scaled().double()
+        for mode, z in (("weight_scaled", ws), ("temperature_scaled", ws / temperature)):
+            logp = torch.log_softmax(z, 1)
+            rec.record(s, mode, 0, logp.exp(), logp)
+            if mode == "weight_scaled":
+                rec.predict(s, logp)
+        if not dropout:
+            bar.update(1)
+            continue
+        streams = {"mc_shared": lambda t: engine.logits(sample_masks(sites, settings.seed, t))}
+        if settings.per_example:
+            g = torch.Generator(device=s.x.device).manual_seed(subnetwork_seed(settings.seed, 0, 0, purpose=1))
+            streams["mc_per_example"] = lambda t: engine.logits_per_example(g)
+        for mode, draw in streams.items():
+            acc = EnsembleAccumulator(len(s.x), data.n_classes, s.x.device)
+            for t in range(settings.T):
+                acc.add(draw(t))
+                if acc.k in ks:
+                    rec.record(s, mode, acc.k, acc.mean(), acc.log_mean(), acc, final=acc.k == settings.T)
+                bar.update(1)
+    bar.close()
+    return rec.tables()
