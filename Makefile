@@ -16,8 +16,8 @@ EXECUTOR ?= processes
 WORKERS ?=
 export HARNESS_STORE := $(abspath $(STORE))
 
-STUDIES := mc_vs_ws keep_sweep data_size features coadaptation rate_grid placement exact
-FIGURES := mc_convergence subnetwork_errors keep_sweep data_size features sparsity correlations coadaptation rate_grid placement exact
+STUDIES := mc_vs_ws keep_sweep data_size features coadaptation rate_grid placement exact ensemble_vs_dropout shift
+FIGURES := mc_convergence subnetwork_errors keep_sweep data_size features sparsity correlations coadaptation rate_grid placement exact diversity shift entropy
 # the study whose tables each figure reads
 study_mc_convergence := mc_vs_ws
 study_subnetwork_errors := mc_vs_ws
@@ -30,6 +30,9 @@ study_coadaptation := coadaptation
 study_rate_grid := rate_grid
 study_placement := placement
 study_exact := exact
+study_diversity := ensemble_vs_dropout
+study_shift := shift
+study_entropy := shift
 
 REPORT := reports/$(PROFILE)
 TABLES := $(REPORT)/tables
@@ -70,6 +73,9 @@ report: $(REPORT)/index.html ## the report: Markdown, CSV and one HTML page with
 $(STAMPS)/%: experiments/%.py $(LIB) | $(INSTALLED)
 	$(PY) -m harness run $< --profile $(PROFILE) --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
 	@mkdir -p $(@D) && touch $@
+
+# shift analyses the runs that ensemble_vs_dropout lists
+$(STAMPS)/shift: experiments/ensemble_vs_dropout.py
 
 $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
 	$(PY) -m analysis.tables $* --profile $(PROFILE)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness.verdicts import MIN_N, Hypothesis, assess, decide
 
-from .labels import label_placement
+from .labels import label_method, label_placement
 
 EQUIVALENCE_MARGIN = 0.005  # C2: weight scaling within 0.5 points of error of the ensemble
 NONINFERIORITY_MARGIN = 0.005  # C5: the recommended rates at most 0.5 points worse than the best
@@ -33,8 +33,11 @@ CLAIMS = {
     "C6": "with dropout, widen layers by 1/keep",
     "C7": "dropout after convolutions can hurt; it belongs after fully connected layers",
     "C8": "bigger networks benefit more from dropout",
+    "C9": "the dropout subnetworks are a weaker ensemble than the same number of independently trained networks",
+    "C10": "under shift, averaging subnetworks is better calibrated than weight scaling, and a true ensemble is better still",
 }
-UNITS = {"error": "points of %", "r": "r", "fraction": "%", "L2": "L2"}  # how the report shows each unit
+UNITS = {"error": "points of %", "r": "r", "fraction": "%", "L2": "L2", "nats": "nats", "brier": "Brier", "ece": "ECE points (%)",
+         "auroc": "AUROC"}  # how the report shows each unit
 COLUMNS = ["claim", "statement", "study", "statistic", "unit", "test", "margin", "estimate", "ci_low", "ci_high", "method", "n",
            "p_value", "p_adjusted", "effect_sd", "mde", "seeds_needed", "verdict", "reason"]
 
@@ -150,6 +153,65 @@ def c7_values(evaluations: pd.DataFrame) -> pd.Series:
     return (every - fc).dropna()
 
 
+def method_rows(shift: pd.DataFrame, method: str, metric: str) -> pd.DataFrame:
+    """Rows of the robustness table `shift` for one method (see `analysis.labels.METHODS`) and metric."""
+    return label_method(shift[shift.metric == metric]).query("method == @method")
+
+
+def replicate_values(shift: pd.DataFrame, method: str, metric: str, sets: pd.Series | None = None) -> pd.Series:
+    """Per replicate: `metric` of `method` averaged over the chosen sets within each run or
+    ensemble, then over the replicate's runs."""
+    d = method_rows(shift if sets is None else shift[sets.reindex(shift.index, fill_value=False)], method, metric)
+    return d.groupby(["replicate", "run_id"])["value"].mean().groupby("replicate").mean()
+
+
+def shifted(shift: pd.DataFrame) -> pd.Series:
+    """The rotated (angle > 0) and corrupted sets."""
+    return shift["shift"].isin(["rotation", "corruption"]) & (shift.intensity > 0)
+
+
+def c9_values(shift: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per replicate, on the test split: NLL of M subnetworks (mc_shared, k = M) - of M independent
+    dropout nets; Brier diversity of the independent nets - of the subnetworks; and, described, the
+    same NLL difference against the deep ensemble without dropout and at equal test-time compute."""
+    test = shift["set"] == "test"
+
+    def v(method, metric):
+        return replicate_values(shift, method, metric, test)
+
+    return {
+        "nll": (v("subnetworks (k = M)", "nll") - v("dropout ensemble", "nll")).dropna(),
+        "diversity": (v("dropout ensemble", "brier_diversity") - v("subnetworks (k = M)", "brier_diversity")).dropna(),
+        "nll_deep": (v("subnetworks (k = M)", "nll") - v("deep ensemble", "nll")).dropna(),
+        "nll_compute": (v("subnetworks (equal compute)", "nll") - v("dropout ensemble", "nll")).dropna(),
+        "error": (v("subnetworks (k = M)", "error") - v("dropout ensemble", "error")).dropna(),
+    }
+
+
+def c10_values(shift: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per replicate, ECE averaged over the rotated and corrupted sets: weight scaling - the
+    average of T subnetworks; that average - M independent dropout nets; described: the average -
+    the deep ensemble without dropout, and temperature-scaled weight scaling - the average."""
+    sets = shifted(shift)
+
+    def v(method):
+        return replicate_values(shift, method, "ece", sets)
+
+    mc = v("subnetworks (k = T)")
+    return {
+        "ws_mc": (v("weight scaling") - mc).dropna(),
+        "mc_ensemble": (mc - v("dropout ensemble")).dropna(),
+        "mc_deep": (mc - v("deep ensemble")).dropna(),
+        "ts_mc": (v("temperature scaling") - mc).dropna(),
+    }
+
+
+def ood_values(ood: pd.DataFrame, method: str, score: str) -> dict[str, pd.Series]:
+    """Per unseen set, per replicate: AUROC of `score` under `method`."""
+    d = label_method(ood[(ood.metric == "auroc") & (ood.score == score)]).query("method == @method")
+    return {s: g.groupby(["replicate", "run_id"])["value"].mean().groupby("replicate").mean() for s, g in d.groupby("set")}
+
+
 def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: float = EQUIVALENCE_MARGIN,
                 noninferiority_margin: float = NONINFERIORITY_MARGIN) -> list[tuple[dict, pd.Series, Hypothesis]]:
     """(row metadata, values per seed, hypothesis) for every claim whose study is in `tables`
@@ -198,6 +260,26 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
         specs.append((meta("C6", "keep_sweep", "test error at base width n - at n / keep, same keep (keeps < 1 averaged)"), c6_values(tables["keep_sweep"]["runs"]), directional))
     if has("placement", "evaluations"):
         specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)"), c7_values(tables["placement"]["evaluations"]), directional))
+    if has("ensemble_vs_dropout", "shift"):
+        v = c9_values(tables["ensemble_vs_dropout"]["shift"])
+        specs += [
+            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - M independently trained dropout nets", "nats"), v["nll"], directional),
+            (meta("C9", "ensemble_vs_dropout", "Brier diversity (ambiguity), M independent dropout nets - M subnetworks", "brier"), v["diversity"], directional),
+            (meta("C9", "ensemble_vs_dropout", "test error, M subnetworks - M independent dropout nets"), v["error"], described),
+            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - deep ensemble of M nets without dropout", "nats"), v["nll_deep"], described),
+            (meta("C9", "ensemble_vs_dropout", "test NLL, subnetworks at equal test-time compute - M independent dropout nets", "nats"), v["nll_compute"], described),
+        ]
+    if has("shift", "shift"):
+        v = c10_values(tables["shift"]["shift"])
+        specs += [
+            (meta("C10", "shift", "ECE over rotated and corrupted sets, weight scaling - T subnetworks", "ece"), v["ws_mc"], directional),
+            (meta("C10", "shift", "ECE over rotated and corrupted sets, T subnetworks - M independent dropout nets", "ece"), v["mc_ensemble"], directional),
+            (meta("C10", "shift", "ECE over rotated and corrupted sets, T subnetworks - deep ensemble without dropout", "ece"), v["mc_deep"], described),
+            (meta("C10", "shift", "ECE over rotated and corrupted sets, temperature-scaled weight scaling - T subnetworks", "ece"), v["ts_mc"], described),
+        ]
+        if has("shift", "ood"):
+            for unseen, values in ood_values(tables["shift"]["ood"], "subnetworks (k = T)", "disagreement").items():
+                specs.append((meta("C10", "shift", f"AUROC of subnetwork disagreement, test split against {unseen}", "auroc"), values, described))
     if has("data_size", "runs"):
         specs.append((meta("C8", "data_size", f"gain of dropout at width {widths[-1]} - at width {widths[0]} (sizes averaged)"), v["C8"], directional))
     return specs

@@ -14,3 +14,40 @@ def label_placement(df: pd.DataFrame) -> pd.DataFrame:
     """Adds `placement` for CNN runs: none, fc_only (hidden sites only) or everywhere (conv blocks too)."""
     conv = df["p_drop_sites"].str.contains(r"block[12]=0\.[1-9]")
     return df.assign(placement=[("everywhere" if c else ("fc_only" if h > 0 else "none")) for c, h in zip(conv, df["p_drop_hidden"])])
+
+
+METHODS = {  # (group, mode, which k): method; k is M (members), compute (equal test-time compute), T (all) or 0
+    ("no dropout", "weight_scaled", "0"): "single net",
+    ("no dropout", "temperature_scaled", "0"): "single net, temperature",
+    ("no dropout", "ensemble", "M"): "deep ensemble",
+    ("dropout", "weight_scaled", "0"): "weight scaling",
+    ("dropout", "temperature_scaled", "0"): "temperature scaling",
+    ("dropout", "mc_shared", "M"): "subnetworks (k = M)",
+    ("dropout", "mc_shared", "compute"): "subnetworks (equal compute)",
+    ("dropout", "mc_shared", "T"): "subnetworks (k = T)",
+    ("dropout", "mc_per_example", "M"): "per-example masks (k = M)",
+    ("dropout", "mc_per_example", "compute"): "per-example masks (equal compute)",
+    ("dropout", "mc_per_example", "T"): "per-example masks (k = T)",
+    ("dropout", "ensemble", "M"): "dropout ensemble",
+}
+METHOD_ORDER = list(METHODS.values())
+
+
+def label_method(df: pd.DataFrame) -> pd.DataFrame:
+    """Adds `method` to rows of the robustness tables (columns group, mode, k, run_id): which
+    network and inference, with the subnetwork averages named by their k: M (the ensembles' size),
+    equal compute, or T (the largest). A k that is both M and the compute k is labelled M; rows of
+    no method (e.g. set `val`) get NaN."""
+    ens = df.loc[df["mode"] == "ensemble", "k"]
+    m = int(ens.max()) if len(ens) else 0
+    mc = df["mode"].str.startswith("mc_")
+    t = int(df.loc[mc, "k"].max()) if mc.any() else 0
+
+    def which(mode, k):
+        if mode in ("weight_scaled", "temperature_scaled"):
+            return "0"
+        if mode == "ensemble" or k == m:
+            return "M"
+        return "T" if k == t else "compute"
+
+    return df.assign(method=[METHODS.get((g, mode, which(mode, k))) for g, mode, k in zip(df["group"], df["mode"], df["k"])])

@@ -26,7 +26,7 @@ from harness.verdicts import MIN_N
 
 from . import reference
 from .claims import UNITS, claims_table
-from .labels import label_placement
+from .labels import METHOD_ORDER, label_method, label_placement
 from .paths import ROOT, figures_dir, report_dir, tables_dir
 
 STUDIES = {  # study: figures drawn from its tables
@@ -38,8 +38,10 @@ STUDIES = {  # study: figures drawn from its tables
     "rate_grid": ["rate_grid"],
     "placement": ["placement"],
     "exact": ["exact"],
+    "ensemble_vs_dropout": ["diversity"],
+    "shift": ["shift", "entropy"],
 }
-PERCENT = {"error", "train_error", "test_error"}
+PERCENT = {"error", "train_error", "test_error", "ece"}
 
 
 def summarize(df: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
@@ -68,9 +70,44 @@ def mode_summary(ev: pd.DataFrame, by: list[str], metrics=("error", "nll", "ece"
     return summarize(per_run, by + ["mode", "k"], [m for m in metrics if m in per_run.columns])
 
 
+def method_summary(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Robustness-table rows (metric, value, method, replicate, run_id): one value per replicate
+    (its runs averaged, over the chosen sets too), then mean and interval over replicates per
+    group, in the order of METHOD_ORDER."""
+    d = df[df.metric.isin(metrics) & df.method.notna()]
+    per_run = d.groupby(by + ["replicate", "run_id", "metric"])["value"].mean()
+    per_rep = per_run.groupby(by + ["replicate", "metric"]).mean().unstack("metric").reset_index()
+    out = summarize(per_rep, by, [m for m in metrics if m in per_rep.columns])
+    return out.sort_values("method", key=lambda s: s.map({m: i for i, m in enumerate(METHOD_ORDER)}), kind="stable").reset_index(drop=True)
+
+
 def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """The summary tables of one study, by title."""
     runs = t.get("runs", pd.DataFrame())
+    if study == "ensemble_vs_dropout" and "shift" in t:
+        sh = label_method(t["shift"])
+        test = sh[sh["set"] == "test"]
+        return {
+            "methods on the test split (one value per replicate)": method_summary(test, ["method"], ["error", "nll", "ece", "brier"]),
+            "ensembles' loss decomposition on the test split": method_summary(
+                test[test["mode"].isin(["mc_shared", "mc_per_example", "ensemble"])], ["method"],
+                ["member_nll", "nll_gap", "nll", "ce_diversity", "member_brier", "brier_diversity", "disagreement", "pairwise_kl"]),
+        }
+    if study == "shift" and "shift" in t:
+        sh = label_method(t["shift"])
+        ece = sh[sh.metric == "ece"]
+        at = {"test": "0 degrees"} | {f"rotation_{a}": f"{a} degrees" for a in (60, 90, 180) if f"rotation_{a}" in set(ece["set"])}
+        parts = [method_summary(ece[ece["set"] == s].assign(where=w), ["method", "where"], ["ece"]) for s, w in at.items()]
+        parts.append(method_summary(ece[ece["shift"] == "corruption"].assign(where="all corruptions"), ["method", "where"], ["ece"]))
+        ece_table = pd.concat(parts, ignore_index=True)
+        ece_table = ece_table.sort_values("method", key=lambda s: s.map({m: i for i, m in enumerate(METHOD_ORDER)}), kind="stable")
+        out = {"ECE by rotation and over corruptions (one value per replicate)": ece_table.reset_index(drop=True)}
+        if "ood" in t:
+            ood = label_method(t["ood"]).rename(columns={"set": "unseen"})
+            wide = ood.pivot_table(index=["method", "unseen", "score", "replicate", "run_id"], columns="metric", values="value").reset_index()
+            long = wide.melt(id_vars=["method", "unseen", "score", "replicate", "run_id"], var_name="metric", value_name="value")
+            out["out-of-distribution detection against the test split (one value per replicate)"] = method_summary(long, ["method", "unseen", "score"], ["auroc", "aupr", "fpr95"])
+        return out
     if study in ("mc_vs_ws", "exact") and "evaluations" in t:
         return {"inference modes at the largest k": mode_summary(t["evaluations"], ["widths"])}
     if study == "placement" and "evaluations" in t:
@@ -115,7 +152,7 @@ def setup_line(study: str, runs: pd.DataFrame) -> str:
 def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims table for reading: estimates, intervals, margins and MDE in the unit the report
     shows (points of % for errors), p-values to 3 digits, seeds needed as a count."""
-    scale = claims["unit"].map({"error": 100.0, "fraction": 100.0}).fillna(1.0)
+    scale = claims["unit"].map({"error": 100.0, "fraction": 100.0, "ece": 100.0}).fillna(1.0)
 
     def num(v, k=1.0):
         return "-" if pd.isna(v) else f"{v * k:.3g}"

@@ -22,6 +22,16 @@ MODE_COLORS = {
     "exact_geometric": PALETTE[5],
 }
 DROPOUT_COLORS = {"no dropout": PALETTE[7], "dropout": PALETTE[0]}
+METHOD_COLORS = {  # the methods of the robustness studies (analysis.labels.METHODS)
+    "single net": PALETTE[7],
+    "weight scaling": PALETTE[0],
+    "temperature scaling": PALETTE[9],
+    "subnetworks (k = T)": PALETTE[1],
+    "subnetworks (k = M)": PALETTE[1],
+    "per-example masks (k = T)": PALETTE[3],
+    "dropout ensemble": PALETTE[4],
+    "deep ensemble": PALETTE[2],
+}
 
 
 def setup() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -76,19 +77,25 @@ def evaluate_ensemble(ensemble: Ensemble, predictions: pd.DataFrame, n_classes: 
     if missing:
         raise ConfigError(f"ensemble {ensemble.name}: no stored predictions for member {missing[0]}; run its robustness evaluation first")
     cols = sorted((c for c in p.columns if c.startswith("logp_")), key=lambda c: int(c.split("_")[1]))
+    logp = p[cols].to_numpy(dtype="float64")
+    labels, examples = p["label"].to_numpy(), p["example"].to_numpy()
+    shifts, intensities = p["shift"].astype(str).to_numpy(), p["intensity"].to_numpy()
+    rows = {(str(s), str(r)): idx for (s, r), idx in p.groupby(["set", "run_id"], sort=False, observed=True).indices.items()}
     rec = Recorder(ensemble.name, n_classes or len(cols), bins)
     # the test set first: unseen sets are scored against its uncertainty
-    order = ["test"] + [s for s in dict.fromkeys(p["set"]) if s != "test"]
-    for name in order:
-        rows = p[p["set"] == name]
-        first = rows[rows.run_id == ensemble.run_ids[0]].sort_values("example")
-        labels = torch.tensor(first["label"].to_numpy())
-        s = EvalSet(name, str(first["shift"].iloc[0]), float(first["intensity"].iloc[0]), None, None if (labels < 0).all() else labels)
+    names = list(dict.fromkeys(str(s) for s, _ in rows))
+    for name in ["test"] + [n for n in names if n != "test"]:
+        first = rows[(name, ensemble.run_ids[0])]
+        first = first[np.argsort(examples[first], kind="stable")]
+        y = torch.tensor(labels[first])
+        s = EvalSet(name, shifts[first[0]], float(intensities[first[0]]), None, None if bool((y < 0).all()) else y)
         acc = EnsembleAccumulator(len(first), len(cols))
         for run_id in ensemble.run_ids:
-            member = rows[rows.run_id == run_id].sort_values("example")
-            if len(member) != len(first):
-                raise ConfigError(f"ensemble {ensemble.name}: member {run_id} has {len(member)} predictions on {name}, not {len(first)}")
-            acc.add(torch.tensor(member[cols].to_numpy(), dtype=torch.float64))
+            idx = rows.get((name, run_id), first[:0])
+            idx = idx[np.argsort(examples[idx], kind="stable")]
+            if len(idx) != len(first) or not np.array_equal(examples[idx], examples[first]):
+                raise ConfigError(f"ensemble {ensemble.name}: member {run_id} has {len(idx)} predictions on {name}, not the {len(first)} of {ensemble.run_ids[0]}; "
+                                  "evaluate every member with the same robustness settings")
+            acc.add(torch.from_numpy(logp[idx]))
         rec.record(s, "ensemble", acc.k, acc.mean(), acc.log_mean(), acc)
     return rec.tables()

@@ -6,7 +6,7 @@ unseen sets) the run is evaluated by
 - weight_scaled (k = 0): the deterministic net;
 - temperature_scaled (k = 0): its logits divided by the temperature fitted on the validation split
   (`harness.calibration`);
-- mc_shared and mc_per_example (dropout nets only): averages of k sampled subnetworks at
+- mc_shared and mc_per_example (dropout nets only; the latter on the kinds of set in `per_example`): averages of k sampled subnetworks at
   k = `members` (the size of the deep ensembles it is compared with), k at equal test-time compute
   (`equal_compute_k`) and k = T; with each, the ensemble's loss decomposition (`harness.diversity`).
 
@@ -47,7 +47,7 @@ from .progress import progress_bar
 from .shifts import ANGLES, CORRUPTIONS, SEVERITIES, UNSEEN, EvalSet, evaluation_sets
 from .subnetworks import SubnetworkEngine, sample_masks, subnetwork_seed
 
-SINGLE_METRICS = ("error", "nll", "brier", "ece", "entropy")
+SHIFT_KINDS = ("none", "rotation", "corruption", "unseen")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class RobustnessSettings:
 
     T: int = 50
     members: int = 5
-    per_example: bool = True
+    per_example: tuple[str, ...] = SHIFT_KINDS  # the kinds of set that mc_per_example also runs on (the costly idiom)
     angles: tuple[int, ...] = ANGLES
     corruptions: tuple[str, ...] = tuple(CORRUPTIONS)
     severities: tuple[int, ...] = SEVERITIES
@@ -77,6 +77,8 @@ class RobustnessSettings:
             raise ConfigError(f"{bad[0]!r} is not a known corruption or unseen set; corruptions: {', '.join(CORRUPTIONS)}; unseen: {', '.join(UNSEEN)}")
         if any(s not in SEVERITIES for s in self.severities):
             raise ConfigError(f"severities={list(self.severities)}: each must be one of {', '.join(map(str, SEVERITIES))}")
+        if any(k not in SHIFT_KINDS for k in self.per_example):
+            raise ConfigError(f"per_example={list(self.per_example)}: kinds of set are {', '.join(SHIFT_KINDS)}")
         if any(not 0 <= a <= 360 for a in self.angles):
             raise ConfigError(f"angles={list(self.angles)}: angles are degrees in [0, 360]")
 
@@ -182,7 +184,7 @@ def evaluate_robustness(model: DropoutNet, data: Dataset, settings: RobustnessSe
     ks = sorted({min(settings.members, settings.T), k_compute, settings.T})
     if dropout:
         rec.shift.append(("val", "none", 0.0, "mc_shared", k_compute, "equal_compute_k", float(k_compute)))
-    passes = len(sets) * settings.T * (2 if settings.per_example else 1) if dropout else len(sets)
+    passes = sum(settings.T * (2 if s.shift in settings.per_example else 1) for s in sets) if dropout else len(sets)
     bar = progress_bar(total=passes, desc=f"shift {run_id}".strip(), unit="net")
     for s in sets:
         engine = SubnetworkEngine(model, s.x)
@@ -196,7 +198,7 @@ def evaluate_robustness(model: DropoutNet, data: Dataset, settings: RobustnessSe
             bar.update(1)
             continue
         streams = {"mc_shared": lambda t: engine.logits(sample_masks(sites, settings.seed, t))}
-        if settings.per_example:
+        if s.shift in settings.per_example:
             g = torch.Generator(device=s.x.device).manual_seed(subnetwork_seed(settings.seed, 0, 0, purpose=1))
             streams["mc_per_example"] = lambda t: engine.logits_per_example(g)
         for mode, draw in streams.items():

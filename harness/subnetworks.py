@@ -22,12 +22,14 @@ as in training, so a subnetwork is the network that training used.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import ConfigError
+from .metrics import EnsembleAccumulator
 from .models import DropoutNet, SiteInfo, linear_stage
 
 EXACT_MAX_UNITS = 20
@@ -249,36 +251,61 @@ def predict(model: nn.Module, x: torch.Tensor, mode: str = "weight_scaled", T: i
     shared across the batch (drawn from (seed, t), scaled by 1/keep), T subnetworks averaged.
     A `DropoutNet` of this harness is evaluated by its own engine instead.
     """
+    passes = list(_member_logits(model, x, mode, 1, seed)) if mode == "weight_scaled" else _member_logits(model, x, mode, T, seed)
+    if mode == "weight_scaled":
+        return torch.softmax(passes[0], 1)
+    total = None
+    for z in passes:
+        p = torch.softmax(z, 1).double()
+        total = p if total is None else total + p
+    return (total / T).to(x.dtype)
+
+
+@torch.no_grad()
+def ensemble(model: nn.Module, x: torch.Tensor, mode: str = "mc_shared", T: int = 100, seed: int = 0) -> EnsembleAccumulator:
+    """The T passes of `predict` as an `EnsembleAccumulator`: its mean is `predict`'s output, and
+    `harness.diversity`, `harness.ood` and `harness.metrics` read everything else from it."""
+    acc = None
+    for z in _member_logits(model, x, mode, T, seed):
+        acc = acc or EnsembleAccumulator(z.shape[0], z.shape[1], z.device)
+        acc.add(z)
+    return acc
+
+
+def _member_logits(model: nn.Module, x: torch.Tensor, mode: str, T: int, seed: int = 0) -> Iterator[torch.Tensor]:
+    """The logits (N, C) of each pass of `predict` in turn (one pass for weight_scaled); callers
+    run it to the end under torch.no_grad() (the random state of mc_per_example is forked across
+    its passes)."""
     if mode not in ("weight_scaled", "mc_per_example", "mc_shared"):
         raise ConfigError(f"mode={mode!r}; allowed values: weight_scaled, mc_per_example, mc_shared")
+    if T < 1:
+        raise ConfigError(f"T={T}: the number of passes must be positive")
     if isinstance(model, DropoutNet):
-        return _predict_dropoutnet(model, x, mode, T, seed)
+        yield from _dropoutnet_logits(model, x, mode, T, seed)
+        return
     mods = _check_dropout(model, x)
     was = {m: m.training for m in model.modules()}
     model.eval()
     try:
         if mode == "weight_scaled":
-            return torch.softmax(model(x), 1)
-        total = None
-        if mode == "mc_per_example":
+            yield model(x)
+        elif mode == "mc_per_example":
             for m in mods:
                 m.train()
             with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
                 torch.manual_seed(seed)
                 for _ in range(T):
-                    p = torch.softmax(model(x), 1).double()
-                    total = p if total is None else total + p
-            return (total / T).to(x.dtype)
-        for t in range(T):
-            g = torch.Generator().manual_seed(subnetwork_seed(seed, 0, t))
-            handles = [m.register_forward_hook(_mask_hook(m.p, g)) for m in mods]
-            try:
-                p = torch.softmax(model(x), 1).double()
-            finally:
-                for h in handles:
-                    h.remove()
-            total = p if total is None else total + p
-        return (total / T).to(x.dtype)
+                    yield model(x)
+        else:
+            for t in range(T):
+                g = torch.Generator().manual_seed(subnetwork_seed(seed, 0, t))
+                handles = [m.register_forward_hook(_mask_hook(m.p, g)) for m in mods]
+                try:
+                    z = model(x)
+                finally:
+                    for h in handles:
+                        h.remove()
+                yield z
     finally:
         for m, flag in was.items():
             m.training = flag
@@ -297,13 +324,11 @@ def _mask_hook(p: float, g: torch.Generator):
     return hook
 
 
-def _predict_dropoutnet(model: DropoutNet, x: torch.Tensor, mode: str, T: int, seed: int) -> torch.Tensor:
+def _dropoutnet_logits(model: DropoutNet, x: torch.Tensor, mode: str, T: int, seed: int) -> Iterator[torch.Tensor]:
     engine = SubnetworkEngine(model, x)
     if mode == "weight_scaled":
-        return torch.softmax(engine.weight_scaled(), 1)
-    total = torch.zeros(len(x), engine.weight_scaled().shape[1], dtype=torch.float64, device=x.device)
+        yield engine.weight_scaled()
+        return
     g = torch.Generator(device=x.device).manual_seed(subnetwork_seed(seed, 0, 0, purpose=1))
     for t in range(T):
-        z = engine.logits(sample_masks(engine.sites, seed, t)) if mode == "mc_shared" else engine.logits_per_example(g)
-        total += torch.softmax(z.double(), 1)
-    return (total / T).to(x.dtype)
+        yield engine.logits(sample_masks(engine.sites, seed, t)) if mode == "mc_shared" else engine.logits_per_example(g)

@@ -8,8 +8,9 @@ import pandas as pd
 
 from analysis.claims import (
     COLUMNS, EQUIVALENCE_MARGIN, RECOMMENDED, c1_values, c2_values, c3_values, c4_values, c5_best_cell, c5_values,
-    c6_values, c7_values, claims_table,
+    c6_values, c7_values, c9_values, c10_values, claims_table, ood_values,
 )
+from analysis.labels import label_method
 from analysis.report import fmt_cell, show_claims, summarize
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -170,3 +171,60 @@ def test_summarize_carries_n_interval_and_method():
     b = s[s.g == "b"].iloc[0]
     assert b.n == 1 and math.isnan(b.test_error_ci_low)
     assert fmt_cell(s).loc[0, "test_error (%)"] == "12.5 [12.5, 12.5]"
+
+
+def robustness_table(value, replicates=5, members=2):
+    """A robustness `shift` table: per replicate, `members` dropout nets (weight_scaled, and
+    mc_shared at k = M = 2, 4 (equal compute) and T = 6) and one ensemble per group, on the test
+    split and two rotations; value(method, set, replicate, member) gives each row's value."""
+    rows = []
+    sets = [("test", "none", 0.0), ("rotation_90", "rotation", 90.0), ("rotation_180", "rotation", 180.0)]
+    for r in range(replicates):
+        units = [(f"d{r}{m}", "dropout", mode, k, m) for m in range(members) for mode, k in
+                 [("weight_scaled", 0), ("temperature_scaled", 0), ("mc_shared", 2), ("mc_shared", 4), ("mc_shared", 6)]]
+        units += [(f"n{r}{m}", "no dropout", "weight_scaled", 0, m) for m in range(members)]
+        units += [(f"de{r}", "dropout", "ensemble", members, 0.5), (f"ne{r}", "no dropout", "ensemble", members, 0.5)]  # m: the members' mean
+        for run_id, group, mode, k, m in units:
+            for name, shift, intensity in sets:
+                for metric in ("nll", "ece", "error", "brier_diversity"):
+                    rows.append((run_id, name, shift, intensity, mode, k, metric, group, r, value((group, mode, k), name, r, m) + (metric == "ece")))
+    return pd.DataFrame(rows, columns=["run_id", "set", "shift", "intensity", "mode", "k", "metric", "group", "replicate", "value"])
+
+
+def test_methods_are_named_by_their_k():
+    t = label_method(robustness_table(lambda *a: 0.0))
+    got = t.drop_duplicates(["group", "mode", "k"]).set_index(["group", "mode", "k"])["method"].to_dict()
+    assert got == {("dropout", "weight_scaled", 0): "weight scaling", ("dropout", "temperature_scaled", 0): "temperature scaling",
+                   ("dropout", "mc_shared", 2): "subnetworks (k = M)", ("dropout", "mc_shared", 4): "subnetworks (equal compute)",
+                   ("dropout", "mc_shared", 6): "subnetworks (k = T)", ("no dropout", "weight_scaled", 0): "single net",
+                   ("dropout", "ensemble", 2): "dropout ensemble", ("no dropout", "ensemble", 2): "deep ensemble"}
+
+
+def test_c9_and_c10_are_per_replicate_differences():
+    base = {("dropout", "mc_shared", 2): 1.0, ("dropout", "mc_shared", 6): 0.5, ("dropout", "ensemble", 2): 0.7, ("no dropout", "ensemble", 2): 0.9,
+            ("dropout", "weight_scaled", 0): 0.8, ("dropout", "temperature_scaled", 0): 0.6, ("dropout", "mc_shared", 4): 0.95}
+
+    def value(method, name, r, m):
+        # rotations add 1 + r / 10 to every method; members differ by m / 100 (averaged within the replicate)
+        return base.get(method, 0.0) + (name != "test") * (1 + r / 10) + m / 100 + r / 100
+
+    t = robustness_table(value)
+    v9 = c9_values(t)
+    assert np.allclose(v9["nll"], 0.3) and np.allclose(v9["nll_deep"], 0.1) and np.allclose(v9["nll_compute"], 0.25)
+    # the diversity row: the independent nets' Brier diversity - the subnetworks'
+    assert np.allclose(v9["diversity"], -0.3) and list(v9["nll"].index) == [0, 1, 2, 3, 4]
+    v10 = c10_values(t)  # ECE over the two rotations only (the test split is not shifted)
+    assert np.allclose(v10["ws_mc"], 0.3) and np.allclose(v10["mc_ensemble"], -0.2) and np.allclose(v10["mc_deep"], -0.4)
+    assert np.allclose(v10["ts_mc"], 0.1)
+    table = claims_table({"ensemble_vs_dropout": {"shift": t}, "shift": {"shift": t}})
+    tested = table[table.test == "directional"].set_index("statistic")["verdict"]
+    assert list(tested) == ["supported", "contradicted", "supported", "contradicted"]
+
+
+def test_ood_values_are_per_replicate_and_unseen_set():
+    rows = [(f"d{r}{m}", s, "mc_shared", 6, "disagreement", "auroc", 0.6 + r / 100 + m / 10, "dropout", r)
+            for r in range(5) for m in range(2) for s in ("patches", "permuted")]
+    rows += [(f"de{r}", "patches", "ensemble", 2, "disagreement", "auroc", 0.5, "dropout", r) for r in range(5)]
+    ood = pd.DataFrame(rows, columns=["run_id", "set", "mode", "k", "score", "metric", "value", "group", "replicate"])
+    v = ood_values(ood, "subnetworks (k = T)", "disagreement")
+    assert set(v) == {"patches", "permuted"} and np.allclose(v["patches"], [0.65, 0.66, 0.67, 0.68, 0.69])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = ["mc_vs_ws", "keep_sweep", "data_size", "features", "coadaptation", "rate_grid", "placement", "exact"]
+STUDIES = ["mc_vs_ws", "keep_sweep", "data_size", "features", "coadaptation", "rate_grid", "placement", "exact", "ensemble_vs_dropout", "shift"]
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
@@ -74,6 +74,9 @@ def test_everything_up_to_date_runs_nothing(tree):
     ("experiments/placement.py", {"placement"}, {"placement"}, {"placement"}),
     ("analysis/claims.py", set(), set(), set()),
     ("harness/verdicts.py", "all", "all", "all"),
+    # shift analyses ensemble_vs_dropout's runs: editing that file reruns both
+    ("experiments/ensemble_vs_dropout.py", {"ensemble_vs_dropout", "shift"}, {"ensemble_vs_dropout", "shift"}, {"diversity", "shift", "entropy"}),
+    ("experiments/shift.py", {"shift"}, {"shift"}, {"shift", "entropy"}),
 ])
 def test_an_edit_rebuilds_exactly_what_depends_on_it(tree, touched, runs, tables, figs):
     got = kinds(planned(tree, touched))

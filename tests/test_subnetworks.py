@@ -212,3 +212,22 @@ def test_flop_count_of_compaction():
     k0, k1, k2 = (int(mk.sum()) for mk in masks)
     # input keeps 0.8 > 0.5: its product subtracts the dropped inputs' part from the shared product
     assert engine.flops(masks) == 2 * 7 * (k1 * (64 - k0) + k2 * k1 + 10 * k2)
+
+
+def test_ensemble_of_any_dropout_classifier_feeds_the_measures():
+    from harness.diversity import decomposition
+    from harness.ood import detection, scores
+    from harness.subnetworks import ensemble
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 3))
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    for mode in ("mc_shared", "mc_per_example"):
+        acc = ensemble(model, x, mode, T=7, seed=3)
+        assert acc.k == 7 and torch.allclose(acc.mean().float(), predict(model, x, mode, T=7, seed=3), atol=1e-6)
+        d = decomposition(acc, y)
+        assert abs(d["member_brier"] - d["brier_diversity"] - ((acc.mean() - torch.eye(3)[y].double()) ** 2).sum(1).mean().item()) < 1e-12
+        s = scores(acc.mean(), acc.log_mean(), acc)
+        assert 0.0 <= detection(s["mutual_information"][:20], s["mutual_information"][20:])["auroc"] <= 1.0
+    assert model.training  # the module's own mode is restored
+    assert torch.is_grad_enabled()

@@ -23,6 +23,8 @@ STUDY_TABLES = {
     "rate_grid": {"runs"},
     "placement": {"runs", "evaluations"},
     "exact": {"runs", "evaluations", "subnetworks"},
+    "ensemble_vs_dropout": {"runs", "shift", "ood", "entropy_hist", "members"},
+    "shift": {"runs", "shift", "ood", "entropy_hist", "members"},
 }
 FIGURES = {f: s for s, figs in report.STUDIES.items() for f in figs}
 
@@ -83,6 +85,22 @@ def test_report_has_claims_tables_and_figures(suite):
     for study in STUDY_TABLES:
         assert f"id='{study}'" in page
     assert "Setup: data:" in (out / "report.md").read_text()
+    assert "ensemble_vs_dropout__methods_on_the_test_split.csv" in {p.name for p in out.glob("*.csv")}
+    ood = pd.read_csv(out / "shift__out-of-distribution_detection_against_the_test_split.csv")
+    assert {"method", "unseen", "score", "auroc", "aupr", "fpr95", "n"} <= set(ood.columns) and (ood.n == 5).all()
+
+
+def test_robustness_tables_carry_replicates_and_ensembles(suite):
+    folder = suite / "reports" / "smoke" / "tables" / "shift"
+    sh = pd.read_parquet(folder / "shift.parquet")
+    members = pd.read_parquet(folder / "members.parquet")
+    assert sh.replicate.notna().all() and set(sh.replicate) == set(range(5)) and set(sh.group) == {"dropout", "no dropout"}
+    ens = sh[sh["mode"] == "ensemble"]
+    assert set(ens.run_id) == set(members.ensemble) and set(ens.k) == {2} and len(members) == 20
+    # an ensemble's members are the runs of its replicate and group
+    runs = pd.read_parquet(folder / "runs.parquet").set_index("run_id")
+    for (group, rep), g in members.groupby(["group", "replicate"]):
+        assert sorted(runs.loc[g.run_id, "seed"]) == [2 * rep, 2 * rep + 1]
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick"])

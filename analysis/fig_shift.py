@@ -1,0 +1,64 @@
+"""Calibration under shift (Ovadia et al. 2019 style): error, NLL and ECE against rotation angle,
+and ECE over every corruption, per method."""
+
+import sys
+
+import pandas as pd
+import seaborn as sns
+
+from . import style
+from .labels import label_method
+from .tables import load
+
+SHOWN = ["single net", "weight scaling", "temperature scaling", "subnetworks (k = T)", "per-example masks (k = T)", "dropout ensemble", "deep ensemble"]
+
+
+def rotation_rows(shift: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the test split (angle 0) and its rotations, with `angle`."""
+    d = shift[(shift["set"] == "test") | (shift["shift"] == "rotation")]
+    return d.assign(angle=d.intensity.where(d["shift"] == "rotation", 0.0))
+
+
+def draw(profile: str):
+    shift = label_method(load(profile, "shift", "shift"))
+    shift = shift[shift.method.isin(SHOWN)]
+    rot = rotation_rows(shift)
+    fig, axes = style.figure(ncols=4, width=3.6, height=3.2)
+    for ax, metric, label in zip(axes[0], ["error", "nll", "ece"], ["test error (%)", "NLL (nats)", "ECE (%)"]):
+        d = rot[rot.metric == metric]
+        for method in SHOWN:
+            m = d[d.method == method]
+            if len(m):
+                # replicates are the bands' unit: a replicate's runs are averaged first
+                style.band(ax, m, "angle", "value", method, style.METHOD_COLORS[method], unit="replicate")
+        if metric != "nll":
+            style.percent(ax)
+        ax.set_xlabel("rotation (degrees)")
+        ax.set_ylabel(label)
+        ax.set_xticks(range(0, 181, 30))
+        if ax is not axes[0][0]:
+            ax.get_legend().remove()
+    axes[0][0].legend(fontsize=6)
+    ax = axes[0][3]
+    c = shift[(shift["shift"] == "corruption") & (shift.metric == "ece")]
+    per = c.groupby(["method", "set", "replicate"])["value"].mean().reset_index()
+    order = [m for m in SHOWN if m in set(per.method)]
+    sns.boxplot(data=per, y="method", x="value", order=order, hue="method", hue_order=order, palette=style.METHOD_COLORS, ax=ax, fliersize=2, legend=False)
+    style.percent(ax, "x")
+    ax.set_xlabel("ECE (%) over corruptions")
+    ax.set_ylabel("")
+    members = int(shift.loc[shift["mode"] == "ensemble", "k"].max())
+    t = int(shift.loc[shift["mode"] == "mc_shared", "k"].max())
+    n_rep = shift.replicate.nunique()
+    caption = (
+        f"Left three: test error, NLL and expected calibration error against the rotation of the test images, per method; "
+        f"lines are means over {n_rep} replicates with 95% Student-t bands (a replicate's {members} dropout nets are averaged "
+        f"first). Subnetwork averages use T = {t}; ensembles have M = {members} members, trained independently. Right: ECE over "
+        f"{c['set'].nunique()} corrupted test sets (7 MNIST-C-style corruptions at the stated severities), one point per "
+        f"replicate and set."
+    )
+    return fig, caption
+
+
+if __name__ == "__main__":
+    sys.exit(style.run("shift", draw))

@@ -1,0 +1,208 @@
+"""Shifted and unseen sets, the robustness evaluation of one run, and deep ensembles of runs."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from harness.config import DataConfig, ModelConfig, RunConfig
+from harness.data import load_dataset
+from harness.ensembles import Ensemble, ensembles_of, evaluate_ensemble, member_configs
+from harness.errors import ConfigError
+from harness.experiment import load_experiment
+from harness.models import build_model
+from harness.robustness import Recorder, RobustnessSettings, equal_compute_k, evaluate_robustness, subnetwork_cost
+from harness.shifts import CORRUPTIONS, EvalSet, corrupt, evaluation_sets, fashion, fashion_available, patches, permuted, rotate, unseen_available
+from tests.test_data import write_mnist_like
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DataConfig(name="digits"))
+
+
+def _images(n=3, size=8, seed=0):
+    return np.random.default_rng(seed).random((n, 1, size, size))
+
+
+def test_rotations_by_hand():
+    x = _images()
+    assert np.array_equal(rotate(x, 0), x) and np.array_equal(rotate(x, 360), x)
+    assert np.allclose(rotate(x, 90), np.rot90(x, 1, axes=(2, 3)), atol=1e-12)  # counter-clockwise
+    assert np.allclose(rotate(x, 180), x[..., ::-1, ::-1], atol=1e-12)
+
+
+def test_corruptions_do_what_they_say():
+    x = _images(4, 28)
+    for name in CORRUPTIONS:
+        for s in (1, 2, 3):
+            a, b = corrupt(x, name, s), corrupt(x, name, s)
+            assert a.shape == x.shape and np.array_equal(a, b), name  # deterministic
+    moved = corrupt(x, "translate", 2)  # 4 pixels down and right, background in
+    assert np.array_equal(moved[..., 4:, 4:], x[..., :-4, :-4]) and not moved[..., :4, :].any() and not moved[..., :, :4].any()
+    striped = corrupt(x, "stripe", 3)  # 5 white columns through the centre
+    assert (striped[..., 11:16] == 1).all() and np.array_equal(striped[..., :11], x[..., :11]) and np.array_equal(striped[..., 16:], x[..., 16:])
+    hits = [np.mean(corrupt(x, "impulse_noise", s) != x) for s in (1, 2, 3)]
+    assert hits[0] < hits[1] < hits[2] and abs(hits[2] - 0.2) < 0.02  # 20% of the pixels hit (none of these is already black or white)
+    shot = corrupt(np.full((200, 1, 28, 28), 0.5), "shot_noise", 1)
+    assert abs(shot.mean() - 0.5) < 0.002  # Poisson noise is unbiased
+    assert np.array_equal(corrupt(x, "shear", 1)[..., 13:15, :], corrupt(x, "shear", 1)[..., 13:15, :])
+    centre = np.zeros((1, 1, 28, 28))
+    centre[..., 14, 14] = 1.0
+    assert math.isclose(corrupt(centre, "gaussian_blur", 3).sum(), 1.0, rel_tol=1e-9)  # blur moves ink, never adds it
+    with pytest.raises(ConfigError, match="known corruptions"):
+        corrupt(x, "fog", 1)
+    with pytest.raises(ConfigError, match="severities"):
+        corrupt(x, "stripe", 4)
+
+
+def test_unseen_inputs():
+    x = _images(5)
+    p = permuted(x)
+    assert np.array_equal(np.sort(p.reshape(5, -1), 1), np.sort(x.reshape(5, -1), 1))  # the same pixels, moved
+    assert np.array_equal(permuted(x), p)
+    order = p.reshape(5, -1)[:, :, None] == x.reshape(5, 1, -1)  # one permutation for every image
+    assert (order.argmax(2) == order[0].argmax(1)).all()
+    a, b = patches(6, (1, 28, 28)), patches(6, (1, 7, 7))
+    assert a.shape == (6, 1, 28, 28) and b.shape == (6, 1, 7, 7) and 0 <= a.min() and a.max() <= 1
+    assert np.allclose(b[:, 0], a[:, 0].reshape(6, 7, 4, 7, 4).mean((2, 4)))  # area averaging: 4 x 4 blocks
+    assert patches(2, (1, 8, 8)).shape == (2, 1, 8, 8)
+    assert np.array_equal(patches(6, (1, 28, 28)), a)
+
+
+def test_fashion_mnist_joins_when_its_files_are_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
+    assert not fashion_available((1, 28, 28)) and unseen_available((1, 28, 28)) == ("permuted", "patches")
+    arrays = write_mnist_like(tmp_path / "fashion-mnist")
+    assert fashion_available((1, 28, 28)) and not fashion_available((1, 8, 8))
+    assert unseen_available((1, 28, 28)) == ("permuted", "patches", "fashion-mnist")
+    f = fashion(5, (1, 28, 28))
+    test = arrays["t10k-images-idx3-ubyte"][:5].astype(np.float64)
+    assert np.allclose(f[:, 0], test / test.max())
+
+
+def test_evaluation_sets(digits):
+    sets = evaluation_sets(digits, angles=(0, 90, 180), corruptions=("stripe",), severities=(1, 3), unseen=("permuted", "patches"))
+    assert [s.name for s in sets] == ["test", "rotation_90", "rotation_180", "stripe_1", "stripe_3", "permuted", "patches"]
+    assert sets[0].x is digits.x_test and all(s.x.shape == digits.x_test.shape for s in sets)
+    assert all(s.y is digits.y_test for s in sets[:5]) and sets[5].y is None and sets[6].y is None
+    # rotating back by 180 degrees restores the test images (unit intensity, standardized again)
+    back = rotate((sets[2].x.double().numpy() * digits.std + digits.mean) / 16.0, 180) * 16.0
+    assert np.allclose((back - digits.mean) / digits.std, digits.x_test.numpy(), atol=1e-5)
+    with pytest.raises(ConfigError, match="not image data"):
+        evaluation_sets(load_dataset(DataConfig(name="mnist1d")))
+
+
+def test_subnetwork_cost_by_hand():
+    m = build_model(ModelConfig(widths=(4,), p_drop_input=0.5, p_drop_hidden=(0.5,)), (1, 2, 3), 3)
+    # full: 6 x 4 + 4 x 3 = 36 multiply-adds; a subnetwork: 3 inputs x 2 units + 2 units x 3 outputs = 12
+    assert math.isclose(subnetwork_cost(m), 12 / 36) and equal_compute_k(m, 5) == 15
+    none = build_model(ModelConfig(widths=(4,), p_drop_input=0.0, p_drop_hidden=(0.0,)), (1, 2, 3), 3)
+    assert subnetwork_cost(none) == 1.0 and equal_compute_k(none, 5) == 5
+
+
+def _run(digits, p_drop, seed=0):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(widths=(16,), p_drop_input=0.0, p_drop_hidden=(p_drop,), max_norm=None), digits.input_shape, digits.n_classes).eval()
+
+
+SMALL = RobustnessSettings(T=6, members=2, angles=(0, 90), corruptions=("stripe",), severities=(2,), per_example=("none",))
+
+
+def test_robustness_tables(digits):
+    t = evaluate_robustness(_run(digits, 0.5), digits, SMALL, "r1")
+    sh = t["shift"]
+    modes = sh[sh["set"] == "test"].groupby("mode")["k"].unique().map(sorted).to_dict()
+    # k = M = 2, T = 6, and 4 at equal compute: a subnetwork keeps half the hidden units, so half of 64 x 16 + 16 x 10
+    assert modes == {"weight_scaled": [0], "temperature_scaled": [0], "mc_shared": [2, 4, 6], "mc_per_example": [2, 4, 6]}
+    assert set(sh[sh["set"] == "rotation_90"]["mode"]) == {"weight_scaled", "temperature_scaled", "mc_shared"}  # per-example on the test split only
+    val = sh[sh["set"] == "val"].set_index("metric")["value"]
+    assert set(val.index) == {"temperature", "equal_compute_k"} and val["equal_compute_k"] == 4 and 0.05 <= val["temperature"] <= 20
+    assert set(sh[sh["set"] == "patches"].metric) >= {"entropy", "brier_diversity"} and "error" not in set(sh[sh["set"] == "patches"].metric)
+    ood = t["ood"]
+    assert set(ood["set"]) == {"permuted", "patches"} and set(ood.metric) == {"auroc", "aupr", "fpr95"}
+    assert set(ood[ood["mode"] == "mc_shared"].score) == {"max_prob", "entropy", "mutual_information", "disagreement"}
+    assert set(ood[ood["mode"] == "weight_scaled"].score) == {"max_prob", "entropy"}
+    counts = t["entropy_hist"].groupby(["set", "mode", "k"])["count"].sum()
+    assert (counts == len(digits.y_test)).all()  # every example in one bin, at each mode's largest k only
+    assert set(t["entropy_hist"][t["entropy_hist"]["mode"] == "mc_shared"].k) == {6}
+    pred = t["predictions"]
+    assert len(pred) == 5 * len(digits.y_test)  # test, rotation_90, stripe_2, permuted, patches
+    assert (pred[pred["set"] == "patches"].label == -1).all()
+    logp = pred[[f"logp_{c}" for c in range(10)]].to_numpy()
+    assert np.allclose(np.exp(logp).sum(1), 1, atol=1e-5)
+    ws = sh[(sh["set"] == "test") & (sh["mode"] == "weight_scaled")].set_index("metric")["value"]
+    test = pred[pred["set"] == "test"]
+    assert math.isclose(ws["nll"], -np.mean(logp[test.index, test.label]), rel_tol=1e-5)
+
+
+def test_without_dropout_only_the_deterministic_modes(digits):
+    t = evaluate_robustness(_run(digits, 0.0), digits, SMALL, "r0")
+    assert set(t["shift"]["mode"]) == {"weight_scaled", "temperature_scaled"}
+    assert "equal_compute_k" not in set(t["shift"].metric)
+
+
+def test_an_ensemble_of_identical_members_is_that_member(digits):
+    t = evaluate_robustness(_run(digits, 0.0), digits, SMALL, "a")
+    preds = pd.concat([t["predictions"].assign(run_id=r) for r in ("a", "b", "c")], ignore_index=True)
+    e = evaluate_ensemble(Ensemble("e", "no dropout", 0, ("a", "b", "c")), preds)
+    ens = e["shift"][e["shift"]["set"] == "test"].set_index("metric")["value"]
+    ws = t["shift"][(t["shift"]["set"] == "test") & (t["shift"]["mode"] == "weight_scaled")].set_index("metric")["value"]
+    for m in ("error", "nll", "brier", "ece", "entropy"):
+        assert math.isclose(ens[m], ws[m], rel_tol=1e-5, abs_tol=1e-6), m
+    for m in ("nll_gap", "ce_diversity", "brier_diversity", "disagreement", "pairwise_kl", "mutual_information"):
+        assert abs(ens[m]) < 1e-9, m
+    assert math.isclose(ens["member_nll"], ws["nll"], rel_tol=1e-5)
+    assert set(e["shift"]["mode"]) == {"ensemble"} and set(e["shift"].k) == {3}
+    with pytest.raises(ConfigError, match="no stored predictions for member d"):
+        evaluate_ensemble(Ensemble("e", "no dropout", 0, ("a", "d")), preds)
+
+
+def test_two_different_members_decompose_exactly(digits):
+    a = evaluate_robustness(_run(digits, 0.0, seed=1), digits, SMALL, "a")["predictions"]
+    b = evaluate_robustness(_run(digits, 0.0, seed=2), digits, SMALL, "b")["predictions"]
+    e = evaluate_ensemble(Ensemble("e", "no dropout", 0, ("a", "b")), pd.concat([a, b], ignore_index=True))["shift"]
+    v = e[e["set"] == "test"].set_index("metric")["value"]
+    assert math.isclose(v["member_nll"] - v["nll_gap"], v["nll"], rel_tol=1e-9)
+    assert math.isclose(v["member_brier"] - v["brier_diversity"], v["brier"], rel_tol=1e-9)
+    assert v["brier_diversity"] > 0 and v["disagreement"] > 0
+
+
+def test_recorder_needs_the_test_set_first():
+    rec = Recorder("u", 2, 5)
+    p = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="test set must be recorded before"):
+        rec.record(EvalSet("patches", "unseen", 0.0, None, None), "weight_scaled", 0, p, p.log())
+
+
+def test_settings_are_checked():
+    for bad, match in [({"T": 0}, "positive"), ({"corruptions": ("fog",)}, "not a known corruption"), ({"unseen": ("cifar",)}, "not a known"),
+                       ({"severities": (4,)}, "severities"), ({"per_example": ("rotated",)}, "kinds of set"), ({"angles": (400,)}, "degrees")]:
+        with pytest.raises(ConfigError, match=match):
+            RobustnessSettings(**bad)
+
+
+def test_ensembles_are_disjoint_seed_groups():
+    b = RunConfig(data=DataConfig(name="digits"), model=ModelConfig(widths=(8,)))
+    cfgs = member_configs(b, 3, 2) + member_configs(b.replace(**{"model.p_drop_input": 0.0, "model.p_drop_hidden": [0.0]}), 3, 2)
+    ens = ensembles_of(cfgs, 3)
+    assert [(e.group, e.replicate) for e in ens] == [("dropout", 0), ("dropout", 1), ("no dropout", 0), ("no dropout", 1)]
+    assert [c.seed for c in cfgs[:6]] == [0, 1, 2, 3, 4, 5] and ens[1].run_ids == tuple(c.run_id for c in cfgs[3:6])
+    assert len({r for e in ens for r in e.run_ids}) == 12  # no run is a member twice
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        ensembles_of(cfgs, 4)
+
+
+def test_experiment_files_declare_valid_ensembles(tmp_path):
+    exp = load_experiment("experiments/ensemble_vs_dropout.py", "smoke")
+    shift = load_experiment("experiments/shift.py", "smoke")
+    assert [c.run_id for c in exp.configs] == [c.run_id for c in shift.configs] and exp.evaluations == shift.evaluations
+    assert len(exp.ensembles) == 10 and exp.evaluations.robustness.members == 2
+    bad = tmp_path / "bad.py"
+    bad.write_text("from harness.config import RunConfig\nfrom harness.ensembles import Ensemble\nNAME = 'bad'\n"
+                   "def configs(profile):\n    return [RunConfig(seed=0)]\n"
+                   "def ensembles(profile):\n    return [Ensemble('e', 'dropout', 0, ('nope',))]\n")
+    with pytest.raises(ConfigError, match="which configs\\(\\) does not list"):
+        load_experiment(bad, "smoke")
