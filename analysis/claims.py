@@ -261,21 +261,21 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     if has("placement", "evaluations"):
         specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)"), c7_values(tables["placement"]["evaluations"]), directional))
     if has("ensemble_vs_dropout", "shift"):
-        v = c9_values(tables["ensemble_vs_dropout"]["shift"])
+        v9 = c9_values(tables["ensemble_vs_dropout"]["shift"])
         specs += [
-            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - M independently trained dropout nets", "nats"), v["nll"], directional),
-            (meta("C9", "ensemble_vs_dropout", "Brier diversity (ambiguity), M independent dropout nets - M subnetworks", "brier"), v["diversity"], directional),
-            (meta("C9", "ensemble_vs_dropout", "test error, M subnetworks - M independent dropout nets"), v["error"], described),
-            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - deep ensemble of M nets without dropout", "nats"), v["nll_deep"], described),
-            (meta("C9", "ensemble_vs_dropout", "test NLL, subnetworks at equal test-time compute - M independent dropout nets", "nats"), v["nll_compute"], described),
+            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - M independently trained dropout nets", "nats"), v9["nll"], directional),
+            (meta("C9", "ensemble_vs_dropout", "Brier diversity (ambiguity), M independent dropout nets - M subnetworks", "brier"), v9["diversity"], directional),
+            (meta("C9", "ensemble_vs_dropout", "test error, M subnetworks - M independent dropout nets"), v9["error"], described),
+            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - deep ensemble of M nets without dropout", "nats"), v9["nll_deep"], described),
+            (meta("C9", "ensemble_vs_dropout", "test NLL, subnetworks at equal test-time compute - M independent dropout nets", "nats"), v9["nll_compute"], described),
         ]
     if has("shift", "shift"):
-        v = c10_values(tables["shift"]["shift"])
+        v10 = c10_values(tables["shift"]["shift"])
         specs += [
-            (meta("C10", "shift", "ECE over rotated and corrupted sets, weight scaling - T subnetworks", "ece"), v["ws_mc"], directional),
-            (meta("C10", "shift", "ECE over rotated and corrupted sets, T subnetworks - M independent dropout nets", "ece"), v["mc_ensemble"], directional),
-            (meta("C10", "shift", "ECE over rotated and corrupted sets, T subnetworks - deep ensemble without dropout", "ece"), v["mc_deep"], described),
-            (meta("C10", "shift", "ECE over rotated and corrupted sets, temperature-scaled weight scaling - T subnetworks", "ece"), v["ts_mc"], described),
+            (meta("C10", "shift", "ECE over rotated and corrupted sets, weight scaling - T subnetworks", "ece"), v10["ws_mc"], directional),
+            (meta("C10", "shift", "ECE over rotated and corrupted sets, T subnetworks - M independent dropout nets", "ece"), v10["mc_ensemble"], directional),
+            (meta("C10", "shift", "ECE over rotated and corrupted sets, T subnetworks - deep ensemble without dropout", "ece"), v10["mc_deep"], described),
+            (meta("C10", "shift", "ECE over rotated and corrupted sets, temperature-scaled weight scaling - T subnetworks", "ece"), v10["ts_mc"], described),
         ]
         if has("shift", "ood"):
             for unseen, values in ood_values(tables["shift"]["ood"], "subnetworks (k = T)", "disagreement").items():

@@ -24,12 +24,19 @@ def draw(profile: str):
             ax.scatter(d[x], d[y], marker=marker, s=22, alpha=0.8, color=style.METHOD_COLORS[method], label=f"{method} ({len(d)})")
         # the ensemble's loss is member loss - diversity: lines of equal ensemble loss have slope 1
         lo, hi = ax.get_xlim()
+        bottom, top = ax.get_ylim()
         ens = wide[y] - wide[x]
         for level in np.quantile(ens, [0.1, 0.5, 0.9]):
             xs = np.array([lo, hi])
             ax.plot(xs, xs + level, color="0.6", lw=0.8, ls=":")
-            ax.annotate(f"{iso} {level:.3g}", (hi, hi + level), fontsize=6, color="0.4", ha="right", va="bottom")
+            # labelled half-way along the part of the line inside the panel
+            x0, x1 = max(lo, bottom - level), min(hi, top - level)
+            if x0 < x1:
+                xm = (x0 + x1) / 2
+                ax.annotate(f"{iso} {level:.3g}", (xm, xm + level), fontsize=6, color="0.3", ha="center", va="center",
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
         ax.set_xlim(lo, hi)
+        ax.set_ylim(bottom, top)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     axes[0][0].legend(fontsize=7)
