@@ -89,7 +89,7 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         test = sh[sh["set"] == "test"]
         return {
             "methods on the test split (one value per replicate)": method_summary(test, ["method"], ["error", "nll", "ece", "brier"]),
-            "ensembles' loss decomposition on the test split": method_summary(
+            "loss decomposition of the ensembles on the test split": method_summary(
                 test[test["mode"].isin(["mc_shared", "mc_per_example", "ensemble"])], ["method"],
                 ["member_nll", "nll_gap", "nll", "ce_diversity", "member_brier", "brier_diversity", "disagreement", "pairwise_kl"]),
         }
@@ -97,11 +97,12 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         sh = label_method(t["shift"])
         ece = sh[sh.metric == "ece"]
         at = {"test": "0 degrees"} | {f"rotation_{a}": f"{a} degrees" for a in (60, 90, 180) if f"rotation_{a}" in set(ece["set"])}
-        parts = [method_summary(ece[ece["set"] == s].assign(where=w), ["method", "where"], ["ece"]) for s, w in at.items()]
-        parts.append(method_summary(ece[ece["shift"] == "corruption"].assign(where="all corruptions"), ["method", "where"], ["ece"]))
-        ece_table = pd.concat(parts, ignore_index=True)
-        ece_table = ece_table.sort_values("method", key=lambda s: s.map({m: i for i, m in enumerate(METHOD_ORDER)}), kind="stable")
-        out = {"ECE by rotation and over corruptions (one value per replicate)": ece_table.reset_index(drop=True)}
+        parts = [method_summary(ece[ece["set"] == s], ["method"], ["ece"]).set_index("method") for s in at]
+        parts.append(method_summary(ece[ece["shift"] == "corruption"], ["method"], ["ece"]).set_index("method"))
+        wide = pd.concat([p[["ece", "ece_ci_low", "ece_ci_high"]].rename(columns=lambda c: c.replace("ece", f"ece at {w}"))
+                          for p, w in zip(parts, list(at.values()) + ["all corruptions"])], axis=1)
+        wide = wide.reset_index().assign(n=parts[0]["n"].to_numpy(), interval=parts[0]["interval"].to_numpy())
+        out = {"ECE by rotation and over corruptions (one value per replicate)": wide}
         if "ood" in t:
             ood = label_method(t["ood"]).rename(columns={"set": "unseen"})
             wide = ood.pivot_table(index=["method", "unseen", "score", "replicate", "run_id"], columns="metric", values="value").reset_index()
@@ -176,10 +177,10 @@ def fmt_cell(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for c in list(out.columns):
         if f"{c}_ci_low" in out.columns:
-            scale = 100 if c in PERCENT else 1
+            scale = 100 if c in PERCENT or c.startswith("ece at ") else 1
             out[c] = [_cell(m, lo, hi, scale) for m, lo, hi in zip(out[c], out[f"{c}_ci_low"], out[f"{c}_ci_high"])]
             out = out.drop(columns=[f"{c}_ci_low", f"{c}_ci_high"])
-            if c in PERCENT:
+            if c in PERCENT or c.startswith("ece at "):
                 out = out.rename(columns={c: f"{c} (%)"})
     return out
 
@@ -228,7 +229,8 @@ def build(profile: str) -> list[str]:
     page = [f"<h1>Dropout harness report <small>({html.escape(profile)} profile)</small></h1>", f"<p>{html.escape(md[2])}</p>"]
     claims_show = show_claims(claims)
     intro = (
-        "Claims: each statistic is computed per seed (the replicate; design cells averaged within a seed), then its mean, "
+        "Claims: each statistic is computed per seed (the replicate; design cells averaged within a seed; for C9 and C10 the "
+        "replicate is a group of M seeds: an ensemble and the M dropout nets trained beside it), then its mean, "
         "95% interval (method named) and n seeds. Directional claims use a two-sided t-test; C2 two one-sided tests against "
         "its equivalence margin; C5 a non-inferiority test against its margin, with the best cell chosen on validation error. "
         f"Raw p-values are adjusted by Holm's method across the tested claims; the adjusted p decides. No verdict below "
