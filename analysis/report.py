@@ -44,9 +44,13 @@ STUDIES = {  # study: figures drawn from its tables
 PERCENT = {"error", "train_error", "test_error", "ece"}
 
 
+UNIT_RANGE = {"auroc", "aupr", "fpr95", "error", "ece", "disagreement", "train_error", "test_error"}  # quantities in [0, 1]
+
+
 def summarize(df: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
     """Per group: n, and per value column the mean with its 95% interval over rows (one row per run),
-    and the interval's method."""
+    and the interval's method. Intervals of quantities in [0, 1] (UNIT_RANGE) are cut to it: the
+    mean lies in it, so the cut interval covers it exactly when the uncut one does."""
     rows = []
     for key, g in df.groupby(by, sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -54,7 +58,8 @@ def summarize(df: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFram
         methods = set()
         for v in values:
             iv = interval(g[v])
-            row |= {f"{v}": iv.estimate, f"{v}_ci_low": iv.low, f"{v}_ci_high": iv.high}
+            lo, hi = (max(iv.low, 0.0), min(iv.high, 1.0)) if v in UNIT_RANGE else (iv.low, iv.high)
+            row |= {f"{v}": iv.estimate, f"{v}_ci_low": lo, f"{v}_ci_high": hi}
             methods.add(iv.method)
         row["n"] = len(g)
         row["interval"] = ", ".join(sorted(methods))

@@ -171,6 +171,9 @@ def test_summarize_carries_n_interval_and_method():
     b = s[s.g == "b"].iloc[0]
     assert b.n == 1 and math.isnan(b.test_error_ci_low)
     assert fmt_cell(s).loc[0, "test_error (%)"] == "12.5 [12.5, 12.5]"
+    # an AUROC near 1: the t interval's upper end passes 1 and is cut there; NLL is unbounded and is not cut
+    near = summarize(pd.DataFrame({"g": ["a"] * 3, "auroc": [0.9, 1.0, 1.0], "nll": [0.9, 1.0, 1.0]}), ["g"], ["auroc", "nll"]).iloc[0]
+    assert near.auroc_ci_high == 1.0 and near.nll_ci_high > 1.0 and near.auroc_ci_low == near.nll_ci_low
 
 
 def robustness_table(value, replicates=5, members=2):
