@@ -91,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(mc)
     mc.set_defaults(func=cmd_mc)
 
+    sh = sub.add_parser("shift", help="evaluate a stored run on rotated, corrupted and unseen inputs (weight scaling, temperature scaling, MC) without retraining")
+    sh.add_argument("run", help="run id (or a unique prefix of one); see `python -m harness runs`")
+    sh.add_argument("--T", type=int, default=50, help="subnetworks per average (default 50)")
+    sh.add_argument("--members", type=int, default=5, help="k of the equal-members average, the size of deep ensembles it is set against (default 5)")
+    sh.add_argument("--seed", type=int, default=0, help="seed of the subnetworks")
+    sh.add_argument("--angles", help="rotation angles in degrees, comma-separated (default 0,15,...,180)")
+    sh.add_argument("--corruptions", help="comma-separated corruptions (default all: shot_noise, impulse_noise, gaussian_blur, motion_blur, shear, translate, stripe)")
+    sh.add_argument("--severities", default="1,2,3", help="corruption severities, comma-separated, each 1, 2 or 3 (default 1,2,3)")
+    sh.add_argument("--device", default="cpu")
+    _store_args(sh)
+    sh.set_defaults(func=cmd_shift)
+
     co = sub.add_parser("coadapt", help="co-adaptation measures of stored runs (correlations, DeCov, effective rank, ablation)")
     co.add_argument("runs", nargs="*", help="run ids or unique prefixes (default: every run of --experiment)")
     co.add_argument("--experiment", help="all runs of this experiment")
@@ -342,6 +354,34 @@ def cmd_mc(args: argparse.Namespace) -> int:
     print(summarize(evaluations).round(4).to_string(index=False))
     errs = 100 * subnetworks["error"]
     print(f"single subnetworks: error {errs.mean():.2f}% on average (min {errs.min():.2f}%, max {errs.max():.2f}%, n={len(errs)})")
+    return 0
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .robustness import RobustnessSettings
+    from .run import Evaluations, check_device, evaluate_stored
+    from .shifts import ANGLES, CORRUPTIONS, unseen_available
+
+    store = _store(args)
+    run_id = resolve_run(store, args.run)
+    check_device(args.device)
+    shape = load_dataset(store.load_config(run_id).data).input_shape
+    settings = RobustnessSettings(T=args.T, members=args.members, seed=args.seed, angles=tuple(_list(args.angles, int, "--angles") or ANGLES),
+                                  corruptions=tuple(_list(args.corruptions, str, "--corruptions") or CORRUPTIONS),
+                                  severities=tuple(_list(args.severities, int, "--severities")), unseen=unseen_available(shape))
+    wanted = Evaluations(robustness=settings)
+    cached = not args.force and not _finished(store, run_id, wanted).pending.kinds()
+    evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)
+    sh, ood = store.read_table("shift", [run_id]), store.read_table("ood", [run_id])
+    print(f"run {run_id}: {'loaded from the store' if cached else 'evaluated'}; tables in {store.path(run_id)}")
+    top = sh[(sh.k == sh.groupby("mode")["k"].transform("max")) & sh.metric.isin(["error", "nll", "ece"])]
+    top = top.assign(where=top["shift"].map({"none": "test", "rotation": "rotations", "corruption": "corruptions"}))
+    table = top.dropna(subset=["where"]).pivot_table(index=["mode", "k"], columns=["where", "metric"], values="value", aggfunc="mean")
+    print("mean over the sets of each kind (errors and ECE as fractions), each mode at its largest k:")
+    print(table.round(4).to_string())
+    print("out-of-distribution detection, AUROC against the test split:")
+    print(ood[ood.metric == "auroc"].pivot_table(index=["mode", "score"], columns="set", values="value").round(3).to_string())
     return 0
 
 

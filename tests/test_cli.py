@@ -85,3 +85,17 @@ def test_coadapt_and_compare_an_experiment(tmp_path, capsys):
     table = pd.read_csv(csv)
     assert set(table["n"]) == {2} and {"diff", "ci_low", "ci_high", "p_value", "test_error"} <= set(table.columns)
     assert main(["compare", "--experiment", "co", "--by", "nope", "--store", s]) == 2
+
+
+def test_shift_evaluates_a_stored_run_under_shift(tmp_path, capsys):
+    s = str(tmp_path / "s")
+    assert main(["train", "--dataset", "digits", "--widths", "16", "--epochs", "1", "--store", s]) == 0
+    run_id = [p.name for p in (tmp_path / "s").iterdir() if p.is_dir() and len(p.name) == 12][0]
+    capsys.readouterr()
+    args = ["shift", run_id[:6], "--T", "4", "--members", "2", "--angles", "0,90", "--corruptions", "stripe", "--severities", "2", "--store", s]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "evaluated" in out and "rotations" in out and "corruptions" in out and "patches" in out and "mc_shared" in out
+    assert main(args) == 0 and "loaded from the store" in capsys.readouterr().out
+    assert main(["shift", run_id, "--corruptions", "fog", "--store", s]) == 2
+    assert "not a known corruption" in capsys.readouterr().err
