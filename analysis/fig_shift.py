@@ -4,7 +4,6 @@ and ECE over every corruption, per method."""
 import sys
 
 import pandas as pd
-import seaborn as sns
 
 from . import style
 from .labels import label_method
@@ -42,8 +41,12 @@ def draw(profile: str):
     ax = axes[0][3]
     c = shift[(shift["shift"] == "corruption") & (shift.metric == "ece")]
     per = c.groupby(["method", "set", "replicate"])["value"].mean().reset_index()
-    order = [m for m in SHOWN if m in set(per.method)]
-    sns.boxplot(data=per, y="method", x="value", order=order, hue="method", hue_order=order, palette=style.METHOD_COLORS, ax=ax, fliersize=2, legend=False)
+    order = [m for m in SHOWN if m in set(per.method)][::-1]  # top to bottom as in the legend
+    boxes = ax.boxplot([per.loc[per.method == m, "value"] for m in order], orientation="horizontal", patch_artist=True, widths=0.6,
+                       flierprops={"markersize": 2}, medianprops={"color": "black"})
+    for patch, m in zip(boxes["boxes"], order):
+        patch.set_facecolor(style.METHOD_COLORS[m])
+    ax.set_yticks(range(1, len(order) + 1), order)
     style.percent(ax, "x")
     ax.set_xlabel("ECE (%) over corruptions")
     ax.set_ylabel("")

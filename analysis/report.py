@@ -109,10 +109,15 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         wide = wide.reset_index().assign(n=parts[0]["n"].to_numpy(), interval=parts[0]["interval"].to_numpy())
         out = {"ECE by rotation and over corruptions (one value per replicate)": wide}
         if "ood" in t:
-            ood = label_method(t["ood"]).rename(columns={"set": "unseen"})
-            wide = ood.pivot_table(index=["method", "unseen", "score", "replicate", "run_id"], columns="metric", values="value").reset_index()
-            long = wide.melt(id_vars=["method", "unseen", "score", "replicate", "run_id"], var_name="metric", value_name="value")
-            out["out-of-distribution detection against the test split (one value per replicate)"] = method_summary(long, ["method", "unseen", "score"], ["auroc", "aupr", "fpr95"])
+            ood = label_method(t["ood"])
+            per_set = [method_summary(g, ["method", "score"], ["auroc", "aupr", "fpr95"]).set_index(["method", "score"]).drop(columns=["n", "interval"])
+                       .rename(columns=lambda c, u=unseen: c.replace("auroc", f"auroc {u}").replace("aupr", f"aupr {u}").replace("fpr95", f"fpr95 {u}"))
+                       for unseen, g in ood.groupby("set")]
+            n = ood.groupby("method")["replicate"].nunique()
+            wide = pd.concat(per_set, axis=1).reset_index()
+            wide = wide.sort_values("method", key=lambda s: s.map({m: i for i, m in enumerate(METHOD_ORDER)}), kind="stable")
+            out["out-of-distribution detection against the test split (one value per replicate)"] = wide.assign(
+                n=wide.method.map(n).to_numpy(), interval="student-t").reset_index(drop=True)
         return out
     if study in ("mc_vs_ws", "exact") and "evaluations" in t:
         return {"inference modes at the largest k": mode_summary(t["evaluations"], ["widths"])}

@@ -87,7 +87,8 @@ def test_report_has_claims_tables_and_figures(suite):
     assert "Setup: data:" in (out / "report.md").read_text()
     assert "ensemble_vs_dropout__methods_on_the_test_split.csv" in {p.name for p in out.glob("*.csv")}
     ood = pd.read_csv(out / "shift__out-of-distribution_detection_against_the_test_split.csv")
-    assert {"method", "unseen", "score", "auroc", "aupr", "fpr95", "n"} <= set(ood.columns) and (ood.n == 5).all()
+    assert {"method", "score", "auroc patches", "aupr permuted", "fpr95 patches", "n"} <= set(ood.columns) and (ood.n == 5).all()
+    assert ood.filter(like="_ci_").stack().between(0, 1).all()  # intervals of rates are cut to [0, 1]
 
 
 def test_robustness_tables_carry_replicates_and_ensembles(suite):
