@@ -46,7 +46,7 @@ INSTALLED := $(VENV)/.installed
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "  make STUDY        one study's runs, tables and figures, STUDY in: $(STUDIES)"
+	@echo "  make STUDY        one study's runs, tables, figures and verdicts, STUDY in: $(STUDIES)"
 	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=runs, EXECUTOR=processes|local|ray (default processes), WORKERS=N"
 
 $(INSTALLED): pyproject.toml
@@ -89,6 +89,7 @@ $(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/reference.p
 
 $(STUDIES): %: $(TABLES)/%/runs.parquet
 	$(MAKE) --no-print-directory $(foreach f,$(FIGURES),$(if $(filter $*,$(study_$(f))),$(FIGDIR)/$(f).png))
+	$(PY) -m analysis.claims --profile $(PROFILE) --study $*
 
 baseline: $(INSTALLED) ## the default dropout network and its no-dropout twin on mnist5k
 	$(PY) -m harness run experiments/baseline.py --profile $(PROFILE)

@@ -297,3 +297,42 @@ def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N,
     order = {c: i for i, c in enumerate(CLAIMS)}
     df = pd.DataFrame(out)[COLUMNS]
     return df.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m analysis.claims --profile P [--study S]``: the claims table from the collected
+    tables, printed; Holm's family is every tested row of the studies whose tables exist."""
+    import argparse
+
+    from .paths import tables_dir
+    from .report import STUDIES, show_claims
+
+    ap = argparse.ArgumentParser(prog="python -m analysis.claims", description=main.__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--study", help="print only the rows of this study")
+    args = ap.parse_args(argv)
+    tables = {}
+    for study in STUDIES:
+        folder = tables_dir(args.profile, study)
+        if (folder / "runs.parquet").is_file():
+            tables[study] = {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+    if args.study and args.study not in tables:
+        raise SystemExit(f"error: no tables of {args.study} ({args.profile}); run `make {args.study} PROFILE={args.profile}` first")
+    claims = claims_table(tables)
+    family = int((claims.test != "descriptive").sum())
+    shown = show_claims(claims[claims.study == args.study] if args.study else claims)
+    print(f"claims ({args.profile}; Holm across the {family} tested rows of {len(tables)} studies with tables):")
+    print("\n".join(claim_lines(shown)))
+    return 0
+
+
+def claim_lines(shown: pd.DataFrame) -> list[str]:
+    """One line per row of the claims table as `analysis.report.show_claims` formats it."""
+    return [f"  {row['claim']:<4} {row['verdict']:<13} {row['statistic']}: {row['estimate']} {row['95% interval']} "
+            f"({row['unit']}, n={row['n']}, p Holm={row['p (Holm)']})" for _, row in shown.iterrows()]
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

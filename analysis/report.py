@@ -25,7 +25,7 @@ from harness.stats import interval
 from harness.verdicts import MIN_N
 
 from . import reference
-from .claims import UNITS, claims_table
+from .claims import UNITS, claim_lines, claims_table
 from .labels import METHOD_ORDER, label_method, label_placement
 from .paths import ROOT, figures_dir, report_dir, tables_dir
 
@@ -311,10 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     files = build(args.profile)
     print(f"reports/{args.profile}/: {', '.join(files)}")
-    claims = show_claims(pd.read_csv(report_dir(args.profile) / "claims.csv"))
-    for _, row in claims.iterrows():
-        print(f"  {row['claim']:<4} {row['verdict']:<13} {row['statistic']}: {row['estimate']} {row['95% interval']} "
-              f"({row['unit']}, n={row['n']}, p Holm={row['p (Holm)']})")
+    print("\n".join(claim_lines(show_claims(pd.read_csv(report_dir(args.profile) / "claims.csv")))))
     print(f"open {report_dir(args.profile) / 'index.html'}")
     return 0
 

@@ -4,6 +4,7 @@ the seed, verdicts that flip when the data flip."""
 import math
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from analysis.claims import (
@@ -231,3 +232,18 @@ def test_ood_values_are_per_replicate_and_unseen_set():
     ood = pd.DataFrame(rows, columns=["run_id", "set", "mode", "k", "score", "metric", "value", "group", "replicate"])
     v = ood_values(ood, "subnetworks (k = T)", "disagreement")
     assert set(v) == {"patches", "permuted"} and np.allclose(v["patches"], [0.65, 0.66, 0.67, 0.68, 0.69])
+
+
+def test_claims_command_prints_one_study(tmp_path, monkeypatch, capsys):
+    from analysis import claims
+    from analysis.tables import write
+
+    monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
+    t = robustness_table(lambda method, name, r, m: {("dropout", "mc_shared", 6): 0.5, ("dropout", "ensemble", 2): 0.7}.get(method, 0.0) + r / 100)
+    for study in ("ensemble_vs_dropout", "shift"):
+        write({"runs": pd.DataFrame({"run_id": ["x"]}), "shift": t}, tmp_path / "reports" / "quick" / "tables" / study)
+    assert claims.main(["--profile", "quick", "--study", "shift"]) == 0
+    out = capsys.readouterr().out
+    assert "Holm across the 4 tested rows of 2 studies" in out and "C10" in out and "C9 " not in out
+    with pytest.raises(SystemExit, match="no tables of placement"):
+        claims.main(["--profile", "quick", "--study", "placement"])
