@@ -158,11 +158,17 @@ def method_rows(shift: pd.DataFrame, method: str, metric: str) -> pd.DataFrame:
     return label_method(shift[shift.metric == metric]).query("method == @method")
 
 
+def per_replicate(df: pd.DataFrame, by: list[str] = ()) -> pd.Series:
+    """`value` averaged within each run or ensemble (over its sets, streams, ...), then over the
+    runs of each replicate: one value per replicate and `by` group."""
+    keys = list(by) + ["replicate"]
+    return df.groupby(keys + ["run_id"])["value"].mean().groupby(keys).mean()
+
+
 def replicate_values(shift: pd.DataFrame, method: str, metric: str, sets: pd.Series | None = None) -> pd.Series:
     """Per replicate: `metric` of `method` averaged over the chosen sets within each run or
     ensemble, then over the replicate's runs."""
-    d = method_rows(shift if sets is None else shift[sets.reindex(shift.index, fill_value=False)], method, metric)
-    return d.groupby(["replicate", "run_id"])["value"].mean().groupby("replicate").mean()
+    return per_replicate(method_rows(shift if sets is None else shift[sets.reindex(shift.index, fill_value=False)], method, metric))
 
 
 def shifted(shift: pd.DataFrame) -> pd.Series:
@@ -209,7 +215,7 @@ def c10_values(shift: pd.DataFrame) -> dict[str, pd.Series]:
 def ood_values(ood: pd.DataFrame, method: str, score: str) -> dict[str, pd.Series]:
     """Per unseen set, per replicate: AUROC of `score` under `method`."""
     d = label_method(ood[(ood.metric == "auroc") & (ood.score == score)]).query("method == @method")
-    return {s: g.groupby(["replicate", "run_id"])["value"].mean().groupby("replicate").mean() for s, g in d.groupby("set")}
+    return {s: g.droplevel("set") for s, g in per_replicate(d, ["set"]).groupby(level="set")}
 
 
 def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: float = EQUIVALENCE_MARGIN,

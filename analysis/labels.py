@@ -33,6 +33,12 @@ METHODS = {  # (group, mode, which k): method; k is M (members), compute (equal 
 METHOD_ORDER = list(METHODS.values())
 
 
+def sort_methods(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the order of METHOD_ORDER (stable: the order within a method is kept)."""
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return df.sort_values("method", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)
+
+
 def label_method(df: pd.DataFrame) -> pd.DataFrame:
     """Adds `method` to rows of the robustness tables (columns group, mode, k, run_id): which
     network and inference, with the subnetwork averages named by their k: M (the ensembles' size),

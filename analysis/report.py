@@ -25,8 +25,8 @@ from harness.stats import interval
 from harness.verdicts import MIN_N
 
 from . import reference
-from .claims import UNITS, claim_lines, claims_table
-from .labels import METHOD_ORDER, label_method, label_placement
+from .claims import UNITS, claim_lines, claims_table, per_replicate
+from .labels import label_method, label_placement, sort_methods
 from .paths import ROOT, figures_dir, report_dir, tables_dir
 
 STUDIES = {  # study: figures drawn from its tables
@@ -78,12 +78,23 @@ def mode_summary(ev: pd.DataFrame, by: list[str], metrics=("error", "nll", "ece"
 def method_summary(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
     """Robustness-table rows (metric, value, method, replicate, run_id): one value per replicate
     (its runs averaged, over the chosen sets too), then mean and interval over replicates per
-    group, in the order of METHOD_ORDER."""
+    group, in the order of analysis.labels.METHOD_ORDER."""
     d = df[df.metric.isin(metrics) & df.method.notna()]
-    per_run = d.groupby(by + ["replicate", "run_id", "metric"])["value"].mean()
-    per_rep = per_run.groupby(by + ["replicate", "metric"]).mean().unstack("metric").reset_index()
-    out = summarize(per_rep, by, [m for m in metrics if m in per_rep.columns])
-    return out.sort_values("method", key=lambda s: s.map({m: i for i, m in enumerate(METHOD_ORDER)}), kind="stable").reset_index(drop=True)
+    per_rep = per_replicate(d, by + ["metric"]).unstack("metric").reset_index()
+    return sort_methods(summarize(per_rep, by, [m for m in metrics if m in per_rep.columns]))
+
+
+def side_by_side(groups: dict[str, pd.DataFrame], by: list[str], metrics: list[str], name: str) -> pd.DataFrame:
+    """`method_summary` of each group of rows (e.g. one per set), side by side: one column (with
+    its interval) per group and metric, named by `name` ("{metric} at {group}"); n and the interval
+    method are those of the first group."""
+    summaries = {g: method_summary(df, by, metrics).set_index(by) for g, df in groups.items()}
+    columns = []
+    for g, summary in summaries.items():
+        rename = {f"{m}{end}": name.format(metric=m, group=g) + end for m in metrics for end in ("", "_ci_low", "_ci_high")}
+        columns.append(summary[list(rename)].rename(columns=rename))
+    first = next(iter(summaries.values()))
+    return sort_methods(pd.concat(columns, axis=1).join(first[["n", "interval"]]).reset_index())
 
 
 def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -102,22 +113,12 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         sh = label_method(t["shift"])
         ece = sh[sh.metric == "ece"]
         at = {"test": "0 degrees"} | {f"rotation_{a}": f"{a} degrees" for a in (60, 90, 180) if f"rotation_{a}" in set(ece["set"])}
-        parts = [method_summary(ece[ece["set"] == s], ["method"], ["ece"]).set_index("method") for s in at]
-        parts.append(method_summary(ece[ece["shift"] == "corruption"], ["method"], ["ece"]).set_index("method"))
-        wide = pd.concat([p[["ece", "ece_ci_low", "ece_ci_high"]].rename(columns=lambda c: c.replace("ece", f"ece at {w}"))
-                          for p, w in zip(parts, list(at.values()) + ["all corruptions"])], axis=1)
-        wide = wide.reset_index().assign(n=parts[0]["n"].to_numpy(), interval=parts[0]["interval"].to_numpy())
-        out = {"ECE by rotation and over corruptions (one value per replicate)": wide}
+        groups = {w: ece[ece["set"] == s] for s, w in at.items()} | {"all corruptions": ece[ece["shift"] == "corruption"]}
+        out = {"ECE by rotation and over corruptions (one value per replicate)": side_by_side(groups, ["method"], ["ece"], "{metric} at {group}")}
         if "ood" in t:
             ood = label_method(t["ood"])
-            per_set = [method_summary(g, ["method", "score"], ["auroc", "aupr", "fpr95"]).set_index(["method", "score"]).drop(columns=["n", "interval"])
-                       .rename(columns=lambda c, u=unseen: c.replace("auroc", f"auroc {u}").replace("aupr", f"aupr {u}").replace("fpr95", f"fpr95 {u}"))
-                       for unseen, g in ood.groupby("set")]
-            n = ood.groupby("method")["replicate"].nunique()
-            wide = pd.concat(per_set, axis=1).reset_index()
-            wide = wide.sort_values("method", key=lambda s: s.map({m: i for i, m in enumerate(METHOD_ORDER)}), kind="stable")
-            out["out-of-distribution detection against the test split (one value per replicate)"] = wide.assign(
-                n=wide.method.map(n).to_numpy(), interval="student-t").reset_index(drop=True)
+            out["out-of-distribution detection against the test split (one value per replicate)"] = side_by_side(
+                dict(list(ood.groupby("set"))), ["method", "score"], ["auroc", "aupr", "fpr95"], "{metric} {group}")
         return out
     if study in ("mc_vs_ws", "exact") and "evaluations" in t:
         return {"inference modes at the largest k": mode_summary(t["evaluations"], ["widths"])}

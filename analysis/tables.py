@@ -65,10 +65,12 @@ def ensemble_tables(exp, store, collected: dict[str, pd.DataFrame], runs: pd.Dat
     predictions = store.read_table("predictions", member_ids)
     bins = exp.evaluations.robustness.bins
     parts = {name: [collected[name]] for name in ROBUSTNESS_TABLES if name in collected}
+    by_id = runs.set_index("run_id")
     for e in exp.ensembles:
+        # an ensemble carries its members' config columns (they differ only in the seed)
+        config = {c: by_id.at[e.run_ids[0], c] for c in CONFIG_COLUMNS if c in runs.columns} | {"seed": -1}
         for name, df in evaluate_ensemble(e, predictions, bins=bins).items():
-            first = runs[runs.run_id == e.run_ids[0]].iloc[0]
-            parts.setdefault(name, []).append(df.assign(**{c: first[c] for c in CONFIG_COLUMNS if c in runs.columns} | {"seed": -1}))
+            parts.setdefault(name, []).append(df.assign(**config))
     out = {"members": members}
     info = members.drop_duplicates("run_id").set_index("run_id")[["group", "replicate"]]
     by_name = members.drop_duplicates("ensemble").set_index("ensemble")[["group", "replicate"]].rename_axis("run_id")

@@ -24,10 +24,6 @@ import torch
 
 from .metrics import EnsembleAccumulator
 
-DECOMPOSITION = ("member_error", "member_nll", "nll_gap", "geometric_nll", "ce_diversity", "member_brier", "brier_diversity",
-                 "disagreement", "pairwise_kl", "mutual_information")
-
-
 def _at_label(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return t.gather(1, y[:, None]).squeeze(1)
 

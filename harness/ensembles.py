@@ -70,7 +70,7 @@ def ensembles_of(configs: list[RunConfig], members: int) -> list[Ensemble]:
     return out
 
 
-def evaluate_ensemble(ensemble: Ensemble, predictions: pd.DataFrame, n_classes: int | None = None, bins: int = 30) -> dict[str, pd.DataFrame]:
+def evaluate_ensemble(ensemble: Ensemble, predictions: pd.DataFrame, bins: int = 30) -> dict[str, pd.DataFrame]:
     """The robustness tables of `ensemble` from its members' rows of the `predictions` table."""
     p = predictions[predictions.run_id.isin(ensemble.run_ids)]
     missing = sorted(set(ensemble.run_ids) - set(p.run_id))
@@ -81,7 +81,7 @@ def evaluate_ensemble(ensemble: Ensemble, predictions: pd.DataFrame, n_classes: 
     labels, examples = p["label"].to_numpy(), p["example"].to_numpy()
     shifts, intensities = p["shift"].astype(str).to_numpy(), p["intensity"].to_numpy()
     rows = {(str(s), str(r)): idx for (s, r), idx in p.groupby(["set", "run_id"], sort=False, observed=True).indices.items()}
-    rec = Recorder(ensemble.name, n_classes or len(cols), bins)
+    rec = Recorder(ensemble.name, len(cols), bins)
     # the test set first: unseen sets are scored against its uncertainty
     names = list(dict.fromkeys(str(s) for s, _ in rows))
     for name in ["test"] + [n for n in names if n != "test"]:

@@ -61,8 +61,8 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
         stray = sorted(set(e.run_ids) - set(ids))
         if stray:
             raise ConfigError(f"{path}: ensemble {e.name} has member {stray[0]}, which configs() does not list; build ensembles from the configs")
-        if evals.robustness is None:
-            raise ConfigError(f"{path}: ensembles are evaluated from their members' predictions: evaluations() must request robustness")
+    if ensembles and evals.robustness is None:
+        raise ConfigError(f"{path}: ensembles are evaluated from their members' predictions: evaluations() must request robustness")
     return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip(), ensembles)
 
 

@@ -20,7 +20,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from .metrics import EnsembleAccumulator, entropies
 
 SCORES = ("max_prob", "entropy", "mutual_information", "disagreement")
-DETECTION = ("auroc", "aupr", "fpr95")
 
 
 def scores(probs: torch.Tensor, log_probs: torch.Tensor | None = None, ensemble: EnsembleAccumulator | None = None) -> dict[str, np.ndarray]:

@@ -164,26 +164,39 @@ def fashion(n: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def evaluation_sets(data: Dataset, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=SEVERITIES, unseen=("permuted", "patches"),
-              seed: int = 0) -> list[EvalSet]:
+                    seed: int = 0) -> list[EvalSet]:
     """The in-distribution test split (`test`), its rotations and corruptions, and the unseen sets,
-    standardized like the run's data. Needs image data (N, C, H, W)."""
+    standardized like the run's data. Needs image data (N, C, H, W).
+
+    The shifted images are made once per process for the last dataset and settings asked for: a
+    worker evaluates one study's runs in turn, and they share their test split and its statistics."""
     if not data.is_image:
         raise ConfigError(f"{data.name} is not image data: rotations, corruptions and unseen images need a 2-D dataset (e.g. mnist5k, digits)")
     for u in unseen:
         if u not in UNSEEN:
             raise ConfigError(f"unseen set {u!r} is not known; known sets: {', '.join(UNSEEN)}")
+    from .data import fingerprint
+
+    key = (data.name, fingerprint(data.name), data.mean, data.std, tuple(data.x_test.shape), str(data.x_test.device),
+           tuple(angles), tuple(corruptions), tuple(severities), tuple(unseen), seed)
+    if _SETS.get("key") != key:
+        _SETS.clear()
+        _SETS.update(key=key, sets=_shifted(data, angles, corruptions, severities, unseen, seed))
+    y = data.y_test
+    return [EvalSet("test", "none", 0.0, data.x_test, y)] + [EvalSet(n, sh, i, x, y if labelled else None) for n, sh, i, x, labelled in _SETS["sets"]]
+
+
+_SETS: dict = {}  # the last evaluation sets made in this process, under their key
+
+
+def _shifted(data: Dataset, angles, corruptions, severities, unseen, seed: int) -> list[tuple]:
+    """(name, shift, intensity, standardized images, labelled) of every set but the test split."""
     raw, peak = _unit(data)
     unit = raw / peak
     shape = tuple(data.input_shape)
-    y = data.y_test
-    sets = [EvalSet("test", "none", 0.0, data.x_test, y)]
-    for a in angles:
-        if a % 360:
-            sets.append(EvalSet(f"rotation_{a:g}", "rotation", float(a), _standardize(rotate(unit, a), data, peak), y))
-    for name in corruptions:
-        for s in severities:
-            sets.append(EvalSet(f"{name}_{s}", "corruption", float(s), _standardize(corrupt(unit, name, s, seed), data, peak), y))
-    makers = {"permuted": lambda: permuted(unit, seed), "patches": lambda: patches(len(y), shape, seed), "fashion-mnist": lambda: fashion(len(y), shape)}
-    for u in unseen:
-        sets.append(EvalSet(u, "unseen", 0.0, _standardize(makers[u](), data, peak), None))
-    return sets
+    n = len(data.y_test)
+    out = [(f"rotation_{a:g}", "rotation", float(a), _standardize(rotate(unit, a), data, peak), True) for a in angles if a % 360]
+    out += [(f"{name}_{s}", "corruption", float(s), _standardize(corrupt(unit, name, s, seed), data, peak), True)
+            for name in corruptions for s in severities]
+    makers = {"permuted": lambda: permuted(unit, seed), "patches": lambda: patches(n, shape, seed), "fashion-mnist": lambda: fashion(n, shape)}
+    return out + [(u, "unseen", 0.0, _standardize(makers[u](), data, peak), False) for u in unseen]
