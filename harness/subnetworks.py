@@ -251,11 +251,11 @@ def predict(model: nn.Module, x: torch.Tensor, mode: str = "weight_scaled", T: i
     shared across the batch (drawn from (seed, t), scaled by 1/keep), T subnetworks averaged.
     A `DropoutNet` of this harness is evaluated by its own engine instead.
     """
-    passes = list(_member_logits(model, x, mode, 1, seed)) if mode == "weight_scaled" else _member_logits(model, x, mode, T, seed)
     if mode == "weight_scaled":
-        return torch.softmax(passes[0], 1)
+        (z,) = _member_logits(model, x, mode, 1, seed)  # run to its end: the module's modes are restored
+        return torch.softmax(z, 1)
     total = None
-    for z in passes:
+    for z in _member_logits(model, x, mode, T, seed):
         p = torch.softmax(z, 1).double()
         total = p if total is None else total + p
     return (total / T).to(x.dtype)
