@@ -1,5 +1,6 @@
-"""Calibration under shift (Ovadia et al. 2019 style): error, NLL and ECE against rotation angle,
-and ECE over every corruption, per method."""
+"""Calibration under shift (Ovadia et al. 2019 style): error, NLL, ECE and signed calibration
+(overconfidence: mean confidence minus accuracy) against rotation angle, and ECE over every
+corruption, per method."""
 
 import sys
 
@@ -18,27 +19,34 @@ def rotation_rows(shift: pd.DataFrame) -> pd.DataFrame:
     return d.assign(angle=d.intensity.where(d["shift"] == "rotation", 0.0))
 
 
-def draw(profile: str):
-    shift = label_method(load(profile, "shift", "shift"))
+CURVES = {"error": "test error (%)", "nll": "NLL (nats)", "ece": "ECE (%)", "overconfidence": "overconfidence (points of %)"}
+
+
+def plot(shift: pd.DataFrame):
+    """The figure and its caption from a collected `shift` table (run_id, set, shift, intensity,
+    mode, k, metric, value, group, replicate; analysis.tables)."""
+    shift = label_method(shift)
     shift = shift[shift.method.isin(SHOWN)]
     rot = rotation_rows(shift)
-    fig, axes = style.figure(ncols=4, width=3.6, height=3.2)
-    for ax, metric, label in zip(axes[0], ["error", "nll", "ece"], ["test error (%)", "NLL (nats)", "ECE (%)"]):
+    fig, axes = style.figure(ncols=len(CURVES) + 1, width=3.4, height=3.2)
+    for ax, (metric, label) in zip(axes[0], CURVES.items()):
         d = rot[rot.metric == metric]
         for method in SHOWN:
             m = d[d.method == method]
             if len(m):
                 # replicates are the bands' unit: a replicate's runs are averaged first
                 style.band(ax, m, "angle", "value", method, style.METHOD_COLORS[method], unit="replicate")
+        if metric == "overconfidence":
+            ax.axhline(0.0, color="black", lw=0.8, zorder=1)  # above: confidence exceeds accuracy
         if metric != "nll":
             style.percent(ax)
         ax.set_xlabel("rotation (degrees)")
         ax.set_ylabel(label)
         ax.set_xticks(range(0, 181, 30))
-        if ax is not axes[0][0]:
+        if ax is not axes[0][0] and ax.get_legend() is not None:
             ax.get_legend().remove()
     axes[0][0].legend(fontsize=6)
-    ax = axes[0][3]
+    ax = axes[0][len(CURVES)]
     c = shift[(shift["shift"] == "corruption") & (shift.metric == "ece")]
     per = c.groupby(["method", "set", "replicate"])["value"].mean().reset_index()
     order = [m for m in SHOWN if m in set(per.method)][::-1]  # top to bottom as in the legend
@@ -53,14 +61,20 @@ def draw(profile: str):
     members = int(shift.loc[shift["mode"] == "ensemble", "k"].max())
     t = int(shift.loc[shift["mode"] == "mc_shared", "k"].max())
     n_rep = shift.replicate.nunique()
+    kinds = c["set"].str.rsplit("_", n=1).str[0].nunique()  # sets are named corruption_severity
     caption = (
-        f"Left three: test error, NLL and expected calibration error against the rotation of the test images, per method; "
-        f"lines are means over {n_rep} replicates with 95% Student-t bands (a replicate's {members} dropout nets are averaged "
-        f"first). Subnetwork averages use T = {t}; ensembles have M = {members} members, trained independently. Right: ECE over "
-        f"{c['set'].nunique()} corrupted test sets (7 MNIST-C-style corruptions at the stated severities), one point per "
-        f"replicate and set."
+        f"Left four: test error, NLL, expected calibration error and overconfidence (mean confidence minus accuracy, in "
+        f"points of %: above zero the method is overconfident, below underconfident) against the rotation of the test "
+        f"images, per method; lines are means over {n_rep} replicates with 95% Student-t bands (a replicate's {members} "
+        f"dropout nets are averaged first). Subnetwork averages use T = {t}; ensembles have M = {members} members, trained "
+        f"independently. Right: ECE over {c['set'].nunique()} corrupted test sets ({kinds} MNIST-C-style corruptions at the "
+        f"stated severities), one point per replicate and set."
     )
     return fig, caption
+
+
+def draw(profile: str):
+    return plot(load(profile, "shift", "shift"))
 
 
 if __name__ == "__main__":

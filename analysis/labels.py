@@ -25,10 +25,12 @@ METHODS = {  # (group, mode, which k): method; k is M (members), compute (equal 
     ("dropout", "mc_shared", "M"): "subnetworks (k = M)",
     ("dropout", "mc_shared", "compute"): "subnetworks (equal compute)",
     ("dropout", "mc_shared", "T"): "subnetworks (k = T)",
+    ("dropout", "mc_shared", "member"): "subnetworks (k = T / M)",
     ("dropout", "mc_per_example", "M"): "per-example masks (k = M)",
     ("dropout", "mc_per_example", "compute"): "per-example masks (equal compute)",
     ("dropout", "mc_per_example", "T"): "per-example masks (k = T)",
     ("dropout", "ensemble", "M"): "dropout ensemble",
+    ("dropout", "ensemble_mc", "M"): "dropout ensemble of subnetwork averages",
 }
 METHOD_ORDER = list(METHODS.values())
 
@@ -42,8 +44,8 @@ def sort_methods(df: pd.DataFrame) -> pd.DataFrame:
 def label_method(df: pd.DataFrame) -> pd.DataFrame:
     """Adds `method` to rows of the robustness tables (columns group, mode, k, run_id): which
     network and inference, with the subnetwork averages named by their k: M (the ensembles' size),
-    equal compute, or T (the largest). A k that is both M and the compute k is labelled M; rows of
-    no method (e.g. set `val`) get NaN."""
+    T (the largest), T / M (each member's share in an ensemble of subnetwork averages) or equal
+    compute. A k that is M and another is labelled M; rows of no method (e.g. set `val`) get NaN."""
     ens = df.loc[df["mode"] == "ensemble", "k"]
     m = int(ens.max()) if len(ens) else 0
     mc = df["mode"].str.startswith("mc_")
@@ -52,8 +54,10 @@ def label_method(df: pd.DataFrame) -> pd.DataFrame:
     def which(mode, k):
         if mode in ("weight_scaled", "temperature_scaled"):
             return "0"
-        if mode == "ensemble" or k == m:
+        if mode.startswith("ensemble") or k == m:
             return "M"
-        return "T" if k == t else "compute"
+        if k == t:
+            return "T"
+        return "member" if m and k == max(1, t // m) else "compute"
 
     return df.assign(method=[METHODS.get((g, mode, which(mode, k))) for g, mode, k in zip(df["group"], df["mode"], df["k"])])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import re
 import sys
 from datetime import datetime, timezone
 
@@ -22,7 +23,7 @@ from harness.coadaptation import compare
 from harness.experiment import load_experiment
 from harness.files import atomic_write
 from harness.stats import interval
-from harness.verdicts import MIN_N
+from harness.verdicts import MIN_N, VERDICTS
 
 from . import reference
 from .claims import UNITS, claim_lines, claims_table, per_replicate
@@ -97,6 +98,27 @@ def side_by_side(groups: dict[str, pd.DataFrame], by: list[str], metrics: list[s
     return sort_methods(pd.concat(columns, axis=1).join(first[["n", "interval"]]).reset_index())
 
 
+DECOMPOSITIONS = {  # ensemble loss: (member loss, diversity term); loss = member loss - term, per example (harness.diversity)
+    "nll_arithmetic": ("member_nll", "nll_gap"),
+    "nll_geometric": ("member_nll", "ce_diversity"),
+    "brier": ("member_brier", "brier_diversity"),
+}
+# the harness's names of the two ensemble NLLs: `nll` is that of the mean of probabilities (the
+# prediction every method reports), `geometric_nll` that of the normalized geometric mean
+DECOMPOSED_NLL = {"nll": "nll_arithmetic", "geometric_nll": "nll_geometric"}
+
+
+def loss_decomposition(rows: pd.DataFrame) -> pd.DataFrame:
+    """`method_summary` of robustness-table rows with `method` (those of averages, which carry the
+    decomposition terms): per decomposition of DECOMPOSITIONS the member loss, the diversity term
+    and the ensemble's loss, so every row adds up (exact per example, hence for the means over runs
+    and replicates up to rounding; the Brier score is that of the mean of probabilities); then the
+    label-free disagreement and pairwise KL."""
+    d = rows.assign(metric=rows["metric"].replace(DECOMPOSED_NLL))
+    columns = list(dict.fromkeys(c for loss, terms in DECOMPOSITIONS.items() for c in (*terms, loss)))
+    return method_summary(d, ["method"], columns + ["disagreement", "pairwise_kl"])
+
+
 def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """The summary tables of one study, by title."""
     runs = t.get("runs", pd.DataFrame())
@@ -105,9 +127,9 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         test = sh[sh["set"] == "test"]
         return {
             "methods on the test split (one value per replicate)": method_summary(test, ["method"], ["error", "nll", "ece", "brier"]),
-            "loss decomposition of the ensembles on the test split": method_summary(
-                test[test["mode"].isin(["mc_shared", "mc_per_example", "ensemble"])], ["method"],
-                ["member_nll", "nll_gap", "nll", "ce_diversity", "member_brier", "brier_diversity", "disagreement", "pairwise_kl"]),
+            "loss decomposition of the ensembles on the test split (each row: nll_arithmetic = member_nll - nll_gap, "
+            "nll_geometric = member_nll - ce_diversity, brier = member_brier - brier_diversity; one value per replicate)":
+                loss_decomposition(test[test["mode"].isin(["mc_shared", "mc_per_example", "ensemble"])]),
         }
     if study == "shift" and "shift" in t:
         sh = label_method(t["shift"])
@@ -252,7 +274,7 @@ def build(profile: str) -> list[str]:
     statements = claims.drop_duplicates("claim")[["claim", "statement"]]
     legend = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(t)}</dd>" for c, t in statements.itertuples(index=False))
     page += ["<h2>Claims</h2>", f"<p>{html.escape(intro)}</p>", f"<dl class='claims'>{legend}</dl>",
-             _html_table(claims_show.drop(columns="statement"), highlight="verdict", classes="t claims")]
+             _html_table(claims_show.drop(columns="statement"), highlight="verdict", classes="t claims", wrap=("statistic", "reason"))]
     if profile == "paper":
         md += ["## Published reference numbers", "", reference.NOTE, "", to_markdown(reference.REFERENCE), ""]
         page += ["<h2>Published reference numbers</h2>", f"<p>{html.escape(reference.NOTE)}</p>", _html_table(reference.REFERENCE)]
@@ -284,24 +306,59 @@ def build(profile: str) -> list[str]:
     return written + ["report.md", "index.html"]
 
 
-def _html_table(df: pd.DataFrame, highlight: str | None = None, classes: str = "t") -> str:
-    styled = df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", border=0, classes=classes)
-    if highlight:
-        for v in ("supported", "contradicted", "inconclusive", "withheld", "descriptive"):
-            styled = styled.replace(f"<td>{v}</td>", f"<td class='{v}'>{v}</td>")
-    return styled
+def _html_table(df: pd.DataFrame, highlight: str | None = None, classes: str = "t", wrap: tuple[str, ...] = ()) -> str:
+    """`df` as an HTML table inside a box that scrolls sideways when the table is wider than the
+    page, so the page itself never does. Every cell has the class of its column (`_column_class`),
+    so the style addresses columns by name, not position. Cells stay on one line, except those of
+    the `wrap` columns (long text, which wraps) and a `fmt_cell` "m [lo, hi]", which may break
+    before its interval only (an interval broken inside misreads). A cell of the `highlight`
+    column holding a verdict also has the verdict as class."""
+    columns = [_column_class(c) for c in df.columns]
+    head = "".join(f"<th class='{c}'>{html.escape(str(name))}</th>" for c, name in zip(columns, df.columns))
+    rows = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for name, c, v in zip(df.columns, columns, row):
+            text = _html_value(v)
+            estimate = ESTIMATE_CELL.fullmatch(text)
+            classes_of = [c] + ["wrap"] * (name in wrap) + ["est"] * bool(estimate) + [str(v)] * (name == highlight and v in VERDICTS)
+            shown = f"{html.escape(estimate[1])} <span class='ci'>{html.escape(estimate[2])}</span>" if estimate else html.escape(text)
+            cells.append(f"<td class='{' '.join(classes_of)}'>{shown}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<div class='scroll'><table class='{classes}'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+
+
+ESTIMATE_CELL = re.compile(r"(\S+) (\[\S+, \S+\])")  # a cell of fmt_cell: "mean [low, high]"
+
+
+def _column_class(name: object) -> str:
+    """A column's CSS class: `c-` and its name in lower case, other characters as '-' ("p (Holm)": c-p-holm)."""
+    return "c-" + re.sub(r"[^0-9a-z]+", "-", str(name).lower()).strip("-")
+
+
+def _html_value(v: object) -> str:
+    if pd.api.types.is_float(v):  # Python and NumPy floats of any width
+        return "-" if v != v else f"{v:.4g}"  # NaN is the only value unequal to itself
+    return "-" if v is None or v is pd.NA else str(v)
 
 
 def _page(body: str, profile: str) -> str:
     css = """
 body{font-family:system-ui,sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}
 dl.claims{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:0.9em} dl.claims dd{margin:0}
-table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}
-table.t th,table.t td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
-table.t th{background:#f4f4f4} td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
+div.scroll{overflow-x:auto;margin:0.5em 0 1.5em}
+table.t{border-collapse:collapse;font-size:0.85em}
+table.t th,table.t td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;vertical-align:top}
+table.t th{background:#f4f4f4} table.t td{white-space:nowrap}
+table.t td.wrap{white-space:normal;overflow-wrap:anywhere;text-align:left;line-height:1.3}
+table.t td.est{white-space:normal} table.t span.ci{white-space:nowrap}
+table.claims{font-size:0.8em} table.claims th,table.claims td{padding:3px 4px}
+table.claims td.c-unit,table.claims td.c-test{white-space:normal}
+table.claims th.c-statistic,table.claims th.c-reason{text-align:left}
+table.claims td.c-statistic{min-width:11em;max-width:24em} table.claims td.c-reason{min-width:16em;max-width:30em}
+td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
 td.inconclusive{background:#eee} td.withheld{background:#fbe9c7} td.descriptive{color:#666}
-table.claims td{vertical-align:top} table.claims td:nth-child(2),table.claims td:last-child{text-align:left;min-width:14em}
-table.claims td:nth-child(7),table.claims td:nth-child(8){white-space:nowrap} figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
+figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
 .setup{font-size:0.9em;color:#555}"""
     return f"<!doctype html><html><head><meta charset='utf-8'><title>Dropout harness report ({html.escape(profile)})</title><style>{css}</style></head><body>{body}</body></html>"
 

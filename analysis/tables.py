@@ -1,11 +1,12 @@
 """Collect one study's tidy tables from the run store: ``python -m analysis.tables STUDY --profile P``.
 
-Writes reports/P/tables/STUDY/{runs, evaluations, subnetworks, coadaptation, shift, ...}.parquet:
+Writes reports/P/tables/STUDY/{runs, tuning, evaluations, subnetworks, coadaptation, shift, ...}.parquet:
 every table of every run of the study, concatenated, with the runs table's config columns carried
 on every row so that each table can be filtered and grouped with plain pandas. A study with deep
 ensembles also gets their rows in its robustness tables (shift, ood, entropy_hist; mode
 `ensemble`), computed here from the members' stored predictions, and a `members` table; every row
-of those tables carries `replicate` and `group` (dropout, no dropout).
+of those tables carries `replicate` and `group` (dropout, no dropout). `tuning` lists each arm's
+tuning runs (`harness.tuning`) and the learning rate chosen on validation.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from harness.files import atomic_write
 from .paths import ROOT, tables_dir
 
 ROBUSTNESS_TABLES = ("shift", "ood", "entropy_hist")  # `predictions` stays in the store: ensembles are built from it here
-CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth", "width", "p_drop_input", "p_drop_hidden", "p_drop_sites", "seed", "train_size", "status"]
+CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth", "width", "p_drop_input", "p_drop_hidden", "p_drop_sites", "seed", "train_size",
+                  "lr", "stopped_by", "status"]
 
 
 def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
@@ -29,12 +31,18 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
     # the library (and torch) is imported here, not at module level: figure scripts import `load`
     # from this module and need only pandas
     from harness.coadaptation import COADAPT_TABLES
-    from harness.experiment import load_experiment
+    from harness.errors import ConfigError
+    from harness.experiment import load_experiment, resolve
     from harness.run import run_state
+    from harness.tuning import tuning_table
 
     exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
-    ids = [c.run_id for c in exp.configs]
-    states = {i: run_state(store, i, exp.evaluations, claimed={}) for i in ids}
+    try:
+        tuned = resolve(exp, store)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {study} ({profile}): {exc}") from None
+    ids = [c.run_id for c in tuned.configs]
+    states = {i: run_state(store, i, tuned.evaluations, claimed={}) for i in ids}
     # a run not trained, damaged, or whose evaluation is unfinished (tables without their settings file)
     missing = [i for i, st in states.items() if not st.trained or st.pending.kinds()]
     if missing:
@@ -44,13 +52,15 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
     # runs are shared between studies: the collected tables carry this study's labels
     runs = runs.assign(experiment=exp.name, profile=profile).reset_index(drop=True)
     out = {"runs": runs}
+    if len(exp.lr_grid) > 1:
+        out["tuning"] = tuning_table(exp.configs, exp.lr_grid, store)
     config = runs[["run_id"] + [c for c in CONFIG_COLUMNS if c in runs.columns]]
     for name in ("evaluations", "subnetworks") + COADAPT_TABLES + ROBUSTNESS_TABLES:
         df = store.read_table(name, ids)
         if not df.empty:
             out[name] = df.merge(config, on="run_id", how="left")
-    if exp.ensembles:
-        out |= ensemble_tables(exp, store, out, runs)
+    if tuned.ensembles:
+        out |= ensemble_tables(tuned, store, out, runs)
     return out
 
 

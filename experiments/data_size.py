@@ -1,9 +1,10 @@
 """Study 3 (C4, C4b, C8): training-set size and network size (Srivastava et al. 2014 Figure 10).
 
 Dropout (0.2 input, 0.5 hidden) against no dropout over training sizes and hidden widths. Every run
-takes the same number of optimisation steps with the same learning-rate schedule (schedules follow
-training progress, not epochs), so small sets are neither under-trained nor given a longer decay;
-the runs table records the epochs each run needed for those steps.
+has the same budget of optimisation steps with the same learning-rate schedule (schedules follow
+training progress, not epochs) and is checked on validation equally often in steps (one epoch of
+the largest set), so that early stopping treats small and large sets alike; each arm's learning
+rate is chosen on validation.
 """
 
 from harness.profiles import base, pick
@@ -15,7 +16,8 @@ def configs(profile: str):
     b = base(profile)
     sizes = pick(profile, smoke=[50, 200, 800], quick=[100, 1000, 3600], paper=[100, 500, 1000, 5000, 10000, 50000])
     widths = pick(profile, smoke=[8, 32], quick=[64, 256], paper=[256, 1024, 4096])
-    steps = pick(profile, smoke=40, quick=500, paper=50_000)
+    steps = pick(profile, smoke=40, quick=1800, paper=50_000)  # budgets: 50 epochs of the largest set (quick)
+    check = pick(profile, smoke=8, quick=36, paper=500)
     seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
     runs = []
     for size in sizes:
@@ -23,5 +25,6 @@ def configs(profile: str):
             for p_in, p_hid in ((0.2, 0.5), (0.0, 0.0)):
                 for s in seeds:
                     runs.append(b.replace(seed=s, **{"data.train_size": size, "model.widths": [w, w], "model.p_drop_input": p_in,
-                                                     "model.p_drop_hidden": [p_hid], "train.steps": steps}))
+                                                     "model.p_drop_hidden": [p_hid], "train.steps": steps,
+                                                     "train.check_every_steps": check}))
     return runs

@@ -15,9 +15,8 @@ def configs(profile: str):
     b = base(profile)
     width = pick(profile, smoke=32, quick=256, paper=1024)
     seeds = pick(profile, smoke=[0, 1], quick=[0, 1], paper=[0, 1, 2])
-    epochs = pick(profile, smoke=2, quick=25, paper=300)
     return [
-        b.replace(seed=s, **{"model.widths": [width], "model.p_drop_input": p_in, "model.p_drop_hidden": [p_hid], "train.epochs": epochs})
+        b.replace(seed=s, **{"model.widths": [width], "model.p_drop_input": p_in, "model.p_drop_hidden": [p_hid]})
         for p_in, p_hid in ((0.0, 0.0), (0.2, 0.5))
         for s in seeds
     ]

@@ -25,15 +25,19 @@ def configs(profile: str):
     dataset = pick(profile, smoke="digits", quick="mnist5k", paper="cifar10")
     channels = pick(profile, smoke=[4, 8], quick=[8, 16], paper=[64, 128])
     fc = pick(profile, smoke=[32], quick=[64], paper=[1024, 1024])
-    epochs = pick(profile, smoke=2, quick=5, paper=300)
+    epochs = pick(profile, smoke=2, quick=30, paper=300)  # budgets; early stopping ends most runs sooner
     seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
     return [
         b.replace(seed=s, **{"data.name": dataset, "model.kind": "cnn", "model.conv_channels": channels, "model.widths": fc,
                              "model.p_drop_input": p_in, "model.p_drop_conv": p_conv, "model.p_drop_hidden": p_hid,
-                             "train.epochs": epochs, "train.lr": 0.02})
+                             "train.epochs": epochs})
         for p_in, p_conv, p_hid in PLACEMENTS.values()
         for s in seeds
     ]
+
+
+def lr_grid(profile: str) -> list[float]:
+    return pick(profile, smoke=[0.02], quick=[0.01, 0.03], paper=[0.01, 0.03])
 
 
 def evaluations(profile: str) -> Evaluations:

@@ -13,7 +13,8 @@ import pandas as pd
 from .config import RunConfig, from_dict, load_config_file, parse_assignment, with_overrides
 from .errors import HarnessError
 
-SUMMARY_COLUMNS = ["run_id", "experiment", "dataset", "model", "widths", "p_drop_input", "p_drop_hidden", "seed", "train_size", "epochs", "status", "wall_time_s", "train_error", "test_error"]
+SUMMARY_COLUMNS = ["run_id", "experiment", "dataset", "model", "widths", "p_drop_input", "p_drop_hidden", "seed", "lr", "train_size", "epochs",
+                   "best_epoch", "stopped_by", "status", "wall_time_s", "train_error", "test_error"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--members", type=int, default=5, help="k of the equal-members average, the size of deep ensembles it is set against (default 5)")
     sh.add_argument("--seed", type=int, default=0, help="seed of the subnetworks")
     sh.add_argument("--angles", help="rotation angles in degrees, comma-separated (default 0,15,...,180)")
-    sh.add_argument("--corruptions", help="comma-separated corruptions (default all: shot_noise, impulse_noise, gaussian_blur, motion_blur, shear, translate, stripe)")
+    sh.add_argument("--corruptions", help="comma-separated corruptions (default all: shot_noise, impulse_noise, gaussian_blur, motion_blur, shear, translate, centre_band)")
     sh.add_argument("--severities", default="1,2,3", help="corruption severities, comma-separated, each 1, 2 or 3 (default 1,2,3)")
     sh.add_argument("--device", default="cpu")
     _store_args(sh)
@@ -215,34 +216,58 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .executors import run_sweep
-    from .experiment import load_experiment
+    from .experiment import load_experiment, resolve
+    from .run import Evaluations
 
     exp = load_experiment(args.experiment, args.profile)
-    summary = run_sweep(
-        exp.configs, _store(args), executor=args.executor, workers=args.workers, threads=args.threads, force=args.force,
-        retry_failed=args.retry_failed, evaluations=exp.evaluations, ray_address=args.ray_address,
-        task_cpus=args.task_cpus, task_gpus=args.task_gpus,
-    )
+    store = _store(args)
+    sweep = dict(executor=args.executor, workers=args.workers, threads=args.threads, force=args.force, retry_failed=args.retry_failed,
+                 ray_address=args.ray_address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
+    failed = False
+    tuning = exp.tuning_configs()
+    if tuning:  # each arm's first seed at every rate of the grid, before the arms' other seeds
+        summary = run_sweep(tuning, store, evaluations=Evaluations(), **sweep)
+        print(f"experiment {exp.name} ({args.profile}, {args.executor}): tuning the learning rate of each arm over "
+              f"{', '.join(f'{r:g}' for r in exp.lr_grid)} on validation: {summary.line()}")
+        failed = _report_problems(summary)
+        if failed:
+            print("error: the tuning runs above did not finish, so the arms' rates cannot be chosen; rerun when they are fixed", file=sys.stderr)
+            return 1
+    exp = resolve(exp, store)
+    summary = run_sweep(exp.configs, store, evaluations=exp.evaluations, **sweep)
     rows = pd.DataFrame([r.row for r in summary.records])
     print(f"experiment {exp.name} ({args.profile}, {args.executor}): {summary.line()}")
     if not rows.empty:
         print(format_runs(rows))
+    return 1 if _report_problems(summary) else 0
+
+
+def _report_problems(summary) -> bool:
+    """Print a sweep's failed and skipped runs; True when there were any."""
     for cfg, err in summary.failures:
         print(f"failed run {cfg.run_id}: {err.splitlines()[0]}", file=sys.stderr)
     for cfg, why in summary.skipped:
         print(f"skipped run {cfg.run_id}: {why}", file=sys.stderr)
-    return 1 if summary.failures or summary.skipped else 0
+    return bool(summary.failures or summary.skipped)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .executors import sweep_status
-    from .experiment import load_experiment
+    from .experiment import load_experiment, resolve
+    from .run import Evaluations
 
     exp = load_experiment(args.experiment, args.profile)
-    table = sweep_status(exp.configs, _store(args), exp.evaluations)
+    store = _store(args)
+    try:
+        exp = resolve(exp, store)
+        configs, what = exp.configs, "runs"
+    except ConfigError:  # the arms' rates are not chosen yet: the tuning runs are what is pending
+        configs, what = exp.tuning_configs(), "tuning runs (the other seeds wait for them)"
+    table = sweep_status(configs, store, exp.evaluations if exp.tuned else Evaluations())
     counts = table["state"].value_counts()
     missing = (table["missing_evaluations"] != "").sum()
-    print(f"experiment {exp.name} ({args.profile}): {len(table)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    print(f"experiment {exp.name} ({args.profile}): {len(table)} {what}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
           + (f"; {missing} finished runs lack evaluations" if missing else ""))
     shown = table if args.all else table[table["state"] != "done"]
     if not shown.empty:

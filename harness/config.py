@@ -20,7 +20,7 @@ from .errors import ConfigError
 
 # Bump when the meaning of a stored run changes (files, metrics, training semantics): old runs are
 # then trained again instead of being mistaken for new ones.
-FORMAT_VERSION = 2  # 2: schedules by training progress (per step), epochs and steps trained in the runs table
+FORMAT_VERSION = 3  # 2: schedules by training progress (per step); 3: early stopping (patience, monitor, check interval), stopped_by
 
 DATASETS = ("mnist5k", "mnist1d", "digits", "mnist", "fashion-mnist", "cifar10")
 MODEL_KINDS = ("mlp", "cnn")
@@ -28,6 +28,7 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 CONVENTIONS = ("inverted", "classic")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "exponential", "cosine")
+MONITORS = ("val_loss", "val_error")
 PROFILES = ("quick", "paper", "smoke")
 MAX_WIDTH = 1_000_000  # units per hidden layer; beyond this the first weight matrix alone outgrows any one machine
 
@@ -118,6 +119,13 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation. `steps`, when set, fixes the number of optimizer steps instead of `epochs`.
 
+    Early stopping: with `select_on_val` the model keeps the weights of the validation check with
+    the lowest `monitor` (validation loss or error); with `patience` as well, training stops after
+    that many checks without a strict improvement (`stopped_by` patience), else at the budget
+    (`epochs` or `steps`; `stopped_by` budget). Checks come once per epoch, or every
+    `check_every_steps` steps rounded up to whole epochs, so that runs on training sets of
+    different sizes are checked equally often in optimizer steps.
+
     Schedules are functions of training progress (step / total steps), updated before every step,
     so a study that fixes `steps` gives every training size the same schedule. They are stated in
     units of `epochs`: `exponential` is lr * lr_decay ** (epochs * progress), the familiar per-epoch
@@ -136,11 +144,21 @@ class TrainConfig:
     batch_size: int = 100
     epochs: int = 20
     steps: int | None = None
-    select_on_val: bool = False  # keep the epoch with the lowest validation error
+    select_on_val: bool = False  # keep the checkpoint with the lowest `monitor` on validation
+    monitor: str = "val_loss"
+    patience: int | None = None  # validation checks without improvement before stopping; null: train to the budget
+    check_every_steps: int | None = None  # null: a validation check every epoch
 
     def __post_init__(self) -> None:
         _check_finite("train.", self)
         _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("train.monitor", self.monitor, MONITORS)
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"train.patience={self.patience}: must be a positive number of validation checks, or null to train to the budget")
+        if self.patience is not None and not self.select_on_val:
+            raise ConfigError("train.patience needs train.select_on_val=true: early stopping keeps the best checkpoint on validation")
+        if self.check_every_steps is not None and self.check_every_steps < 1:
+            raise ConfigError(f"train.check_every_steps={self.check_every_steps}: must be a positive number of steps, or null for every epoch")
         _check_choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr}: must be positive")
@@ -182,7 +200,8 @@ class RunConfig:
             raise ConfigError(f"experiment={self.experiment!r}: must be a non-empty name without slashes")
         _check_choice("profile", self.profile, PROFILES)
         if self.data.val_fraction == 0 and self.train.select_on_val:
-            raise ConfigError("train.select_on_val=true needs a validation split: set data.val_fraction > 0")
+            raise ConfigError("train.select_on_val=true needs a validation split: set data.val_fraction > 0, or train.select_on_val=false "
+                              "and train.patience=null")
         if self.model.kind == "cnn" and self.data.name == "mnist1d":
             raise ConfigError("model.kind=cnn needs image data; mnist1d is one-dimensional: use model.kind=mlp")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):

@@ -5,9 +5,12 @@ included) and groups them with `ensembles_of`: runs that differ only in their se
 seed, `members` at a time, so ensemble r of a design holds seeds r * members ... r * members +
 members - 1 and is replicate r (independent ensembles never share a member).
 
-An ensemble is evaluated from its members' stored weight-scaled predictions (the robustness
-evaluation's `predictions` table) and gets the same tables as one run (`harness.robustness`) with
-mode `ensemble` and k = its number of members, the decomposition of its loss included.
+An ensemble is evaluated from its members' stored predictions (the robustness evaluation's
+`predictions` table) and gets the same tables as one run (`harness.robustness`), the
+decomposition of its loss included: from the weight-scaled predictions with mode `ensemble` and
+k = its number of members; for dropout nets also from each member's average of T // M subnetworks,
+with mode `ensemble_mc` and k = the subnetworks used in all (M x T // M), so that independence is
+compared with one net's subnetworks at an equal number of subnetworks.
 """
 
 from __future__ import annotations
@@ -70,18 +73,37 @@ def ensembles_of(configs: list[RunConfig], members: int) -> list[Ensemble]:
     return out
 
 
+ENSEMBLE_MODES = {"weight_scaled": "ensemble", "mc_shared": "ensemble_mc"}  # members' mode: the ensemble's mode
+
+
 def evaluate_ensemble(ensemble: Ensemble, predictions: pd.DataFrame, bins: int = 30) -> dict[str, pd.DataFrame]:
-    """The robustness tables of `ensemble` from its members' rows of the `predictions` table."""
+    """The robustness tables of `ensemble` from its members' rows of the `predictions` table, one
+    ensemble per stored mode of its members (ENSEMBLE_MODES)."""
     p = predictions[predictions.run_id.isin(ensemble.run_ids)]
     missing = sorted(set(ensemble.run_ids) - set(p.run_id))
     if missing:
         raise ConfigError(f"ensemble {ensemble.name}: no stored predictions for member {missing[0]}; run its robustness evaluation first")
+    if "mode" not in p.columns:
+        p = p.assign(mode="weight_scaled", k=0)
     cols = sorted((c for c in p.columns if c.startswith("logp_")), key=lambda c: int(c.split("_")[1]))
+    rec = Recorder(ensemble.name, len(cols), bins)
+    for member_mode, mode in ENSEMBLE_MODES.items():
+        q = p[p["mode"] == member_mode]
+        if q.empty:
+            continue
+        present = set(q.run_id)
+        if len(present) != len(ensemble.run_ids):
+            absent = sorted(set(ensemble.run_ids) - present)[0]
+            raise ConfigError(f"ensemble {ensemble.name}: member {absent} has no {member_mode} predictions; evaluate every member with the same robustness settings")
+        _record_ensemble(rec, ensemble, q, cols, mode, int(q["k"].iloc[0]) * len(ensemble.run_ids))
+    return rec.tables()
+
+
+def _record_ensemble(rec: Recorder, ensemble: Ensemble, p: pd.DataFrame, cols: list[str], mode: str, k: int) -> None:
     logp = p[cols].to_numpy(dtype="float64")
     labels, examples = p["label"].to_numpy(), p["example"].to_numpy()
     shifts, intensities = p["shift"].astype(str).to_numpy(), p["intensity"].to_numpy()
     rows = {(str(s), str(r)): idx for (s, r), idx in p.groupby(["set", "run_id"], sort=False, observed=True).indices.items()}
-    rec = Recorder(ensemble.name, len(cols), bins)
     # the test set first: unseen sets are scored against its uncertainty
     names = list(dict.fromkeys(str(s) for s, _ in rows))
     for name in ["test"] + [n for n in names if n != "test"]:
@@ -97,5 +119,4 @@ def evaluate_ensemble(ensemble: Ensemble, predictions: pd.DataFrame, bins: int =
                 raise ConfigError(f"ensemble {ensemble.name}: member {run_id} has {len(idx)} predictions on {name}, not the {len(first)} of {ensemble.run_ids[0]}; "
                                   "evaluate every member with the same robustness settings")
             acc.add(torch.from_numpy(logp[idx]))
-        rec.record(s, "ensemble", acc.k, acc.mean(), acc.log_mean(), acc)
-    return rec.tables()
+        rec.record(s, mode, k if mode != "ensemble" else acc.k, acc.mean(), acc.log_mean(), acc)

@@ -3,7 +3,10 @@
 An experiment file defines ``NAME`` (a string), ``configs(profile: str) -> list[RunConfig]`` and,
 optionally, ``evaluations(profile: str) -> Evaluations``: what to measure on each finished run, and
 ``ensembles(profile: str) -> list[Ensemble]``: deep ensembles of its runs (`harness.ensembles`),
-evaluated from their members' stored predictions when the study's tables are collected.
+evaluated from their members' stored predictions when the study's tables are collected, and
+``lr_grid(profile: str) -> list[float]``: the learning rates each arm is tuned over on validation
+(`harness.tuning`; default: the profile's `harness.profiles.lr_grid`). The configs' own rates are
+replaced by each arm's choice: `resolve` gives the tuned experiment once the tuning runs are stored.
 Every config's ``profile`` field is set to the profile it was made for, so profiles never share runs.
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +22,8 @@ from .config import PROFILES, RunConfig
 from .ensembles import Ensemble
 from .run import Evaluations
 from .errors import ConfigError
+from .profiles import lr_grid as profile_lr_grid
+from .tuning import apply_rates, check_grid, chosen_rates, remap_ensembles, tuning_configs
 
 
 @dataclass
@@ -30,6 +35,22 @@ class Experiment:
     evaluations: Evaluations
     doc: str
     ensembles: list[Ensemble] = field(default_factory=list)
+    lr_grid: tuple[float, ...] = ()
+    tuned: bool = False  # configs and ensembles carry each arm's chosen rate (`resolve`)
+
+    def tuning_configs(self) -> list[RunConfig]:
+        """The runs that choose each arm's learning rate (none with a grid of one rate)."""
+        return tuning_configs(self.configs, self.lr_grid)
+
+
+def resolve(exp: Experiment, store) -> Experiment:
+    """The experiment with every config (and ensemble member) at its arm's learning rate, chosen
+    on validation from the tuning runs in `store` (`harness.tuning`); a ConfigError lists the
+    tuning runs it lacks."""
+    if exp.tuned:
+        return exp
+    configs = apply_rates(exp.configs, chosen_rates(exp.configs, exp.lr_grid, store))
+    return replace(exp, configs=configs, ensembles=remap_ensembles(exp.ensembles, exp.configs, configs), tuned=True)
 
 
 def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
@@ -63,7 +84,9 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
             raise ConfigError(f"{path}: ensemble {e.name} has member {stray[0]}, which configs() does not list; build ensembles from the configs")
     if ensembles and evals.robustness is None:
         raise ConfigError(f"{path}: ensembles are evaluated from their members' predictions: evaluations() must request robustness")
-    return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip(), ensembles)
+    grid = _guarded(path, f"lr_grid({profile!r})", module.lr_grid, profile) if callable(getattr(module, "lr_grid", None)) else profile_lr_grid(profile)
+    grid = check_grid(grid, f"{path}")
+    return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip(), ensembles, grid)
 
 
 def sibling(path: str | Path, name: str) -> ModuleType:

@@ -48,6 +48,14 @@ def ece(probs: torch.Tensor, y: torch.Tensor, bins: int = ECE_BINS) -> float:
     return ((acc - cs).abs().sum() / len(y)).item()
 
 
+def overconfidence(probs: torch.Tensor, y: torch.Tensor) -> float:
+    """Signed calibration: mean confidence (the largest probability of each row of probs (N, C))
+    minus accuracy; positive when overconfident, negative when underconfident. It is ECE's signed
+    one-bin version: |overconfidence| = ECE with one bin <= ECE with any binning (triangle inequality)."""
+    conf, pred = probs.double().max(1)
+    return (conf - (pred == y).double()).mean().item()
+
+
 def entropies(probs: torch.Tensor, log_probs: torch.Tensor | None = None) -> torch.Tensor:
     """Per-example predictive entropy in nats, (N,); 0 log 0 counts as 0."""
     p = probs.double()
@@ -80,7 +88,7 @@ def point_metrics(probs: torch.Tensor, y: torch.Tensor, reference: torch.Tensor 
     its argmax agreement with it, KL(probs || reference) and the L2 inference gap. Pass the
     log-probabilities when known: NLL, entropy and KL are then computed from them."""
     out = {"error": error(probs, y), "nll": nll(probs, y, log_probs), "brier": brier(probs, y), "ece": ece(probs, y),
-           "entropy": entropy(probs, log_probs)}
+           "overconfidence": overconfidence(probs, y), "entropy": entropy(probs, log_probs)}
     if reference is not None:
         out.update(agreement_ws=agreement(probs, reference), kl_ws=kl(probs, reference, log_probs, reference_log),
                    inference_gap=l2_gap(probs, reference))

@@ -13,6 +13,7 @@ unseen sets) the run is evaluated by
 Tables (`evaluate_robustness` returns them by name):
 
 - shift: run_id, set, shift, intensity, mode, k, metric, value. Metrics: error, nll, brier, ece,
+  overconfidence (mean confidence minus accuracy: signed calibration, positive when overconfident),
   entropy (labelled sets; unseen sets: entropy only) and, for averages, the decomposition terms;
   the fitted temperature as metric `temperature` of set `val` (and, for dropout nets, the k at
   equal test-time compute as metric `equal_compute_k`).
@@ -21,9 +22,12 @@ Tables (`evaluate_robustness` returns them by name):
   mode's largest k.
 - entropy_hist: run_id, set, shift, intensity, mode, k, bin, low, high, count: predictive entropy
   histograms (nats, `bins` equal bins on [0, log C]) at each mode's largest k.
-- predictions: run_id, set, shift, intensity, example, label (-1 when unseen), logp_0 ... logp_{C-1}:
-  the weight-scaled log-probabilities (float32), from which `harness.ensembles` builds ensembles of
-  runs without touching their checkpoints.
+- predictions: run_id, set, shift, intensity, mode, k, example, label (-1 when unseen), logp_0 ...
+  logp_{C-1}: log-probabilities (float32) of the weight-scaled net (mode weight_scaled, k 0) and,
+  for dropout nets, of the average of its first `member_k` = T // members subnetworks (mode
+  mc_shared), from which `harness.ensembles` builds ensembles of runs without touching their
+  checkpoints: M nets each averaged over T // M subnetworks use T subnetworks in all, as many as
+  one net at k = T.
 """
 
 from __future__ import annotations
@@ -102,6 +106,11 @@ def subnetwork_cost(model: DropoutNet) -> float:
     return sub / full
 
 
+def member_k(settings: RobustnessSettings) -> int:
+    """Subnetworks per member when M dropout nets share the T subnetworks of one net's average."""
+    return max(1, settings.T // settings.members)
+
+
 def equal_compute_k(model: DropoutNet, members: int) -> int:
     """Subnetworks that cost as many multiply-adds as `members` full forward passes."""
     return max(1, round(members / subnetwork_cost(model)))
@@ -149,9 +158,10 @@ class Recorder:
                     for metric, value in detection(self._in_scores[mode][score], sc[score]).items():
                         self.ood.append((s.name, mode, k, score, metric, value))
 
-    def predict(self, s: EvalSet, logp: torch.Tensor) -> None:
+    def predict(self, s: EvalSet, logp: torch.Tensor, mode: str = "weight_scaled", k: int = 0) -> None:
         labels = s.y.cpu().numpy() if s.y is not None else np.full(len(logp), -1)
-        self.predictions.append(pd.DataFrame({"set": s.name, "shift": s.shift, "intensity": s.intensity, "example": np.arange(len(logp)), "label": labels})
+        self.predictions.append(pd.DataFrame({"set": s.name, "shift": s.shift, "intensity": s.intensity, "mode": mode, "k": k,
+                                              "example": np.arange(len(logp)), "label": labels})
                                 .join(pd.DataFrame(logp.float().cpu().numpy(), columns=[f"logp_{c}" for c in range(logp.shape[1])])))
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -181,7 +191,8 @@ def evaluate_robustness(model: DropoutNet, data: Dataset, settings: RobustnessSe
     sites = model.dropout_sites()
     dropout = any(s.p_drop > 0 for s in sites)
     k_compute = min(equal_compute_k(model, settings.members), settings.T)
-    ks = sorted({min(settings.members, settings.T), k_compute, settings.T})
+    k_member = member_k(settings)
+    ks = sorted({min(settings.members, settings.T), k_compute, settings.T, k_member})
     if dropout:
         rec.shift.append(("val", "none", 0.0, "mc_shared", k_compute, "equal_compute_k", float(k_compute)))
     passes = sum(settings.T * (2 if s.shift in settings.per_example else 1) for s in sets) if dropout else len(sets)
@@ -207,6 +218,8 @@ def evaluate_robustness(model: DropoutNet, data: Dataset, settings: RobustnessSe
                 acc.add(draw(t))
                 if acc.k in ks:
                     rec.record(s, mode, acc.k, acc.mean(), acc.log_mean(), acc, final=acc.k == settings.T)
+                if mode == "mc_shared" and acc.k == k_member:
+                    rec.predict(s, acc.log_mean(), mode, acc.k)
                 bar.update(1)
     bar.close()
     return rec.tables()

@@ -238,8 +238,9 @@ def evaluate_stored(store: RunStore, run_id: str, evaluations: Evaluations, forc
 
 
 def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, result: TrainResult, wall: float) -> dict:
-    """One row of the runs table: config columns, the epochs and steps actually trained, then status
-    and final metrics (errors as fractions)."""
+    """One row of the runs table: config columns, the epochs and steps actually trained, the epoch
+    whose weights were kept and why training stopped (patience, budget, diverged), then status and
+    final metrics (errors as fractions)."""
     status, best_epoch = result.status, result.best_epoch
     m = cfg.model
     hidden = set(m.p_drop_hidden)
@@ -266,6 +267,7 @@ def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, result: TrainResu
         "epochs": result.epochs,
         "steps": result.steps,
         "best_epoch": best_epoch if best_epoch is not None else 0,
+        "stopped_by": result.stopped_by,
         "status": status,
         "message": result.message,
         "wall_time_s": wall,

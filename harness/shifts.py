@@ -3,12 +3,23 @@
 - Rotation (Ovadia et al. 2019): the test split rotated by an angle in degrees (0 to 180), bilinear,
   background filled; labels kept.
 - Corruptions in the style of MNIST-C (Mu and Gilmer 2019), each at severities 1, 2, 3 with the
-  parameters in CORRUPTIONS (stated for 28 x 28 images; lengths scale with the image size):
-  shot_noise (Poisson counts at a rate per unit intensity), impulse_noise (a fraction of pixels set
-  to black or white), gaussian_blur (sigma, pixels), motion_blur (a horizontal streak of so many
-  pixels), shear (horizontal shear factor), translate (pixels down and right), stripe (a vertical
-  white band of so many pixels through the centre). Random corruptions draw from a generator seeded
-  by the corruption and severity, so every run sees the same images.
+  parameter in CORRUPTIONS (lengths are stated for 28 x 28 images and scale with the image width,
+  rounded to whole pixels, at least 1):
+  - shot_noise: Poisson counts at rate r = 60, 20, 6 per unit intensity, divided by r;
+  - impulse_noise: each pixel, with probability 0.03, 0.09, 0.2, set to black or white with equal
+    chance;
+  - gaussian_blur: a Gaussian filter of sigma 0.7, 1.1, 1.6 pixels;
+  - motion_blur: a horizontal box filter 3, 5, 9 pixels long, background beyond the edges (MNIST-C
+    streaks at a random angle);
+  - shear: horizontal shear by a factor 0.2, 0.4, 0.7 about the centre (each row moves sideways by
+    the factor times its height from the centre; rows below it move left), bilinear (MNIST-C picks
+    the direction at random);
+  - translate: each image moved 2, 4, 7 pixels along both axes with a random sign per axis and image
+    (one of the four diagonal directions, as in MNIST-C; `translation_offsets`), background filled in;
+  - centre_band: a vertical band of 2, 3, 5 columns through the centre set to white. This is not
+    MNIST-C's `stripe`, which inverts the outer seven columns on each side and has no severity.
+  Random corruptions draw from a generator seeded by (seed, corruption, severity), so every run sees
+  the same images.
 - Unseen classes (labels unknown): `permuted` (the test digits with one fixed permutation of their
   pixels: a sanity floor), `patches` (grayscale patches cut from the two photographs that
   scikit-learn installs, resized to the input size) and `fashion-mnist` (its test split, when its
@@ -37,7 +48,7 @@ CORRUPTIONS = {  # name: parameter at severity 1, 2, 3
     "motion_blur": (3, 5, 9),
     "shear": (0.2, 0.4, 0.7),
     "translate": (2, 4, 7),
-    "stripe": (2, 3, 5),
+    "centre_band": (2, 3, 5),
 }
 SEVERITIES = (1, 2, 3)
 UNSEEN = ("permuted", "patches", "fashion-mnist")
@@ -93,6 +104,41 @@ def rotate(images: np.ndarray, angle: float) -> np.ndarray:
     return ndimage.rotate(images, angle, axes=(3, 2), reshape=False, order=1, mode="constant", cval=0.0)
 
 
+def _pixels(length: float, width: int) -> int:
+    """A length stated for 28-pixel images, in whole pixels of images `width` pixels wide (at least 1)."""
+    return max(1, round(length * width / 28.0))
+
+
+def _generator(name: str, severity: int, seed: int) -> np.random.Generator:
+    return np.random.default_rng([seed, list(CORRUPTIONS).index(name), severity])
+
+
+def shift_images(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Images (N, C, H, W), image i moved by offsets[i] = (rows down, columns right) whole pixels
+    (negative: up, left); content moved past the edge is lost and background (0) fills in."""
+    out = np.zeros_like(images)
+    h, w = images.shape[-2:]
+
+    def span(d: int, n: int) -> tuple[slice, slice]:  # (source, destination) along an axis of length n
+        m = min(abs(d), n)
+        return (slice(0, n - m), slice(m, n)) if d >= 0 else (slice(m, n), slice(0, n - m))
+
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(len(images), 2)
+    for dr, dc in np.unique(offsets, axis=0):  # a few distinct offsets: one slice copy each
+        idx = np.flatnonzero((offsets == (dr, dc)).all(1))
+        (r_src, r_dst), (c_src, c_dst) = span(int(dr), h), span(int(dc), w)
+        out[idx, :, r_dst, c_dst] = images[idx, :, r_src, c_src]
+    return out
+
+
+def translation_offsets(n: int, severity: int, seed: int = 0, width: int = 28) -> np.ndarray:
+    """The offsets (n, 2) (rows down, columns right, pixels) by which corruption `translate` at
+    `severity` moves each of n images `width` pixels wide: its length along each axis, with a sign
+    per axis and image drawn from the corruption's seeded generator."""
+    d = _pixels(CORRUPTIONS["translate"][severity - 1], width)
+    return d * _generator("translate", severity, seed).choice(np.array([-1, 1]), size=(n, 2))
+
+
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """Images (N, C, H, W) in unit intensity with corruption `name` at `severity` (1, 2, 3)."""
     if name not in CORRUPTIONS:
@@ -100,8 +146,8 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
     if severity not in SEVERITIES:
         raise ConfigError(f"severity={severity}: severities are {', '.join(map(str, SEVERITIES))}")
     param = CORRUPTIONS[name][severity - 1]
-    size = images.shape[-1] / 28.0  # lengths are stated for 28-pixel images
-    rng = np.random.default_rng([seed, list(CORRUPTIONS).index(name), severity])
+    width = images.shape[-1]
+    rng = _generator(name, severity, seed)
     x = images.astype(np.float64)
     if name == "shot_noise":
         return rng.poisson(np.clip(x, 0, 1) * param) / param
@@ -109,9 +155,9 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
         hit = rng.random(x.shape) < param
         return np.where(hit, rng.integers(0, 2, x.shape).astype(np.float64), x)
     if name == "gaussian_blur":
-        return ndimage.gaussian_filter(x, sigma=(0, 0, param * size, param * size))
+        return ndimage.gaussian_filter(x, sigma=(0, 0, param * width / 28.0, param * width / 28.0))
     if name == "motion_blur":
-        return ndimage.uniform_filter1d(x, size=max(1, round(param * size)), axis=3, mode="constant")
+        return ndimage.uniform_filter1d(x, size=_pixels(param, width), axis=3, mode="constant")
     if name == "shear":
         h = x.shape[2]
         # output (n, ch, r, c) reads input (n, ch, r, c + s (r - centre)): rows slide sideways in proportion to height
@@ -119,12 +165,11 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
         matrix[3, 2] = param
         return ndimage.affine_transform(x, matrix, offset=(0, 0, 0, -param * (h - 1) / 2), order=1, cval=0.0)
     if name == "translate":
-        d = max(1, round(param * size))
-        return ndimage.shift(x, (0, 0, d, d), order=0, cval=0.0)
-    width = max(1, round(param * size))  # stripe
-    start = (x.shape[3] - width) // 2
+        return shift_images(x, translation_offsets(len(x), severity, seed, width))
+    band = _pixels(param, width)  # centre_band
+    start = (width - band) // 2
     out = x.copy()
-    out[..., start : start + width] = 1.0
+    out[..., start : start + band] = 1.0
     return out
 
 

@@ -24,12 +24,16 @@ from .progress import progress_bar
 EVAL_CHUNK = 4096  # examples per forward pass when scoring a whole split
 
 
+STOPPED_BY = ("patience", "budget", "diverged")
+
+
 @dataclass
 class TrainResult:
-    """history: one row per finished epoch (epoch, steps so far, lr and momentum at its start, dropout_loss: the mean loss of
-    the thinned training batches, train_loss and train_error: the whole training split scored by the
-    deterministic net, val_loss, val_error, wall_time_s); status: ok or diverged; best_epoch: the epoch whose weights
-    the model holds (the last, or the best on validation with select_on_val)."""
+    """history: one row per validation check (epoch, steps so far, lr and momentum at the epoch's start, dropout_loss:
+    the mean loss of the thinned training batches since the last check, train_loss and train_error: the whole training
+    split scored by the deterministic net, val_loss, val_error, wall_time_s); status: ok or diverged; best_epoch: the
+    epoch whose weights the model holds (the last, or the best check on validation with select_on_val); stopped_by:
+    one of STOPPED_BY."""
 
     history: pd.DataFrame
     status: str
@@ -37,6 +41,7 @@ class TrainResult:
     best_epoch: int | None
     epochs: int = 0  # epochs actually trained (the last one may be partial with train.steps)
     steps: int = 0  # optimizer steps actually taken
+    stopped_by: str = "budget"
 
 
 @torch.no_grad()
@@ -118,23 +123,34 @@ def run_epoch(
     return (loss_sum / max(seen, 1)).item()
 
 
+def check_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Epochs between validation checks: one, or `check_every_steps` rounded up to whole epochs."""
+    return max(1, math.ceil(cfg.check_every_steps / steps_per_epoch)) if cfg.check_every_steps else 1
+
+
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm: float | None = None, label: str = "train") -> TrainResult:
-    """Train `model` in place on data.x_train.
+    """Train `model` in place on data.x_train, to the budget or, with `cfg.patience`, until the
+    monitored validation quantity has not improved for that many checks (early stopping); with
+    `cfg.select_on_val` the model ends with the weights of its best check.
 
     Dropout masks come from torch's global generator (seed it before building the model); the
     batch order comes from a generator seeded with `seed`, so a rerun is bit-identical on CPU.
-    A non-finite loss stops training with status "diverged" and the history so far.
+    A non-finite loss stops training with status "diverged" and the history so far. Schedules
+    follow progress through the whole budget, also when patience stops training earlier, so a
+    run's learning rate at a given step does not depend on when it stops.
     """
     device = data.x_train.device
     n = len(data.y_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     n_epochs = math.ceil(cfg.steps / steps_per_epoch) if cfg.steps else cfg.epochs
     total_steps = cfg.steps or n_epochs * steps_per_epoch
+    every = check_epochs(cfg, steps_per_epoch)
     gen = torch.Generator(device=device).manual_seed(seed)
     opt = make_optimizer(model, cfg)
-    rows, status, message = [], "ok", ""
-    best = (math.inf, None, None)  # (val error, epoch, state)
-    step = 0
+    rows, status, message, stopped_by = [], "ok", "", "budget"
+    best = (math.inf, None, None)  # (monitored value, epoch, state)
+    since_best = 0  # validation checks since the best one
+    step, loss_sum, loss_steps, epoch = 0, 0.0, 0, 0
     start = time.perf_counter()
     model.train()
     bar = progress_bar(total=n_epochs, desc=label, unit="epoch")
@@ -148,18 +164,23 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
                 if "momentum" in group:
                     group["momentum"] = momentum_at(cfg, progress)
 
-        lr, mom = learning_rate(cfg, first / total_steps), momentum_at(cfg, first / total_steps)
+        if loss_steps == 0:  # the first epoch since the last check: its hyper-parameters go in the history
+            lr, mom = learning_rate(cfg, first / total_steps), momentum_at(cfg, first / total_steps)
         perm = torch.randperm(n, generator=gen, device=device)
         n_steps = min(steps_per_epoch, total_steps - step)
         batch_loss = run_epoch(model, opt, data.x_train, data.y_train, perm, cfg.batch_size, n_steps, max_norm, schedule)
         step += n_steps
+        bar.update(1)
         if not math.isfinite(batch_loss):
-            status = "diverged"
+            status, stopped_by = "diverged", "diverged"
             message = (
                 f"training loss became {batch_loss} in epoch {epoch + 1} (lr={lr:g}); "
                 "lower train.lr, or bound the weights with model.max_norm"
             )
             break
+        loss_sum, loss_steps = loss_sum + batch_loss * n_steps, loss_steps + n_steps
+        if (epoch + 1) % every and epoch + 1 < n_epochs:
+            continue
         train_loss, train_error = evaluate(model, data.x_train, data.y_train)
         val_loss, val_error = evaluate(model, data.x_val, data.y_val)
         rows.append(
@@ -168,7 +189,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
                 steps=step,
                 lr=lr,
                 momentum=mom if cfg.optimizer == "sgd" else math.nan,
-                dropout_loss=batch_loss,
+                dropout_loss=loss_sum / loss_steps,
                 train_loss=train_loss,
                 train_error=train_error,
                 val_loss=val_loss,
@@ -176,14 +197,21 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
                 wall_time_s=time.perf_counter() - start,
             )
         )
-        if cfg.select_on_val and val_error < best[0]:
-            best = (val_error, epoch + 1, copy.deepcopy(model.state_dict()))
-        bar.update(1)
+        loss_sum, loss_steps = 0.0, 0
         bar.set_postfix(train_err=f"{train_error:.3f}", val_err=f"{val_error:.3f}")
+        if cfg.select_on_val:
+            monitored = val_loss if cfg.monitor == "val_loss" else val_error
+            if monitored < best[0]:
+                best, since_best = (monitored, epoch + 1, copy.deepcopy(model.state_dict())), 0
+            else:
+                since_best += 1
+            if cfg.patience is not None and since_best >= cfg.patience:
+                stopped_by = "patience"
+                break
     bar.close()
     best_epoch = rows[-1]["epoch"] if rows else None
     if status == "ok" and cfg.select_on_val and best[2] is not None:
         model.load_state_dict(best[2])
         best_epoch = best[1]
     model.eval()
-    return TrainResult(pd.DataFrame(rows), status, message, best_epoch, epochs=epoch + 1 if n_epochs else 0, steps=step)
+    return TrainResult(pd.DataFrame(rows), status, message, best_epoch, epochs=epoch + 1 if n_epochs else 0, steps=step, stopped_by=stopped_by)

@@ -12,12 +12,25 @@ Each claim is a `Hypothesis` of one of these kinds, tested on its replicates' va
   the lower bound lies above it (two-sided p of the mean against the margin).
 - ``descriptive``: an estimate with its interval and no test.
 
+`effect_sd` is the estimate's distance from the claim's decision boundary in standard deviations
+of the replicates, signed so that positive points towards `supported`: estimate / sd for a
+directional claim, (margin - estimate) / sd for a non-inferiority claim (positive: below the
+margin, inside it) and (margin - |estimate|) / sd for an equivalence claim (the distance to the
+nearer margin bound; positive: inside (-margin, margin)).
+
+Zero spread is no evidence: replicates that are all equal (standard deviation 0, or rounding
+noise: at most SPREAD_FLOOR times max(1, largest |value|); the statistics are rates, nats and
+correlations of order 1, whose real spread is far above that) get no test, no p-value and no
+verdict. A t-test would otherwise turn them into p = 0, a certainty the data do not hold.
+
 `decide` adjusts the p-values of the whole family with Holm's method (replicates below `min_n`
 take no part and are `withheld`); a verdict needs the adjusted p below alpha and the interval on
 the same side. Power is reported at the level of Holm's first step (alpha / family size), the
 strictest a claim can face: the minimum detectable effect (MDE, the smallest distance from the
-decision boundary detected with 80% power at this n) and the replicates that would detect the
-observed effect. An inconclusive verdict says which of the two it is: no effect, or too few seeds.
+decision boundary detected with 80% power at this n) and the replicates that would decide the
+claim if the true value is the observed one. An inconclusive verdict says which it is: no effect
+(only against a smallest effect of interest, `Hypothesis.sesoi`, stated in advance), too few
+seeds (with the number), or an effect lost to Holm's adjustment.
 """
 
 from __future__ import annotations
@@ -27,38 +40,63 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import ALPHA, POWER, holm, interval, min_detectable, power_one_sided, power_two_sided, replicates_needed, t_pvalue
+from .stats import ALPHA, MAX_REPLICATES, POWER, holm, interval, min_detectable, power_one_sided, power_two_sided, replicates_needed, t_pvalue
 
 KINDS = ("directional", "equivalence", "noninferiority", "descriptive")
 MIN_N = 5  # fewer replicates: no verdict (the row says so)
 VERDICTS = ("supported", "contradicted", "inconclusive", "withheld", "descriptive")
+SPREAD_FLOOR = 1e-9  # sd at or below this times max(1, largest |value|) is rounding, not spread
 
 
 @dataclass(frozen=True)
 class Hypothesis:
     """kind: one of KINDS; margin: the equivalence half-width or the non-inferiority bound, in the
-    statistic's unit (ignored by directional and descriptive claims)."""
+    statistic's unit (ignored by directional and descriptive claims); sesoi: the smallest effect
+    of interest of a directional claim, in the statistic's unit, stated in advance. Without it an
+    inconclusive directional claim is never called "no effect"; a margin claim's margin already is
+    its smallest effect of interest, so sesoi is used by directional claims only."""
 
     kind: str = "directional"
     margin: float = 0.0
+    sesoi: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind={self.kind!r}; allowed values: {', '.join(KINDS)}")
         if self.kind in ("equivalence", "noninferiority") and not self.margin > 0:
             raise ValueError(f"a {self.kind} claim needs a positive margin, got {self.margin}")
+        if self.sesoi is not None and not (self.sesoi > 0 and math.isfinite(self.sesoi)):
+            raise ValueError(f"the smallest effect of interest must be a positive number, got sesoi={self.sesoi}")
+
+
+def no_spread(values) -> bool:
+    """Whether two or more replicates are all equal, up to rounding (SPREAD_FLOOR)."""
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    return len(x) >= 2 and float(x.std(ddof=1)) <= SPREAD_FLOOR * max(1.0, float(np.abs(x).max()))
+
+
+def _effect_sd(estimate: float, sd: float, h: Hypothesis) -> float:
+    """The signed distance from the decision boundary in sd (see the module docstring)."""
+    if h.kind == "directional":
+        return estimate / sd
+    if h.kind == "noninferiority":
+        return (h.margin - estimate) / sd
+    return (h.margin - abs(estimate)) / sd
 
 
 def assess(values, h: Hypothesis) -> dict:
-    """Estimate, 95% interval, method, n, sd, standardized effect, raw p and the verdict the data
-    point to (`side`) if the p-value survives adjustment."""
+    """Estimate, 95% interval, method, n, sd, standardized effect (`effect_sd`), raw p and the
+    verdict the data point to (`side`) if the p-value survives adjustment. Zero spread: no p, no
+    side, `no_spread` True."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     iv = interval(x)
-    standardized = iv.estimate / iv.sd if h.kind != "descriptive" and iv.sd and iv.sd > 0 else math.nan
+    flat = no_spread(x)
+    tested = h.kind != "descriptive" and iv.n >= 2 and not flat
     row = {"estimate": iv.estimate, "ci_low": iv.low, "ci_high": iv.high, "method": iv.method, "n": iv.n, "sd": iv.sd,
-           "effect_sd": standardized, "p_value": math.nan, "side": ""}
-    if h.kind == "descriptive" or iv.n < 2:
+           "effect_sd": _effect_sd(iv.estimate, iv.sd, h) if tested else math.nan, "p_value": math.nan, "side": "", "no_spread": flat}
+    if not tested:
         return row
     if h.kind == "directional":
         p, side = t_pvalue(x, 0.0), "supported" if iv.estimate > 0 else "contradicted"
@@ -85,7 +123,9 @@ def _interval_agrees(r: dict, h: Hypothesis) -> bool:
 def decide(rows: list[dict], hypotheses: list[Hypothesis], alpha: float = ALPHA, min_n: int = MIN_N, power: bool = True) -> list[dict]:
     """Verdicts for a family of assessed rows (from `assess`, one per hypothesis): Holm-adjusted p
     (`p_adjusted`), `verdict` and `reason`; with `power`, also `mde` (in the statistic's unit),
-    `mde_sd` and `seeds_needed`."""
+    `mde_sd` and `seeds_needed`. Holm's family is the rows with a p-value: descriptive rows, rows
+    below `min_n` and rows with zero spread (no test, so nothing to adjust) stay out of it and do
+    not count towards its size."""
     eligible = [h.kind != "descriptive" and r["n"] >= min_n and not math.isnan(r["p_value"]) for r, h in zip(rows, hypotheses)]
     adjusted = holm([r["p_value"] if ok else math.nan for r, ok in zip(rows, eligible)])
     family = max(1, sum(eligible))
@@ -98,6 +138,9 @@ def decide(rows: list[dict], hypotheses: list[Hypothesis], alpha: float = ALPHA,
             r |= {"verdict": "descriptive", "reason": "an estimate, not a test"}
         elif r["n"] < min_n:
             r |= {"verdict": "withheld", "reason": f"withheld: {r['n']} replicates, fewer than MIN_N = {min_n}"}
+        elif r.get("no_spread"):
+            r |= {"verdict": "inconclusive", "reason": f"no spread: all {r['n']} replicates are equal (value {r['estimate']:.6g}), "
+                                                       "so no test is possible; a zero-variance sample is no evidence"}
         elif not ok:
             r |= {"verdict": "inconclusive", "reason": "no test possible"}
         elif p_adj < alpha and _interval_agrees(r, h):
@@ -111,35 +154,69 @@ def decide(rows: list[dict], hypotheses: list[Hypothesis], alpha: float = ALPHA,
 def _power(r: dict, h: Hypothesis, level: float) -> dict:
     """MDE and replicates needed at the level of Holm's first step. The boundary is 0 for a
     directional claim and the margin for the others; tests at 95% two-sided intervals are one-sided
-    at level / 2 against a margin."""
+    at level / 2 against a margin. A directional claim with a smallest effect of interest is also
+    decided by an interval within +-sesoi ("no effect"): `seeds_needed` is the fewer of the two."""
     n, sd, est = r["n"], r["sd"], r["estimate"]
-    if h.kind == "descriptive" or n < 2 or not sd > 0:
-        return {"mde": math.nan if n < 2 or h.kind == "descriptive" else 0.0, "mde_sd": math.nan, "seeds_needed": math.nan}
+    if h.kind == "descriptive" or n < 2 or r.get("no_spread") or not sd > 0:
+        return {"mde": math.nan, "mde_sd": math.nan, "seeds_needed": math.nan}
     if h.kind == "directional":
         mde_sd = min_detectable(n, level, sides=2)
-        need = replicates_needed(lambda k: power_two_sided(est / sd, k, level))
+        need = min(replicates_needed(lambda k: power_two_sided(est / sd, k, level)), _seeds_for_no_effect(r, h))
     else:
         mde_sd = min_detectable(n, level / 2, sides=1)
         if h.kind == "noninferiority":
             need = replicates_needed(lambda k: power_one_sided(abs(est - h.margin) / sd, k, level / 2))
         elif abs(est) < h.margin:  # inside: both one-sided tests must reject
-            need = replicates_needed(lambda k: power_one_sided((h.margin - est) / sd, k, level / 2) + power_one_sided((h.margin + est) / sd, k, level / 2) - 1)
+            need = replicates_needed(lambda k: _power_within(est, sd, h.margin, k, level / 2))
         else:
             need = replicates_needed(lambda k: power_one_sided((abs(est) - h.margin) / sd, k, level / 2))
     return {"mde": mde_sd * sd, "mde_sd": mde_sd, "seeds_needed": need}
 
 
+def _power_within(est: float, sd: float, bound: float, k: int, level: float) -> float:
+    """Power (a lower bound, P(A and B) >= P(A) + P(B) - 1) of both one-sided tests at `level`
+    placing the mean inside (-bound, bound) at k replicates, if the true value is `est`."""
+    return power_one_sided((bound - est) / sd, k, level) + power_one_sided((bound + est) / sd, k, level) - 1
+
+
+def _seeds_for_no_effect(r: dict, h: Hypothesis) -> float:
+    """Replicates for the 95% interval to lie within +-sesoi with POWER, if the true value is the
+    observed one; inf without a sesoi or with the estimate at or beyond it."""
+    if h.kind != "directional" or h.sesoi is None or not abs(r["estimate"]) < h.sesoi:
+        return math.inf
+    return replicates_needed(lambda k: _power_within(r["estimate"], r["sd"], h.sesoi, k, ALPHA / 2))
+
+
+def _where(r: dict, h: Hypothesis) -> str:
+    """Where a margin claim's interval lies: inside the margin, outside it, or across it."""
+    lo, hi, m = r["ci_low"], r["ci_high"], h.margin
+    if h.kind == "noninferiority":
+        if hi < m:
+            return f"the interval lies inside the margin (below {m:.3g}); "
+        if lo > m:
+            return f"the interval lies outside the margin (above {m:.3g}); "
+        return f"the interval straddles the margin {m:.3g}; "
+    if -m < lo and hi < m:
+        return f"the interval lies inside the margin (+-{m:.3g}); "
+    if lo > m or hi < -m:
+        return f"the interval lies outside the margin (+-{m:.3g}); "
+    return f"the interval straddles the margin (+-{m:.3g}); "
+
+
 def _reason(r: dict, h: Hypothesis) -> str:
-    """Why a tested claim is inconclusive. Directional: no effect of a detectable size (the
-    interval holds 0 and lies within the MDE of it), or too few seeds (with how many would do), or
-    an effect that did not survive Holm's adjustment. Margin claims: the interval straddles the
-    margin, and how many seeds would decide it if the true value is the observed one."""
-    n, need, mde = r["n"], r.get("seeds_needed", math.nan), r.get("mde", math.nan)
-    if h.kind == "directional" and r["ci_low"] <= 0 <= r["ci_high"] and -mde < r["ci_low"] and r["ci_high"] < mde:
-        return f"no effect: the interval holds 0 and lies within the MDE of it, so effects of the detectable size are excluded at n = {n}"
-    where = "" if h.kind == "directional" else "the interval straddles the margin; "
+    """Why a tested claim is inconclusive. Directional: no effect (only with a smallest effect of
+    interest stated in advance, and only when the whole interval lies within +-sesoi; the MDE
+    cannot stand in for it: at Holm's first step it is several sd wide, so any interval near 0
+    would lie within it), or too few seeds (with how many would decide the claim either way), or
+    an effect that did not survive Holm's adjustment. Margin claims: where the interval lies
+    relative to the margin, then too few seeds or Holm's adjustment."""
+    n, need = r["n"], r.get("seeds_needed", math.nan)
+    if h.kind == "directional" and h.sesoi is not None and -h.sesoi < r["ci_low"] and r["ci_high"] < h.sesoi:
+        return f"no effect: the interval lies within +-SESOI = {h.sesoi:.3g}, the smallest effect of interest stated in advance"
+    where = "" if h.kind == "directional" else _where(r, h)
     if math.isinf(need):
-        return f"{where}the estimate sits on the boundary: more than {100_000:,} replicates would not decide it"
+        return f"{where}the estimate sits on the boundary: more than {MAX_REPLICATES:,} replicates would not decide it"
     if need > n:
-        return f"too few seeds: {where}about {need:.0f} replicates would decide it with {POWER:.0%} power if the true value is the observed one"
-    return f"not significant after Holm's adjustment across the claims (raw p = {r['p_value']:.3g}, adjusted {r['p_adjusted']:.3g})"
+        then = " (the interval would then lie within +-SESOI)" if need == _seeds_for_no_effect(r, h) else ""
+        return f"too few seeds: {where}about {need:.0f} replicates would decide it with {POWER:.0%} power if the true value is the observed one{then}"
+    return f"{where}not significant after Holm's adjustment across the claims (raw p = {r['p_value']:.3g}, adjusted {r['p_adjusted']:.3g})"

@@ -58,13 +58,17 @@ def test_too_few_seeds_withhold_the_verdict():
     assert set(claims_table({"mc_vs_ws": {"evaluations": ev, "subnetworks": subs}}, min_n=3).verdict) - {"descriptive"} == {"supported"}
 
 
-def data_size_runs(gain_small, gain_large, wide_bonus=0.01):
+JITTER = [1.0, -1.0, 0.5, -0.5, 0.0]  # per seed: replicate values that are not all equal (zero spread gets no test)
+
+
+def data_size_runs(gain_small, gain_large, wide_bonus=0.01, jitter=0.0):
     rows = []
     for seed in SEEDS:
         for width, wgain in ((64, 0.0), (1024, wide_bonus)):
             for size, g in ((100, gain_small), (3600, gain_large)):
                 base = 0.1 + 0.001 * seed + 0.0005 * (seed % 2) * (width == 64)
-                rows.append((seed, width, size, 0.5, base - g - wgain - 0.0003 * seed))
+                noise = jitter * JITTER[seed] if (width, size) == (1024, 100) else 0.0
+                rows.append((seed, width, size, 0.5, base - g - wgain - 0.0003 * seed - noise))
                 rows.append((seed, width, size, 0.0, base))
     return pd.DataFrame(rows, columns=["seed", "width", "train_size", "p_drop_hidden", "test_error"])
 
@@ -75,9 +79,11 @@ def test_c4_c4b_c8_average_cells_within_the_seed():
     # seed s: gains 0.05, 0.01 (width 64) and 0.06, 0.02 (width 1024), each + 0.0003 s
     assert np.allclose(v["C4"].to_numpy(), 0.035 + 0.0003 * np.array(SEEDS))
     assert np.allclose(v["C4b"].to_numpy(), 0.04) and np.allclose(v["C8"].to_numpy(), 0.01)
-    rows = claims_table({"data_size": {"runs": data_size_runs(0.05, 0.01)}}).set_index("claim")
+    rows = claims_table({"data_size": {"runs": data_size_runs(0.05, 0.01, jitter=0.002)}}).set_index("claim")
     assert rows.loc["C4", "verdict"] == "supported" and rows.loc["C4b", "verdict"] == "supported" and rows.loc["C8", "verdict"] == "supported"
-    hurt = claims_table({"data_size": {"runs": data_size_runs(-0.05, -0.06, wide_bonus=-0.01)}}).set_index("claim")
+    hurt = claims_table({"data_size": {"runs": data_size_runs(-0.05, -0.06, wide_bonus=-0.01, jitter=0.002)}}).set_index("claim")
+    flat = claims_table({"data_size": {"runs": data_size_runs(0.05, 0.01)}}).set_index("claim")
+    assert flat.loc["C4b", "verdict"] == "inconclusive" and flat.loc["C4b", "reason"].startswith("no spread")
     assert hurt.loc["C4", "verdict"] == "contradicted" and hurt.loc["C4b", "verdict"] == "supported" and hurt.loc["C8", "verdict"] == "contradicted"
 
 
@@ -95,14 +101,14 @@ def test_c3_is_paired_by_seed_and_a_dead_layer_drops_out():
     assert claims_table({"coadaptation": {"coadaptation": flipped, "runs": runs}}).verdict.item() == "contradicted"
 
 
-def grid_runs(test_penalty_at_best=0.0, rec_extra=0.0):
+def grid_runs(test_penalty_at_best=0.0, rec_extra=0.0, jitter=0.0):
     """Validation error is lowest at (0.2, 0.75); test error adds `test_penalty_at_best` there."""
     rows = []
     for pi in (0.0, 0.2, 0.5):
         for ph in (0.0, 0.5, 0.75):
             for s in SEEDS:
                 val = 0.05 + 0.01 * abs(pi - 0.2) + 0.01 * abs(ph - 0.75) + 0.0001 * s
-                test = val + (test_penalty_at_best if (pi, ph) == (0.2, 0.75) else 0.0) + (rec_extra * (1 + s / 10) if (pi, ph) == RECOMMENDED else 0.0)
+                test = val + (test_penalty_at_best if (pi, ph) == (0.2, 0.75) else 0.0) + (rec_extra * (1 + s / 10) + jitter * JITTER[s] if (pi, ph) == RECOMMENDED else 0.0)
                 rows.append((pi, ph, s, val, test))
     return pd.DataFrame(rows, columns=["p_drop_input", "p_drop_hidden", "seed", "val_error", "test_error"])
 
@@ -111,7 +117,7 @@ def test_c5_chooses_the_best_cell_on_validation_and_needs_the_margin():
     runs = grid_runs(test_penalty_at_best=0.02)  # on test the best cell looks bad: it must still be the one chosen
     assert c5_best_cell(runs) == (0.2, 0.75)
     assert np.allclose(c5_values(runs).to_numpy(), 0.0025 - 0.02)
-    assert claims_table({"rate_grid": {"runs": runs}}).verdict.item() == "supported"
+    assert claims_table({"rate_grid": {"runs": grid_runs(test_penalty_at_best=0.02, jitter=0.001)}}).verdict.item() == "supported"
     worse = grid_runs(rec_extra=0.02)  # recommended 2.25 points worse than the best: beyond the 0.5-point margin
     assert claims_table({"rate_grid": {"runs": worse}}).verdict.item() == "contradicted"
     close = grid_runs(rec_extra=0.0025 + 0.0 * EQUIVALENCE_MARGIN)  # about the margin: neither
@@ -119,17 +125,37 @@ def test_c5_chooses_the_best_cell_on_validation_and_needs_the_margin():
     assert claims_table({"rate_grid": {"runs": close}}).verdict.item() == "inconclusive"
 
 
-def test_c6_compares_the_base_width_with_base_over_keep_at_the_same_keep():
+def keep_sweep_runs(extra_gain_with_dropout: float) -> pd.DataFrame:
+    """Test errors where widening 128 -> 128 / keep helps by 1 point per doubling without dropout,
+    and by `extra_gain_with_dropout` more with dropout (at every keep below 1)."""
     rows = []
-    for p in (0.0, 0.2, 0.5, 0.8):
+    for p in (0.0, 0.5, 0.8):
         keep = 1 - p
         for s in SEEDS:
-            for w, err in ((round(128 / keep), 0.05 + s / 1000), (256, 0.06), (128, 0.05 + p / 10 + s / 1000)):  # designs meet: first wins
-                rows.append((p, w, s, err))
-    sweep = pd.DataFrame(rows, columns=["p_drop_hidden", "width", "seed", "test_error"]).drop_duplicates(["p_drop_hidden", "width", "seed"])
-    v = c6_values(sweep)
-    assert list(v.index) == SEEDS and np.allclose(v.to_numpy(), (0.02 + 0.05 + 0.08) / 3)
-    assert claims_table({"keep_sweep": {"runs": sweep}}).verdict.item() == "supported"
+            for w in (128, 256, round(128 / keep), 640):
+                doublings = np.log2(w / 128)
+                err = 0.08 - 0.01 * doublings - (extra_gain_with_dropout * doublings / np.log2(1 / keep) if p > 0 and w > 128 and w <= round(128 / keep) else 0)
+                rows.append((p, w, s, err + p / 10 + s / 1000 + (s % 2) * 1e-4 * w / 128))
+    return pd.DataFrame(rows, columns=["p_drop_hidden", "width", "seed", "test_error"]).drop_duplicates(["p_drop_hidden", "width", "seed"])
+
+
+def test_c6_is_a_difference_of_differences_against_no_dropout_controls():
+    # widening helps without dropout exactly as much as with it: the old C6 (gain at the same keep,
+    # no control) counted that as support; the difference of differences is 0
+    same = keep_sweep_runs(0.0)
+    naive = c6_values(same, control=False)
+    assert np.all(naive.to_numpy() > 0.009)  # 1 point for keep 0.5 (one doubling), 2.3 for keep 0.2, averaged
+    v = c6_values(same)
+    assert list(v.index) == SEEDS and np.allclose(v.to_numpy(), 0.0, atol=1e-3)
+    tested = claims_table({"keep_sweep": {"runs": same}})
+    assert tested.loc[tested.test == "directional", "verdict"].item() != "supported"
+    # an extra gain of 0.5 points with dropout at each keep: exactly that difference of differences
+    extra = keep_sweep_runs(0.005)
+    v = c6_values(extra)
+    assert np.allclose(v.to_numpy(), 0.005, atol=1e-3)
+    # a keep whose control is missing takes no part
+    no_control = extra[~((extra.p_drop_hidden == 0) & (extra.width == 640))]
+    assert np.allclose(c6_values(no_control).to_numpy(), 0.005, atol=1e-3)
 
 
 def test_c7_compares_conv_dropout_with_fc_only():
@@ -147,7 +173,7 @@ def test_c7_compares_conv_dropout_with_fc_only():
 
 
 def test_holm_adjusts_across_the_family_and_the_report_shows_every_column():
-    tables = {"data_size": {"runs": data_size_runs(0.05, 0.01)}, "placement": {"evaluations": pd.DataFrame(
+    tables = {"data_size": {"runs": data_size_runs(0.05, 0.01, jitter=0.002)}, "placement": {"evaluations": pd.DataFrame(
         [("weight_scaled", "error", sites, 0.5, s, v) for s, noise in zip(SEEDS, (0.001, -0.002, 0.0005, 0.0, 0.0008)) for sites, v in
          (("input=0,block1=0.25,block2=0.25,hidden1=0.5", 0.03 + s / 1000 + noise), ("input=0,block1=0,block2=0,hidden1=0.5", 0.03 + s / 1000))],
         columns=["mode", "metric", "p_drop_sites", "p_drop_hidden", "seed", "value"])}}

@@ -92,7 +92,7 @@ def test_shift_evaluates_a_stored_run_under_shift(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--widths", "16", "--epochs", "1", "--store", s]) == 0
     run_id = [p.name for p in (tmp_path / "s").iterdir() if p.is_dir() and len(p.name) == 12][0]
     capsys.readouterr()
-    args = ["shift", run_id[:6], "--T", "4", "--members", "2", "--angles", "0,90", "--corruptions", "stripe", "--severities", "2", "--store", s]
+    args = ["shift", run_id[:6], "--T", "4", "--members", "2", "--angles", "0,90", "--corruptions", "centre_band", "--severities", "2", "--store", s]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "evaluated" in out and "rotations" in out and "corruptions" in out and "patches" in out and "mc_shared" in out

@@ -115,3 +115,31 @@ def test_temperature_scaling_finds_the_stationary_point():
     assert math.isclose(fit_temperature(3 * z, y), 3 * t, rel_tol=1e-4)  # scaling the logits scales T
     with pytest.raises(ValueError, match="val_fraction"):
         fit_temperature(z[:0], y[:0])
+
+
+def _fpr95_brute_force(in_scores, out_scores):
+    """The lowest FPR over every threshold t of the detector "score >= t" whose TPR is >= 95%."""
+    best = 1.0
+    for t in np.unique(np.r_[in_scores, out_scores]):
+        if 20 * np.sum(out_scores >= t) >= 19 * len(out_scores):  # TPR >= 0.95 in integers
+            best = min(best, float(np.mean(in_scores >= t)))
+    return best
+
+
+def test_fpr95_counts_tied_scores_as_the_detector_sees_them():
+    from sklearn.metrics import roc_curve
+
+    # ROC points (0.05, 0.90), (0.10, 0.95), (0.15, 1.00) lie on one line: roc_curve drops the middle one
+    out_scores = np.r_[np.full(18, 10.0), 5.0, 4.0]
+    in_scores = np.r_[10.0, 5.0, 4.0, np.zeros(17)]
+    fpr, tpr, _ = roc_curve(np.r_[np.zeros(20), np.ones(20)], np.r_[in_scores, out_scores])
+    assert fpr[np.searchsorted(tpr, 0.95)] == 0.15  # what the default ROC curve reports
+    assert detection(in_scores, out_scores)["fpr95"] == _fpr95_brute_force(in_scores, out_scores) == 0.10
+    rng = np.random.default_rng(0)
+    for n_in, n_out, levels in ((20, 20, 4), (50, 37, 6), (13, 100, 3), (200, 61, 1000), (30, 1, 5)):
+        for _ in range(20):  # few score levels: many ties; 1000 levels: nearly continuous
+            in_s = rng.integers(0, levels, n_in) / levels
+            out_s = rng.integers(0, levels, n_out) / levels + rng.integers(0, 2) / levels
+            assert detection(in_s, out_s)["fpr95"] == _fpr95_brute_force(in_s, out_s), (in_s, out_s)
+    in_s, out_s = rng.normal(0, 1, 500), rng.normal(1.5, 1, 300)
+    assert detection(in_s, out_s)["fpr95"] == _fpr95_brute_force(in_s, out_s)

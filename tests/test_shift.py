@@ -14,7 +14,9 @@ from harness.errors import ConfigError
 from harness.experiment import load_experiment
 from harness.models import build_model
 from harness.robustness import Recorder, RobustnessSettings, equal_compute_k, evaluate_robustness, subnetwork_cost
-from harness.shifts import CORRUPTIONS, EvalSet, corrupt, evaluation_sets, fashion, fashion_available, patches, permuted, rotate, unseen_available
+from harness.metrics import ece, overconfidence, point_metrics
+from harness.shifts import (CORRUPTIONS, EvalSet, corrupt, evaluation_sets, fashion, fashion_available, patches, permuted, rotate, shift_images,
+                            translation_offsets, unseen_available)
 from tests.test_data import write_mnist_like
 
 
@@ -40,22 +42,66 @@ def test_corruptions_do_what_they_say():
         for s in (1, 2, 3):
             a, b = corrupt(x, name, s), corrupt(x, name, s)
             assert a.shape == x.shape and np.array_equal(a, b), name  # deterministic
-    moved = corrupt(x, "translate", 2)  # 4 pixels down and right, background in
-    assert np.array_equal(moved[..., 4:, 4:], x[..., :-4, :-4]) and not moved[..., :4, :].any() and not moved[..., :, :4].any()
-    striped = corrupt(x, "stripe", 3)  # 5 white columns through the centre
-    assert (striped[..., 11:16] == 1).all() and np.array_equal(striped[..., :11], x[..., :11]) and np.array_equal(striped[..., 16:], x[..., 16:])
+    band = corrupt(x, "centre_band", 3)  # 5 white columns through the centre
+    assert (band[..., 11:16] == 1).all() and np.array_equal(band[..., :11], x[..., :11]) and np.array_equal(band[..., 16:], x[..., 16:])
     hits = [np.mean(corrupt(x, "impulse_noise", s) != x) for s in (1, 2, 3)]
     assert hits[0] < hits[1] < hits[2] and abs(hits[2] - 0.2) < 0.02  # 20% of the pixels hit (none of these is already black or white)
     shot = corrupt(np.full((200, 1, 28, 28), 0.5), "shot_noise", 1)
     assert abs(shot.mean() - 0.5) < 0.002  # Poisson noise is unbiased
-    assert np.array_equal(corrupt(x, "shear", 1)[..., 13:15, :], corrupt(x, "shear", 1)[..., 13:15, :])
+    odd = _images(2, 29)  # centre row 14: it stays, and row 19 (5 below) moves 0.2 x 5 = 1 pixel left
+    sheared = corrupt(odd, "shear", 1)
+    assert np.allclose(sheared[..., 14, :], odd[..., 14, :]) and np.allclose(sheared[..., 19, :-1], odd[..., 19, 1:])
+    assert np.allclose(sheared[..., 9, 2:], odd[..., 9, 1:-1])  # and row 9 (5 above) 1 pixel right (column 1 reads column 0 at a coordinate that rounds just outside)
     centre = np.zeros((1, 1, 28, 28))
     centre[..., 14, 14] = 1.0
     assert math.isclose(corrupt(centre, "gaussian_blur", 3).sum(), 1.0, rel_tol=1e-9)  # blur moves ink, never adds it
     with pytest.raises(ConfigError, match="known corruptions"):
         corrupt(x, "fog", 1)
     with pytest.raises(ConfigError, match="severities"):
-        corrupt(x, "stripe", 4)
+        corrupt(x, "centre_band", 4)
+
+
+def test_translate_moves_each_image_diagonally_by_its_recorded_offset():
+    x = _images(64, 28)
+    off = translation_offsets(64, 2)  # 4 pixels along each axis, a seeded random sign per axis and image
+    assert (np.abs(off) == 4).all() and len({tuple(o) for o in off}) == 4  # all four diagonal directions occur
+    assert np.array_equal(translation_offsets(64, 2), off) and not np.array_equal(translation_offsets(64, 2, seed=1), off)
+    moved = corrupt(x, "translate", 2)
+    for i, (dr, dc) in enumerate(off):
+        # by hand: roll, then blank the rows and columns that wrapped around (background comes in)
+        expected = np.roll(x[i], (dr, dc), axis=(1, 2))
+        rows = slice(0, dr) if dr > 0 else slice(28 + dr, 28)
+        cols = slice(0, dc) if dc > 0 else slice(28 + dc, 28)
+        expected[:, rows, :] = 0.0
+        expected[:, :, cols] = 0.0
+        assert np.array_equal(moved[i], expected), i
+    assert np.array_equal(translation_offsets(3, 3, width=8) * 7, translation_offsets(3, 3) * 2)  # 7 pixels at width 28 are 2 at width 8
+    dot = np.zeros((2, 1, 8, 8))
+    dot[:, 0, 3, 3] = 1.0
+    out = shift_images(dot, np.array([[2, -3], [0, -4]]))
+    assert out[0, 0, 5, 0] == 1.0 and out[0].sum() == 1.0 and not out[1].any()  # the second dot leaves the image
+
+
+def test_overconfidence_by_hand():
+    p = torch.tensor([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1])
+    # confidences 0.9, 0.6, 0.7, 0.8 (mean 0.75); correct 1, 0, 0, 1 (accuracy 0.5)
+    assert math.isclose(overconfidence(p, y), 0.25)
+    assert math.isclose(overconfidence(p, 1 - y), 0.75 - 0.5)  # the same confidences, the other two right
+    under = torch.tensor([[0.6, 0.4]] * 4, dtype=torch.float64)
+    assert math.isclose(overconfidence(under, torch.zeros(4, dtype=torch.long)), -0.4)  # right every time at 60%: underconfident
+    assert point_metrics(p, y)["overconfidence"] == overconfidence(p, y)
+
+
+def test_overconfidence_is_one_bin_ece_and_bounded_by_any_ece():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        p = torch.softmax(torch.randn(200, 5, generator=g, dtype=torch.float64) * (trial % 4 + 0.5), 1)
+        y = torch.randint(0, 5, (200,), generator=g)
+        o = overconfidence(p, y)
+        assert math.isclose(abs(o), ece(p, y, bins=1), rel_tol=1e-12, abs_tol=1e-15)
+        for bins in (2, 5, 15, 100):
+            assert abs(o) <= ece(p, y, bins=bins) + 1e-12
 
 
 def test_unseen_inputs():
@@ -84,8 +130,8 @@ def test_fashion_mnist_joins_when_its_files_are_there(tmp_path, monkeypatch):
 
 
 def test_evaluation_sets(digits):
-    sets = evaluation_sets(digits, angles=(0, 90, 180), corruptions=("stripe",), severities=(1, 3), unseen=("permuted", "patches"))
-    assert [s.name for s in sets] == ["test", "rotation_90", "rotation_180", "stripe_1", "stripe_3", "permuted", "patches"]
+    sets = evaluation_sets(digits, angles=(0, 90, 180), corruptions=("centre_band",), severities=(1, 3), unseen=("permuted", "patches"))
+    assert [s.name for s in sets] == ["test", "rotation_90", "rotation_180", "centre_band_1", "centre_band_3", "permuted", "patches"]
     assert sets[0].x is digits.x_test and all(s.x.shape == digits.x_test.shape for s in sets)
     assert all(s.y is digits.y_test for s in sets[:5]) and sets[5].y is None and sets[6].y is None
     # rotating back by 180 degrees restores the test images (unit intensity, standardized again)
@@ -108,19 +154,25 @@ def _run(digits, p_drop, seed=0):
     return build_model(ModelConfig(widths=(16,), p_drop_input=0.0, p_drop_hidden=(p_drop,), max_norm=None), digits.input_shape, digits.n_classes).eval()
 
 
-SMALL = RobustnessSettings(T=6, members=2, angles=(0, 90), corruptions=("stripe",), severities=(2,), per_example=("none",))
+SMALL = RobustnessSettings(T=6, members=2, angles=(0, 90), corruptions=("centre_band",), severities=(2,), per_example=("none",))
 
 
 def test_robustness_tables(digits):
     t = evaluate_robustness(_run(digits, 0.5), digits, SMALL, "r1")
     sh = t["shift"]
     modes = sh[sh["set"] == "test"].groupby("mode")["k"].unique().map(sorted).to_dict()
-    # k = M = 2, T = 6, and 4 at equal compute: a subnetwork keeps half the hidden units, so half of 64 x 16 + 16 x 10
-    assert modes == {"weight_scaled": [0], "temperature_scaled": [0], "mc_shared": [2, 4, 6], "mc_per_example": [2, 4, 6]}
+    # k = M = 2, T / M = 3, T = 6, and 4 at equal compute: a subnetwork keeps half the hidden units, so half of 64 x 16 + 16 x 10
+    assert modes == {"weight_scaled": [0], "temperature_scaled": [0], "mc_shared": [2, 3, 4, 6], "mc_per_example": [2, 3, 4, 6]}
     assert set(sh[sh["set"] == "rotation_90"]["mode"]) == {"weight_scaled", "temperature_scaled", "mc_shared"}  # per-example on the test split only
     val = sh[sh["set"] == "val"].set_index("metric")["value"]
     assert set(val.index) == {"temperature", "equal_compute_k"} and val["equal_compute_k"] == 4 and 0.05 <= val["temperature"] <= 20
     assert set(sh[sh["set"] == "patches"].metric) >= {"entropy", "brier_diversity"} and "error" not in set(sh[sh["set"] == "patches"].metric)
+    cells = lambda metric: set(sh.loc[sh.metric == metric, ["set", "mode", "k"]].itertuples(index=False))  # noqa: E731
+    assert cells("overconfidence") == cells("ece") and len(cells("ece")) == 3 * (2 + 4) + 4  # 3 labelled sets x (2 modes at k = 0, mc_shared at 4 k); mc_per_example at 4 k on the test split
+    pred = t["predictions"]
+    # the weight-scaled net and each member's share of T subnetworks (k = T / M = 3), on every set
+    assert set(pred[["mode", "k"]].itertuples(index=False, name=None)) == {("weight_scaled", 0), ("mc_shared", 3)}
+    assert pred.groupby("mode")["set"].nunique().nunique() == 1
     ood = t["ood"]
     assert set(ood["set"]) == {"permuted", "patches"} and set(ood.metric) == {"auroc", "aupr", "fpr95"}
     assert set(ood[ood["mode"] == "mc_shared"].score) == {"max_prob", "entropy", "mutual_information", "disagreement"}
@@ -129,13 +181,16 @@ def test_robustness_tables(digits):
     assert (counts == len(digits.y_test)).all()  # every example in one bin, at each mode's largest k only
     assert set(t["entropy_hist"][t["entropy_hist"]["mode"] == "mc_shared"].k) == {6}
     pred = t["predictions"]
-    assert len(pred) == 5 * len(digits.y_test)  # test, rotation_90, stripe_2, permuted, patches
+    assert len(pred) == 2 * 5 * len(digits.y_test)  # test, rotation_90, centre_band_2, permuted, patches; weight scaled and k = T / M
     assert (pred[pred["set"] == "patches"].label == -1).all()
     logp = pred[[f"logp_{c}" for c in range(10)]].to_numpy()
     assert np.allclose(np.exp(logp).sum(1), 1, atol=1e-5)
     ws = sh[(sh["set"] == "test") & (sh["mode"] == "weight_scaled")].set_index("metric")["value"]
-    test = pred[pred["set"] == "test"]
+    test = pred[(pred["set"] == "test") & (pred["mode"] == "weight_scaled")]
     assert math.isclose(ws["nll"], -np.mean(logp[test.index, test.label]), rel_tol=1e-5)
+    mc = sh[(sh["set"] == "test") & (sh["mode"] == "mc_shared") & (sh.k == 3)].set_index("metric")["value"]
+    test = pred[(pred["set"] == "test") & (pred["mode"] == "mc_shared")]
+    assert math.isclose(mc["nll"], -np.mean(logp[test.index, test.label]), rel_tol=1e-5)
 
 
 def test_without_dropout_only_the_deterministic_modes(digits):
@@ -150,7 +205,7 @@ def test_an_ensemble_of_identical_members_is_that_member(digits):
     e = evaluate_ensemble(Ensemble("e", "no dropout", 0, ("a", "b", "c")), preds)
     ens = e["shift"][e["shift"]["set"] == "test"].set_index("metric")["value"]
     ws = t["shift"][(t["shift"]["set"] == "test") & (t["shift"]["mode"] == "weight_scaled")].set_index("metric")["value"]
-    for m in ("error", "nll", "brier", "ece", "entropy"):
+    for m in ("error", "nll", "brier", "ece", "overconfidence", "entropy"):
         assert math.isclose(ens[m], ws[m], rel_tol=1e-5, abs_tol=1e-6), m
     for m in ("nll_gap", "ce_diversity", "brier_diversity", "disagreement", "pairwise_kl", "mutual_information"):
         assert abs(ens[m]) < 1e-9, m

@@ -1,0 +1,121 @@
+"""Hyper-parameters chosen per arm on validation: the learning rate, from a small stated grid.
+
+An arm is a study's config without its seed: the runs of one design cell. Arms that differ in
+their dropout rates, widths or data do not share a best learning rate (a rate that suits a net
+without dropout makes a net that keeps 20% of its units unstable), so comparing them at one rate
+compares a tuned arm with an untuned one. Each arm is therefore tuned, as the papers did:
+
+1. its first seed is trained at every rate of the grid (the *tuning runs*, ordinary runs of the
+   store, with the profile's early stopping);
+2. the rate whose run ends with the lowest validation loss (at its kept checkpoint) is the arm's
+   rate: validation data only, never the test split;
+3. every seed of the arm is trained at that rate; the first seed's run is the tuning run itself.
+
+`resolve` turns an experiment's configs (and ensembles) into the tuned ones once its tuning runs
+are in the store; `tuning_table` says what was chosen and from what. A grid of one rate sets that
+rate and trains nothing extra.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pandas as pd
+
+from .config import RunConfig
+from .ensembles import Ensemble
+from .errors import ConfigError
+
+TUNING_COLUMNS = ["arm", "model", "widths", "p_drop_input", "p_drop_hidden", "train_size", "run_id", "seed", "lr", "val_loss", "val_error",
+                  "best_epoch", "stopped_by", "status", "chosen"]
+
+
+def check_grid(grid, where: str) -> tuple[float, ...]:
+    """The grid as a sorted tuple of distinct positive rates, or a ConfigError naming `where`."""
+    try:
+        rates = tuple(sorted({float(r) for r in grid}))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: lr_grid must be a list of positive numbers, got {grid!r}") from None
+    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise ConfigError(f"{where}: lr_grid must be a non-empty list of positive finite numbers, got {list(grid)!r}")
+    return rates
+
+
+def arm_key(cfg: RunConfig) -> str:
+    """What an arm's runs share: the config without seed, learning rate and labels."""
+    d = cfg.to_dict()
+    for key in ("seed", "experiment", "profile", "device"):
+        d.pop(key)
+    d["train"].pop("lr")
+    return json.dumps(d, sort_keys=True)
+
+
+def arms(configs: list[RunConfig]) -> dict[str, list[RunConfig]]:
+    """The configs grouped by arm, in order of first appearance."""
+    out: dict[str, list[RunConfig]] = {}
+    for c in configs:
+        out.setdefault(arm_key(c), []).append(c)
+    return out
+
+
+def tuning_configs(configs: list[RunConfig], grid: tuple[float, ...]) -> list[RunConfig]:
+    """Every arm's first seed at every rate of the grid (nothing with a grid of one rate)."""
+    if len(grid) < 2:
+        return []
+    out = []
+    for runs in arms(configs).values():
+        first = min(runs, key=lambda c: c.seed)
+        out += [first.replace(**{"train.lr": lr}) for lr in grid]
+    return out
+
+
+def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd.DataFrame:
+    """One row per tuning run (columns TUNING_COLUMNS; `arm` numbers the arms in order), with the
+    rate each arm chose. A diverged run counts as an infinite validation loss; ties go to the
+    smaller rate. Raises ConfigError listing the tuning runs the store lacks."""
+    from .run import run_state
+
+    tuning = tuning_configs(configs, grid)
+    states = {c.run_id: run_state(store, c.run_id, claimed={}) for c in tuning}
+    lacking = [rid for rid, st in states.items() if st.row is None]
+    if lacking:
+        raise ConfigError(f"{len(lacking)} tuning runs (learning rate per arm) are not in the store {store.root}, e.g. {lacking[0]}; "
+                          "run the study first (`python -m harness run experiments/STUDY.py`), which trains them before the other seeds")
+    rows = []
+    for i, runs in enumerate(arms(configs).values()):
+        first = min(runs, key=lambda c: c.seed)
+        for lr in grid:
+            rid = first.replace(**{"train.lr": lr}).run_id
+            row = states[rid].row
+            ok = row["status"] == "ok" and math.isfinite(row["val_loss"])
+            m = first.model
+            rows.append({"arm": i, "model": m.kind, "widths": "x".join(map(str, m.widths)), "p_drop_input": m.p_drop_input,
+                         "p_drop_hidden": max(m.p_drop_hidden, default=0.0), "train_size": first.data.train_size or 0, "run_id": rid, "seed": first.seed, "lr": lr, "val_loss": row["val_loss"] if ok else math.inf,
+                         "val_error": row["val_error"], "best_epoch": row.get("best_epoch", 0), "stopped_by": row.get("stopped_by", ""),
+                         "status": row["status"], "chosen": False})
+    table = pd.DataFrame(rows, columns=TUNING_COLUMNS)
+    best = table.sort_values(["arm", "val_loss", "lr"], kind="stable").groupby("arm").head(1).index
+    table.loc[best, "chosen"] = True
+    return table
+
+
+def chosen_rates(configs: list[RunConfig], grid: tuple[float, ...], store) -> dict[str, float]:
+    """{arm key: its rate}: the grid's only rate, or each arm's choice on validation."""
+    if len(grid) < 2:
+        return {key: grid[0] for key in arms(configs)}
+    table = tuning_table(configs, grid, store)
+    keys = list(arms(configs))
+    return {keys[int(r.arm)]: float(r.lr) for r in table[table.chosen].itertuples()}
+
+
+def apply_rates(configs: list[RunConfig], rates: dict[str, float]) -> list[RunConfig]:
+    """Each config at its arm's rate."""
+    return [c.replace(**{"train.lr": rates[arm_key(c)]}) for c in configs]
+
+
+def remap_ensembles(ensembles: list[Ensemble], before: list[RunConfig], after: list[RunConfig]) -> list[Ensemble]:
+    """Ensembles whose members name the tuned runs (`after[i]` is `before[i]` at its arm's rate)."""
+    new = {b.run_id: a.run_id for b, a in zip(before, after)}
+    return [replace(e, run_ids=tuple(new[r] for r in e.run_ids)) for e in ensembles]
