@@ -21,6 +21,17 @@ from .labels import label_method, label_placement
 
 EQUIVALENCE_MARGIN = 0.005  # C2: weight scaling within 0.5 points of error of the ensemble
 NONINFERIORITY_MARGIN = 0.005  # C5: the recommended rates at most 0.5 points worse than the best
+# Smallest effects of interest of the directional claims, by unit, stated in advance: "no effect"
+# is said only when a claim's interval lies within +- this; otherwise too few seeds.
+SESOI = {"error": 0.005, "r": 0.02, "nats": 0.02, "brier": 0.002, "ece": 0.01}
+# Severity bands of shifted sets, fixed in advance from the weight-scaled dropout nets' error: mild
+# below MILD_FACTOR x the clean test error, severe above SEVERE_ERROR (near chance for 10 classes
+# is 0.9: calibration there rewards whatever hedges), moderate between. C10 is tested on mild and
+# moderate shift and described on severe shift.
+MILD_FACTOR = 2.0
+SEVERE_ERROR = 0.5
+BANDS = ("mild", "moderate", "severe")
+TESTED_BANDS = ("mild", "moderate")
 RECOMMENDED = (0.2, 0.5)  # (input, hidden) drop rates of C5
 
 CLAIMS = {
@@ -37,9 +48,10 @@ CLAIMS = {
     "C10": "under shift, averaging subnetworks is better calibrated than weight scaling, and a true ensemble is better still",
 }
 UNITS = {"error": "points of %", "r": "r", "fraction": "%", "L2": "L2", "nats": "nats", "brier": "Brier", "ece": "ECE points (%)",
-         "auroc": "AUROC"}  # how the report shows each unit
+         "auroc": "AUROC", "overconfidence": "points of % (confidence - accuracy)"}  # how the report shows each unit
 COLUMNS = ["claim", "statement", "study", "statistic", "unit", "test", "margin", "estimate", "ci_low", "ci_high", "method", "n",
-           "p_value", "p_adjusted", "effect_sd", "mde", "seeds_needed", "verdict", "reason"]
+           "p_value", "p_adjusted", "effect_sd", "mde", "seeds_needed", "stopped_by_patience", "verdict", "reason"]
+CONVERGED_SHARE = 0.5  # a tested claim whose study's runs mostly hit the budget is flagged
 
 
 def _by_seed(per_run: pd.Series, runs_seed: pd.Series) -> pd.Series:
@@ -183,10 +195,31 @@ def shifted(shift: pd.DataFrame) -> pd.Series:
     return shift["shift"].isin(["rotation", "corruption"]) & (shift.intensity > 0)
 
 
+def severity_bands(shift: pd.DataFrame) -> pd.Series:
+    """Band of each shifted set, by the mean test error of the weight-scaled dropout nets on it
+    (all runs pooled), with thresholds fixed in advance (MILD_FACTOR, SEVERE_ERROR): mild below
+    MILD_FACTOR x their error on the test split, severe above SEVERE_ERROR, moderate between.
+    Indexed by set name. The band orders sets by how hard they are for every method alike; the
+    methods are compared within a band, on calibration, not on the error that defines it."""
+    ws = method_rows(shift, "weight scaling", "error")
+    err = ws.groupby(["set", "run_id"])["value"].mean().groupby("set").mean()
+    clean = err.get("test")
+    sets = shift.loc[shifted(shift), "set"].unique()
+    out = {}
+    for name in sets:
+        e = err.get(name)
+        if e is None or clean is None:
+            continue
+        out[name] = "severe" if e > SEVERE_ERROR else ("mild" if e < MILD_FACTOR * clean else "moderate")
+    return pd.Series(out, dtype=object).rename_axis("set")
+
+
 def c9_values(shift: pd.DataFrame) -> dict[str, pd.Series]:
     """Per replicate, on the test split: NLL of M subnetworks (mc_shared, k = M) - of M independent
     dropout nets; Brier diversity of the independent nets - of the subnetworks; and, described, the
-    same NLL difference against the deep ensemble without dropout and at equal test-time compute."""
+    same NLL difference against the deep ensemble without dropout and at equal test-time compute,
+    and each ensemble's gain (its NLL - its members' mean NLL), which tells member strength and
+    diversity apart."""
     test = shift["set"] == "test"
 
     def v(method, metric):
@@ -198,25 +231,49 @@ def c9_values(shift: pd.DataFrame) -> dict[str, pd.Series]:
         "nll_deep": (v("subnetworks (k = M)", "nll") - v("deep ensemble", "nll")).dropna(),
         "nll_compute": (v("subnetworks (equal compute)", "nll") - v("dropout ensemble", "nll")).dropna(),
         "error": (v("subnetworks (k = M)", "error") - v("dropout ensemble", "error")).dropna(),
+        "gain_subnetworks": (v("subnetworks (k = M)", "nll") - v("subnetworks (k = M)", "member_nll")).dropna(),
+        "gain_ensemble": (v("dropout ensemble", "nll") - v("dropout ensemble", "member_nll")).dropna(),
     }
+
+
+C10_METHODS = {  # {one net, M independent nets} x {weight scaled, averaged over subnetworks}: T subnetworks in all either way
+    ("one net", "weight scaled"): "weight scaling",
+    ("one net", "subnetworks"): "subnetworks (k = T)",
+    ("M nets", "weight scaled"): "dropout ensemble",
+    ("M nets", "subnetworks"): "dropout ensemble of subnetwork averages",
+}
 
 
 def c10_values(shift: pd.DataFrame) -> dict[str, pd.Series]:
-    """Per replicate, ECE averaged over the rotated and corrupted sets: weight scaling - the
-    average of T subnetworks; that average - M independent dropout nets; described: the average -
-    the deep ensemble without dropout, and temperature-scaled weight scaling - the average."""
-    sets = shifted(shift)
+    """Per replicate and severity band (`severity_bands`), ECE averaged over the band's sets, in the
+    2 x 2 design C10_METHODS: `mode_B` = weight scaled - subnetworks for one net (the inference
+    mode at fixed independence) and `mode_M_B` for M nets; `independence_B` = one net's T
+    subnetworks - M nets each averaged over T / M (independence at a fixed mode and number of
+    subnetworks); described: `deep_B` = one net's subnetworks - the deep ensemble without dropout,
+    `ts_B` = temperature-scaled weight scaling - subnetworks, and `over_B_<cell>` each cell's
+    signed calibration (mean confidence - accuracy), for B in mild, moderate, severe."""
+    bands = severity_bands(shift)
+    out = {}
+    for band in BANDS:
+        names = bands.index[bands == band]
+        sets = shift["set"].isin(names)
+        if not sets.any():
+            continue
 
-    def v(method):
-        return replicate_values(shift, method, "ece", sets)
+        def v(method, metric="ece"):
+            return replicate_values(shift, method, metric, sets)
 
-    mc = v("subnetworks (k = T)")
-    return {
-        "ws_mc": (v("weight scaling") - mc).dropna(),
-        "mc_ensemble": (mc - v("dropout ensemble")).dropna(),
-        "mc_deep": (mc - v("deep ensemble")).dropna(),
-        "ts_mc": (v("temperature scaling") - mc).dropna(),
-    }
+        one, many = v(C10_METHODS[("one net", "subnetworks")]), v(C10_METHODS[("M nets", "subnetworks")])
+        out |= {
+            f"mode_{band}": (v(C10_METHODS[("one net", "weight scaled")]) - one).dropna(),
+            f"mode_M_{band}": (v(C10_METHODS[("M nets", "weight scaled")]) - many).dropna(),
+            f"independence_{band}": (one - many).dropna(),
+            f"deep_{band}": (one - v("deep ensemble")).dropna(),
+            f"ts_{band}": (v("temperature scaling") - one).dropna(),
+        }
+        for (nets, mode), method in C10_METHODS.items():
+            out[f"over_{band}_{nets}, {mode}"] = v(method, "overconfidence").dropna()
+    return out
 
 
 def ood_values(ood: pd.DataFrame, method: str, score: str) -> dict[str, pd.Series]:
@@ -235,7 +292,9 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     def meta(claim, study, statistic, unit="error"):
         return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit}
 
-    directional = Hypothesis("directional")
+    def directional(unit: str = "error") -> Hypothesis:
+        return Hypothesis("directional", sesoi=SESOI[unit])
+
     equivalent = Hypothesis("equivalence", equivalence_margin)
     described = Hypothesis("descriptive")
     eq = f"equivalent within +-{100 * equivalence_margin:g} points"
@@ -243,7 +302,7 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     if has("mc_vs_ws", "evaluations", "subnetworks"):
         ev = tables["mc_vs_ws"]["evaluations"]
         specs += [
-            (meta("C1", "mc_vs_ws", "mean single-subnetwork error - error of their MC average (sanity check)"), c1_values(ev, tables["mc_vs_ws"]["subnetworks"]), directional),
+            (meta("C1", "mc_vs_ws", "mean single-subnetwork error - error of their MC average (sanity check)"), c1_values(ev, tables["mc_vs_ws"]["subnetworks"]), directional()),
             (meta("C1", "mc_vs_ws", "pairwise disagreement of the subnetworks", "fraction"), mc_values(ev, "disagreement"), described),
             (meta("C2", "mc_vs_ws", f"weight-scaled error - MC-average error ({eq})"), c2_values(ev), equivalent),
             (meta("C2", "mc_vs_ws", "weight-scaled error - MC-average error (positive: the ensemble is better)"), c2_values(ev), described),
@@ -255,14 +314,14 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
         runs = tables["coadaptation"]["runs"]
         top = runs.p_drop_hidden.max()
         for layer, v in c3_values(tables["coadaptation"]["coadaptation"], runs).items():
-            specs.append((meta("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g}", "r"), v, directional))
+            specs.append((meta("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g}", "r"), v, directional("r")))
     if has("data_size", "runs"):
         runs = tables["data_size"]["runs"]
         v = c4_values(runs)
         sizes, widths = sorted(runs.train_size.unique()), sorted(runs.width.unique())
         specs += [
-            (meta("C4", "data_size", "test error without - with dropout (sizes and widths averaged)"), v["C4"], directional),
-            (meta("C4b", "data_size", f"gain of dropout at {sizes[0]} examples - at {sizes[-1]} (widths averaged)"), v["C4b"], directional),
+            (meta("C4", "data_size", "test error without - with dropout (sizes and widths averaged)"), v["C4"], directional()),
+            (meta("C4b", "data_size", f"gain of dropout at {sizes[0]} examples - at {sizes[-1]} (widths averaged)"), v["C4b"], directional()),
         ]
     if has("rate_grid", "runs"):
         best = c5_best_cell(tables["rate_grid"]["runs"])
@@ -273,34 +332,53 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
         ks = tables["keep_sweep"]["runs"]
         specs += [
             (meta("C6", "keep_sweep", "gain of widening n0 to n0 / keep with dropout - the same widening without dropout (keeps < 1 averaged)"),
-             c6_values(ks), directional),
+             c6_values(ks), directional()),
             (meta("C6", "keep_sweep", "test error at n0 - at n0 / keep, same keep, no control (keeps < 1 averaged)"), c6_values(ks, control=False), described),
         ]
     if has("placement", "evaluations"):
-        specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)"), c7_values(tables["placement"]["evaluations"]), directional))
+        specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)"), c7_values(tables["placement"]["evaluations"]), directional()))
     if has("ensemble_vs_dropout", "shift"):
         v9 = c9_values(tables["ensemble_vs_dropout"]["shift"])
         specs += [
-            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - M independently trained dropout nets", "nats"), v9["nll"], directional),
-            (meta("C9", "ensemble_vs_dropout", "Brier diversity (ambiguity), M independent dropout nets - M subnetworks", "brier"), v9["diversity"], directional),
+            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - M independently trained dropout nets", "nats"), v9["nll"], directional("nats")),
+            (meta("C9", "ensemble_vs_dropout", "Brier diversity (ambiguity), M independent dropout nets - M subnetworks", "brier"), v9["diversity"], directional("brier")),
             (meta("C9", "ensemble_vs_dropout", "test error, M subnetworks - M independent dropout nets"), v9["error"], described),
             (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - deep ensemble of M nets without dropout", "nats"), v9["nll_deep"], described),
             (meta("C9", "ensemble_vs_dropout", "test NLL, subnetworks at equal test-time compute - M independent dropout nets", "nats"), v9["nll_compute"], described),
+            (meta("C9", "ensemble_vs_dropout", "ensemble gain: test NLL of M subnetworks - their mean NLL", "nats"), v9["gain_subnetworks"], described),
+            (meta("C9", "ensemble_vs_dropout", "ensemble gain: test NLL of M independent dropout nets - their mean NLL", "nats"), v9["gain_ensemble"], described),
         ]
     if has("shift", "shift"):
         v10 = c10_values(tables["shift"]["shift"])
-        specs += [
-            (meta("C10", "shift", "ECE over rotated and corrupted sets, weight scaling - T subnetworks", "ece"), v10["ws_mc"], directional),
-            (meta("C10", "shift", "ECE over rotated and corrupted sets, T subnetworks - M independent dropout nets", "ece"), v10["mc_ensemble"], directional),
-            (meta("C10", "shift", "ECE over rotated and corrupted sets, T subnetworks - deep ensemble without dropout", "ece"), v10["mc_deep"], described),
-            (meta("C10", "shift", "ECE over rotated and corrupted sets, temperature-scaled weight scaling - T subnetworks", "ece"), v10["ts_mc"], described),
-        ]
+        for band in BANDS:
+            if f"mode_{band}" not in v10:
+                continue
+            test = directional("ece") if band in TESTED_BANDS else described
+            where = f"ECE over {band} shift"
+            specs += [
+                (meta("C10", "shift", f"{where}, one net: weight scaling - T subnetworks", "ece"), v10[f"mode_{band}"], test),
+                (meta("C10", "shift", f"{where}, T subnetworks of one net - M dropout nets averaged over T / M each", "ece"), v10[f"independence_{band}"], test),
+                (meta("C10", "shift", f"{where}, M dropout nets: weight scaled - averaged over T / M subnetworks each", "ece"), v10[f"mode_M_{band}"], described),
+                (meta("C10", "shift", f"{where}, T subnetworks - deep ensemble without dropout", "ece"), v10[f"deep_{band}"], described),
+                (meta("C10", "shift", f"{where}, temperature-scaled weight scaling - T subnetworks", "ece"), v10[f"ts_{band}"], described),
+            ]
+            specs += [(meta("C10", "shift", f"overconfidence (mean confidence - accuracy) over {band} shift, {cell}", "overconfidence"),
+                       v10[f"over_{band}_{cell}"], described) for cell in (f"{n}, {m}" for n, m in C10_METHODS)]
         if has("shift", "ood"):
             for unseen, values in ood_values(tables["shift"]["ood"], "subnetworks (k = T)", "disagreement").items():
                 specs.append((meta("C10", "shift", f"AUROC of subnetwork disagreement, test split against {unseen}", "auroc"), values, described))
     if has("data_size", "runs"):
-        specs.append((meta("C8", "data_size", f"gain of dropout at width {widths[-1]} - at width {widths[0]} (sizes averaged)"), v["C8"], directional))
+        specs.append((meta("C8", "data_size", f"gain of dropout at width {widths[-1]} - at width {widths[0]} (sizes averaged)"), v["C8"], directional()))
     return specs
+
+
+def patience_share(tables: dict[str, dict[str, pd.DataFrame]], study: str) -> float:
+    """The share of a study's runs whose training stopped by patience (NaN without a runs table
+    that says why runs stopped)."""
+    runs = tables.get(study, {}).get("runs")
+    if runs is None or "stopped_by" not in runs or runs.empty:
+        return float("nan")
+    return float((runs.stopped_by == "patience").mean())
 
 
 def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N, **margins) -> pd.DataFrame:
@@ -310,8 +388,14 @@ def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N,
         return pd.DataFrame(columns=COLUMNS)
     hyps = [h for _, _, h in specs]
     rows = decide([assess(v.to_numpy(), h) for _, v, h in specs], hyps, min_n=min_n)
-    out = [m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan")}
+    out = [m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan"),
+                    "stopped_by_patience": patience_share(tables, m["study"])}
            for (m, _, h), r in zip(specs, rows)]
+    for row in out:
+        share = row["stopped_by_patience"]
+        if row["test"] != "descriptive" and share < CONVERGED_SHARE:
+            row["reason"] = "; ".join(filter(None, [row["reason"], f"caution: only {share:.0%} of the study's runs stopped by patience, "
+                                                                      "the rest hit the training budget (arms may not be at their best)"]))
     order = {c: i for i, c in enumerate(CLAIMS)}
     df = pd.DataFrame(out)[COLUMNS]
     return df.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

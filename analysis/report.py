@@ -26,7 +26,7 @@ from harness.stats import interval
 from harness.verdicts import MIN_N, VERDICTS
 
 from . import reference
-from .claims import UNITS, claim_lines, claims_table, per_replicate
+from .claims import BANDS, CONVERGED_SHARE, MILD_FACTOR, SEVERE_ERROR, UNITS, claim_lines, claims_table, per_replicate, severity_bands
 from .labels import label_method, label_placement, sort_methods
 from .paths import ROOT, figures_dir, report_dir, tables_dir
 
@@ -42,7 +42,7 @@ STUDIES = {  # study: figures drawn from its tables
     "ensemble_vs_dropout": ["diversity"],
     "shift": ["shift", "entropy"],
 }
-PERCENT = {"error", "train_error", "test_error", "ece"}
+PERCENT = {"error", "train_error", "test_error", "ece", "overconfidence"}
 
 
 UNIT_RANGE = {"auroc", "aupr", "fpr95", "error", "ece", "disagreement", "train_error", "test_error"}  # quantities in [0, 1]
@@ -137,6 +137,12 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         at = {"test": "0 degrees"} | {f"rotation_{a}": f"{a} degrees" for a in (60, 90, 180) if f"rotation_{a}" in set(ece["set"])}
         groups = {w: ece[ece["set"] == s] for s, w in at.items()} | {"all corruptions": ece[ece["shift"] == "corruption"]}
         out = {"ECE by rotation and over corruptions (one value per replicate)": side_by_side(groups, ["method"], ["ece"], "{metric} at {group}")}
+        bands = severity_bands(sh)
+        out[f"severity bands of the shifted sets (by the weight-scaled dropout nets' error: mild below {MILD_FACTOR:g} x the clean error, "
+            f"severe above {SEVERE_ERROR:.0%})"] = bands.rename("band").reset_index().groupby("band", sort=False)["set"].agg(", ".join).reset_index()
+        by_band = {b: sh[sh["set"].isin(bands.index[bands == b])] for b in BANDS if (bands == b).any()}
+        out["ECE and overconfidence (mean confidence - accuracy) by severity band (one value per replicate)"] = side_by_side(
+            by_band, ["method"], ["ece", "overconfidence"], "{metric} {group}")
         if "ood" in t:
             ood = label_method(t["ood"])
             out["out-of-distribution detection against the test split (one value per replicate)"] = side_by_side(
@@ -179,8 +185,20 @@ def setup_line(study: str, runs: pd.DataFrame) -> str:
         f"data: {', '.join(sorted(runs.dataset.unique()))}; networks: {arch}; {trained}; "
         f"seeds: {', '.join(map(str, seeds))}; {len(runs)} runs ({(runs.status == 'ok').sum()} ok); "
         f"machine: {'; '.join(sorted(runs.machine.unique())) if 'machine' in runs else 'unknown'}; "
-        f"training time: {runs.wall_time_s.sum() / 60:.1f} min in all"
+        f"training time: {runs.wall_time_s.sum() / 60:.1f} min in all; {convergence(runs)}"
     )
+
+
+def convergence(runs: pd.DataFrame) -> str:
+    """How the study's runs stopped, and their learning rates (chosen per arm on validation)."""
+    if "stopped_by" not in runs:
+        return "stopping not recorded"
+    counts = runs.stopped_by.value_counts()
+    share = counts.get("patience", 0) / len(runs)
+    rates = ", ".join(f"{r:g} ({n} runs)" for r, n in runs.lr.value_counts().sort_index().items()) if "lr" in runs else "?"
+    flag = " (caution: most runs hit the training budget)" if share < CONVERGED_SHARE else ""
+    return (f"stopped by patience: {share:.0%} ({', '.join(f'{n} {k}' for k, n in counts.items())}){flag}; "
+            f"best epoch: median {runs.best_epoch.median():g}; learning rates chosen on validation: {rates}")
 
 
 def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
@@ -201,6 +219,7 @@ def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
         "p": [num(v) for v in claims["p_value"]], "p (Holm)": [num(v) for v in claims["p_adjusted"]],
         "effect (sd)": [num(v) for v in claims["effect_sd"]], "MDE": [num(v, k) for v, k in zip(claims["mde"], scale)],
         "seeds needed": ["-" if pd.isna(v) else ("> 100000" if v == float("inf") else f"{v:.0f}") for v in claims["seeds_needed"]],
+        "stopped by patience": ["-" if pd.isna(v) else f"{v:.0%}" for v in claims["stopped_by_patience"]],
         "verdict": claims["verdict"], "reason": claims["reason"],
     })
 
@@ -210,10 +229,10 @@ def fmt_cell(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for c in list(out.columns):
         if f"{c}_ci_low" in out.columns:
-            scale = 100 if c in PERCENT or c.startswith("ece at ") else 1
+            scale = 100 if c.split(" ")[0] in PERCENT else 1
             out[c] = [_cell(m, lo, hi, scale) for m, lo, hi in zip(out[c], out[f"{c}_ci_low"], out[f"{c}_ci_high"])]
             out = out.drop(columns=[f"{c}_ci_low", f"{c}_ci_high"])
-            if c in PERCENT or c.startswith("ece at "):
+            if c.split(" ")[0] in PERCENT:
                 out = out.rename(columns={c: f"{c} (%)"})
     return out
 
@@ -286,7 +305,10 @@ def build(profile: str) -> list[str]:
         setup = setup_line(study, t["runs"])
         md += [f"## {study}", "", doc, "", f"Setup: {setup}", ""]
         page += [f"<h2 id='{study}'>{study}</h2>", "<p>" + html.escape(doc).replace("\n\n", "</p><p>") + "</p>", f"<p class='setup'>Setup: {html.escape(setup)}</p>"]
-        for title, df in study_tables(study, t).items():
+        summaries = study_tables(study, t)
+        if "tuning" in t:
+            summaries["learning rate of each arm, chosen on validation loss (tuning runs: the arm's first seed at every rate)"] = t["tuning"].drop(columns=["run_id"])
+        for title, df in summaries.items():
             name = f"{study}__{title.split(' (')[0].replace(' ', '_')}"
             csv(name, df)
             shown = fmt_cell(df)

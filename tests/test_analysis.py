@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.claims import (
     COLUMNS, EQUIVALENCE_MARGIN, RECOMMENDED, c1_values, c2_values, c3_values, c4_values, c5_best_cell, c5_values,
-    c6_values, c7_values, c9_values, c10_values, claims_table, ood_values,
+    MILD_FACTOR, SEVERE_ERROR, c6_values, c7_values, c9_values, c10_values, claims_table, ood_values, severity_bands,
 )
 from analysis.labels import label_method
 from analysis.report import fmt_cell, show_claims, summarize
@@ -230,7 +230,7 @@ def test_methods_are_named_by_their_k():
                    ("dropout", "ensemble", 2): "dropout ensemble", ("no dropout", "ensemble", 2): "deep ensemble"}
 
 
-def test_c9_and_c10_are_per_replicate_differences():
+def test_c9_is_a_per_replicate_difference_with_the_ensemble_gains_described():
     base = {("dropout", "mc_shared", 2): 1.0, ("dropout", "mc_shared", 6): 0.5, ("dropout", "ensemble", 2): 0.7, ("no dropout", "ensemble", 2): 0.9,
             ("dropout", "weight_scaled", 0): 0.8, ("dropout", "temperature_scaled", 0): 0.6, ("dropout", "mc_shared", 4): 0.95}
 
@@ -243,12 +243,66 @@ def test_c9_and_c10_are_per_replicate_differences():
     assert np.allclose(v9["nll"], 0.3) and np.allclose(v9["nll_deep"], 0.1) and np.allclose(v9["nll_compute"], 0.25)
     # the diversity row: the independent nets' Brier diversity - the subnetworks'
     assert np.allclose(v9["diversity"], -0.3) and list(v9["nll"].index) == [0, 1, 2, 3, 4]
-    v10 = c10_values(t)  # ECE over the two rotations only (the test split is not shifted)
-    assert np.allclose(v10["ws_mc"], 0.3) and np.allclose(v10["mc_ensemble"], -0.2) and np.allclose(v10["mc_deep"], -0.4)
-    assert np.allclose(v10["ts_mc"], 0.1)
-    table = claims_table({"ensemble_vs_dropout": {"shift": t}, "shift": {"shift": t}})
+    t = t.assign(value=t.value + t.replicate.map(lambda r: 0.01 * JITTER[r]) * (t.group == "dropout") * t["mode"].eq("mc_shared"))
+    table = claims_table({"ensemble_vs_dropout": {"shift": t}})
     tested = table[table.test == "directional"].set_index("statistic")["verdict"]
-    assert list(tested) == ["supported", "contradicted", "supported", "contradicted"]
+    assert list(tested) == ["supported", "contradicted"]
+    member = t[t.metric == "nll"].assign(metric="member_nll", value=lambda d: d.value + 0.2)  # members 0.2 nats worse than their ensemble
+    v9 = c9_values(pd.concat([t, member]))
+    assert np.allclose(v9["gain_subnetworks"], -0.2) and np.allclose(v9["gain_ensemble"], -0.2)
+
+
+C10_SETS = {"test": ("none", 0.0, 0.04), "rotation_30": ("rotation", 30.0, 0.05), "rotation_60": ("rotation", 60.0, 0.2),
+            "rotation_180": ("rotation", 180.0, 0.8), "shot_noise_1": ("corruption", 1.0, 0.07)}  # weight-scaled error of each set
+C10_ECE = {("dropout", "weight_scaled", 0): 0.10, ("dropout", "mc_shared", 6): 0.06, ("dropout", "ensemble", 2): 0.08,
+           ("dropout", "ensemble_mc", 6): 0.05, ("no dropout", "ensemble", 2): 0.09, ("dropout", "temperature_scaled", 0): 0.07}
+
+
+def c10_table(replicates=5, members=2):
+    """A robustness table with T = 6, M = 2: one net's modes, ensembles of both modes, on sets of
+    known weight-scaled error; ECE by method (C10_ECE) + a set offset + replicate noise, and
+    weight scaling worse by r / 1000 in replicate r."""
+    rows = []
+    for r in range(replicates):
+        units = [(f"d{r}{m}", "dropout", mode, k, m) for m in range(members) for mode, k in
+                 [("weight_scaled", 0), ("temperature_scaled", 0), ("mc_shared", 2), ("mc_shared", 3), ("mc_shared", 6)]]
+        units += [(f"n{r}{m}", "no dropout", "weight_scaled", 0, m) for m in range(members)]
+        units += [(f"de{r}", "dropout", "ensemble", members, 0.5), (f"dm{r}", "dropout", "ensemble_mc", 6, 0.5), (f"ne{r}", "no dropout", "ensemble", members, 0.5)]
+        for run_id, group, mode, k, m in units:
+            for name, (shift, intensity, error) in C10_SETS.items():
+                offset = {"rotation_30": 0.01, "rotation_60": 0.02, "rotation_180": 0.3}.get(name, 0.0) + r / 100 + m / 100
+                ece = C10_ECE.get((group, mode, k), 0.2) + offset + (r / 1000 if mode == "weight_scaled" else 0.0)
+                for metric, v in (("error", error), ("ece", ece), ("overconfidence", -ece / 2)):
+                    rows.append((run_id, name, shift, intensity, mode, k, metric, group, r, v))
+    return pd.DataFrame(rows, columns=["run_id", "set", "shift", "intensity", "mode", "k", "metric", "group", "replicate", "value"])
+
+
+def test_severity_bands_follow_the_weight_scaled_error_with_fixed_thresholds():
+    bands = severity_bands(c10_table())
+    # clean error 0.04: mild below 0.08, severe above 0.5
+    assert bands.to_dict() == {"rotation_30": "mild", "rotation_60": "moderate", "rotation_180": "severe", "shot_noise_1": "mild"}
+    assert MILD_FACTOR == 2.0 and SEVERE_ERROR == 0.5
+
+
+def test_c10_is_a_2x2_design_tested_on_mild_and_moderate_shift():
+    t = c10_table()
+    v = c10_values(t)
+    r = np.arange(5) / 1000
+    # mild (rotation_30 and shot_noise_1): one net, weight scaled - subnetworks = 0.04 + r / 1000
+    assert np.allclose(v["mode_mild"], 0.04 + r) and np.allclose(v["mode_moderate"], 0.04 + r) and np.allclose(v["mode_severe"], 0.04 + r)
+    # independence at a fixed mode and number of subnetworks: T subnetworks of one net - M nets with T / M each
+    assert np.allclose(v["independence_mild"], 0.01) and np.allclose(v["mode_M_mild"], 0.03)
+    assert np.allclose(v["deep_moderate"], -0.03) and np.allclose(v["ts_moderate"], 0.01)
+    assert np.allclose(v["over_mild_one net, subnetworks"], -(0.06 + 0.005 + 0.005 + np.arange(5) / 100) / 2)
+    table = claims_table({"shift": {"shift": t}})
+    tested = table[table.test == "directional"]
+    assert len(tested) == 4 and tested.statistic.str.contains("mild").sum() == 2 and tested.statistic.str.contains("moderate").sum() == 2
+    assert not table[table.statistic.str.contains("severe")].test.ne("descriptive").any()
+    mode = tested[tested.statistic.str.contains("weight scaling - T subnetworks")]
+    assert (mode.verdict == "supported").all()
+    # the independence rows have zero spread here: no test, whatever the estimate
+    indep = tested[tested.statistic.str.contains("T subnetworks of one net")]
+    assert (indep.verdict == "inconclusive").all() and indep.reason.str.startswith("no spread").all() and indep.p_value.isna().all()
 
 
 def test_ood_values_are_per_replicate_and_unseen_set():
@@ -273,3 +327,16 @@ def test_claims_command_prints_one_study(tmp_path, monkeypatch, capsys):
     assert "Holm across the 4 tested rows of 2 studies" in out and "C10" in out and "C9 " not in out
     with pytest.raises(SystemExit, match="no tables of placement"):
         claims.main(["--profile", "quick", "--study", "placement"])
+
+
+def test_claims_carry_the_share_of_runs_stopped_by_patience_and_flag_budget_bound_studies():
+    runs = data_size_runs(0.05, 0.01, jitter=0.002)
+    converged = runs.assign(stopped_by="patience")
+    table = claims_table({"data_size": {"runs": converged}})
+    assert (table.stopped_by_patience == 1.0).all() and not table.reason.str.contains("caution").any()
+    budget = runs.assign(stopped_by=["patience" if i % 5 == 0 else "budget" for i in range(len(runs))])  # 20% stopped by patience
+    table = claims_table({"data_size": {"runs": budget}})
+    assert np.allclose(table.stopped_by_patience, 0.2)
+    assert table.reason.str.contains("caution: only 20% of the study's runs stopped by patience").all()
+    assert table.verdict.isin(["supported", "contradicted"]).any()  # a flag, not a different verdict
+    assert claims_table({"data_size": {"runs": runs}}).stopped_by_patience.isna().all()  # no column: not known

@@ -6,6 +6,7 @@ from harness.config import TrainConfig
 from harness.executors import run_sweep
 from harness.run import execute, load_model
 from harness.store import RunStore
+from harness.training import evaluate as real_evaluate
 from harness.training import learning_rate, momentum_at
 
 
@@ -47,7 +48,7 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(store, tiny_cfg):
 
 
 def test_select_on_val_keeps_the_best_epoch(store, tiny_cfg):
-    cfg = tiny_cfg.replace(**{"train.select_on_val": True, "train.epochs": 6})
+    cfg = tiny_cfg.replace(**{"train.select_on_val": True, "train.monitor": "val_error", "train.epochs": 6})
     rec = execute(cfg, store)
     hist = store.load_history(rec.run_id)
     best = int(hist.loc[hist["val_error"].idxmin(), "epoch"])
@@ -95,3 +96,79 @@ def test_a_fixed_step_budget_gives_every_training_size_the_same_schedule(store, 
     small, large = seen[100], seen[1000]
     assert len(small) == len(large) == 40 and small == large
     assert small[0] == tiny_cfg.train.lr and math.isclose(small[-1], tiny_cfg.train.lr * tiny_cfg.train.lr_decay ** (tiny_cfg.train.epochs * 39 / 40))
+
+
+VAL_CURVE = [2.0, 1.5, 1.2, 1.3, 1.25, 1.4, 1.1, 1.0]  # the lowest of the first six checks at epoch 3
+
+
+def scripted_validation(monkeypatch, curve):
+    """Make the validation loss of check i equal curve[i] (the training split is scored for real),
+    and keep a copy of the weights at every check."""
+    import copy
+
+    from harness import training
+
+    real, seen, states = real_evaluate, [], []
+
+    def fake(model, x, y):
+        loss, err = real(model, x, y)
+        if len(y) and x.data_ptr() == fake.val_ptr:
+            seen.append(len(seen))
+            states.append(copy.deepcopy(model.state_dict()))
+            return curve[len(seen) - 1], err
+        return loss, err
+
+    monkeypatch.setattr(training, "evaluate", fake)
+    return fake, states
+
+
+def test_patience_stops_at_a_known_epoch_and_keeps_the_best_checkpoint(monkeypatch, tiny_cfg):
+    from harness.data import load_dataset
+    from harness.models import build_model
+    from harness.training import train
+
+    data = load_dataset(tiny_cfg.data)
+    fake, states = scripted_validation(monkeypatch, VAL_CURVE)
+    fake.val_ptr = data.x_val.data_ptr()
+    cfg = tiny_cfg.replace(**{"train.epochs": 20, "train.select_on_val": True, "train.patience": 3})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, data.input_shape, data.n_classes)
+    result = train(model, data, cfg.train, seed=0)
+    # checks 4, 5 and 6 do not beat 1.2 (epoch 3): stopped by patience after epoch 6, weights of epoch 3
+    assert result.stopped_by == "patience" and result.epochs == 6 and result.best_epoch == 3
+    assert list(result.history.val_loss) == VAL_CURVE[:6]
+    assert all(torch.equal(v, states[2][k]) for k, v in model.state_dict().items())
+    assert not all(torch.equal(v, states[5][k]) for k, v in model.state_dict().items())
+    # without patience the same curve runs to the budget and keeps the best of all checks (epoch 8)
+    fake, states = scripted_validation(monkeypatch, VAL_CURVE)
+    fake.val_ptr = data.x_val.data_ptr()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, data.input_shape, data.n_classes)
+    result = train(model, data, cfg.train.__class__(**{**cfg.train.__dict__, "patience": None, "epochs": 8}), seed=0)
+    assert result.stopped_by == "budget" and result.epochs == 8 and result.best_epoch == 8
+
+
+def test_checks_every_so_many_steps_in_whole_epochs(tiny_cfg):
+    from harness.data import load_dataset
+    from harness.models import build_model
+    from harness.training import check_epochs, train
+
+    data = load_dataset(tiny_cfg.data.__class__(name="digits", train_size=100))  # one step per epoch
+    cfg = tiny_cfg.train.__class__(steps=12, check_every_steps=5, select_on_val=True)
+    assert check_epochs(cfg, 1) == 5 and check_epochs(cfg, 36) == 1 and check_epochs(TrainConfig(), 7) == 1
+    torch.manual_seed(0)
+    result = train(build_model(tiny_cfg.model, data.input_shape, data.n_classes), data, cfg, seed=0)
+    assert list(result.history.epoch) == [5, 10, 12] and list(result.history.steps) == [5, 10, 12]  # the last epoch is always checked
+
+
+def test_early_stopping_options_are_checked():
+    import pytest
+
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.patience needs train.select_on_val=true"):
+        TrainConfig(patience=3)
+    with pytest.raises(ConfigError, match="train.monitor='accuracy' is not known"):
+        TrainConfig(monitor="accuracy")
+    with pytest.raises(ConfigError, match="train.patience=0"):
+        TrainConfig(patience=0, select_on_val=True)
