@@ -146,8 +146,8 @@ def c5_values(runs: pd.DataFrame) -> pd.Series:
 def c6_values(runs: pd.DataFrame, control: bool = True) -> pd.Series:
     """Per seed, averaged over keeps below 1, a difference of differences: the gain in test error of
     widening the base width n0 to n0 / keep with dropout at that keep, minus the gain of the same
-    widening without dropout. n0 is the smallest width trained at keep 1; a seed lacking a cell
-    takes no part. With `control=False`, the rule as the story states it: the gain with dropout
+    widening without dropout. n0 is the smallest width trained at keep 1; a seed lacking a cell at
+    any keep takes no part. With `control=False`, the rule as the story states it: the gain with dropout
     alone (described beside the test)."""
     r = runs.assign(keep=(1 - runs.p_drop_hidden).round(6))
     n0 = int(r.loc[r.keep == 1.0, "width"].min())
@@ -161,7 +161,7 @@ def c6_values(runs: pd.DataFrame, control: bool = True) -> pd.Series:
     for keep, g in r[r.keep < 1].groupby("keep"):
         wide = round(n0 / keep)
         diffs.append((gain(g, wide) - gain(off, wide) if control else gain(g, wide)).rename(keep))
-    return pd.concat(diffs, axis=1).mean(axis=1).dropna() if diffs else pd.Series(dtype=float)
+    return pd.concat(diffs, axis=1).dropna().mean(axis=1) if diffs else pd.Series(dtype=float)
 
 
 def c7_values(evaluations: pd.DataFrame) -> pd.Series:
@@ -395,7 +395,7 @@ def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N,
         share = row["stopped_by_patience"]
         if row["test"] != "descriptive" and share < CONVERGED_SHARE:
             row["reason"] = "; ".join(filter(None, [row["reason"], f"caution: only {share:.0%} of the study's runs stopped by patience, "
-                                                                      "the rest hit the training budget (arms may not be at their best)"]))
+                                                                      "the rest hit the training budget or diverged (arms may not be at their best)"]))
     order = {c: i for i, c in enumerate(CLAIMS)}
     df = pd.DataFrame(out)[COLUMNS]
     return df.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

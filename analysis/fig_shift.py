@@ -10,7 +10,8 @@ from . import style
 from .labels import label_method
 from .tables import load
 
-SHOWN = ["single net", "weight scaling", "temperature scaling", "subnetworks (k = T)", "per-example masks (k = T)", "dropout ensemble", "deep ensemble"]
+SHOWN = ["single net", "weight scaling", "temperature scaling", "subnetworks (k = T)", "per-example masks (k = T)", "dropout ensemble",
+         "dropout ensemble of subnetwork averages", "deep ensemble"]
 
 
 def rotation_rows(shift: pd.DataFrame) -> pd.DataFrame:

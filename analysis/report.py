@@ -204,7 +204,7 @@ def convergence(runs: pd.DataFrame) -> str:
 def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims table for reading: estimates, intervals, margins and MDE in the unit the report
     shows (points of % for errors), p-values to 3 digits, seeds needed as a count."""
-    scale = claims["unit"].map({"error": 100.0, "fraction": 100.0, "ece": 100.0}).fillna(1.0)
+    scale = claims["unit"].map({"error": 100.0, "fraction": 100.0, "ece": 100.0, "overconfidence": 100.0}).fillna(1.0)
 
     def num(v, k=1.0):
         return "-" if pd.isna(v) else f"{v * k:.3g}"

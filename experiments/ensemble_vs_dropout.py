@@ -40,10 +40,10 @@ def evaluations(profile: str) -> Evaluations:
     shape = pick(profile, smoke=(1, 8, 8), quick=(1, 28, 28), paper=(1, 28, 28))
     settings = pick(
         profile,
-        smoke=RobustnessSettings(T=6, angles=(0, 90, 180), corruptions=("shot_noise", "centre_band"), severities=(2,)),
+        smoke=RobustnessSettings(T=6, members=2, angles=(0, 90, 180), corruptions=("shot_noise", "centre_band"), severities=(2,)),
         # the per-example idiom (4 times the cost of shared masks here) on the test split and its rotations only
-        quick=RobustnessSettings(T=20, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 3), per_example=("none", "rotation")),
-        paper=RobustnessSettings(T=100, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 2, 3)),
+        quick=RobustnessSettings(T=20, members=5, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 3), per_example=("none", "rotation")),
+        paper=RobustnessSettings(T=100, members=10, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 2, 3)),
     )
     # Fashion-MNIST joins the unseen sets where its files are in data/ (`make data`)
     return Evaluations(robustness=replace(settings, members=members(profile), unseen=unseen_available(shape)))

@@ -16,3 +16,4 @@ NAME = "shift"
 configs = _design.configs
 ensembles = _design.ensembles
 evaluations = _design.evaluations
+lr_grid = getattr(_design, "lr_grid", None)

@@ -72,6 +72,9 @@ class RobustnessSettings:
     def __post_init__(self) -> None:
         if self.T < 1 or self.members < 1:
             raise ConfigError(f"T={self.T}, members={self.members}: both must be positive")
+        if self.T % self.members:
+            # M nets averaged over T / M subnetworks each must use the T subnetworks of one net's average
+            raise ConfigError(f"T={self.T}, members={self.members}: T must be a multiple of members")
         if self.bins < 1:
             raise ConfigError(f"bins={self.bins}: must be positive")
         if self.seed < 0:

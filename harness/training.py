@@ -135,7 +135,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
 
     Dropout masks come from torch's global generator (seed it before building the model); the
     batch order comes from a generator seeded with `seed`, so a rerun is bit-identical on CPU.
-    A non-finite loss stops training with status "diverged" and the history so far. Schedules
+    A non-finite loss stops training (`stopped_by` diverged) with the history so far: with
+    `select_on_val` and a finished check the best checkpoint is kept and the status stays ok,
+    otherwise the status is "diverged". Schedules
     follow progress through the whole budget, also when patience stops training earlier, so a
     run's learning rate at a given step does not depend on when it stops.
     """
@@ -210,6 +212,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
                 break
     bar.close()
     best_epoch = rows[-1]["epoch"] if rows else None
+    if status == "diverged" and cfg.select_on_val and best[2] is not None:
+        # early stopping keeps its best checkpoint: the run is usable, and says why it stopped
+        status, message = "ok", f"{message}; kept the best checkpoint on validation (epoch {best[1]})"
     if status == "ok" and cfg.select_on_val and best[2] is not None:
         model.load_state_dict(best[2])
         best_epoch = best[1]

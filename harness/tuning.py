@@ -5,11 +5,12 @@ their dropout rates, widths or data do not share a best learning rate (a rate th
 without dropout makes a net that keeps 20% of its units unstable), so comparing them at one rate
 compares a tuned arm with an untuned one. Each arm is therefore tuned, as the papers did:
 
-1. its first seed is trained at every rate of the grid (the *tuning runs*, ordinary runs of the
-   store, with the profile's early stopping);
-2. the rate whose run ends with the lowest validation loss (at its kept checkpoint) is the arm's
-   rate: validation data only, never the test split;
-3. every seed of the arm is trained at that rate; the first seed's run is the tuning run itself.
+1. a tuning seed that is none of its replicates (TUNING_SEED) is trained at every rate of the grid
+   (the *tuning runs*, ordinary runs of the store, with the profile's early stopping);
+2. the rate whose run ends lowest on the arm's monitored validation quantity (`train.monitor`, at
+   its kept checkpoint) is the arm's rate: validation data only, never the test split;
+3. every seed of the arm is trained at that rate. No replicate is a tuning run, so the winner of
+   the choice is never one of the values compared, and every replicate is alike.
 
 `resolve` turns an experiment's configs (and ensembles) into the tuned ones once its tuning runs
 are in the store; `tuning_table` says what was chosen and from what. A grid of one rate sets that
@@ -28,7 +29,8 @@ from .config import RunConfig
 from .ensembles import Ensemble
 from .errors import ConfigError
 
-TUNING_COLUMNS = ["arm", "model", "widths", "p_drop_input", "p_drop_hidden", "train_size", "run_id", "seed", "lr", "val_loss", "val_error",
+TUNING_SEED = 2**62  # far from any study's seeds: tuning runs are never replicates
+TUNING_COLUMNS = ["arm", "model", "widths", "p_drop_input", "p_drop_hidden", "train_size", "run_id", "seed", "lr", "monitored", "val_loss", "val_error",
                   "best_epoch", "stopped_by", "status", "chosen"]
 
 
@@ -61,20 +63,16 @@ def arms(configs: list[RunConfig]) -> dict[str, list[RunConfig]]:
 
 
 def tuning_configs(configs: list[RunConfig], grid: tuple[float, ...]) -> list[RunConfig]:
-    """Every arm's first seed at every rate of the grid (nothing with a grid of one rate)."""
+    """Every arm at TUNING_SEED at every rate of the grid (nothing with a grid of one rate)."""
     if len(grid) < 2:
         return []
-    out = []
-    for runs in arms(configs).values():
-        first = min(runs, key=lambda c: c.seed)
-        out += [first.replace(**{"train.lr": lr}) for lr in grid]
-    return out
+    return [runs[0].replace(seed=TUNING_SEED, **{"train.lr": lr}) for runs in arms(configs).values() for lr in grid]
 
 
 def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd.DataFrame:
     """One row per tuning run (columns TUNING_COLUMNS; `arm` numbers the arms in order), with the
-    rate each arm chose. A diverged run counts as an infinite validation loss; ties go to the
-    smaller rate. Raises ConfigError listing the tuning runs the store lacks."""
+    rate each arm chose (`monitored`: the arm's `train.monitor` at the kept checkpoint). A diverged
+    run counts as infinitely bad; ties go to the smaller rate. Raises ConfigError listing the tuning runs the store lacks."""
     from .run import run_state
 
     tuning = tuning_configs(configs, grid)
@@ -85,18 +83,19 @@ def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd
                           "run the study first (`python -m harness run experiments/STUDY.py`), which trains them before the other seeds")
     rows = []
     for i, runs in enumerate(arms(configs).values()):
-        first = min(runs, key=lambda c: c.seed)
+        first = runs[0].replace(seed=TUNING_SEED)
         for lr in grid:
             rid = first.replace(**{"train.lr": lr}).run_id
             row = states[rid].row
-            ok = row["status"] == "ok" and math.isfinite(row["val_loss"])
+            monitored = row[first.train.monitor]
+            ok = row["status"] == "ok" and math.isfinite(monitored)
             m = first.model
             rows.append({"arm": i, "model": m.kind, "widths": "x".join(map(str, m.widths)), "p_drop_input": m.p_drop_input,
-                         "p_drop_hidden": max(m.p_drop_hidden, default=0.0), "train_size": first.data.train_size or 0, "run_id": rid, "seed": first.seed, "lr": lr, "val_loss": row["val_loss"] if ok else math.inf,
+                         "p_drop_hidden": max(m.p_drop_hidden, default=0.0), "train_size": first.data.train_size or 0, "run_id": rid, "seed": first.seed, "lr": lr, "monitored": monitored if ok else math.inf, "val_loss": row["val_loss"],
                          "val_error": row["val_error"], "best_epoch": row.get("best_epoch", 0), "stopped_by": row.get("stopped_by", ""),
                          "status": row["status"], "chosen": False})
     table = pd.DataFrame(rows, columns=TUNING_COLUMNS)
-    best = table.sort_values(["arm", "val_loss", "lr"], kind="stable").groupby("arm").head(1).index
+    best = table.sort_values(["arm", "monitored", "lr"], kind="stable").groupby("arm").head(1).index
     table.loc[best, "chosen"] = True
     return table
 

@@ -9,7 +9,8 @@ import pytest
 from analysis import report, tables
 from analysis.claims import CLAIMS, COLUMNS
 from harness.executors import run_sweep
-from harness.experiment import load_experiment
+from harness.experiment import load_experiment, resolve
+from harness.tuning import arm_key
 from harness.store import RunStore
 from harness.verdicts import MIN_N, VERDICTS
 
@@ -38,6 +39,9 @@ def suite(tmp_path_factory):
     store = RunStore(out / "runs")
     for study in STUDY_TABLES:
         exp = load_experiment(ROOT / "experiments" / f"{study}.py", "smoke")
+        if exp.tuning_configs():
+            assert not run_sweep(exp.tuning_configs(), store).failures
+        exp = resolve(exp, store)  # every config at its arm's rate
         summary = run_sweep(exp.configs, store, evaluations=exp.evaluations)
         assert not summary.failures, summary.failures
         assert tables.main([study, "--profile", "smoke"]) == 0
@@ -111,8 +115,8 @@ def test_studies_that_share_a_run_agree_on_its_evaluations(profile):
     wanted: dict[str, dict[str, tuple[str, str]]] = {}
     for study in STUDY_TABLES:
         exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
-        for cfg in exp.configs:
+        for cfg in exp.configs:  # runs are shared by arm and seed (their rate is the arm's, chosen on validation)
             for kind in exp.evaluations.kinds():
                 settings = exp.evaluations.settings_json(kind)
-                seen = wanted.setdefault(cfg.run_id, {}).setdefault(kind, (study, settings))
+                seen = wanted.setdefault((arm_key(cfg), cfg.seed), {}).setdefault(kind, (study, settings))
                 assert seen[1] == settings, f"run {cfg.run_id}: {kind} settings of {seen[0]} and {study} differ"

@@ -7,7 +7,7 @@ import pytest
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.experiment import load_experiment, resolve
-from harness.tuning import arm_key, check_grid, tuning_configs, tuning_table
+from harness.tuning import TUNING_SEED, arm_key, check_grid, tuning_configs, tuning_table
 
 EXPERIMENT = '''
 """Two arms, two seeds each, tuned over two rates."""
@@ -38,8 +38,9 @@ def test_each_arm_takes_the_rate_with_the_lowest_validation_loss(experiment, tmp
     exp = load_experiment(experiment, "smoke")
     assert exp.lr_grid == (0.001, 0.1)
     tuning = exp.tuning_configs()
-    # each arm's first seed (3) at both rates
-    assert sorted((c.seed, c.train.lr, c.model.p_drop_hidden[0]) for c in tuning) == [(3, 0.001, 0.0), (3, 0.001, 0.5), (3, 0.1, 0.0), (3, 0.1, 0.5)]
+    # each arm at the tuning seed, which is none of its replicates, at both rates
+    s = TUNING_SEED
+    assert sorted((c.seed, c.train.lr, c.model.p_drop_hidden[0]) for c in tuning) == [(s, 0.001, 0.0), (s, 0.001, 0.5), (s, 0.1, 0.0), (s, 0.1, 0.5)]
     from harness.store import RunStore
 
     store = RunStore(store_dir)
@@ -49,14 +50,13 @@ def test_each_arm_takes_the_rate_with_the_lowest_validation_loss(experiment, tmp
     out = capsys.readouterr().out
     assert "tuning the learning rate of each arm over 0.001, 0.1 on validation: 4 runs: 4 computed" in out
     table = tuning_table(exp.configs, exp.lr_grid, store)
-    assert len(table) == 4 and table.groupby("arm").chosen.sum().tolist() == [1, 1]
+    assert len(table) == 4 and table.groupby("arm").chosen.sum().tolist() == [1, 1] and set(table.seed) == {TUNING_SEED}
     for _, arm in table.groupby("arm"):  # the chosen rate has the lowest validation loss of its arm (two epochs: 0.1 beats 0.001)
-        assert arm.loc[arm.chosen, "val_loss"].item() == arm.val_loss.min() and arm.loc[arm.chosen, "lr"].item() == 0.1
+        assert arm.loc[arm.chosen, "monitored"].item() == arm.val_loss.min() and arm.loc[arm.chosen, "lr"].item() == 0.1
     tuned = resolve(exp, store)
     assert {c.train.lr for c in tuned.configs} == {0.1} and [c.seed for c in tuned.configs] == [3, 4, 3, 4]
-    # the first seed's run at the chosen rate is the tuning run itself: only seed 4 was trained after tuning
-    chosen = set(table.loc[table.chosen, "run_id"])
-    assert chosen <= {c.run_id for c in tuned.configs} and "2 computed, 2 cached" in out
+    # no replicate is a tuning run: all four replicates were trained after tuning
+    assert not set(table.run_id) & {c.run_id for c in tuned.configs} and "4 runs: 4 computed, 0 cached" in out
     assert main(["status", str(experiment), "--profile", "smoke", "--store", str(store_dir)]) == 0
     assert "4 runs: 4 done" in capsys.readouterr().out
 
