@@ -30,6 +30,7 @@ METHOD_COLORS = {  # the methods of the robustness studies (analysis.labels.METH
     "subnetworks (k = M)": PALETTE[1],
     "per-example masks (k = T)": PALETTE[3],
     "dropout ensemble": PALETTE[4],
+    "dropout ensemble of subnetwork averages": PALETTE[5],
     "deep ensemble": PALETTE[2],
 }
 
