@@ -292,8 +292,13 @@ def build(profile: str) -> list[str]:
     md += ["## Claims", "", intro, "", to_markdown(claims_show), ""]
     statements = claims.drop_duplicates("claim")[["claim", "statement"]]
     legend = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(t)}</dd>" for c, t in statements.itertuples(index=False))
+    shown = claims_show.drop(columns="statement")
+    methods = sorted(shown["method"].dropna().unique())
+    if len(methods) == 1:  # one interval method for every row: named once, so the reason column keeps its room
+        shown, intro = shown.drop(columns="method"), f"{intro} Every interval here is {methods[0]}."
     page += ["<h2>Claims</h2>", f"<p>{html.escape(intro)}</p>", f"<dl class='claims'>{legend}</dl>",
-             _html_table(claims_show.drop(columns="statement"), highlight="verdict", classes="t claims", wrap=("statistic", "reason"))]
+             _html_table(shown.rename(columns={"stopped by patience": "by patience"}), highlight="verdict", classes="t claims",
+                         wrap=("statistic", "reason"))]
     if profile == "paper":
         md += ["## Published reference numbers", "", reference.NOTE, "", to_markdown(reference.REFERENCE), ""]
         page += ["<h2>Published reference numbers</h2>", f"<p>{html.escape(reference.NOTE)}</p>", _html_table(reference.REFERENCE)]
@@ -377,7 +382,7 @@ table.t td.est{white-space:normal} table.t span.ci{white-space:nowrap}
 table.claims{font-size:0.8em} table.claims th,table.claims td{padding:3px 4px}
 table.claims td.c-unit,table.claims td.c-test{white-space:normal}
 table.claims th.c-statistic,table.claims th.c-reason{text-align:left}
-table.claims td.c-statistic{min-width:11em;max-width:24em} table.claims td.c-reason{min-width:16em;max-width:30em}
+table.claims td.c-statistic{min-width:10em;max-width:22em} table.claims td.c-reason{min-width:15em;max-width:30em}
 td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
 td.inconclusive{background:#eee} td.withheld{background:#fbe9c7} td.descriptive{color:#666}
 figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
