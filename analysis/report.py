@@ -312,7 +312,7 @@ def build(profile: str) -> list[str]:
         page += [f"<h2 id='{study}'>{study}</h2>", "<p>" + html.escape(doc).replace("\n\n", "</p><p>") + "</p>", f"<p class='setup'>Setup: {html.escape(setup)}</p>"]
         summaries = study_tables(study, t)
         if "tuning" in t:
-            summaries["learning rate of each arm, chosen on validation loss (tuning runs: the arm's first seed at every rate)"] = t["tuning"].drop(columns=["run_id"])
+            summaries["learning rate of each arm chosen on validation (tuning runs: the arm at a seed of its own at every rate of the grid)"] = t["tuning"].drop(columns=["run_id"])
         for title, df in summaries.items():
             name = f"{study}__{title.split(' (')[0].replace(' ', '_')}"
             csv(name, df)
