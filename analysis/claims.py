@@ -143,6 +143,16 @@ def c5_values(runs: pd.DataFrame) -> pd.Series:
     return (at(RECOMMENDED) - at(best)).dropna()
 
 
+def c6_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs C6's difference of differences reads: n0 and n0 / keep at every keep below 1, and
+    the same widths without dropout."""
+    r = runs.assign(keep=(1 - runs.p_drop_hidden).round(6))
+    n0 = int(r.loc[r.keep == 1.0, "width"].min())
+    keeps = sorted(set(r.keep) - {1.0})
+    wide = {round(n0 / k) for k in keeps}
+    return runs[((r.keep < 1) & ((r.width == n0) | (r.width == (n0 / r.keep).round()))) | ((r.keep == 1) & r.width.isin(wide | {n0}))]
+
+
 def c6_values(runs: pd.DataFrame, control: bool = True) -> pd.Series:
     """Per seed, averaged over keeps below 1, a difference of differences: the gain in test error of
     widening the base width n0 to n0 / keep with dropout at that keep, minus the gain of the same
@@ -289,8 +299,11 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     def has(study, *names):
         return study in tables and all(n in tables[study] and not tables[study][n].empty for n in names)
 
-    def meta(claim, study, statistic, unit="error"):
-        return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit}
+    def meta(claim, study, statistic, unit="error", runs=None):
+        """`runs`: the runs the statistic reads (default: all of the study's), for its convergence share."""
+        used = runs if runs is not None else tables.get(study, {}).get("runs")
+        return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit,
+                "stopped_by_patience": patience_share(used)}
 
     def directional(unit: str = "error") -> Hypothesis:
         return Hypothesis("directional", sesoi=SESOI[unit])
@@ -313,8 +326,9 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     if has("coadaptation", "coadaptation", "runs"):
         runs = tables["coadaptation"]["runs"]
         top = runs.p_drop_hidden.max()
+        used = runs[runs.p_drop_hidden.isin([0.0, top])]
         for layer, v in c3_values(tables["coadaptation"]["coadaptation"], runs).items():
-            specs.append((meta("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g}", "r"), v, directional("r")))
+            specs.append((meta("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g}", "r", used), v, directional("r")))
     if has("data_size", "runs"):
         runs = tables["data_size"]["runs"]
         v = c4_values(runs)
@@ -324,19 +338,25 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
             (meta("C4b", "data_size", f"gain of dropout at {sizes[0]} examples - at {sizes[-1]} (widths averaged)"), v["C4b"], directional()),
         ]
     if has("rate_grid", "runs"):
-        best = c5_best_cell(tables["rate_grid"]["runs"])
+        grid = tables["rate_grid"]["runs"]
+        best = c5_best_cell(grid)
+        used = grid[[(pi, ph) in (RECOMMENDED, best) for pi, ph in zip(grid.p_drop_input, grid.p_drop_hidden)]]
         specs.append((meta("C5", "rate_grid", f"test error at {RECOMMENDED} - at the best cell on validation {best} "
-                                              f"(non-inferior within {100 * noninferiority_margin:g} points)"),
+                                              f"(non-inferior within {100 * noninferiority_margin:g} points)", runs=used),
                       c5_values(tables["rate_grid"]["runs"]), Hypothesis("noninferiority", noninferiority_margin)))
     if has("keep_sweep", "runs"):
         ks = tables["keep_sweep"]["runs"]
         specs += [
-            (meta("C6", "keep_sweep", "gain of widening n0 to n0 / keep with dropout - the same widening without dropout (keeps < 1 averaged)"),
+            (meta("C6", "keep_sweep", "gain of widening n0 to n0 / keep with dropout - the same widening without dropout (keeps < 1 averaged)",
+                  runs=c6_runs(ks)),
              c6_values(ks), directional()),
-            (meta("C6", "keep_sweep", "test error at n0 - at n0 / keep, same keep, no control (keeps < 1 averaged)"), c6_values(ks, control=False), described),
+            (meta("C6", "keep_sweep", "test error at n0 - at n0 / keep, same keep, no control (keeps < 1 averaged)", runs=c6_runs(ks)),
+             c6_values(ks, control=False), described),
         ]
     if has("placement", "evaluations"):
-        specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)"), c7_values(tables["placement"]["evaluations"]), directional()))
+        pr = tables["placement"].get("runs")
+        used = label_placement(pr).query("placement != 'none'") if pr is not None and "p_drop_sites" in pr else None
+        specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)", runs=used), c7_values(tables["placement"]["evaluations"]), directional()))
     if has("ensemble_vs_dropout", "shift"):
         v9 = c9_values(tables["ensemble_vs_dropout"]["shift"])
         specs += [
@@ -372,10 +392,9 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     return specs
 
 
-def patience_share(tables: dict[str, dict[str, pd.DataFrame]], study: str) -> float:
-    """The share of a study's runs whose training stopped by patience (NaN without a runs table
-    that says why runs stopped)."""
-    runs = tables.get(study, {}).get("runs")
+def patience_share(runs: pd.DataFrame | None) -> float:
+    """The share of `runs` whose training stopped by patience (NaN without a runs table that says
+    why runs stopped)."""
     if runs is None or "stopped_by" not in runs or runs.empty:
         return float("nan")
     return float((runs.stopped_by == "patience").mean())
@@ -388,13 +407,12 @@ def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N,
         return pd.DataFrame(columns=COLUMNS)
     hyps = [h for _, _, h in specs]
     rows = decide([assess(v.to_numpy(), h) for _, v, h in specs], hyps, min_n=min_n)
-    out = [m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan"),
-                    "stopped_by_patience": patience_share(tables, m["study"])}
+    out = [m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan")}
            for (m, _, h), r in zip(specs, rows)]
     for row in out:
         share = row["stopped_by_patience"]
         if row["test"] != "descriptive" and share < CONVERGED_SHARE:
-            row["reason"] = "; ".join(filter(None, [row["reason"], f"caution: only {share:.0%} of the study's runs stopped by patience, "
+            row["reason"] = "; ".join(filter(None, [row["reason"], f"caution: only {share:.0%} of the runs it reads stopped by patience, "
                                                                       "the rest hit the training budget or diverged (arms may not be at their best)"]))
     order = {c: i for i, c in enumerate(CLAIMS)}
     df = pd.DataFrame(out)[COLUMNS]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.claims import (
     COLUMNS, EQUIVALENCE_MARGIN, RECOMMENDED, c1_values, c2_values, c3_values, c4_values, c5_best_cell, c5_values,
-    MILD_FACTOR, SEVERE_ERROR, c6_values, c7_values, c9_values, c10_values, claims_table, ood_values, severity_bands,
+    MILD_FACTOR, SEVERE_ERROR, c6_runs, c6_values, c7_values, c9_values, c10_values, claims_table, ood_values, severity_bands,
 )
 from analysis.labels import label_method
 from analysis.report import fmt_cell, show_claims, summarize
@@ -337,6 +337,19 @@ def test_claims_carry_the_share_of_runs_stopped_by_patience_and_flag_budget_boun
     budget = runs.assign(stopped_by=["patience" if i % 5 == 0 else "budget" for i in range(len(runs))])  # 20% stopped by patience
     table = claims_table({"data_size": {"runs": budget}})
     assert np.allclose(table.stopped_by_patience, 0.2)
-    assert table.reason.str.contains("caution: only 20% of the study's runs stopped by patience").all()
+    assert table.reason.str.contains("caution: only 20% of the runs it reads stopped by patience").all()
     assert table.verdict.isin(["supported", "contradicted"]).any()  # a flag, not a different verdict
     assert claims_table({"data_size": {"runs": runs}}).stopped_by_patience.isna().all()  # no column: not known
+
+
+def test_convergence_is_counted_over_the_runs_a_claim_reads():
+    sweep = keep_sweep_runs(0.005)
+    # the fixed-width arm at keep 0.2 (256 units), which C6 does not read, hit the budget; C6's own arms stopped by patience
+    unread = (sweep.p_drop_hidden == 0.8) & (sweep.width == 256)
+    sweep = sweep.assign(stopped_by=np.where(unread, "budget", "patience"))
+    # it reads n0 = 128 and n0 / keep at each keep, and both widths without dropout: not 640 at keep 0.5 nor 256 at keep 0.2
+    assert set(map(tuple, c6_runs(sweep)[["p_drop_hidden", "width"]].drop_duplicates().to_numpy())) == {
+        (0.0, 128), (0.0, 256), (0.0, 640), (0.5, 128), (0.5, 256), (0.8, 128), (0.8, 640)}
+    rows = claims_table({"keep_sweep": {"runs": sweep}}).set_index("test")
+    assert rows.loc["directional", "stopped_by_patience"] == 1.0
+    assert rows.loc["descriptive", "stopped_by_patience"] == 1.0
