@@ -2,7 +2,7 @@
 
 Dropout (0.2 input, 0.5 hidden) against no dropout over training sizes and hidden widths. Every run
 has the same budget of optimisation steps with the same learning-rate schedule (schedules follow
-training progress, not epochs) and is checked on validation equally often in steps (one epoch of
+training progress, not epochs) and is checked on validation about equally often in steps (one epoch of
 the largest set), so that early stopping treats small and large sets alike; each arm's learning
 rate is chosen on validation.
 """

@@ -124,7 +124,7 @@ class TrainConfig:
     that many checks without a strict improvement (`stopped_by` patience), else at the budget
     (`epochs` or `steps`; `stopped_by` budget). Checks come once per epoch, or every
     `check_every_steps` steps rounded up to whole epochs, so that runs on training sets of
-    different sizes are checked equally often in optimizer steps.
+    different sizes are checked about equally often in optimizer steps.
 
     Schedules are functions of training progress (step / total steps), updated before every step,
     so a study that fixes `steps` gives every training size the same schedule. They are stated in
