@@ -153,7 +153,7 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     if study == "placement" and "evaluations" in t:
         return {"placement and inference": mode_summary(label_placement(t["evaluations"]), ["placement"], ("error", "nll", "ece"))}
     if study == "keep_sweep":
-        r = runs.assign(keep=1 - runs.p_drop_hidden)
+        r = runs.assign(keep=(1 - runs.p_drop_hidden).round(6))
         return {"error against keep": summarize(r, ["keep", "width"], ["train_error", "test_error"])}
     if study == "data_size":
         r = runs.assign(dropout=runs.p_drop_hidden > 0)
