@@ -11,7 +11,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
-STORE ?= runs
+# the run store: STORE=dir, else $HARNESS_STORE when it is set, else runs/
+STORE ?= $(or $(HARNESS_STORE),runs)
 EXECUTOR ?= processes
 WORKERS ?=
 export HARNESS_STORE := $(abspath $(STORE))
@@ -47,7 +48,7 @@ INSTALLED := $(VENV)/.installed
 help: ## list every target
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "  make STUDY        one study's runs, tables, figures and verdicts, STUDY in: $(STUDIES)"
-	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=runs, EXECUTOR=processes|local|ray (default processes), WORKERS=N"
+	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=dir (default \$$HARNESS_STORE, else runs), EXECUTOR=processes|local|ray (default processes), WORKERS=N"
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

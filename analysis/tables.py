@@ -42,8 +42,14 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
     except ConfigError as exc:
         raise SystemExit(f"error: {study} ({profile}): {exc}") from None
     ids = [c.run_id for c in tuned.configs]
-    states = {i: run_state(store, i, tuned.evaluations, claimed={}) for i in ids}
-    # a run not trained, damaged, or whose evaluation is unfinished (tables without their settings file)
+    states = {i: run_state(store, i, tuned.evaluations, claimed={}) for i in ids}  # every file checked against its manifest
+    damaged = {i: st for i, st in states.items() if st.damage}
+    if damaged:  # never a table collected from partial data: the claims would be computed on the rest
+        listed = "\n".join(f"  run {i}: " + "; ".join(f"{name} ({what})" for name, what in st.damage.items()) for i, st in damaged.items())
+        raise SystemExit(f"error: {len(damaged)} runs of {study} ({profile}) have damaged files, so its tables are not collected:\n{listed}\n"
+                         f"repair: `python -m harness verify --repair --store {store.root}` (retrains damaged runs, computes damaged evaluations "
+                         f"again), or run `python -m harness run experiments/{study}.py --profile {profile}` again")
+    # a run not trained, or whose evaluation is unfinished (tables without their settings file)
     missing = [i for i, st in states.items() if not st.trained or st.pending.kinds()]
     if missing:
         raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack evaluations, e.g. {missing[0]}; "
@@ -61,6 +67,9 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
             out[name] = df.merge(config, on="run_id", how="left")
     if tuned.ensembles:
         out |= ensemble_tables(tuned, store, out, runs)
+    late = [why for rid, why in store.damaged.items() if rid in set(ids)]
+    if late:  # damaged since the check above (read_table skipped the file): refused as above
+        raise SystemExit(f"error: files of {study} ({profile}) were damaged while they were collected:\n" + "\n".join(f"  {why}" for why in late))
     return out
 
 
@@ -115,10 +124,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     args = ap.parse_args(argv)
+    from pyarrow.lib import ArrowException
+
+    from harness.config import PROFILES
+    from harness.errors import HarnessError
     from harness.store import RunStore
 
-    tables = collect(args.study, args.profile, RunStore(args.store))
-    write(tables, tables_dir(args.profile, args.study))
+    # checked before the store is opened (which creates its folder): a refused command writes nothing
+    known = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if not p.name.startswith("_"))
+    if args.study not in known:
+        ap.error(f"unknown study {args.study!r}; studies: {', '.join(known)}")
+    if args.profile not in PROFILES:
+        ap.error(f"--profile {args.profile!r} is not known; profiles: {', '.join(PROFILES)}")
+    try:
+        tables = collect(args.study, args.profile, RunStore(args.store))
+        write(tables, tables_dir(args.profile, args.study))
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # collect's refusals (runs missing, rates not chosen) carry their message
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
+    except (OSError, ArrowException) as exc:  # a damaged stored table, or a reports folder that cannot be written
+        where = getattr(exc, "filename", None) or "a table of the store or a file of the reports folder"
+        print(f"error: {args.study} ({args.profile}): cannot read or write {where} ({type(exc).__name__}: {exc}); "
+              f"rerun the study's sweep to repair the store (`make {args.study}`), or make {tables_dir(args.profile, args.study)} writable",
+              file=sys.stderr)
+        return 2
     print(f"{args.study} ({args.profile}): {', '.join(f'{k} {len(v)} rows' for k, v in tables.items())}")
     return 0
 

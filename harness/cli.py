@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", help="existing Ray cluster ('auto' or host:port); default: start a local one")
     r.add_argument("--task-cpus", type=float, default=1.0, help="CPUs per Ray task (default 1)")
     r.add_argument("--task-gpus", type=float, default=0.0, help="GPUs per Ray task, fractional to share a GPU (default 0)")
+    r.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="skip runs another sweep is computing (exit 1) instead of waiting for them and reading their results")
+    r.add_argument("--wait-limit", type=float, metavar="SECONDS",
+                   help="wait at most this long for runs another sweep holds, then skip them (default: until it finishes or dies)")
     _store_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -79,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--all-columns", action="store_true", help="every column, not the summary")
     ls.add_argument("--stale", action="store_true", help="only runs trained by training code that has changed since (harness/config, data, models, training)")
     ls.set_defaults(func=cmd_runs)
+
+    vf = sub.add_parser("verify", help="check every stored file against its run's manifest (like git fsck); --repair retrains or re-evaluates what is damaged")
+    vf.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    vf.add_argument("--repair", action="store_true", help="retrain damaged runs from their config.json, compute damaged evaluations again (exit 0 once the store is whole)")
+    vf.add_argument("--threads", type=int, help="torch CPU threads for repairs (default: the threads each run was trained with, for bit-identical results)")
+    vf.set_defaults(func=cmd_verify)
 
     mc = sub.add_parser("mc", help="evaluate a stored run's inference modes (weight scaling, MC subnetworks, exact) without retraining")
     mc.add_argument("run", help="run id (or a unique prefix of one); see `python -m harness runs`")
@@ -201,11 +211,53 @@ def _store(args: argparse.Namespace):
     return RunStore(args.store)
 
 
+def _existing_store(args: argparse.Namespace):
+    """The run store of a command that reads stored runs (mc, shift, coadapt, compare): a store
+    folder that does not exist is refused, not created empty."""
+    from pathlib import Path
+
+    from .store import default_root
+
+    root = Path(args.store) if args.store else default_root()
+    if str(root).strip() and not root.exists():
+        raise HarnessError(f"the run store {root} does not exist: name the folder of your runs with --store (default: $HARNESS_STORE or runs/), "
+                           "or train runs first (`python -m harness run EXPERIMENT_FILE`)")
+    return _store(args)
+
+
+def _check_out(out: str) -> None:
+    """Refuse an output path that cannot be written, before any work: a folder, or a file whose
+    folder cannot be made or written."""
+    from pathlib import Path
+
+    path = Path(out)
+    if not out.strip() or path.is_dir():
+        raise HarnessError(f"--out {out or repr(out)} is {'empty' if not out.strip() else 'a folder'}: name a file, e.g. --out compare.csv")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise HarnessError(f"--out {out}: {folder} is {'not a folder' if not folder.is_dir() else 'not writable'}; choose a writable file path")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .run import execute
+    from .store import default_root
 
     cfg = config_from_args(args)
-    rec = execute(cfg, _store(args), force=args.force)
+    root = Path(args.store) if args.store else default_root()
+    existed = root.exists()
+    try:
+        rec = execute(cfg, _store(args), force=args.force)
+    except HarnessError:  # refused (bad data, a damaged store): a store folder made for this run alone goes again
+        if not existed:
+            try:
+                root.rmdir()  # only when empty
+            except OSError:
+                pass
+        raise
     state = "loaded from the store (use --force to retrain)" if rec.cached else "trained"
     print(f"run {rec.run_id} {state}: {rec.path}")
     print(format_runs(pd.DataFrame([rec.row])))
@@ -215,14 +267,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .executors import run_sweep
+    from .executors import check_sweep_flags, run_sweep
     from .experiment import load_experiment, resolve
     from .run import Evaluations
 
     exp = load_experiment(args.experiment, args.profile)
+    check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit)  # before the store folder is made
     store = _store(args)
     sweep = dict(executor=args.executor, workers=args.workers, threads=args.threads, force=args.force, retry_failed=args.retry_failed,
-                 ray_address=args.ray_address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
+                 ray_address=args.ray_address, task_cpus=args.task_cpus, task_gpus=args.task_gpus,
+                 wait=args.wait, wait_limit_s=args.wait_limit)  # both sweeps below (tuning, then the tuned configs)
     failed = False
     tuning = exp.tuning_configs()
     if tuning:  # each arm's first seed at every rate of the grid, before the arms' other seeds
@@ -267,17 +321,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = sweep_status(configs, store, exp.evaluations if exp.tuned else Evaluations())
     counts = table["state"].value_counts()
     missing = (table["missing_evaluations"] != "").sum()
+    broken = ((table["state"] == "done") & (table["note"] != "")).sum()  # done runs note only damaged evaluation files
     print(f"experiment {exp.name} ({args.profile}): {len(table)} {what}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-          + (f"; {missing} finished runs lack evaluations" if missing else ""))
-    shown = table if args.all else table[table["state"] != "done"]
+          + (f"; {missing} finished runs lack evaluations" if missing else "")
+          + (f" ({broken} because of damaged files: the notes say which)" if broken else ""))
+    shown = table if args.all else table[(table["state"] != "done") | (table["note"] != "")]
     if not shown.empty:
         print(shown.to_string(index=False))
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from .run import run_state
+
     store = _store(args)
-    df = store.runs_table(args.experiment)
+    df = store.runs_table(args.experiment)  # warns of each run whose run.parquet is damaged, and leaves it out
+    if not df.empty:  # runs whose row reads but another run file (or the manifest) is damaged: shown as damaged
+        damaged = {rid: st.note for rid in df.run_id if (st := run_state(store, rid, claimed={})).state == "damaged"}
+        for note in damaged.values():
+            print(f"warning: {note}", file=sys.stderr)
+        df.loc[df.run_id.isin(damaged), "status"] = "damaged"
     if args.stale:
         stale = set(store.stale())
         df = df[df.run_id.isin(stale)] if not df.empty else df
@@ -290,6 +353,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     print(df.to_string(index=False) if args.all_columns else format_runs(df))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    if args.threads is not None and args.threads < 1:
+        raise HarnessError(f"--threads {args.threads}: must be a positive integer (or left out for the threads each run was trained with)")
+    return verify(_existing_store(args), do_repair=args.repair, threads=args.threads)
 
 
 def format_runs(df: pd.DataFrame) -> str:
@@ -357,6 +428,8 @@ def _finished(store, run_id: str, wanted):
     from .run import run_state
 
     st = run_state(store, run_id, wanted)
+    if st.state == "damaged":  # the note names the run, the file and the repair
+        raise HarnessError(f"{st.note}; a damaged run is never evaluated")
     if st.state != "done":
         raise HarnessError(f"run {run_id} is {st.state}{': ' + st.note if st.note else ''}; only a finished run (status ok) can be evaluated")
     return st
@@ -366,7 +439,7 @@ def cmd_mc(args: argparse.Namespace) -> int:
     from .evaluation import MCSettings, summarize
     from .run import Evaluations, check_device, evaluate_stored
 
-    store = _store(args)
+    store = _existing_store(args)
     run_id = resolve_run(store, args.run)
     settings = MCSettings(T=args.T, streams=args.streams, seed=args.seed, split=args.split, per_example=args.per_example, exact=args.exact)
     check_device(args.device)
@@ -388,7 +461,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
     from .run import Evaluations, check_device, evaluate_stored
     from .shifts import ANGLES, CORRUPTIONS, unseen_available
 
-    store = _store(args)
+    store = _existing_store(args)
     run_id = resolve_run(store, args.run)
     check_device(args.device)
     shape = load_dataset(store.load_config(run_id).data).input_shape
@@ -438,7 +511,7 @@ def cmd_coadapt(args: argparse.Namespace) -> int:
 
     wanted = Evaluations(coadapt=CoadaptSettings(args.split, args.pairs, args.seed))  # checks split and pairs
     check_device(args.device)
-    store = _store(args)
+    store = _existing_store(args)
     shown = ["mean_abs_r", "frac_abs_r_gt_0.5", "n_dead", "decov_normalized", "effective_rank", "interaction_abs_mean"]
     for run_id in _select_runs(store, args.runs, args.experiment):
         cached = not args.force and not _finished(store, run_id, wanted).pending.kinds()
@@ -458,8 +531,11 @@ def cmd_coadapt(args: argparse.Namespace) -> int:
                 print(f"  no feature grid: {exc}")
                 continue
             out = Path(args.features) / f"features_{run_id}.png"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            plt.imsave(out, grid, cmap="gray", vmin=0, vmax=1)
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                plt.imsave(out, grid, cmap="gray", vmin=0, vmax=1)
+            except OSError as exc:
+                raise HarnessError(f"--features {args.features}: cannot write {out} ({exc.strerror or exc}); choose a writable folder") from None
             print(f"  first-layer features: {out}")
     return 0
 
@@ -467,24 +543,39 @@ def cmd_coadapt(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .coadaptation import compare
 
-    store = _store(args)
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if not metrics:
+        raise HarnessError(f"--metrics {args.metrics!r}: name at least one metric, e.g. --metrics mean_abs_r,effective_rank")
+    if args.out:
+        _check_out(args.out)
+    store = _existing_store(args)
     runs = store.runs_table(args.experiment)
     if runs.empty:
         raise HarnessError(f"the store {store.root} has no runs of experiment {args.experiment!r}")
     runs = runs[runs["status"] == "ok"]
     measures = store.read_table("coadaptation", list(runs["run_id"]))
+    if store.damaged:  # never a comparison of what is left: the warnings above name each file and the repair
+        raise HarnessError(f"{len(store.damaged)} runs of experiment {args.experiment!r} have damaged files (see the warnings above); "
+                           f"repair them with `python -m harness verify --repair --store {store.root}` and compare again")
     if measures.empty:
         raise HarnessError(f"no co-adaptation tables yet: run `python -m harness coadapt --experiment {args.experiment}` first")
+    known = sorted(measures["metric"].unique())
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise HarnessError(f"--metrics: {unknown[0]!r} is not a co-adaptation metric; metrics: {', '.join(known)}")
     try:
         table = compare(measures, runs, args.by, args.baseline)
     except ValueError as exc:
-        raise HarnessError(str(exc)) from None
+        raise HarnessError(f"--by {args.by}: {exc}") from None
     if args.out:
         from .files import atomic_write
 
-        atomic_write(args.out, table.to_csv(index=False).encode())
+        try:
+            atomic_write(args.out, table.to_csv(index=False).encode())
+        except OSError as exc:
+            raise HarnessError(f"--out {args.out}: cannot write it ({exc.strerror or exc}); choose a writable file path") from None
         print(f"wrote {args.out}")
-    show = table[table.metric.isin(args.metrics.split(","))]
+    show = table[table.metric.isin(metrics)]
     cols = ["layer", "metric", args.by, "n_baseline", "n", "mean_baseline", "mean", "diff", "ci_low", "ci_high", "p_value", "test_error_baseline", "test_error"]
     print(show[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0

@@ -318,6 +318,10 @@ def compare(measures: pd.DataFrame, runs: pd.DataFrame, by: str, baseline=None) 
         raise ValueError(f"runs have no column {by!r}; columns: {', '.join(runs.columns)}")
     df = measures.merge(runs[["run_id", by, "train_error", "test_error"]], on="run_id")
     levels = sorted(df[by].unique())
+    if len(levels) < 2:
+        raise ValueError(f"the runs with co-adaptation tables have {len(levels)} value{'s' * (len(levels) != 1)} of {by} "
+                         f"({', '.join(map(repr, levels)) or 'none'}): a comparison needs at least two groups; measure runs of another "
+                         f"{by} (`python -m harness coadapt`), or choose another column with --by")
     if baseline is None:
         baseline = levels[0]
     if baseline not in levels:

@@ -90,6 +90,13 @@ class ModelConfig:
                 gib = 4 * 4 * 784 * w / 2**30
                 raise ConfigError(f"model.widths[{i}]={w}: a layer this wide needs at least {gib:,.0f} GiB for its first weight matrix "
                                   f"in training; widths are limited to {MAX_WIDTH:,}")
+        # the hidden-to-hidden matrices, under the same bound as the widest first layer allowed (784 x MAX_WIDTH)
+        hidden_weights = sum(a * b for a, b in zip(self.widths, self.widths[1:]))
+        if hidden_weights > 784 * MAX_WIDTH:
+            gib = 4 * 4 * hidden_weights / 2**30
+            raise ConfigError(f"model.widths={list(self.widths)}: the weight matrices between hidden layers hold {hidden_weights:,} weights, "
+                              f"at least {gib:,.0f} GiB in training (weights, gradients, momentum, max-norm); keep the product of "
+                              f"neighbouring widths, summed over the layers, under {784 * MAX_WIDTH:,} (e.g. 4096,4096)")
         if self.kind == "cnn" and not self.widths:
             raise ConfigError("model.widths=[]: a cnn needs at least one hidden fully connected layer")
         _check_prob("model.p_drop_input", self.p_drop_input)

@@ -202,6 +202,14 @@ def _load_idx_dataset(name: str) -> Raw:
     for xs, ys, part in ((x, y, "train"), (xt, yt, "t10k")):
         if len(xs) != len(ys):
             raise DataError(f"{name} {part} files disagree: {len(xs)} images but {len(ys)} labels")
+    for ys, key in ((y, "train_y"), (yt, "test_y")):
+        if not np.issubdtype(ys.dtype, np.integer):  # a cast would truncate 2.7 to 2 without a word
+            raise DataError(f"{paths[key]} holds {ys.dtype.name} labels: labels must be integers (IDX type 0x08, unsigned byte); "
+                            "write the labels as integers")
+    if x.shape[1:] != xt.shape[1:]:
+        raise DataError(f"{name}: {paths['train_x'].name} holds {' x '.join(map(str, x.shape[1:]))} images but {paths['test_x'].name} holds "
+                        f"{' x '.join(map(str, xt.shape[1:]))} images; training and test images must have one size: replace the files "
+                        f"in {folder} with the four files of one dataset")
     return Raw(x[:, None], y.astype(np.int64), xt[:, None], yt.astype(np.int64))
 
 
@@ -315,7 +323,8 @@ def load_raw(name: str) -> Raw:
 
 def raw_problem(raw: Raw) -> str:
     """What is wrong with parsed arrays, or "" when they are usable: examples and labels must
-    agree in number and be non-empty, labels non-negative integers, pixels finite."""
+    agree in number and be non-empty, labels non-negative integers, pixels finite; images have at
+    least one pixel and one size in both splits; every test label is a class of the training split."""
     for xs, ys, part in ((raw.x, raw.y, "training"), (raw.x_test, raw.y_test, "test")):
         if xs is None and part == "test":
             continue
@@ -324,6 +333,10 @@ def raw_problem(raw: Raw) -> str:
             return f"the {part} arrays have shapes {xs.shape} and {ys.shape}: expected (N, ...) images and (N,) labels"
         if len(xs) == 0:
             return f"the {part} split holds zero examples"
+        if math.prod(xs.shape[1:]) == 0:
+            return f"the {part} images have shape {xs.shape[1:]}: they hold no pixels"
+        if part == "test" and xs.shape[1:] != np.shape(raw.x)[1:]:
+            return f"the test images have shape {xs.shape[1:]} but the training images {np.shape(raw.x)[1:]}: both splits need one image size"
         if len(xs) != len(ys):
             return f"the {part} split has {len(xs)} examples but {len(ys)} labels"
         if not np.issubdtype(ys.dtype, np.integer):
@@ -332,7 +345,21 @@ def raw_problem(raw: Raw) -> str:
             return f"the {part} labels include {int(ys.min())}: labels must be >= 0"
         if np.issubdtype(xs.dtype, np.floating) and not np.isfinite(xs).all():
             return f"the {part} images hold {int((~np.isfinite(xs)).sum())} NaN or infinite values"
+    if raw.y_test is not None:
+        unseen = np.setdiff1d(np.asarray(raw.y_test), np.asarray(raw.y))
+        if len(unseen):
+            seen = np.unique(raw.y)
+            return (f"the test labels include {_labels(unseen)}, which no training example has (training labels: {_labels(seen)}); "
+                    "a net cannot predict a class it never saw: test and training files must come from one dataset")
     return ""
+
+
+def _labels(values: np.ndarray) -> str:
+    """Sorted labels for a message: all of them, or a range when they are many."""
+    values = np.unique(values)
+    if len(values) <= 6:
+        return ", ".join(map(str, values))
+    return f"{values[0]}..{values[-1]} ({len(values)} labels)"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -386,6 +413,12 @@ def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset
     else:
         x_test, y_test = raw.x_test, raw.y_test
     train, val = stratified_split(y, cfg.val_fraction, cfg.split_seed)
+    if len(train) == 0:
+        raise DataError(f"data.val_fraction={cfg.val_fraction} leaves no training examples: all {len(y)} non-test examples of {cfg.name} "
+                        f"go to validation (the fraction is rounded per class); use a smaller data.val_fraction (default 0.1)")
+    if cfg.val_fraction > 0 and len(val) == 0:
+        raise DataError(f"data.val_fraction={cfg.val_fraction} holds out no validation examples of {cfg.name} (the fraction of each "
+                        f"class rounds to 0 of {len(y)} non-test examples); use a larger data.val_fraction, or 0 with train.select_on_val=false")
     if cfg.train_size is not None:
         if cfg.train_size > len(train):
             raise DataError(
@@ -395,6 +428,9 @@ def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset
         train = train[stratified_subsample(y[train], cfg.train_size, cfg.split_seed)]
     x_train = x[train].astype(np.float64)
     mean, std = float(x_train.mean()), float(x_train.std())
+    if not std > 0:  # standardization divides by std: constant images would become NaN and "diverge"
+        raise DataError(f"the {len(train)} training images of {cfg.name} are constant (every value is {mean:g}): standardization divides by "
+                        f"their standard deviation, 0, and they hold nothing to learn; replace the files in {data_dir() / cfg.name} with real images")
 
     def prep(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(((a.astype(np.float64) - mean) / std).astype(np.float32)).to(device)

@@ -7,8 +7,11 @@
 All three call the same function, `run.run_task`, which returns a run's files; only this driver
 writes the store. Before dispatch the driver plans the sweep from the store (finished runs are
 cached; a run that raised before is skipped unless `retry_failed`) and claims each run it will
-compute, so two sweeps on one store never compute or write the same run. A sweep killed at any
-moment and started again computes the remaining runs only.
+compute, so two sweeps on one store never compute or write the same run. A run another live
+process has claimed is waited for once this sweep's own runs are done: when its claim goes, the
+sweep reads the result from the store, or computes the run itself if that process died or stopped
+without finishing it (`wait=False` skips such runs instead). A sweep killed at any moment and
+started again computes the remaining runs only.
 
 Results are bit-identical across executors when runs use the same number of CPU threads
 (`threads`): matrix products sum in a thread-dependent order.
@@ -20,6 +23,7 @@ import concurrent.futures as cf
 import math
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -58,6 +62,8 @@ class SweepSummary:
     failures: list[tuple[RunConfig, str]] = field(default_factory=list)
     skipped: list[tuple[RunConfig, str]] = field(default_factory=list)  # failed earlier, or claimed by another sweep
     wall_time_s: float = 0.0
+    waited: int = 0  # runs found claimed by another process and waited for
+    waited_s: float = 0.0  # time spent waiting for them
 
     @property
     def done(self) -> int:
@@ -69,9 +75,10 @@ class SweepSummary:
 
     def line(self) -> str:
         total = len(self.records) + len(self.failures) + len(self.skipped)
+        waited = f" (waited {self.waited_s:.0f} s for {self.waited} runs claimed by another process)" if self.waited else ""
         return (
             f"{total} runs: {self.done} computed, {self.cached} cached, {len(self.failures)} failed, "
-            f"{len(self.skipped)} skipped, {self.wall_time_s:.1f} s"
+            f"{len(self.skipped)} skipped, {self.wall_time_s:.1f} s{waited}"
         )
 
 
@@ -92,6 +99,24 @@ def plan(configs: list[RunConfig], store: RunStore, force: bool, retry_failed: b
     return tasks, summary
 
 
+WAIT_POLL_S = 1.0  # how often a waiting sweep looks again at the runs it waits for
+WAIT_REPORT_S = 30.0  # how often it says again which runs it waits for, while the same processes hold them
+
+
+def check_sweep_flags(executor: str, workers, threads, wait_limit_s) -> None:
+    """Refuse bad sweep flags (ConfigError) before anything is claimed, run or created: a bad flag
+    must never reach the store (the command line checks them before it opens the store)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r}; allowed values: {', '.join(EXECUTORS)}")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name}={value!r}: must be a positive integer (or left out for the default)")
+    if wait_limit_s is not None and (isinstance(wait_limit_s, bool) or not isinstance(wait_limit_s, (int, float))
+                                     or not math.isfinite(wait_limit_s) or wait_limit_s < 0):
+        raise ConfigError(f"--wait-limit {wait_limit_s!r}: must be a number of seconds >= 0 "
+                          "(or left out to wait until the other process finishes or dies)")
+
+
 def run_sweep(
     configs: list[RunConfig],
     store: RunStore,
@@ -104,19 +129,23 @@ def run_sweep(
     ray_address: str | None = None,
     task_cpus: float = 1.0,
     task_gpus: float = 0.0,
+    wait: bool = True,
+    wait_limit_s: float | None = None,
 ) -> SweepSummary:
     """Compute every run of `configs` that the store lacks, with the chosen executor.
 
     workers: parallel runs (default: CPU count); threads: torch CPU threads per run (default: all
     cores for `local`, cores / workers otherwise). A run that raises is recorded in the store with
     its error and the sweep goes on; bad input (HarnessError) stops the sweep.
+
+    wait: a run claimed by another live process is waited for once this sweep's own runs are
+    done, with a line on stderr naming the runs and who holds them. When its claim goes, the run
+    is read from the store (cached), or computed here if its owner died or stopped without
+    finishing it. The wait ends when every such claim is gone (a claim of a dead process of this
+    host is taken over), or after `wait_limit_s` seconds (default: no limit), when the runs still
+    claimed are skipped. wait=False skips them at once ("claimed by another sweep").
     """
-    if executor not in EXECUTORS:
-        raise ConfigError(f"executor={executor!r}; allowed values: {', '.join(EXECUTORS)}")
-    # checked before anything is claimed or run: a bad flag must never reach the store
-    for name, value in (("workers", workers), ("threads", threads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name}={value!r}: must be a positive integer (or left out for the default)")
+    check_sweep_flags(executor, workers, threads, wait_limit_s)
     workers = workers or os.cpu_count() or 1
     if threads is None and executor != "local":
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -124,23 +153,29 @@ def run_sweep(
     tasks, summary = plan(configs, store, force, retry_failed, evaluations)
     if tasks:
         store.check_writable()
-    mine = []
-    for task in tasks:
-        if not store.claim(task.run_id):
-            summary.skipped.append((task.cfg, f"claimed by another sweep ({store.claimed().get(task.run_id, '?')})"))
-            continue
-        # plan again under the claim: another sweep may have finished the run since the first look
-        again, seen = plan([task.cfg], store, force, retry_failed, task.evaluations)
-        if again:
-            task = again[0]
-            if task.evaluate_only:
-                task.state = (store.path(task.run_id) / "checkpoint.pt").read_bytes()
-            mine.append(task)
-        else:
-            store.release(task.run_id)
-            summary.records += seen.records
-            summary.skipped += seen.skipped
-    bar = progress_bar(total=len(mine), desc=f"sweep ({executor})", unit="run")
+    held: list[str] = []  # every run this sweep claimed: released at the end, whatever happens
+    bar = progress_bar(total=0, desc=f"sweep ({executor})", unit="run")
+
+    def take(candidates: list[Task]) -> tuple[list[Task], list[Task]]:
+        """Claim what can be claimed: (tasks to compute, tasks another process holds)."""
+        mine, others = [], []
+        for task in candidates:
+            if not store.claim(task.run_id):
+                others.append(task)
+                continue
+            held.append(task.run_id)
+            # plan again under the claim: another sweep may have finished the run since the first look
+            again, seen = plan([task.cfg], store, force, retry_failed, task.evaluations)
+            if again:
+                task = again[0]
+                if task.evaluate_only:
+                    task.state = (store.path(task.run_id) / "checkpoint.pt").read_bytes()
+                mine.append(task)
+            else:
+                store.release(task.run_id)
+                summary.records += seen.records
+                summary.skipped += seen.skipped
+        return mine, others
 
     def finished(task: Task, files: dict[str, bytes] | None, error: str | None) -> None:
         try:
@@ -159,16 +194,98 @@ def run_sweep(
         bar.update(1)
         bar.set_postfix(failed=len(summary.failures))
 
+    dispatch = {"local": _local, "processes": _processes, "ray": _ray}[executor]
+    kwargs = {"ray_address": ray_address, "task_cpus": task_cpus, "task_gpus": task_gpus} if executor == "ray" else {}
+
+    def compute(batch: list[Task]) -> None:
+        if batch:
+            bar.total += len(batch)
+            bar.refresh()
+            dispatch(batch, threads, workers, finished, **kwargs)
+
     try:
-        dispatch = {"local": _local, "processes": _processes, "ray": _ray}[executor]
-        kwargs = {"ray_address": ray_address, "task_cpus": task_cpus, "task_gpus": task_gpus} if executor == "ray" else {}
-        dispatch(mine, threads, workers, finished, **kwargs)
+        mine, others = take(tasks)
+        if others and not wait:
+            owners = store.claimed()
+            summary.skipped += [(t.cfg, f"claimed by another sweep ({owners.get(t.run_id, '?')})") for t in others]
+            others = []
+        compute(mine)
+        if others:
+            summary.waited = len(others)
+            started = time.monotonic()
+            try:
+                _wait_for(others, store, take, compute, summary, wait_limit_s, bar)
+            finally:
+                summary.waited_s = time.monotonic() - started
     finally:
-        for task in mine:  # whatever was not finished (an interrupt) is released for the next sweep
-            store.release(task.run_id)
+        for run_id in held:  # whatever was not finished (an interrupt) is released for the next sweep
+            store.release(run_id)
         bar.close()
     summary.wall_time_s = time.perf_counter() - t0
     return summary
+
+
+def _wait_for(others: list[Task], store: RunStore, take, compute, summary: SweepSummary, limit_s: float | None, bar) -> None:
+    """Poll the runs other processes hold until each can be claimed here (then it is read from
+    the store or computed, by `take` and `compute`), or until `limit_s` has passed."""
+    started = time.monotonic()
+    reported_at, reported = -math.inf, None
+    while others:
+        mine, others = take(others)
+        if mine:
+            compute(mine)
+            continue
+        if not others:
+            break
+        claimed = store.claimed()
+        owners = {t.run_id: claimed[t.run_id] for t in others if t.run_id in claimed}  # the rest were released just now
+        for t in [t for t in others if owners.get(t.run_id) == "unreadable"]:
+            others.remove(t)
+            summary.skipped.append((t.cfg, f"its claim {store.root / '.claims' / t.run_id} cannot be read by this user, so whether its "
+                                           "owner still runs cannot be told; remove the file if no sweep is computing the run"))
+        now = time.monotonic()
+        if limit_s is not None and now - started >= limit_s:
+            summary.skipped += [(t.cfg, f"still claimed by another sweep ({owners.get(t.run_id, '?')}) after waiting {limit_s:g} s (--wait-limit)")
+                                for t in others]
+            return
+        holders = set(owners.values())
+        if owners and (holders != reported or now - reported_at >= WAIT_REPORT_S):
+            bar.write(_waiting_line(owners, store), file=sys.stderr)
+            reported_at, reported = now, holders
+        time.sleep(WAIT_POLL_S)
+
+
+def _waiting_line(owners: dict[str, str], store: RunStore) -> str:
+    """Which runs a sweep waits for, grouped by the process that holds them."""
+    by_owner: dict[str, list[str]] = {}
+    for run_id, owner in owners.items():
+        by_owner.setdefault(owner, []).append(run_id)
+    parts = []
+    for owner, ids in by_owner.items():
+        shown = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
+        parts.append(f"{len(ids)} held by {_describe_owner(owner, store)}: {shown}")
+    n = len(owners)
+    return f"waiting for {n} run{'s' if n != 1 else ''} claimed by another process ({'; '.join(parts)})"
+
+
+def _describe_owner(owner: str, store: RunStore) -> str:
+    """A claim's owner ("host pid") in words: on this host, its command line."""
+    import socket
+
+    try:
+        host, pid = owner.split()
+    except ValueError:
+        return repr(owner)
+    if host != socket.gethostname():
+        return (f"process {pid} on host {host} (whether it still runs cannot be checked from here; if it is gone, "
+                f"remove its claims under {store.root / '.claims'})")
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return f"process {pid}"
+    words = [os.path.basename(a.decode(errors="replace")) if i == 0 else a.decode(errors="replace") for i, a in enumerate(argv)]
+    command = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
+    return f"process {pid} ({command[:117] + '...' if len(command) > 120 else command})"
 
 
 def _error(exc: BaseException) -> str:

@@ -66,16 +66,20 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
     make = getattr(module, "configs", None)
     if not isinstance(name, str) or not callable(make):
         raise ConfigError(f"{path} must define NAME (a string) and configs(profile) returning a list of RunConfig")
-    configs = list(_guarded(path, f"configs({profile!r})", make, profile))
+    configs = _listed(path, f"configs({profile!r})", _guarded(path, f"configs({profile!r})", make, profile), "RunConfig")
     bad = [c for c in configs if not isinstance(c, RunConfig)]
     if bad:
         raise ConfigError(f"{path}: configs() returned {type(bad[0]).__name__}, expected RunConfig")
     configs = [c.replace(profile=profile, experiment=name) for c in configs]
     evals = _guarded(path, f"evaluations({profile!r})", module.evaluations, profile) if callable(getattr(module, "evaluations", None)) else Evaluations()
+    if not isinstance(evals, Evaluations):  # refused here, before a sweep could record it as a failed run
+        raise ConfigError(f"{path}: evaluations({profile!r}) returned {type(evals).__name__}, expected harness.run.Evaluations "
+                          "(e.g. Evaluations(mc=MCSettings())); fix the experiment file")
     ids = [c.run_id for c in configs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
-    ensembles = list(_guarded(path, f"ensembles({profile!r})", module.ensembles, profile)) if callable(getattr(module, "ensembles", None)) else []
+    ensembles = (_listed(path, f"ensembles({profile!r})", _guarded(path, f"ensembles({profile!r})", module.ensembles, profile), "harness.ensembles.Ensemble")
+                 if callable(getattr(module, "ensembles", None)) else [])
     for e in ensembles:
         if not isinstance(e, Ensemble):
             raise ConfigError(f"{path}: ensembles() returned {type(e).__name__}, expected harness.ensembles.Ensemble")
@@ -105,12 +109,24 @@ def _guarded(path: Path, what: str, fn, *args):
         return fn(*args)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {what}: {exc}") from None
+    except SystemExit as exc:  # an experiment file decides nothing about the process: its exit is refused, not obeyed
+        raise ConfigError(f"{path}: {what} called sys.exit({exc.code!r}); an experiment file must not exit: remove the call, "
+                          "or raise an exception with a message") from None
     except SyntaxError as exc:
         raise ConfigError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}; fix the experiment file") from None
     except Exception as exc:
         tb = traceback.extract_tb(exc.__traceback__)
         line = next((f" (line {f.lineno})" for f in reversed(tb) if Path(f.filename).resolve() == path.resolve()), "")
         raise ConfigError(f"{path}: {what} raised {type(exc).__name__}: {exc}{line}; fix the experiment file") from None
+
+
+def _listed(path: Path, what: str, value, expected: str) -> list:
+    """What an experiment file's function returned, as a list; None, a number or a string is refused
+    by name (a list, tuple or generator of `expected` is what it must return)."""
+    if value is None or isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        hint = " (does the function lack a `return`?)" if value is None else ""
+        raise ConfigError(f"{path}: {what} returned {type(value).__name__}, expected a list of {expected}; fix the experiment file{hint}")
+    return _guarded(path, what, list, value)  # a generator runs the file's code while it is listed
 
 
 def _import(path: Path) -> ModuleType:

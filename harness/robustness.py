@@ -88,6 +88,12 @@ class RobustnessSettings:
             raise ConfigError(f"per_example={list(self.per_example)}: kinds of set are {', '.join(SHIFT_KINDS)}")
         if any(not 0 <= a <= 360 for a in self.angles):
             raise ConfigError(f"angles={list(self.angles)}: angles are degrees in [0, 360]")
+        for name in ("angles", "corruptions", "severities", "unseen", "per_example"):
+            values = list(getattr(self, name))
+            twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            if twice is not None:  # it would be evaluated twice and written as duplicate rows
+                flag = f" (`python -m harness shift --{name}`)" if name in ("angles", "corruptions", "severities") else ""
+                raise ConfigError(f"{name}={values}: {twice!r} is listed twice; list each once{flag}")
 
 
 def subnetwork_cost(model: DropoutNet) -> float:

@@ -14,7 +14,7 @@ import os
 import platform
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ from .config import FORMAT_VERSION, RunConfig
 from .data import Dataset, fingerprint, load_dataset
 from .errors import ConfigError, StoreError
 from .models import DropoutNet, build_model
-from .store import SETTINGS_SUFFIX, RunStore, load_checkpoint, provenance
+from .store import RUN_FILES, SETTINGS_SUFFIX, RunStore, load_checkpoint, provenance
 from .training import TrainResult, evaluate, train
 
 if TYPE_CHECKING:
@@ -73,15 +73,18 @@ class RunState:
     """What the store holds for one run, decided in one place (`run_state`) for the sweep planner,
     `status`, `execute`, the command line and the table collector.
 
-    state: done (trained, status ok), diverged (or another stored status), damaged (its files
-    cannot be read: retrain it), running (claimed by a live process), failed (raised before), or
-    missing; pending: the requested evaluations it lacks (only for done runs); row: its runs-table
-    row when readable; note: the message, error or owner."""
+    state: done (trained, status ok), diverged (or another stored status), damaged (a run file or
+    the manifest is missing, truncated or changed: retrain it), running (claimed by a live
+    process), failed (raised before), or missing; pending: the requested evaluations it lacks or
+    whose files are damaged (only for done runs); row: its runs-table row when readable; note: the
+    message, error or owner, or what is damaged and how to repair it; damage: {file: what is
+    wrong} of the run's damaged files (for a done run, those of requested evaluations)."""
 
     state: str
     pending: "Evaluations"
     row: dict | None = None
     note: str = ""
+    damage: dict[str, str] = field(default_factory=dict)
 
     @property
     def trained(self) -> bool:
@@ -90,17 +93,28 @@ class RunState:
 
 def run_state(store: RunStore, run_id: str, evaluations: "Evaluations" = None, claimed: dict[str, str] | None = None) -> RunState:
     """Is this run done, and which of `evaluations` are pending? `claimed` (store.claimed()) can
-    be passed in when deciding for many runs."""
+    be passed in when deciding for many runs.
+
+    Every run file, and the files of each requested evaluation, are hashed and checked against the
+    run's manifest here (about 1 ms per MB): a damaged run file or manifest makes the run damaged,
+    a damaged evaluation file makes that evaluation pending, each with a note naming the file and
+    the repair. A run folder stored before manifests existed is damaged (retrained by the next
+    sweep: see `harness.store`)."""
     evaluations = evaluations if evaluations is not None else Evaluations()
     none = Evaluations()
     if store.is_complete(run_id):
+        damage = store.damage(run_id, RUN_FILES)
+        if damage:
+            return RunState("damaged", none, None, store.damage_message(run_id, damage), damage)
         try:
             row = store.load_row(run_id)
         except StoreError as exc:
-            return RunState("damaged", none, None, str(exc))
+            return RunState("damaged", none, None, str(exc), {"run.parquet": "unreadable"})
         if row["status"] != "ok":
             return RunState(row["status"], none, row, row.get("message", ""))
-        return RunState("done", pending(store, run_id, evaluations), row, "")
+        todo, damage = _pending(store, run_id, evaluations)
+        note = store.damage_message(run_id, damage) if damage else ""
+        return RunState("done", todo, row, note, damage)
     claimed = store.claimed() if claimed is None else claimed
     if run_id in claimed:
         return RunState("running", none, None, claimed[run_id])
@@ -111,13 +125,31 @@ def run_state(store: RunStore, run_id: str, evaluations: "Evaluations" = None, c
 
 
 def pending(store: RunStore, run_id: str, evaluations: Evaluations) -> Evaluations:
-    """The evaluations a stored run does not have yet with these settings."""
-    todo = {}
+    """The evaluations a stored run does not have yet with these settings, or whose files are
+    damaged."""
+    return _pending(store, run_id, evaluations)[0]
+
+
+def _pending(store: RunStore, run_id: str, evaluations: Evaluations) -> tuple[Evaluations, dict[str, str]]:
+    """`pending`, and {file: what is wrong} for the damaged files of requested evaluations. An
+    evaluation counts only when the manifest lists it (its tables and settings file, recorded
+    last) and each of its files matches; an evaluation interrupted before it was recorded is
+    pending, not damaged."""
+    todo, damage = {}, {}
+    try:
+        recorded = store.manifest(run_id)["evaluations"] if evaluations.kinds() else {}
+    except StoreError:
+        recorded = {}
     for kind in evaluations.kinds():
-        path = store.path(run_id) / SETTINGS_FILES[kind]
-        if not (path.is_file() and path.read_text() == evaluations.settings_json(kind)):
+        names = recorded.get(kind)
+        if names is None:
             todo[kind] = getattr(evaluations, kind)
-    return Evaluations(**todo)
+            continue
+        wrong = store.damage(run_id, names)
+        damage |= wrong
+        if wrong or store.read_bytes(run_id, SETTINGS_FILES[kind]).decode() != evaluations.settings_json(kind):
+            todo[kind] = getattr(evaluations, kind)
+    return Evaluations(**todo), damage
 
 
 def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: bytes | None = None, threads: int | None = None) -> dict[str, bytes]:
@@ -224,13 +256,18 @@ def evaluate_stored(store: RunStore, run_id: str, evaluations: Evaluations, forc
         owner = store.claimed().get(run_id, "another process")
         raise StoreError(f"run {run_id} is being trained or evaluated by {owner}; try again when it has finished")
     try:
-        todo = evaluations if force else pending(store, run_id, evaluations)  # again, under the claim
+        st = run_state(store, run_id, evaluations, claimed={})  # again, under the claim
+        if st.state == "damaged":
+            raise StoreError(st.note)
+        if st.state != "done":
+            raise StoreError(f"run {run_id} is {st.state}{': ' + st.note if st.note else ''}; only a finished run (status ok) can be evaluated")
+        todo = evaluations if force else st.pending
         if not todo.kinds():
             return
         cfg = store.load_config(run_id)
         if device:
             cfg = cfg.replace(device=device)
-        state = (store.path(run_id) / "checkpoint.pt").read_bytes()
+        state = store.read_bytes(run_id, "checkpoint.pt")
         store.add_files(run_id, run_task(cfg, todo, state=state, threads=threads))
     finally:
         if took:

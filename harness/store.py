@@ -9,36 +9,52 @@
                   <kind>_settings.json  the settings those tables were computed with: removed
                                     before new tables of its kind are written and written last,
                                     so tables are trusted only when their settings file is there
+                                    and the manifest lists them all
+                  manifest.json     every other file's size and SHA-256, and which files make up
+                                    each evaluation; written last, atomically, whenever files are
+                                    added (`MANIFEST`)
 
 A run folder is built under a temporary name and renamed into place in one step, so a run killed
 at any moment leaves either a complete folder or none. Finished runs are never recomputed unless
 asked (`force`).
+
+Every read of a stored file checks the bytes read against the manifest (`read_bytes`), and
+`damage` checks a run's files without reading them for use: a run file (`RUN_FILES`) or a manifest
+that is missing, truncated or changed makes the run damaged (`harness.run.run_state`), an
+evaluation's file makes that evaluation pending. A run folder without a manifest (stored before
+manifests existed, or with its manifest lost) is damaged: the next sweep, or `python -m harness
+verify --repair`, trains it again, bit-identically on CPU with equal threads. Trusting such a
+folder on first sight would vouch for whatever damage it already has.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import platform
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
 import torch
 
 from .config import RunConfig, from_dict
 from .errors import StoreError
-from .files import TMP_SUFFIX, atomic_write, write_synced
+from .files import FILE_MODE, TMP_SUFFIX, atomic_write, create_tmp, tmp_prefix, write_synced
 
 RUN_FILES = ("config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json")
 SETTINGS_SUFFIX = "_settings.json"  # an evaluation's settings file: present only beside complete tables
+MANIFEST = "manifest.json"  # sizes and SHA-256 of the run folder's other files
+MANIFEST_VERSION = 1
 
 
 def default_root() -> Path:
@@ -80,13 +96,19 @@ class RunStore:
         return self.root / run_id
 
     def is_complete(self, run_id: str) -> bool:
-        return (self.path(run_id) / "run.parquet").is_file()
+        """Whether the run's folder was committed (folders appear only whole, renamed into place);
+        whether its files are still whole is `damage`'s question."""
+        return self.path(run_id).is_dir()
 
     def run_ids(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / "run.parquet").is_file())
+        """Every committed run folder, damaged ones included (a run whose run.parquet was lost is
+        still listed, so that it is reported and repaired rather than forgotten)."""
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
 
     def commit(self, run_id: str, write: Callable[[Path], None], force: bool = False) -> Path:
         """Call `write(folder)` on a fresh temporary folder, then move it into place atomically.
+        Unless `write` wrote the folder's manifest itself (`commit_files` does, with its evaluations),
+        every file it wrote is recorded in one, written last.
 
         Without `force`, a run that another process finished first is kept and this one dropped.
         """
@@ -94,6 +116,9 @@ class RunStore:
         tmp.mkdir()
         try:
             write(tmp)
+            if not (tmp / MANIFEST).exists():
+                written = {p.name: _entry(p.read_bytes()) for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
+                write_synced(tmp / MANIFEST, _manifest_bytes(written, {}))
             _fsync_dir(tmp)
             final = self.path(run_id)
             if final.exists():
@@ -113,61 +138,181 @@ class RunStore:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def commit_files(self, run_id: str, files: dict[str, bytes], force: bool = False) -> Path:
-        """A new run folder holding `files` ({name: bytes}), moved into place atomically."""
+        """A new run folder holding `files` ({name: bytes}: the run files, then each evaluation's
+        tables followed by its settings file) and their manifest, written last, moved into place
+        atomically. The manifest hashes the bytes given, not what the disk returns."""
 
         def write(folder: Path) -> None:
             for name, data in files.items():
                 write_synced(folder / name, data)  # on disk before the folder is renamed into place
+            entries = {name: _entry(data) for name, data in files.items()}
+            write_synced(folder / MANIFEST, _manifest_bytes(entries, evaluation_groups(files)))
 
         return self.commit(run_id, write, force=force)
 
     def add_files(self, run_id: str, files: dict[str, bytes]) -> None:
-        """Add an evaluation's files to a finished run as one unit: its settings files
-        (`*_settings.json`, which come last in `files`) are removed first, then every file is
-        written atomically in the given order. Killed or out of disk space in between, the run has
-        tables without settings, which every reader treats as a pending evaluation, never as
-        finished tables under old settings. Callers hold the run's claim."""
+        """Add evaluations' files to a finished run as one unit (`files`: each evaluation's tables,
+        then its settings file). The manifest is rewritten first without the evaluations being
+        replaced, and their settings files and old tables are removed; then every file is written
+        atomically in the given order, and the manifest recording them is written last. Killed or
+        out of disk space in between, the manifest lists none of the new files, which every reader
+        treats as a pending evaluation, never as finished tables under old settings. Callers hold
+        the run's claim; a run whose manifest is damaged is refused (it must be retrained)."""
         folder = self.path(run_id)
-        for name in files:
-            if name.endswith(SETTINGS_SUFFIX):
+        manifest = self.manifest(run_id)
+        groups = evaluation_groups(files)
+        replaced = {kind for kind, names in manifest["evaluations"].items() if kind in groups or set(names) & set(files)}
+        stale = {name for kind in replaced for name in manifest["evaluations"][kind]}
+        entries = {name: e for name, e in manifest["files"].items() if name not in stale and name not in files}
+        kept = {kind: names for kind, names in manifest["evaluations"].items() if kind not in replaced}
+        atomic_write(folder / MANIFEST, _manifest_bytes(entries, kept))
+        for name in stale | set(files):
+            if name.endswith(SETTINGS_SUFFIX) or (name in stale and name not in files):
                 (folder / name).unlink(missing_ok=True)
         _fsync_dir(folder)
         for name, data in files.items():
             atomic_write(folder / name, data)
+        entries |= {name: _entry(data) for name, data in files.items()}
+        atomic_write(folder / MANIFEST, _manifest_bytes(entries, kept | groups))
+
+    def drop_evaluation(self, run_id: str, kind: str) -> list[str]:
+        """Forget one evaluation of a run (its tables and settings file), so that the next sweep
+        computes it again: the manifest stops listing it first, then its files are removed. Returns
+        the files removed. Callers hold the run's claim."""
+        manifest = self.manifest(run_id)
+        names = manifest["evaluations"].get(kind, [])
+        entries = {name: e for name, e in manifest["files"].items() if name not in names}
+        kept = {k: v for k, v in manifest["evaluations"].items() if k != kind}
+        atomic_write(self.path(run_id) / MANIFEST, _manifest_bytes(entries, kept))
+        for name in names:
+            (self.path(run_id) / name).unlink(missing_ok=True)
+        return names
+
+    def drop_file(self, run_id: str, name: str) -> None:
+        """Forget one file that belongs to no evaluation (a table added by `write_table`)."""
+        manifest = self.manifest(run_id)
+        entries = {n: e for n, e in manifest["files"].items() if n != name}
+        atomic_write(self.path(run_id) / MANIFEST, _manifest_bytes(entries, manifest["evaluations"]))
+        (self.path(run_id) / name).unlink(missing_ok=True)
+
+    def remove_run(self, run_id: str) -> None:
+        """Remove a run folder (moved aside in one step, then deleted), so that the next sweep that
+        lists the run trains it. Callers hold the run's claim."""
+        trash = self.root / f".trash-{run_id}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        os.replace(self.path(run_id), trash)
+        _fsync_dir(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -- the manifest: what every read is checked against ---------------------------------------------
+
+    def manifest(self, run_id: str) -> dict:
+        """The run's manifest: {"files": {name: {"size", "sha256"}}, "evaluations": {kind: [file
+        names, the settings file last]}}; a StoreError naming the run and the repair when it is
+        missing or damaged (which makes the whole run damaged)."""
+        manifest, what = self._load_manifest(run_id)
+        if manifest is None:
+            raise StoreError(self.damage_message(run_id, {MANIFEST: what}))
+        return manifest
+
+    def _load_manifest(self, run_id: str) -> tuple[dict | None, str | None]:
+        try:
+            data = (self.path(run_id) / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            return None, "missing: stored before manifests existed, or lost"
+        except OSError as exc:
+            return None, f"unreadable: {exc.strerror}"
+        try:
+            return _parse_manifest(data), None
+        except ValueError as exc:
+            return None, str(exc)
+
+    def damage(self, run_id: str, names: Iterable[str] | None = None) -> dict[str, str]:
+        """{file: what is wrong} for `names` of the run's folder (default: the run files and every
+        file its manifest lists), each hashed from disk and checked against the manifest; {MANIFEST:
+        what} alone when the manifest itself is missing or damaged. Empty when all are whole."""
+        manifest, what = self._load_manifest(run_id)
+        if manifest is None:
+            return {MANIFEST: what}
+        out = {}
+        for name in names if names is not None else dict.fromkeys([*RUN_FILES, *manifest["files"]]):
+            problem = _check_file(self.path(run_id) / name, manifest["files"].get(name))
+            if problem:
+                out[name] = problem
+        return out
+
+    def damage_message(self, run_id: str, damage: dict[str, str], manifest: dict | None = None) -> str:
+        """What is wrong with a run's files and how to repair it, for users: the run is retrained
+        when a run file or its manifest is damaged, an evaluation is computed again when one of its
+        files is."""
+        (first, what), *rest = damage.items()
+        also = "".join(f", and {name} ({w})" for name, w in rest)
+        verify = f"`python -m harness verify --repair --store {shlex.quote(str(self.root))}`"
+        if manifest is None and first not in (*RUN_FILES, MANIFEST):
+            manifest, _ = self._load_manifest(run_id)
+        kind = next((k for k, names in (manifest or {}).get("evaluations", {}).items() if first in names), None)
+        if first in RUN_FILES or first == MANIFEST:
+            fix = f"; repair: {verify} retrains the run, as does running its sweep again (or retrain the run with --force)"
+        elif kind is not None:
+            fix = f", so its {kind} evaluation is pending; repair: {verify} computes it again, as does running its sweep again"
+        else:
+            fix = f"; repair: {verify} removes it"
+        return f"run {run_id}: {first} is damaged ({what}){also}{fix}"
+
+    def read_bytes(self, run_id: str, name: str) -> bytes:
+        """One file of a run, checked against the run's manifest (size, then the SHA-256 of the
+        bytes read); a StoreError naming the run, the file, what is wrong and the repair when it is
+        missing, truncated, changed or not recorded, or when the manifest is damaged."""
+        manifest = self.manifest(run_id)
+        try:
+            data = (self.path(run_id) / name).read_bytes()
+        except FileNotFoundError:
+            problem = "missing"
+        except OSError as exc:
+            problem = f"unreadable: {exc.strerror}"
+        else:
+            problem = _compare(len(data), lambda: hashlib.sha256(data).hexdigest(), manifest["files"].get(name))
+        if problem:
+            raise StoreError(self.damage_message(run_id, {name: problem}, manifest))
+        return data
 
     # -- claims and failures: what lets sweeps resume and run side by side ---------------------------
 
     def claim(self, run_id: str) -> bool:
-        """Take the run for this process (an exclusive file under .claims/). False when a live
-        process holds it; a claim left by a dead process of this host is taken over."""
+        """Take the run for this process: a claim file under .claims/ naming its owner ("host pid").
+        False when a live process holds it. A claim left by a dead process of this host, and debris
+        (an empty or garbled claim file, as an older harness left when killed or out of disk space
+        while writing one), are taken over under the claims lock.
+
+        The claim is written whole: its text goes to a temporary file first, which is then
+        hard-linked onto the claim's name. The link fails when that name exists, so exactly one
+        process wins, and a claim file is either complete or absent."""
         folder = self.root / ".claims"
         folder.mkdir(exist_ok=True)
         path = folder / run_id
         me = _me()
         for _ in range(3):
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                if _publish_claim(path, me):
+                    return True
             except FileExistsError:
-                if self._remove_claim_if(path, lambda owner: _stale_claim(owner) or owner == me):
-                    continue
-                return False
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            return True
+                pass
+            if self._remove_claim_if(path, lambda owner: _stale_claim(owner) or owner == me):
+                continue
+            return False
         return False
 
     def _remove_claim_if(self, path: Path, condition: Callable[[str], bool]) -> bool:
-        """Remove a claim file when `condition(owner)` holds, reading and removing it under the
-        claims lock: without the lock, two processes that both read a dead owner could each remove
-        the claim the other has just taken. True when the file is gone (removed, or released)."""
+        """Remove a claim file when it is debris (empty or garbled) or `condition(owner)` holds,
+        reading and removing it under the claims lock: without the lock, two processes that both
+        read a dead owner could each remove the claim the other has just taken. True when the file
+        is gone (removed, or released)."""
         with _ClaimsLock(path.parent):
-            try:
-                owner = path.read_text()
-            except FileNotFoundError:
+            owner = _read_owner(path)
+            if owner is None:
                 return True
-            except OSError:
-                return False
-            if not condition(owner):
+            if owner is _UNREADABLE:
+                return False  # whose it is cannot be told: never taken over
+            if _owner_fields(owner) is not None and not condition(owner):
                 return False
             _pause_for_tests("takeover")
             path.unlink(missing_ok=True)
@@ -175,36 +320,33 @@ class RunStore:
 
     def holds(self, run_id: str) -> bool:
         """Whether this process holds the run's claim."""
-        try:
-            return (self.root / ".claims" / run_id).read_text() == _me()
-        except OSError:
-            return False
+        return _read_owner(self.root / ".claims" / run_id) == _me()
 
     def release(self, run_id: str) -> None:
         """Drop this process's claim on a run; a claim another process holds is left alone."""
         path = self.root / ".claims" / run_id
-        try:
-            if path.read_text() == _me():
-                path.unlink(missing_ok=True)
-        except OSError:
-            pass
+        if _read_owner(path) == _me():
+            path.unlink(missing_ok=True)
 
     def claimed(self) -> dict[str, str]:
-        """{run_id: "host pid"} of claims held now (claims of dead processes of this host are
-        removed on the way)."""
+        """{run_id: "host pid"} of claims held now. Claims of dead processes of this host, and
+        debris, are removed on the way; a claim file this user cannot read is listed as
+        "unreadable"."""
         folder = self.root / ".claims"
         out = {}
         for p in folder.iterdir() if folder.is_dir() else []:
             if p.name.startswith("."):
                 continue
-            try:
-                owner = p.read_text()
-            except OSError:
+            owner = _read_owner(p)
+            if owner is None:
                 continue
-            if _stale_claim(owner):
-                self._remove_claim_if(p, _stale_claim)
-            else:
-                out[p.name] = owner
+            if owner is not _UNREADABLE and (_owner_fields(owner) is None or _stale_claim(owner)):
+                if self._remove_claim_if(p, _stale_claim):
+                    continue
+                owner = _read_owner(p)  # taken by a live process meanwhile
+                if owner is None:
+                    continue
+            out[p.name] = "unreadable" if owner is _UNREADABLE else owner
         return out
 
     def record_failure(self, run_id: str, config: dict, error: str) -> None:
@@ -214,7 +356,13 @@ class RunStore:
 
     def failure(self, run_id: str) -> str | None:
         path = self.root / ".failed" / f"{run_id}.json"
-        return json.loads(path.read_text())["error"] if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return str(json.loads(path.read_bytes())["error"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: not UTF-8 or not JSON
+            raise StoreError(f"run {run_id}: its failure record {path} is damaged ({type(exc).__name__}); delete it "
+                             f"(`rm {path}`) and the run is tried again") from None
 
     def clear_failure(self, run_id: str) -> None:
         (self.root / ".failed" / f"{run_id}.json").unlink(missing_ok=True)
@@ -222,44 +370,58 @@ class RunStore:
     # -- reading ------------------------------------------------------------------------------------
 
     def load_config(self, run_id: str) -> RunConfig:
-        d = json.loads((self.path(run_id) / "config.json").read_text())
-        return from_dict(d["config"])
+        path = self.path(run_id) / "config.json"
+        try:
+            return from_dict(json.loads(self.read_bytes(run_id, path.name))["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: not UTF-8, not JSON, or a ConfigError
+            raise StoreError(f"run {run_id}: {path.name} is damaged or missing ({type(exc).__name__}); retrain the run: "
+                             f"`python -m harness run EXPERIMENT_FILE --force`, or delete {self.path(run_id)} and run the sweep again") from None
 
     def load_state(self, run_id: str, device: str | torch.device = "cpu") -> dict:
-        return load_checkpoint((self.path(run_id) / "checkpoint.pt").read_bytes(), run_id, self.path(run_id), device)
+        return load_checkpoint(self.read_bytes(run_id, "checkpoint.pt"), run_id, self.path(run_id), device)
 
     def load_history(self, run_id: str) -> pd.DataFrame:
-        return pd.read_parquet(self.path(run_id) / "history.parquet")
+        return self._read(run_id, "history")
 
     def load_row(self, run_id: str) -> dict:
         return self._read(run_id, "run").iloc[0].to_dict()
 
     def _read(self, run_id: str, name: str) -> pd.DataFrame:
-        """One table of one run; a damaged file names the run and how to replace it."""
-        path = self.path(run_id) / f"{name}.parquet"
+        """One table of one run, checked against the manifest; a damaged file names the run, the
+        file and how to repair it."""
+        data = self.read_bytes(run_id, f"{name}.parquet")
         try:
-            return pd.read_parquet(path)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # pyarrow raises ArrowInvalid (and others) for truncated files
-            raise StoreError(f"run {run_id}: {path.name} is damaged ({type(exc).__name__}); "
+            return pd.read_parquet(io.BytesIO(data))
+        except Exception as exc:  # recorded whole but unreadable (written by another pyarrow?): pyarrow raises ArrowInvalid and others
+            raise StoreError(f"run {run_id}: {name}.parquet cannot be read ({type(exc).__name__}); "
                              f"retrain the run with --force, or delete {self.path(run_id)} and run the sweep again") from None
 
     def write_table(self, run_id: str, name: str, df: pd.DataFrame) -> Path:
-        """Add or replace one table of a finished run, atomically."""
+        """Add or replace one table of a finished run, atomically, and record it in the manifest
+        (as a table of no evaluation: an evaluation that listed it is forgotten)."""
         path = self.path(run_id) / f"{name}.parquet"
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
+        manifest = self.manifest(run_id)
+        kept = {kind: names for kind, names in manifest["evaluations"].items() if path.name not in names}
         atomic_write(path, buf.getvalue())
+        atomic_write(self.path(run_id) / MANIFEST, _manifest_bytes(manifest["files"] | {path.name: _entry(buf.getvalue())}, kept))
         return path
 
     def read_table(self, name: str, run_ids: list[str] | None = None) -> pd.DataFrame:
-        """Concatenate one table over runs (all complete runs by default); runs without it are
-        skipped. A run whose file is damaged is skipped too, named in `self.damaged` and in a
-        warning on stderr, so one bad file does not hide the rest of the store."""
+        """Concatenate one table over runs (all complete runs by default), each run's file checked
+        against its manifest; runs that have no such table (neither on disk nor in their manifest)
+        are skipped. A run whose file is damaged (missing while recorded, truncated, changed, or
+        not recorded) is skipped too, named in `self.damaged` and in a warning on stderr, so one
+        bad file does not hide the rest of the store; callers that must not work on partial data
+        check `run_state` first (the table collector does)."""
         frames = []
         for rid in run_ids if run_ids is not None else self.run_ids():
-            if (self.path(rid) / f"{name}.parquet").is_file():
+            if not self.path(rid).is_dir():
+                continue
+            manifest, _ = self._load_manifest(rid)
+            listed = manifest is None or f"{name}.parquet" in manifest["files"]  # a damaged manifest: reported below
+            if listed or (self.path(rid) / f"{name}.parquet").exists():
                 try:
                     frames.append(self._read(rid, name))
                 except StoreError as exc:
@@ -274,8 +436,8 @@ class RunStore:
         out = []
         for rid in self.run_ids():
             try:
-                recorded = json.loads((self.path(rid) / "provenance.json").read_text()).get("training_code")
-            except (OSError, ValueError):
+                recorded = json.loads(self.read_bytes(rid, "provenance.json")).get("training_code")
+            except (StoreError, ValueError, AttributeError):  # damaged: not known to be fresh
                 recorded = None
             if recorded != now:
                 out.append(rid)
@@ -302,6 +464,79 @@ class RunStore:
             writer = p.name[: -len(TMP_SUFFIX)].rsplit("-", 2)
             if len(writer) == 3 and writer[0].endswith(f".{host}") and writer[1].isdigit() and not _pid_alive(int(writer[1])):
                 p.unlink(missing_ok=True)
+
+
+def evaluation_groups(names: Iterable[str]) -> dict[str, list[str]]:
+    """{kind: its files} from a run folder's file names in write order: each evaluation's tables,
+    then its settings file `<kind>_settings.json`. Run files belong to no evaluation."""
+    groups: dict[str, list[str]] = {}
+    current: list[str] = []
+    for name in names:
+        if name in RUN_FILES or name == MANIFEST:
+            continue
+        current.append(name)
+        if name.endswith(SETTINGS_SUFFIX):
+            groups[name[: -len(SETTINGS_SUFFIX)]] = current
+            current = []
+    return groups
+
+
+def _entry(data: bytes) -> dict:
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _manifest_bytes(files: dict[str, dict], evaluations: dict[str, list[str]]) -> bytes:
+    """A manifest's bytes. Its checksum covers the rest, so a change anywhere in the manifest
+    (even one that leaves valid JSON) makes it damaged rather than a different promise."""
+    body = {"files": files, "evaluations": evaluations}
+    checksum = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return json.dumps({"version": MANIFEST_VERSION, **body, "checksum": checksum}, indent=1, sort_keys=True).encode()
+
+
+def _parse_manifest(data: bytes) -> dict:
+    """The manifest in `data`; ValueError saying what is wrong with it."""
+    try:
+        m = json.loads(data)
+    except ValueError:  # not UTF-8, or not JSON
+        raise ValueError(f"not valid JSON ({len(data):,} bytes)") from None
+    if not isinstance(m, dict) or m.get("version") != MANIFEST_VERSION or not isinstance(m.get("files"), dict) or not isinstance(m.get("evaluations"), dict):
+        raise ValueError("not a manifest of this harness")
+    body = {"files": m["files"], "evaluations": m["evaluations"]}
+    if hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest() != m.get("checksum"):
+        raise ValueError("changed: its checksum does not match its contents")
+    return body
+
+
+def _compare(size: int, digest: Callable[[], str], entry: dict | None) -> str | None:
+    """What is wrong with a file of `size` bytes against its manifest entry (None: whole);
+    `digest` (its SHA-256, hex) is computed only when the sizes agree."""
+    if entry is None:
+        return "not in the run's manifest"
+    if size < entry["size"]:
+        return f"truncated: {size:,} of {entry['size']:,} bytes"
+    if size > entry["size"]:
+        return f"{size:,} bytes where {entry['size']:,} were recorded"
+    if digest() != entry["sha256"]:
+        return "changed: its SHA-256 differs from the manifest's"
+    return None
+
+
+def _check_file(path: Path, entry: dict | None) -> str | None:
+    """`_compare` for a file on disk, hashed in 1 MiB pieces."""
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    try:
+        if not path.is_file():
+            return "missing" if not path.exists() else "not a file"
+        return _compare(path.stat().st_size, digest, entry)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
 
 
 def load_checkpoint(state: bytes, run_id: str, folder: Path | str = "", device: str | torch.device = "cpu") -> dict:
@@ -378,7 +613,10 @@ class _ClaimsLock:
     def __enter__(self) -> "_ClaimsLock":
         import fcntl
 
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR)
+        try:  # FILE_MODE less the umask, so that other users sharing the store can lock it too
+            self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+        except PermissionError:  # another user's lock file: flock needs only a descriptor
+            self.fd = os.open(self.path, os.O_RDONLY)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
@@ -409,12 +647,64 @@ def _me() -> str:
 
 
 def _stale_claim(owner: str) -> bool:
-    """A claim ("host pid") whose process is known to be gone: same host, no such process."""
+    """A claim ("host pid") whose process is known to be gone: same host, no such process. (A
+    garbled owner is debris, not stale: see `_owner_fields`.)"""
+    fields = _owner_fields(owner)
+    return fields is not None and fields[0] == socket.gethostname() and not _pid_alive(fields[1])
+
+
+def _owner_fields(owner: str) -> tuple[str, int] | None:
+    """(host, pid) of a claim's text; None for debris (empty or garbled: claims are written
+    whole, so a claim being written is never seen half-way)."""
+    parts = owner.split()
+    if len(parts) != 2 or not (parts[1].isascii() and parts[1].isdigit()) or int(parts[1]) <= 0:
+        return None
+    return parts[0], int(parts[1])
+
+
+_UNREADABLE = object()  # what _read_owner returns for a claim file that exists but cannot be read
+
+
+def _read_owner(path: Path) -> str | None | object:
+    """A claim file's text (non-UTF-8 bytes replaced, so such debris parses as garbled); None when
+    there is no claim; _UNREADABLE when the file cannot be read (permissions, a folder)."""
     try:
-        host, pid = owner.split()
-        return host == socket.gethostname() and not _pid_alive(int(pid))
-    except ValueError:
-        return False  # being written by its owner right now
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _UNREADABLE
+
+
+def _publish_claim(path: Path, owner: str) -> bool:
+    """Create the claim `path` holding `owner`, complete: the text is written to a temporary file
+    (mode 0o666 less the umask) that is then hard-linked onto `path`. FileExistsError when a claim
+    is there. True when the claim is ours.
+
+    Where the file system has no hard links, the claim is created with O_EXCL and written, then
+    read back under the claims lock: debris is removed only under that lock, so a claim taken for
+    debris in the moment between its creation and its write is noticed (False), never held twice."""
+    fd, tmp = create_tmp(path.parent, tmp_prefix(path.name))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(owner.encode())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+    try:
+        os.write(fd, owner.encode())
+    finally:
+        os.close(fd)
+    with _ClaimsLock(path.parent):
+        return _read_owner(path) == owner
 
 
 def _pid_alive(pid: int) -> bool:
@@ -424,7 +714,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (killed, not yet reaped by its parent) is gone too
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _fsync_dir(path: Path) -> None:

@@ -78,6 +78,9 @@ def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd
     tuning = tuning_configs(configs, grid)
     states = {c.run_id: run_state(store, c.run_id, claimed={}) for c in tuning}
     lacking = [rid for rid, st in states.items() if st.row is None]
+    damaged = [st.note for st in states.values() if st.state == "damaged"]
+    if damaged:  # the note names the run, the file and the repair
+        raise ConfigError(f"{len(damaged)} tuning runs (learning rate per arm) have damaged files, e.g. {damaged[0]}")
     if lacking:
         raise ConfigError(f"{len(lacking)} tuning runs (learning rate per arm) are not in the store {store.root}, e.g. {lacking[0]}; "
                           "run the study first (`python -m harness run experiments/STUDY.py`), which trains them before the other seeds")

@@ -97,7 +97,7 @@ def test_a_damaged_checkpoint_names_the_run_and_the_fix(store, tiny_cfg, capsys)
     rid = execute(tiny_cfg, store).run_id
     ckpt = store.path(rid) / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: len(ckpt.read_bytes()) // 2])
-    with pytest.raises(StoreError, match=f"checkpoint of run {rid} is damaged"):
+    with pytest.raises(StoreError, match=f"run {rid}: checkpoint.pt is damaged"):
         store.load_state(rid)
     assert main(["mc", rid, "--T", "2", "--streams", "1", "--store", str(store.root)]) == 2
     err = capsys.readouterr().err
@@ -387,7 +387,7 @@ def test_a_run_trained_on_other_data_is_another_run(tmp_path, monkeypatch, store
 
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))
     _mnist_files(tmp_path / "data" / "mnist")
-    cfg = RunConfig(experiment="t").replace(**{"data.name": "mnist", "model.widths": [8], "train.epochs": 1})
+    cfg = RunConfig(experiment="t").replace(**{"data.name": "mnist", "model.widths": [8], "train.epochs": 1, "data.val_fraction": 0.0})  # 40 examples: too few for a validation split
     first = execute(cfg, store)
     prov = json.loads((store.path(first.run_id) / "provenance.json").read_text())
     assert prov["data_fingerprint"].startswith("40+20:") and prov["training_code"]
@@ -405,14 +405,12 @@ def test_studies_share_identical_runs_and_keep_their_labels(store, tiny_cfg):
     assert len(store.run_ids()) == 1
 
 
-def test_runs_stale_lists_runs_of_changed_training_code(store, tiny_cfg, capsys):
-    import json
-
-    old = execute(tiny_cfg, store).run_id
+def test_runs_stale_lists_runs_of_changed_training_code(store, tiny_cfg, capsys, monkeypatch):
+    with monkeypatch.context() as m:  # trained by other training code (editing provenance.json by hand would damage the run)
+        m.setattr(harness.store, "training_code", lambda: "0" * 16)
+        old = execute(tiny_cfg, store).run_id
     fresh = execute(tiny_cfg.replace(seed=1), store).run_id
-    path = store.path(old) / "provenance.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"training_code": "0" * 16}))
-    assert store.stale() == [old]
+    assert store.stale() == [old] and not store.damage(old)
     assert main(["runs", "--stale", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
     assert old in out and fresh not in out and "1 runs were trained by training code that has changed" in out

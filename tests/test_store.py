@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from harness.run import execute
-from harness.store import RUN_FILES, RunStore
+from harness.store import MANIFEST, RUN_FILES, RunStore
 
 RUNS_COLUMNS = {"run_id", "experiment", "dataset", "model", "widths", "p_drop_input", "p_drop_hidden", "seed", "train_size",
                 "epochs", "status", "wall_time_s", "train_loss", "train_error", "test_loss", "test_error"}
@@ -17,7 +17,7 @@ RUNS_COLUMNS = {"run_id", "experiment", "dataset", "model", "widths", "p_drop_in
 def test_run_folder_holds_everything_and_reruns_are_cached(store, tiny_cfg):
     rec = execute(tiny_cfg, store)
     assert rec.path.name == tiny_cfg.run_id and not rec.cached
-    assert sorted(os.listdir(rec.path)) == sorted(RUN_FILES)
+    assert sorted(os.listdir(rec.path)) == sorted([*RUN_FILES, MANIFEST])
     prov = json.loads((rec.path / "provenance.json").read_text())
     assert {"torch", "numpy", "git_commit", "host", "device"} <= set(prov)
     assert store.load_config(rec.run_id) == tiny_cfg

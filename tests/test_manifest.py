@@ -1,0 +1,197 @@
+"""Every stored file checked against its run's manifest (issue 16, items 1 and 2): a file removed,
+truncated or with bytes flipped makes its run damaged (run files, the manifest) or its evaluation
+pending (tables, settings file), named with the repair; sweeps and `verify --repair` repair it, and
+the repaired files equal the undamaged ones (training and evaluation are bit-identical on CPU with
+equal threads)."""
+
+import io
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from analysis import tables
+from harness.cli import main
+from harness.evaluation import MCSettings
+from harness.run import Evaluations, run_state
+from harness.store import MANIFEST, RunStore
+
+MINI = """
+from harness.config import RunConfig
+from harness.evaluation import MCSettings
+from harness.run import Evaluations
+
+NAME = "mini"
+
+
+def configs(profile):
+    base = RunConfig(experiment=NAME).replace(**{"data.name": "digits", "model.widths": [32, 32], "train.epochs": 2, "train.lr": 0.05})
+    return [base, base.replace(seed=1)]
+
+
+def evaluations(profile):
+    return Evaluations(mc=MCSettings(T=4, streams=2, per_example=False))
+
+
+def lr_grid(profile):
+    return [0.05]
+"""
+EVALUATIONS = Evaluations(mc=MCSettings(T=4, streams=2, per_example=False))
+RUN_FILES = ["config.json", "checkpoint.pt", "history.parquet", "run.parquet", "provenance.json", MANIFEST]
+MC_FILES = ["evaluations.parquet", "subnetworks.parquet", "mc_settings.json"]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """A store with the two runs of the mini study, each with its mc evaluation, made once."""
+    root = tmp_path_factory.mktemp("pristine")
+    (root / "experiments").mkdir()
+    (root / "experiments" / "mini.py").write_text(MINI)
+    assert main(["run", str(root / "experiments" / "mini.py"), "--profile", "smoke", "--store", str(root / "s")]) == 0
+    return root
+
+
+@pytest.fixture
+def study(pristine, tmp_path, monkeypatch):
+    """A copy of the pristine store: (experiment file, store, the damaged run's id)."""
+    shutil.copytree(pristine / "s", tmp_path / "s")
+    monkeypatch.setattr(tables, "ROOT", pristine)  # analysis.tables finds experiments/mini.py there
+    store = RunStore(tmp_path / "s")
+    return str(pristine / "experiments" / "mini.py"), store, store.run_ids()[0]
+
+
+def damage(path, how):
+    data = path.read_bytes()
+    if how == "remove":
+        path.unlink()
+    elif how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # 8 bytes flipped in the middle, the size kept
+        mid = len(data) // 2
+        path.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 8]) + data[mid + 8:])
+
+
+def contents(folder):
+    """What a run folder holds, without what differs between two trainings of one run (wall times,
+    the time of day, the manifest that hashes them)."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix == ".parquet":
+            out[p.name] = pd.read_parquet(p).drop(columns=["wall_time_s", "time_s"], errors="ignore")
+        elif p.name == "checkpoint.pt":
+            out[p.name] = torch.load(io.BytesIO(p.read_bytes()), weights_only=True)
+        elif p.name not in ("provenance.json", MANIFEST):
+            out[p.name] = p.read_bytes()
+    return out
+
+
+def assert_equal_folders(a, b):
+    ca, cb = contents(a), contents(b)
+    assert sorted(ca) == sorted(cb)
+    for name in ca:
+        if isinstance(ca[name], pd.DataFrame):
+            pd.testing.assert_frame_equal(ca[name], cb[name])
+        elif isinstance(ca[name], dict):
+            assert ca[name].keys() == cb[name].keys() and all(torch.equal(ca[name][k], cb[name][k]) for k in ca[name])
+        else:
+            assert ca[name] == cb[name], name
+
+
+CASES = [(name, how) for name in RUN_FILES + MC_FILES for how in ("remove", "truncate", "flip")]
+
+
+@pytest.mark.parametrize("name, how", CASES, ids=[f"{how}-{name}" for name, how in CASES])
+def test_damage_is_detected_named_and_repaired(study, pristine, name, how, capsys):
+    exp, store, rid = study
+    damage(store.path(rid) / name, how)
+
+    st = run_state(store, rid, EVALUATIONS, claimed={})
+    if name in RUN_FILES:  # the run is damaged: never used, never counted as done
+        assert st.state == "damaged" and not st.trained and name in st.damage
+        assert st.note.startswith(f"run {rid}: {name} is damaged (") and "verify --repair" in st.note and "retrains the run" in st.note
+    else:  # the run stands; its evaluation is pending, never read from a damaged file
+        assert st.state == "done" and st.pending.kinds() == ["mc"] and name in st.damage
+        assert f"run {rid}: {name} is damaged (" in st.note and "mc evaluation is pending" in st.note
+    what = st.damage[name]
+    assert what.startswith({"remove": "missing", "truncate": "truncated", "flip": "changed"}[how]) or name == MANIFEST
+
+    assert main(["status", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert rid in out and name in out and "verify --repair" in out
+    assert main(["verify", "--store", str(store.root)]) == 1  # like git fsck: lists, changes nothing
+    out = capsys.readouterr().out
+    assert f"run {rid}: {name}: {what}" in out and "1 damaged" in out
+    with pytest.raises(SystemExit, match=f"have damaged files(.|\n)*run {rid}: {name}"):  # the study is not collected from it
+        tables.collect("mini", "smoke", store)
+    if name in RUN_FILES:  # evaluating a damaged run is refused with exit 2, naming the file
+        assert main(["mc", rid, "--T", "4", "--streams", "2", "--store", str(store.root)]) == 2
+        assert f"run {rid}: {name} is damaged" in capsys.readouterr().err
+
+    if how == "truncate":  # repaired by the next sweep: retrained, or evaluated again
+        assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
+        assert "1 computed, 1 cached" in capsys.readouterr().out
+    else:
+        assert main(["verify", "--repair", "--store", str(store.root)]) == 0
+        out = capsys.readouterr().out
+        assert "the store is whole" in out
+        if name == "config.json" or name == "mc_settings.json":  # cannot be trusted to repair from: the run or evaluation goes
+            assert ("removed" if name == "config.json" else "dropped its mc evaluation") in out
+            assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0  # ... and the next sweep redoes it
+            assert "1 computed, 1 cached" in capsys.readouterr().out
+        elif name == MANIFEST:  # retrained from its config.json (which names the run); evaluations wait for the sweep
+            assert "trained again" in out
+            assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
+    assert main(["verify", "--store", str(store.root)]) == 0
+    assert run_state(store, rid, EVALUATIONS, claimed={}).state == "done" and not run_state(store, rid, EVALUATIONS, claimed={}).pending.kinds()
+    assert_equal_folders(store.path(rid), pristine / "s" / rid)
+    assert set(tables.collect("mini", "smoke", store)) == {"runs", "evaluations", "subnetworks"}
+
+
+def test_a_damaged_checkpoint_is_never_used(study, capsys):
+    """Eight flipped bytes leave a checkpoint that torch loads: only the manifest tells."""
+    exp, store, rid = study
+    damage(store.path(rid) / "checkpoint.pt", "flip")
+    for argv in (["mc", rid, "--T", "4", "--streams", "2", "--force"], ["coadapt", rid], ["shift", rid, "--T", "2", "--members", "2", "--angles", "0"]):
+        assert main(argv + ["--store", str(store.root)]) == 2
+        assert f"run {rid}: checkpoint.pt is damaged (changed: its SHA-256 differs" in capsys.readouterr().err
+    assert main(["runs", "--store", str(store.root)]) == 0
+    captured = capsys.readouterr()
+    assert "damaged" in captured.out and f"run {rid}: checkpoint.pt is damaged" in captured.err
+    assert not (store.path(rid) / "coadaptation.parquet").exists() and not (store.path(rid) / "shift.parquet").exists()
+
+
+def test_a_run_stored_before_manifests_is_damaged_and_retrained(study, pristine, capsys):
+    exp, store, rid = study
+    (store.path(rid) / MANIFEST).unlink()
+    st = run_state(store, rid, EVALUATIONS, claimed={})
+    assert st.state == "damaged" and "stored before manifests existed" in st.damage[MANIFEST]
+    assert main(["verify", "--repair", "--store", str(store.root)]) == 0
+    assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
+    assert_equal_folders(store.path(rid), pristine / "s" / rid)
+
+
+def test_an_evaluation_added_later_is_recorded_last(study, capsys):
+    exp, store, rid = study
+    before = json.loads((store.path(rid) / MANIFEST).read_bytes())
+    assert before["evaluations"] == {"mc": MC_FILES}
+    assert set(before["files"]) == set(RUN_FILES[:-1] + MC_FILES)
+    assert main(["coadapt", rid, "--pairs", "2", "--store", str(store.root)]) == 0
+    after = json.loads((store.path(rid) / MANIFEST).read_bytes())
+    assert after["evaluations"]["mc"] == MC_FILES and after["evaluations"]["coadapt"][-1] == "coadapt_settings.json"
+    assert not store.damage(rid)
+    damage(store.path(rid) / "coadaptation.parquet", "flip")
+    capsys.readouterr()
+    assert main(["compare", "--experiment", "mini", "--store", str(store.root)]) == 2  # never a comparison of what is left
+    err = capsys.readouterr().err
+    assert f"run {rid}: coadaptation.parquet is damaged (changed" in err and "coadapt evaluation is pending" in err and "have damaged files" in err
+    assert main(["verify", "--repair", "--store", str(store.root)]) == 0
+    assert "computed its coadapt evaluation again" in capsys.readouterr().out and not store.damage(rid)
+
+
+def test_verify_on_a_whole_store_and_an_unknown_one(study, tmp_path, capsys):
+    exp, store, rid = study
+    assert main(["verify", "--store", str(store.root)]) == 0
+    assert "2 runs checked: every file matches its run's manifest" in capsys.readouterr().out
+    assert main(["verify", "--store", str(tmp_path / "nosuch")]) == 2 and not (tmp_path / "nosuch").exists()
