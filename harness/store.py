@@ -29,6 +29,7 @@ folder on first sight would vouch for whatever damage it already has.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -90,7 +91,10 @@ class RunStore:
         except OSError as exc:
             raise StoreError(f"the run store {self.root} is not writable ({exc.strerror}); free space or choose another folder with --store") from None
         finally:
-            probe.unlink(missing_ok=True)
+            try:
+                probe.unlink(missing_ok=True)
+            except OSError:  # a read-only store refuses even this; the error above says what is wrong
+                pass
 
     def path(self, run_id: str) -> Path:
         return self.root / run_id
@@ -113,9 +117,11 @@ class RunStore:
         Without `force`, a run that another process finished first is kept and this one dropped.
         """
         tmp = self.root / f".tmp-{run_id}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        tmp.mkdir()
+        with _store_write_errors(self.root, run_id):
+            tmp.mkdir()
         try:
-            write(tmp)
+            with _store_write_errors(self.root, run_id):
+                write(tmp)
             if not (tmp / MANIFEST).exists():
                 written = {p.name: _entry(p.read_bytes()) for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
                 write_synced(tmp / MANIFEST, _manifest_bytes(written, {}))
@@ -158,6 +164,10 @@ class RunStore:
         out of disk space in between, the manifest lists none of the new files, which every reader
         treats as a pending evaluation, never as finished tables under old settings. Callers hold
         the run's claim; a run whose manifest is damaged is refused (it must be retrained)."""
+        with _store_write_errors(self.root, run_id):
+            self._add_files(run_id, files)
+
+    def _add_files(self, run_id: str, files: dict[str, bytes]) -> None:
         folder = self.path(run_id)
         manifest = self.manifest(run_id)
         groups = evaluation_groups(files)
@@ -719,6 +729,19 @@ def _pid_alive(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True
+
+
+@contextlib.contextmanager
+def _store_write_errors(root: Path, run_id: str):
+    """A full, read-only or forbidden store while a run is written becomes a StoreError (exit 2)
+    that says so, instead of a traceback; what was being written is not published."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise StoreError(f"the run store {root} could not take run {run_id} ({exc.strerror}); nothing of it was published: "
+                         "free space, or choose a writable folder with --store, and run again") from None
 
 
 def _fsync_dir(path: Path) -> None:

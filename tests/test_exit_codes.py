@@ -282,3 +282,49 @@ def test_bad_sweep_flags_create_no_store_folder(tmp_path, capsys):
         assert main(["run", "experiments/exact.py", "--profile", "smoke", "--store", str(store), *flags]) == 2
         assert not store.exists()
     assert "workers=0: must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_full_store_while_writing_is_refused_and_publishes_nothing(tmp_path, monkeypatch, tiny_cfg):
+    import errno
+
+    from harness import store as store_module
+    from harness.errors import StoreError
+    from harness.run import execute
+    from harness.store import RunStore
+
+    store = RunStore(tmp_path / "runs")
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module, "write_synced", full)
+    with pytest.raises(StoreError, match=r"could not take run \w+ \(No space left on device\); nothing of it was published"):
+        execute(tiny_cfg, store)
+    assert store.run_ids() == [] and not [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_read_only_store_is_refused_even_when_the_probe_cannot_be_removed(tmp_path, monkeypatch):
+    """As root a folder is never read-only, so the file system's answers are simulated: the probe
+    cannot be created, and removing it fails again (EROFS), which used to replace the message."""
+    import builtins
+    import errno
+    from pathlib import Path
+
+    from harness.errors import StoreError
+    from harness.store import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    real_open = builtins.open
+
+    def read_only_open(path, *args, **kwargs):
+        if ".probe-" in str(path):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, *args, **kwargs)
+
+    def read_only_unlink(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(builtins, "open", read_only_open)
+    monkeypatch.setattr(Path, "unlink", read_only_unlink)
+    with pytest.raises(StoreError, match="is not writable \\(Read-only file system\\)"):
+        store.check_writable()
