@@ -138,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--profile {args.profile!r} is not known; profiles: {', '.join(PROFILES)}")
     try:
         tables = collect(args.study, args.profile, RunStore(args.store))
-        write(tables, tables_dir(args.profile, args.study))
+        try:
+            write(tables, tables_dir(args.profile, args.study))
+        except OSError as exc:  # only the writing: an Arrow error there is a bug, and shows its traceback
+            print(f"error: {args.study} ({args.profile}): cannot write {getattr(exc, 'filename', None) or tables_dir(args.profile, args.study)} "
+                  f"({exc.strerror or exc}); make {tables_dir(args.profile, args.study)} writable", file=sys.stderr)
+            return 2
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

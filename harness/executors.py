@@ -169,7 +169,7 @@ def run_sweep(
             if again:
                 task = again[0]
                 if task.evaluate_only:
-                    task.state = (store.path(task.run_id) / "checkpoint.pt").read_bytes()
+                    task.state = store.read_bytes(task.run_id, "checkpoint.pt")  # checked against the manifest
                 mine.append(task)
             else:
                 store.release(task.run_id)

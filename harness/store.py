@@ -420,18 +420,19 @@ class RunStore:
 
     def read_table(self, name: str, run_ids: list[str] | None = None) -> pd.DataFrame:
         """Concatenate one table over runs (all complete runs by default), each run's file checked
-        against its manifest; runs that have no such table (neither on disk nor in their manifest)
-        are skipped. A run whose file is damaged (missing while recorded, truncated, changed, or
-        not recorded) is skipped too, named in `self.damaged` and in a warning on stderr, so one
-        bad file does not hide the rest of the store; callers that must not work on partial data
-        check `run_state` first (the table collector does)."""
+        against its manifest; runs whose manifest does not list the table are skipped (a file on
+        disk that the manifest does not list yet is an evaluation being added by another process,
+        or left by one that was killed: not there yet, never damage). A run whose listed file is
+        damaged (missing, truncated, changed) is skipped too, named in `self.damaged` and in a
+        warning on stderr, so one bad file does not hide the rest of the store; callers that must
+        not work on partial data check `run_state` first (the table collector does)."""
         frames = []
         for rid in run_ids if run_ids is not None else self.run_ids():
             if not self.path(rid).is_dir():
                 continue
             manifest, _ = self._load_manifest(rid)
             listed = manifest is None or f"{name}.parquet" in manifest["files"]  # a damaged manifest: reported below
-            if listed or (self.path(rid) / f"{name}.parquet").exists():
+            if listed:
                 try:
                     frames.append(self._read(rid, name))
                 except StoreError as exc:
