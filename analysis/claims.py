@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness.verdicts import MIN_N, Hypothesis, assess, decide
 
-from .labels import label_method, label_placement
+from .labels import label_keep, label_method, label_placement
 
 EQUIVALENCE_MARGIN = 0.005  # C2: weight scaling within 0.5 points of error of the ensemble
 NONINFERIORITY_MARGIN = 0.005  # C5: the recommended rates at most 0.5 points worse than the best
@@ -143,11 +143,17 @@ def c5_values(runs: pd.DataFrame) -> pd.Series:
     return (at(RECOMMENDED) - at(best)).dropna()
 
 
+def _keeps(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The keep sweep's runs with their `keep`, and C6's base width n0: the smallest width trained
+    at keep 1."""
+    r = label_keep(runs)
+    return r, int(r.loc[r.keep == 1.0, "width"].min())
+
+
 def c6_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs C6's difference of differences reads: n0 and n0 / keep at every keep below 1, and
     the same widths without dropout."""
-    r = runs.assign(keep=(1 - runs.p_drop_hidden).round(6))
-    n0 = int(r.loc[r.keep == 1.0, "width"].min())
+    r, n0 = _keeps(runs)
     keeps = sorted(set(r.keep) - {1.0})
     wide = {round(n0 / k) for k in keeps}
     return runs[((r.keep < 1) & ((r.width == n0) | (r.width == (n0 / r.keep).round()))) | ((r.keep == 1) & r.width.isin(wide | {n0}))]
@@ -159,8 +165,7 @@ def c6_values(runs: pd.DataFrame, control: bool = True) -> pd.Series:
     widening without dropout. n0 is the smallest width trained at keep 1; a seed lacking a cell at
     any keep takes no part. With `control=False`, the rule as the story states it: the gain with dropout
     alone (described beside the test)."""
-    r = runs.assign(keep=(1 - runs.p_drop_hidden).round(6))
-    n0 = int(r.loc[r.keep == 1.0, "width"].min())
+    r, n0 = _keeps(runs)
     off = r[r.keep == 1.0]
 
     def gain(g: pd.DataFrame, wide: int) -> pd.Series:  # test error at n0 - at the wider width, per seed

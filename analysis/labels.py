@@ -10,6 +10,12 @@ def label_dropout(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(dropout=df["p_drop_hidden"].gt(0).map({True: "dropout", False: "no dropout"}))
 
 
+def label_keep(df: pd.DataFrame) -> pd.DataFrame:
+    """Adds `keep`: the hidden layers' keep probability, 1 - p_drop_hidden, rounded so that equal
+    keeps compare equal (1 - 0.8 is 0.19999999999999996)."""
+    return df.assign(keep=(1 - df["p_drop_hidden"]).round(6))
+
+
 def label_placement(df: pd.DataFrame) -> pd.DataFrame:
     """Adds `placement` for CNN runs: none, fc_only (hidden sites only) or everywhere (conv blocks too)."""
     conv = df["p_drop_sites"].str.contains(r"block[12]=0\.[1-9]")

@@ -27,7 +27,7 @@ from harness.verdicts import MIN_N, VERDICTS
 
 from . import reference
 from .claims import BANDS, CONVERGED_SHARE, MILD_FACTOR, SEVERE_ERROR, UNITS, claim_lines, claims_table, per_replicate, severity_bands
-from .labels import label_method, label_placement, sort_methods
+from .labels import label_keep, label_method, label_placement, sort_methods
 from .paths import ROOT, figures_dir, report_dir, tables_dir
 
 STUDIES = {  # study: figures drawn from its tables
@@ -153,7 +153,7 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     if study == "placement" and "evaluations" in t:
         return {"placement and inference": mode_summary(label_placement(t["evaluations"]), ["placement"], ("error", "nll", "ece"))}
     if study == "keep_sweep":
-        r = runs.assign(keep=(1 - runs.p_drop_hidden).round(6))
+        r = label_keep(runs)
         return {"error against keep": summarize(r, ["keep", "width"], ["train_error", "test_error"])}
     if study == "data_size":
         r = runs.assign(dropout=runs.p_drop_hidden > 0)

@@ -189,21 +189,23 @@ class RunStore:
         """Forget one evaluation of a run (its tables and settings file), so that the next sweep
         computes it again: the manifest stops listing it first, then its files are removed. Returns
         the files removed. Callers hold the run's claim."""
-        manifest = self.manifest(run_id)
-        names = manifest["evaluations"].get(kind, [])
-        entries = {name: e for name, e in manifest["files"].items() if name not in names}
-        kept = {k: v for k, v in manifest["evaluations"].items() if k != kind}
-        atomic_write(self.path(run_id) / MANIFEST, _manifest_bytes(entries, kept))
-        for name in names:
-            (self.path(run_id) / name).unlink(missing_ok=True)
+        names = self.manifest(run_id)["evaluations"].get(kind, [])
+        self._forget(run_id, names)
         return names
 
     def drop_file(self, run_id: str, name: str) -> None:
         """Forget one file that belongs to no evaluation (a table added by `write_table`)."""
+        self._forget(run_id, [name])
+
+    def _forget(self, run_id: str, names: list[str]) -> None:
+        """The manifest stops listing `names` (and any evaluation made of them) first, then the
+        files are removed: killed in between, they are files the manifest does not list."""
         manifest = self.manifest(run_id)
-        entries = {n: e for n, e in manifest["files"].items() if n != name}
-        atomic_write(self.path(run_id) / MANIFEST, _manifest_bytes(entries, manifest["evaluations"]))
-        (self.path(run_id) / name).unlink(missing_ok=True)
+        entries = {n: e for n, e in manifest["files"].items() if n not in names}
+        kept = {k: v for k, v in manifest["evaluations"].items() if not set(v) & set(names)}
+        atomic_write(self.path(run_id) / MANIFEST, _manifest_bytes(entries, kept))
+        for name in names:
+            (self.path(run_id) / name).unlink(missing_ok=True)
 
     def remove_run(self, run_id: str) -> None:
         """Remove a run folder (moved aside in one step, then deleted), so that the next sweep that
