@@ -353,3 +353,18 @@ def test_convergence_is_counted_over_the_runs_a_claim_reads():
     rows = claims_table({"keep_sweep": {"runs": sweep}}).set_index("test")
     assert rows.loc["directional", "stopped_by_patience"] == 1.0
     assert rows.loc["descriptive", "stopped_by_patience"] == 1.0
+
+
+def test_keep_sweep_figure_finds_its_designs_in_the_studys_own_runs():
+    """The no-dropout controls (trained at keep 1 only) must not be taken for Figure 9's width n."""
+    from analysis.fig_keep_sweep import designs
+    from harness.experiment import load_experiment
+
+    cfgs = load_experiment("experiments/keep_sweep.py", "quick").configs
+    runs = pd.DataFrame({"width": [c.model.widths[0] for c in cfgs], "p_drop_hidden": [c.model.p_drop_hidden[0] for c in cfgs],
+                         "seed": [c.seed for c in cfgs], "test_error": 0.05, "train_error": 0.01})
+    panels, base, widened, controls, n = designs(runs)
+    assert n == 256 and set(panels["(a) fixed width n"].keep) == {1.0, 0.5, 0.2}
+    assert set(map(tuple, widened[["keep", "width"]].drop_duplicates().to_numpy())) == {(1.0, 128), (0.5, 256), (0.2, 640)}
+    assert set(base.keep) == {1.0, 0.5, 0.2} and set(base.width) == {128}
+    assert set(map(tuple, controls[["keep", "width"]].drop_duplicates().to_numpy())) == {(0.5, 256), (0.2, 640)}
