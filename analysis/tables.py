@@ -61,7 +61,10 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
     if len(exp.lr_grid) > 1:
         out["tuning"] = tuning_table(exp.configs, exp.lr_grid, store)
     config = runs[["run_id"] + [c for c in CONFIG_COLUMNS if c in runs.columns]]
-    for name in ("evaluations", "subnetworks") + COADAPT_TABLES + ROBUSTNESS_TABLES:
+    # only the tables of the evaluations this study asks for (and so verified above): a shared run
+    # may hold other studies' evaluations too, which are theirs to check and collect
+    asked = {"mc": ("evaluations", "subnetworks"), "coadapt": COADAPT_TABLES, "robustness": ROBUSTNESS_TABLES}
+    for name in [n for kind in tuned.evaluations.kinds() for n in asked[kind]]:
         df = store.read_table(name, ids)
         if not df.empty:
             out[name] = df.merge(config, on="run_id", how="left")

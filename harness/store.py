@@ -241,13 +241,18 @@ class RunStore:
     def damage(self, run_id: str, names: Iterable[str] | None = None) -> dict[str, str]:
         """{file: what is wrong} for `names` of the run's folder (default: the run files and every
         file its manifest lists), each hashed from disk and checked against the manifest; {MANIFEST:
-        what} alone when the manifest itself is missing or damaged. Empty when all are whole."""
+        what} alone when the manifest itself is missing or damaged. Empty when all are whole.
+
+        A whole config.json must also name this folder's run: a folder restored or copied under
+        another run's name holds files that match their own manifest but are another run's."""
         manifest, what = self._load_manifest(run_id)
         if manifest is None:
             return {MANIFEST: what}
         out = {}
         for name in names if names is not None else dict.fromkeys([*RUN_FILES, *manifest["files"]]):
             problem = _check_file(self.path(run_id) / name, manifest["files"].get(name))
+            if problem is None and name == "config.json":
+                problem = _names_other_run(self.path(run_id) / name, run_id)
             if problem:
                 out[name] = problem
         return out
@@ -532,6 +537,15 @@ def _compare(size: int, digest: Callable[[], str], entry: dict | None) -> str | 
     if digest() != entry["sha256"]:
         return "changed: its SHA-256 differs from the manifest's"
     return None
+
+
+def _names_other_run(config: Path, run_id: str) -> str | None:
+    """What is wrong when a run folder's config.json belongs to another run (None when it is this one's)."""
+    try:
+        recorded = json.loads(config.read_bytes()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return "unreadable as a run's config"
+    return None if recorded == run_id else f"it is run {recorded}'s config, not this folder's: the folder holds another run"
 
 
 def _check_file(path: Path, entry: dict | None) -> str | None:

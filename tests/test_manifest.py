@@ -195,3 +195,32 @@ def test_verify_on_a_whole_store_and_an_unknown_one(study, tmp_path, capsys):
     assert main(["verify", "--store", str(store.root)]) == 0
     assert "2 runs checked: every file matches its run's manifest" in capsys.readouterr().out
     assert main(["verify", "--store", str(tmp_path / "nosuch")]) == 2 and not (tmp_path / "nosuch").exists()
+
+
+def test_a_folder_holding_another_runs_files_is_damaged_not_collected(study, capsys):
+    """A run folder restored or copied under another run's name: every file matches its own
+    manifest, but the folder is not that run (found by breaking the store from outside)."""
+    exp, store, rid = study
+    other = [r for r in store.run_ids() if r != rid][0]
+    shutil.rmtree(store.path(rid))
+    shutil.copytree(store.path(other), store.path(rid))
+    st = run_state(store, rid, EVALUATIONS, claimed={})
+    assert st.state == "damaged" and f"it is run {other}'s config, not this folder's" in st.note
+    assert main(["verify", "--store", str(store.root)]) == 1
+    assert tables.main(["mini", "--profile", "smoke", "--store", str(store.root)]) == 2
+    assert main(["verify", "--repair", "--store", str(store.root)]) == 0  # config.json is not this run's: removed for the sweep
+    assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
+    assert run_state(store, rid, EVALUATIONS, claimed={}).state == "done"
+
+
+def test_a_study_collects_only_the_evaluations_it_asks_for(study, tmp_path):
+    """A shared run may hold another study's evaluation; a damaged one of those is not this study's
+    to refuse, and its tables never enter this study's."""
+    exp, store, rid = study
+    from harness.coadaptation import CoadaptSettings
+    from harness.run import evaluate_stored
+
+    evaluate_stored(store, rid, Evaluations(coadapt=CoadaptSettings(n_pairs=5)))
+    damage(store.path(rid) / "coadaptation.parquet", "flip")
+    out = tables.collect("mini", "smoke", store)
+    assert "coadaptation" not in out and "evaluations" in out and set(out["evaluations"].run_id) == set(store.run_ids())
