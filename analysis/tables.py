@@ -33,6 +33,7 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
     from harness.coadaptation import COADAPT_TABLES
     from harness.errors import ConfigError
     from harness.experiment import load_experiment, resolve
+    from harness.identity import run_id
     from harness.run import run_state
     from harness.tuning import tuning_table
 
@@ -41,7 +42,7 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
         tuned = resolve(exp, store)
     except ConfigError as exc:
         raise SystemExit(f"error: {study} ({profile}): {exc}") from None
-    ids = [c.run_id for c in tuned.configs]
+    ids = [run_id(c) for c in tuned.configs]
     states = {i: run_state(store, i, tuned.evaluations, claimed={}) for i in ids}  # every file checked against its manifest
     damaged = {i: st for i, st in states.items() if st.damage}
     if damaged:  # never a table collected from partial data: the claims would be computed on the rest

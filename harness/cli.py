@@ -12,6 +12,7 @@ import pandas as pd
 
 from .config import RunConfig, from_dict, load_config_file, parse_assignment, with_overrides
 from .errors import HarnessError
+from .identity import run_id
 
 SUMMARY_COLUMNS = ["run_id", "experiment", "dataset", "model", "widths", "p_drop_input", "p_drop_hidden", "seed", "lr", "train_size", "epochs",
                    "best_epoch", "stopped_by", "status", "wall_time_s", "train_error", "test_error"]
@@ -299,9 +300,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _report_problems(summary) -> bool:
     """Print a sweep's failed and skipped runs; True when there were any."""
     for cfg, err in summary.failures:
-        print(f"failed run {cfg.run_id}: {err.splitlines()[0]}", file=sys.stderr)
+        print(f"failed run {run_id(cfg)}: {err.splitlines()[0]}", file=sys.stderr)
     for cfg, why in summary.skipped:
-        print(f"skipped run {cfg.run_id}: {why}", file=sys.stderr)
+        print(f"skipped run {run_id(cfg)}: {why}", file=sys.stderr)
     return bool(summary.failures or summary.skipped)
 
 

@@ -2,7 +2,8 @@
 
 A run is fully described by a `RunConfig`. Its defaults are the canonical settings; every override
 is checked against the field's type and allowed values, and an unknown key is an error that lists
-the allowed ones. `config_hash` names the run's folder in the store.
+the allowed ones. `config_hash` hashes what determines a run's result; `harness.identity.run_id` adds the data's
+fingerprint and names the run's folder in the store.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check_finite("data.", self)
-        _check_choice("data.name", self.name, DATASETS)
+        if not (self.name in DATASETS or self.name.endswith(".npz")):
+            raise ConfigError(f"data.name={self.name!r} is not known; allowed values: {', '.join(DATASETS)}, "
+                              "or the path of a .npz file (arrays x, y and optionally x_test, y_test)")
         if self.train_size is not None and self.train_size < 1:
             raise ConfigError(f"data.train_size={self.train_size}: must be a positive number of examples (or null for all)")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -209,17 +212,11 @@ class RunConfig:
         if self.data.val_fraction == 0 and self.train.select_on_val:
             raise ConfigError("train.select_on_val=true needs a validation split: set data.val_fraction > 0, or train.select_on_val=false "
                               "and train.patience=null")
-        if self.model.kind == "cnn" and self.data.name == "mnist1d":
-            raise ConfigError("model.kind=cnn needs image data; mnist1d is one-dimensional: use model.kind=mlp")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise ConfigError(f"device={self.device!r}: use cpu, cuda, cuda:N or mps")
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
-
-    @property
-    def run_id(self) -> str:
-        return config_hash(self)
 
     def replace(self, **overrides: Any) -> "RunConfig":
         """A copy with dotted-key overrides, e.g. ``cfg.replace(**{"model.widths": (512,)})``."""
@@ -229,15 +226,11 @@ class RunConfig:
 IDENTITY_EXCLUDES = ("experiment", "profile", "device")  # labels and placement, not what is trained
 
 
-def config_hash(cfg: RunConfig, data_fingerprint: str | None = None) -> str:
-    """A run's identity: 12 hex digits of the SHA-256 over what determines its result: the resolved
-    config without its labels (experiment, profile) and device, the harness's training-code
-    version (FORMAT_VERSION) and the fingerprint of the data (`harness.data.fingerprint`, computed
-    when not given)."""
-    if data_fingerprint is None:
-        from .data import fingerprint
-
-        data_fingerprint = fingerprint(cfg.data.name)
+def config_hash(cfg: RunConfig, data_fingerprint: str) -> str:
+    """12 hex digits of the SHA-256 over what determines a run's result: the resolved config
+    without its labels (experiment, profile) and device, the harness's training-code version
+    (FORMAT_VERSION) and `data_fingerprint`, which says what the data are (`harness.identity`
+    gives a run's identity with its data's fingerprint; config knows nothing of data)."""
     d = cfg.to_dict()
     for key in IDENTITY_EXCLUDES:
         d.pop(key)

@@ -24,6 +24,7 @@ import torch
 
 from .config import RunConfig
 from .errors import ConfigError
+from .identity import run_id
 from .metrics import EnsembleAccumulator
 from .robustness import Recorder
 from .shifts import EvalSet
@@ -69,7 +70,7 @@ def ensembles_of(configs: list[RunConfig], members: int) -> list[Ensemble]:
         label = group.replace(" ", "_")
         for r in range(len(cfgs) // members):
             chunk = cfgs[r * members : (r + 1) * members]
-            out.append(Ensemble(f"{label}_ensemble_{r}_{chunk[0].run_id[:6]}", group, r, tuple(c.run_id for c in chunk)))
+            out.append(Ensemble(f"{label}_ensemble_{r}_{run_id(chunk[0])[:6]}", group, r, tuple(run_id(c) for c in chunk)))
     return out
 
 

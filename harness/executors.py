@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from .config import RunConfig
 from .errors import ConfigError, HarnessError
+from .identity import run_id
 from .progress import progress_bar
 from .run import Evaluations, RunRecord, run_state, run_task
 from .store import RunStore
@@ -53,7 +54,7 @@ class Task:
 
     @property
     def run_id(self) -> str:
-        return self.cfg.run_id
+        return run_id(self.cfg)
 
 
 @dataclass
@@ -86,7 +87,7 @@ def plan(configs: list[RunConfig], store: RunStore, force: bool, retry_failed: b
     """Split the sweep into tasks and what the store already answers."""
     tasks, summary = [], SweepSummary()
     for cfg in configs:
-        rid = cfg.run_id
+        rid = run_id(cfg)
         st = run_state(store, rid, evaluations, claimed={})  # claims are taken (or refused) by the caller
         if force or st.state in ("missing", "damaged") or (retry_failed and st.state != "done"):
             tasks.append(Task(cfg, evaluations))
@@ -420,7 +421,7 @@ def sweep_status(configs: list[RunConfig], store: RunStore, evaluations: Evaluat
     claimed = store.claimed()
     rows = []
     for cfg in configs:
-        st = run_state(store, cfg.run_id, evaluations, claimed)
+        st = run_state(store, run_id(cfg), evaluations, claimed)
         state = "pending" if st.state == "missing" else st.state
-        rows.append({"run_id": cfg.run_id, "state": state, "missing_evaluations": ",".join(st.pending.kinds()), "seed": cfg.seed, "note": st.note})
+        rows.append({"run_id": run_id(cfg), "state": state, "missing_evaluations": ",".join(st.pending.kinds()), "seed": cfg.seed, "note": st.note})
     return pd.DataFrame(rows)

@@ -22,6 +22,7 @@ from .config import PROFILES, RunConfig
 from .ensembles import Ensemble
 from .run import Evaluations
 from .errors import ConfigError
+from .identity import design_key, run_id
 from .profiles import lr_grid as profile_lr_grid
 from .tuning import apply_rates, check_grid, chosen_rates, remap_ensembles, tuning_configs
 
@@ -75,15 +76,14 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
     if not isinstance(evals, Evaluations):  # refused here, before a sweep could record it as a failed run
         raise ConfigError(f"{path}: evaluations({profile!r}) returned {type(evals).__name__}, expected harness.run.Evaluations "
                           "(e.g. Evaluations(mc=MCSettings())); fix the experiment file")
-    ids = [c.run_id for c in configs]
-    if len(set(ids)) != len(ids):
+    if len({design_key(c) for c in configs}) != len(configs):
         raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
     ensembles = (_listed(path, f"ensembles({profile!r})", _guarded(path, f"ensembles({profile!r})", module.ensembles, profile), "harness.ensembles.Ensemble")
                  if callable(getattr(module, "ensembles", None)) else [])
     for e in ensembles:
         if not isinstance(e, Ensemble):
             raise ConfigError(f"{path}: ensembles() returned {type(e).__name__}, expected harness.ensembles.Ensemble")
-        stray = sorted(set(e.run_ids) - set(ids))
+        stray = sorted(set(e.run_ids) - {run_id(c) for c in configs})
         if stray:
             raise ConfigError(f"{path}: ensemble {e.name} has member {stray[0]}, which configs() does not list; build ensembles from the configs")
     if ensembles and evals.robustness is None:

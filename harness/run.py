@@ -25,6 +25,7 @@ import torch
 from .config import FORMAT_VERSION, RunConfig
 from .data import Dataset, fingerprint, load_dataset
 from .errors import ConfigError, StoreError
+from .identity import run_id
 from .models import DropoutNet, build_model
 from .store import RUN_FILES, SETTINGS_SUFFIX, RunStore, load_checkpoint, provenance
 from .training import TrainResult, evaluate, train
@@ -159,7 +160,7 @@ def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: by
     requested evaluation's tables with its settings file last. `threads` pins torch's CPU threads:
     matrix products sum in a thread-dependent order, so equal threads give bit-identical runs.
     """
-    _fault_injection(cfg.run_id)
+    _fault_injection(run_id(cfg))
     if threads:
         torch.set_num_threads(threads)
     check_device(cfg.device)
@@ -170,24 +171,24 @@ def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: by
     if state is None:
         files, status = _train_files(cfg, model, data)
     else:
-        model.load_state_dict(load_checkpoint(state, cfg.run_id, device=cfg.device))
+        model.load_state_dict(load_checkpoint(state, run_id(cfg), device=cfg.device))
         status = "ok"
     if status == "ok":
-        files |= evaluation_files(cfg.run_id, model.eval(), data, evaluations)
+        files |= evaluation_files(run_id(cfg), model.eval(), data, evaluations)
     return files
 
 
 def _train_files(cfg: RunConfig, model: DropoutNet, data: Dataset) -> tuple[dict[str, bytes], str]:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    result = train(model, data, cfg.train, seed=cfg.seed, max_norm=cfg.model.max_norm, label=f"{cfg.experiment}/{cfg.run_id}")
+    result = train(model, data, cfg.train, seed=cfg.seed, max_norm=cfg.model.max_norm, label=f"{cfg.experiment}/{run_id(cfg)}")
     wall = time.perf_counter() - t0
     row = runs_row(cfg, data, model, result, wall)
     prov = provenance(cfg.device) | {"started": started.isoformat(), "wall_time_s": wall, "data_fingerprint": fingerprint(cfg.data.name)}
     ckpt = io.BytesIO()
     torch.save(model.state_dict(), ckpt)
     files = {
-        "config.json": json.dumps({"run_id": cfg.run_id, "format_version": FORMAT_VERSION, "config": cfg.to_dict()}, indent=2).encode(),
+        "config.json": json.dumps({"run_id": run_id(cfg), "format_version": FORMAT_VERSION, "config": cfg.to_dict()}, indent=2).encode(),
         "checkpoint.pt": ckpt.getvalue(),
         "history.parquet": _parquet(result.history),
         "run.parquet": _parquet(pd.DataFrame([row])),
@@ -231,15 +232,15 @@ def execute(cfg: RunConfig, store: RunStore, force: bool = False, evaluations: E
     Bad input (unknown device, a training size larger than the data) raises before anything is
     written. A diverged run is stored with status "diverged" and its message, and not evaluated.
     """
-    run_id = cfg.run_id
-    st = run_state(store, run_id, evaluations, claimed={})
+    rid = run_id(cfg)
+    st = run_state(store, rid, evaluations, claimed={})
     cached = not force and st.trained
     if not cached:
         store.check_writable()  # evaluate_stored checks for itself
-        store.commit_files(run_id, run_task(cfg, evaluations, threads=threads), force=force or st.state == "damaged")
+        store.commit_files(rid, run_task(cfg, evaluations, threads=threads), force=force or st.state == "damaged")
     elif st.pending.kinds():
-        evaluate_stored(store, run_id, st.pending, threads=threads)
-    return RunRecord(run_id, store.path(run_id), store.load_row(run_id), cached=cached)
+        evaluate_stored(store, rid, st.pending, threads=threads)
+    return RunRecord(rid, store.path(rid), store.load_row(rid), cached=cached)
 
 
 def evaluate_stored(store: RunStore, run_id: str, evaluations: Evaluations, force: bool = False, threads: int | None = None, device: str | None = None) -> None:
@@ -282,7 +283,7 @@ def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, result: TrainResu
     m = cfg.model
     hidden = set(m.p_drop_hidden)
     row = {
-        "run_id": cfg.run_id,
+        "run_id": run_id(cfg),
         "experiment": cfg.experiment,
         "profile": cfg.profile,
         "dataset": cfg.data.name,

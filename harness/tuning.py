@@ -28,6 +28,7 @@ import pandas as pd
 from .config import RunConfig
 from .ensembles import Ensemble
 from .errors import ConfigError
+from .identity import run_id
 
 TUNING_SEED = 2**62  # far from any study's seeds: tuning runs are never replicates
 TUNING_COLUMNS = ["arm", "model", "widths", "p_drop_input", "p_drop_hidden", "train_size", "run_id", "seed", "lr", "monitored", "val_loss", "val_error",
@@ -76,7 +77,7 @@ def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd
     from .run import run_state
 
     tuning = tuning_configs(configs, grid)
-    states = {c.run_id: run_state(store, c.run_id, claimed={}) for c in tuning}
+    states = {run_id(c): run_state(store, run_id(c), claimed={}) for c in tuning}
     lacking = [rid for rid, st in states.items() if st.row is None]
     damaged = [st.note for st in states.values() if st.state == "damaged"]
     if damaged:  # the note names the run, the file and the repair
@@ -88,7 +89,7 @@ def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd
     for i, runs in enumerate(arms(configs).values()):
         first = runs[0].replace(seed=TUNING_SEED)
         for lr in grid:
-            rid = first.replace(**{"train.lr": lr}).run_id
+            rid = run_id(first.replace(**{"train.lr": lr}))
             row = states[rid].row
             monitored = row[first.train.monitor]
             ok = row["status"] == "ok" and math.isfinite(monitored)
@@ -119,5 +120,5 @@ def apply_rates(configs: list[RunConfig], rates: dict[str, float]) -> list[RunCo
 
 def remap_ensembles(ensembles: list[Ensemble], before: list[RunConfig], after: list[RunConfig]) -> list[Ensemble]:
     """Ensembles whose members name the tuned runs (`after[i]` is `before[i]` at its arm's rate)."""
-    new = {b.run_id: a.run_id for b, a in zip(before, after)}
+    new = {run_id(b): run_id(a) for b, a in zip(before, after)}
     return [replace(e, run_ids=tuple(new[r] for r in e.run_ids)) for e in ensembles]

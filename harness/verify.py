@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from .config import RunConfig, from_dict
 from .errors import DataError, HarnessError, StoreError
+from .identity import run_id
 from .run import SETTINGS_FILES, Evaluations
 from .store import MANIFEST, RUN_FILES, RunStore
 
@@ -199,7 +200,7 @@ def _stored_config(store: RunStore, run_id: str) -> tuple[RunConfig | None, str]
     except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: not UTF-8, not JSON, or a ConfigError
         return None, f"its config.json is damaged ({type(exc).__name__})"
     try:
-        rid = cfg.run_id
+        rid = run_id(cfg)
     except DataError as exc:  # the data is not here: a retrain would fail too, and nothing is removed for it
         raise StoreError(f"run {run_id}: cannot check its config.json against the run id: {exc}") from None
     if rid != run_id:

@@ -23,14 +23,14 @@ def test_defaults_are_valid_and_resolved():
 def test_broadcast_and_explicit_rates_hash_alike():
     a = RunConfig(model=ModelConfig(widths=(8, 8), p_drop_hidden=(0.5,)))
     b = RunConfig(model=ModelConfig(widths=(8, 8), p_drop_hidden=(0.5, 0.5)))
-    assert a == b and config_hash(a) == config_hash(b)
+    assert a == b and config_hash(a, "fp") == config_hash(b, "fp")
 
 
 def test_hash_ignores_device_but_not_seed():
     a = RunConfig()
-    assert config_hash(a) == config_hash(a.replace(device="cuda"))
-    assert config_hash(a) != config_hash(a.replace(seed=1))
-    assert len(config_hash(a)) == 12
+    assert config_hash(a, "fp") == config_hash(a.replace(device="cuda"), "fp")
+    assert config_hash(a, "fp") != config_hash(a.replace(seed=1), "fp")
+    assert len(config_hash(a, "fp")) == 12
 
 
 def test_changing_depth_keeps_a_shared_hidden_rate():
@@ -76,6 +76,18 @@ def test_parse_assignment_reads_json_lists_and_text():
 def test_cross_field_checks():
     with pytest.raises(ConfigError, match="needs a validation split"):
         RunConfig().replace(**{"data.val_fraction": 0.0, "train.select_on_val": True})
-    with pytest.raises(ConfigError, match="one-dimensional"):
-        RunConfig().replace(**{"data.name": "mnist1d", "model.kind": "cnn"})
     assert DataConfig(val_fraction=0.0).val_fraction == 0.0
+
+
+def test_config_knows_nothing_of_data():
+    """Run identity lives where config and data meet (harness.identity): importing the config
+    module imports no data module, and a user's .npz path is a valid dataset name."""
+    import subprocess
+    import sys
+
+    code = "import sys, harness.config; print(sorted(m for m in sys.modules if m.startswith('harness.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "harness.data" not in out and "harness.config" in out
+    assert DataConfig(name="/tmp/mine.npz").name == "/tmp/mine.npz"
+    with pytest.raises(ConfigError, match=r"or the path of a \.npz file"):
+        DataConfig(name="mine.csv")

@@ -14,6 +14,7 @@ import torch
 from harness.config import RunConfig
 from harness.executors import run_sweep, sweep_status
 from harness.store import RunStore
+from harness.identity import run_id
 
 EXPERIMENT = '''
 from harness.config import RunConfig
@@ -41,14 +42,14 @@ def cli(*args, **kw):
 
 
 def states(store, cfgs):
-    return {cfg.run_id: store.load_state(cfg.run_id) for cfg in cfgs}
+    return {run_id(cfg): store.load_state(run_id(cfg)) for cfg in cfgs}
 
 
 def assert_same_runs(a: RunStore, b: RunStore, cfgs):
     for cfg in cfgs:
-        sa, sb = a.load_state(cfg.run_id), b.load_state(cfg.run_id)
-        assert all(torch.equal(sa[k], sb[k]) for k in sa), cfg.run_id
-        ra, rb = a.load_row(cfg.run_id), b.load_row(cfg.run_id)
+        sa, sb = a.load_state(run_id(cfg)), b.load_state(run_id(cfg))
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), run_id(cfg)
+        ra, rb = a.load_row(run_id(cfg)), b.load_row(run_id(cfg))
         assert ra["test_error"] == rb["test_error"] and ra["train_loss"] == rb["train_loss"]
 
 
@@ -93,11 +94,11 @@ def test_failures_are_recorded_and_retried_only_on_request(tmp_path, monkeypatch
 
     store = RunStore(tmp_path / "runs")
     cfgs = configs(n=3)
-    bad = cfgs[1].run_id
+    bad = run_id(cfgs[1])
     real = ex.run_task
 
     def flaky(cfg, *a, **k):
-        if cfg.run_id == bad:
+        if run_id(cfg) == bad:
             raise RuntimeError("out of luck")
         return real(cfg, *a, **k)
 
@@ -114,7 +115,7 @@ def test_failures_are_recorded_and_retried_only_on_request(tmp_path, monkeypatch
 
     diverged = configs(n=1)[0].replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
     run_sweep([diverged], store)
-    assert store.load_row(diverged.run_id)["status"] == "diverged"
+    assert store.load_row(run_id(diverged))["status"] == "diverged"
     assert run_sweep([diverged], store).cached == 1  # kept as it is...
     assert run_sweep([diverged], store, retry_failed=True).done == 1  # ...until a retry is asked for
 
@@ -128,7 +129,7 @@ def test_a_worker_that_dies_does_not_lose_the_sweep(tmp_path, monkeypatch, execu
     summary = run_sweep(cfgs, store, executor=executor, workers=2, threads=1)
     assert marker.exists()  # one worker process really was killed
     assert not summary.failures and summary.done == 3
-    assert sorted(store.run_ids()) == sorted(c.run_id for c in cfgs) and store.claimed() == {}
+    assert sorted(store.run_ids()) == sorted(run_id(c) for c in cfgs) and store.claimed() == {}
 
 
 def test_two_sweeps_at_once_share_a_store_without_duplicates(tmp_path):
@@ -155,14 +156,14 @@ def test_evaluations_added_later_reuse_the_trained_runs(tmp_path):
     store = RunStore(tmp_path / "runs")
     cfgs = configs(n=2)
     assert run_sweep(cfgs, store).done == 2
-    mtimes = {c.run_id: (store.path(c.run_id) / "checkpoint.pt").stat().st_mtime_ns for c in cfgs}
+    mtimes = {run_id(c): (store.path(run_id(c)) / "checkpoint.pt").stat().st_mtime_ns for c in cfgs}
     wanted = Evaluations(mc=MCSettings(T=4, streams=1, per_example=False))
     assert set(sweep_status(cfgs, store, wanted)["missing_evaluations"]) == {"mc"}
     summary = run_sweep(cfgs, store, executor="processes", workers=2, threads=1, evaluations=wanted)
     assert summary.done == 2 and not summary.failures
     for c in cfgs:
-        assert (store.path(c.run_id) / "checkpoint.pt").stat().st_mtime_ns == mtimes[c.run_id]  # not retrained
-        assert len(store.read_table("subnetworks", [c.run_id])) == 4
+        assert (store.path(run_id(c)) / "checkpoint.pt").stat().st_mtime_ns == mtimes[run_id(c)]  # not retrained
+        assert len(store.read_table("subnetworks", [run_id(c)])) == 4
     assert run_sweep(cfgs, store, evaluations=wanted).cached == 2
 
 
@@ -171,15 +172,15 @@ def test_a_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch):
     deaths are attributed to it, the others finish, and the next sweep skips only it."""
     store = RunStore(tmp_path / "runs")
     cfgs = configs(n=6)
-    doomed = cfgs[2].run_id
+    doomed = run_id(cfgs[2])
     monkeypatch.setenv("HARNESS_FAULT_KILL_RUN", doomed)
     summary = run_sweep(cfgs, store, executor="processes", workers=2, threads=1)
-    assert [c.run_id for c, _ in summary.failures] == [doomed] and "died" in summary.failures[0][1]
-    assert summary.done == 5 and sorted(store.run_ids()) == sorted(c.run_id for c in cfgs if c.run_id != doomed)
+    assert [run_id(c) for c, _ in summary.failures] == [doomed] and "died" in summary.failures[0][1]
+    assert summary.done == 5 and sorted(store.run_ids()) == sorted(run_id(c) for c in cfgs if run_id(c) != doomed)
     assert [p.stem for p in (store.root / ".failed").glob("*.json")] == [doomed] and store.claimed() == {}
     monkeypatch.delenv("HARNESS_FAULT_KILL_RUN")
     again = run_sweep(cfgs, store, executor="processes", workers=2, threads=1)
-    assert [c.run_id for c, _ in again.skipped] == [doomed] and len(again.records) == 5 and all(r.cached for r in again.records)
+    assert [run_id(c) for c, _ in again.skipped] == [doomed] and len(again.records) == 5 and all(r.cached for r in again.records)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -18,6 +18,7 @@ from harness.metrics import ece, overconfidence, point_metrics
 from harness.shifts import (CORRUPTIONS, EvalSet, corrupt, evaluation_sets, fashion, fashion_available, patches, permuted, rotate, shift_images,
                             translation_offsets, unseen_available)
 from tests.test_data import write_mnist_like
+from harness.identity import run_id
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +245,7 @@ def test_ensembles_are_disjoint_seed_groups():
     cfgs = member_configs(b, 3, 2) + member_configs(b.replace(**{"model.p_drop_input": 0.0, "model.p_drop_hidden": [0.0]}), 3, 2)
     ens = ensembles_of(cfgs, 3)
     assert [(e.group, e.replicate) for e in ens] == [("dropout", 0), ("dropout", 1), ("no dropout", 0), ("no dropout", 1)]
-    assert [c.seed for c in cfgs[:6]] == [0, 1, 2, 3, 4, 5] and ens[1].run_ids == tuple(c.run_id for c in cfgs[3:6])
+    assert [c.seed for c in cfgs[:6]] == [0, 1, 2, 3, 4, 5] and ens[1].run_ids == tuple(run_id(c) for c in cfgs[3:6])
     assert len({r for e in ens for r in e.run_ids}) == 12  # no run is a member twice
     with pytest.raises(ConfigError, match="multiple of 4"):
         ensembles_of(cfgs, 4)
@@ -253,7 +254,7 @@ def test_ensembles_are_disjoint_seed_groups():
 def test_experiment_files_declare_valid_ensembles(tmp_path):
     exp = load_experiment("experiments/ensemble_vs_dropout.py", "smoke")
     shift = load_experiment("experiments/shift.py", "smoke")
-    assert [c.run_id for c in exp.configs] == [c.run_id for c in shift.configs] and exp.evaluations == shift.evaluations
+    assert [run_id(c) for c in exp.configs] == [run_id(c) for c in shift.configs] and exp.evaluations == shift.evaluations
     assert len(exp.ensembles) == 10 and exp.evaluations.robustness.members == 2
     bad = tmp_path / "bad.py"
     bad.write_text("from harness.config import RunConfig\nfrom harness.ensembles import Ensemble\nNAME = 'bad'\n"

@@ -9,6 +9,7 @@ import pytest
 
 from harness.run import execute
 from harness.store import MANIFEST, RUN_FILES, RunStore
+from harness.identity import run_id
 
 RUNS_COLUMNS = {"run_id", "experiment", "dataset", "model", "widths", "p_drop_input", "p_drop_hidden", "seed", "train_size",
                 "epochs", "status", "wall_time_s", "train_loss", "train_error", "test_loss", "test_error"}
@@ -16,7 +17,7 @@ RUNS_COLUMNS = {"run_id", "experiment", "dataset", "model", "widths", "p_drop_in
 
 def test_run_folder_holds_everything_and_reruns_are_cached(store, tiny_cfg):
     rec = execute(tiny_cfg, store)
-    assert rec.path.name == tiny_cfg.run_id and not rec.cached
+    assert rec.path.name == run_id(tiny_cfg) and not rec.cached
     assert sorted(os.listdir(rec.path)) == sorted([*RUN_FILES, MANIFEST])
     prov = json.loads((rec.path / "provenance.json").read_text())
     assert {"torch", "numpy", "git_commit", "host", "device"} <= set(prov)
@@ -25,7 +26,7 @@ def test_run_folder_holds_everything_and_reruns_are_cached(store, tiny_cfg):
     again = execute(tiny_cfg, store)
     assert again.cached and (rec.path / "checkpoint.pt").stat().st_mtime_ns == mtime
     forced = execute(tiny_cfg, store, force=True)
-    assert not forced.cached and store.run_ids() == [tiny_cfg.run_id]
+    assert not forced.cached and store.run_ids() == [run_id(tiny_cfg)]
     table = store.runs_table()
     assert RUNS_COLUMNS <= set(table.columns) and len(table) == 1
 

@@ -13,6 +13,7 @@ from harness.experiment import load_experiment, resolve
 from harness.tuning import arm_key
 from harness.store import RunStore
 from harness.verdicts import MIN_N, VERDICTS
+from harness.identity import run_id
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY_TABLES = {
@@ -119,4 +120,4 @@ def test_studies_that_share_a_run_agree_on_its_evaluations(profile):
             for kind in exp.evaluations.kinds():
                 settings = exp.evaluations.settings_json(kind)
                 seen = wanted.setdefault((arm_key(cfg), cfg.seed), {}).setdefault(kind, (study, settings))
-                assert seen[1] == settings, f"run {cfg.run_id}: {kind} settings of {seen[0]} and {study} differ"
+                assert seen[1] == settings, f"run {run_id(cfg)}: {kind} settings of {seen[0]} and {study} differ"

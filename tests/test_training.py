@@ -8,6 +8,7 @@ from harness.run import execute, load_model
 from harness.store import RunStore
 from harness.training import evaluate as real_evaluate
 from harness.training import learning_rate, momentum_at
+from harness.identity import run_id
 
 
 def test_same_config_and_seed_give_bit_identical_weights(tmp_path, tiny_cfg):
@@ -41,10 +42,10 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(store, tiny_cfg):
     bad = tiny_cfg.replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
     summary = run_sweep([bad, tiny_cfg], store)
     assert not summary.failures and len(summary.records) == 2
-    row = store.load_row(bad.run_id)
+    row = store.load_row(run_id(bad))
     assert row["status"] == "diverged" and "lower train.lr" in row["message"]
     assert math.isnan(row["test_error"])
-    assert store.load_row(tiny_cfg.run_id)["status"] == "ok"
+    assert store.load_row(run_id(tiny_cfg))["status"] == "ok"
 
 
 def test_select_on_val_keeps_the_best_epoch(store, tiny_cfg):

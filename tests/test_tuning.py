@@ -8,6 +8,7 @@ from harness.cli import main
 from harness.errors import ConfigError
 from harness.experiment import load_experiment, resolve
 from harness.tuning import TUNING_SEED, arm_key, check_grid, tuning_configs, tuning_table
+from harness.identity import run_id
 
 EXPERIMENT = '''
 """Two arms, two seeds each, tuned over two rates."""
@@ -56,7 +57,7 @@ def test_each_arm_takes_the_rate_with_the_lowest_validation_loss(experiment, tmp
     tuned = resolve(exp, store)
     assert {c.train.lr for c in tuned.configs} == {0.1} and [c.seed for c in tuned.configs] == [3, 4, 3, 4]
     # no replicate is a tuning run: all four replicates were trained after tuning
-    assert not set(table.run_id) & {c.run_id for c in tuned.configs} and "4 runs: 4 computed, 0 cached" in out
+    assert not set(table.run_id) & {run_id(c) for c in tuned.configs} and "4 runs: 4 computed, 0 cached" in out
     assert main(["status", str(experiment), "--profile", "smoke", "--store", str(store_dir)]) == 0
     assert "4 runs: 4 done" in capsys.readouterr().out
 

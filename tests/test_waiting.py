@@ -28,6 +28,7 @@ from harness.cli import main
 from harness.config import RunConfig
 from harness.executors import run_sweep, sweep_status
 from harness.store import RunStore
+from harness.identity import run_id
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = socket.gethostname()
@@ -104,14 +105,14 @@ def test_a_sweep_computes_a_run_whose_claim_file_is_empty(tmp_path, capsys):
     store = RunStore(tmp_path / "runs")
     cfg = configs([0])[0]
     (store.root / ".claims").mkdir()
-    claim_path(store, cfg.run_id).write_bytes(b"")
+    claim_path(store, run_id(cfg)).write_bytes(b"")
     assert sweep_status([cfg], store).state.tolist() == ["pending"]  # not "running"
-    claim_path(store, cfg.run_id).write_bytes(b"")
+    claim_path(store, run_id(cfg)).write_bytes(b"")
     exp = tmp_path / "one.py"
     exp.write_text(EXPERIMENT.format(name="w", seeds=[0]))
     assert main(["run", str(exp), "--profile", "smoke", "--store", str(store.root), "--threads", "1"]) == 0
     assert "1 runs: 1 computed, 0 cached, 0 failed, 0 skipped" in capsys.readouterr().out
-    assert store.is_complete(cfg.run_id) and store.claimed() == {}
+    assert store.is_complete(run_id(cfg)) and store.claimed() == {}
 
 
 def test_a_live_owners_claim_is_kept(store, sleeper):
@@ -208,7 +209,7 @@ from harness.executors import run_sweep
 from harness.store import RunStore
 store = RunStore(sys.argv[1])
 cfg = RunConfig(experiment="holder", profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": 2, "seed": 0})
-assert store.claim(cfg.run_id)
+assert store.claim(run_id(cfg))
 print("claimed", flush=True)
 time.sleep(float(sys.argv[2]))
 summary = run_sweep([cfg], store, threads=1)  # computes the run under the claim it holds, then releases it
@@ -228,10 +229,10 @@ def test_a_sweep_waits_for_a_live_owner_and_reads_its_result(tmp_path, capsys, f
     assert holder.returncode == 0
     assert summary.done == 1 and summary.cached == 1 and not summary.skipped and not summary.failures
     assert summary.waited == 1 and "(waited" in summary.line()
-    assert {r.run_id: r.cached for r in summary.records} == {shared.run_id: True, own.run_id: False}
-    assert store.load_row(shared.run_id)["experiment"] == "holder"  # the holder's result, not recomputed here
+    assert {r.run_id: r.cached for r in summary.records} == {run_id(shared): True, own.run_id: False}
+    assert store.load_row(run_id(shared))["experiment"] == "holder"  # the holder's result, not recomputed here
     err = capsys.readouterr().err
-    assert re.search(rf"waiting for 1 run claimed by another process \(1 held by process {holder.pid} \(python\S* -c .*\): {shared.run_id}\)", err), err
+    assert re.search(rf"waiting for 1 run claimed by another process \(1 held by process {holder.pid} \(python\S* -c .*\): {run_id(shared)}\)", err), err
     assert store.claimed() == {}
 
 
@@ -239,25 +240,25 @@ def test_a_sweep_computes_a_run_whose_owner_died_while_it_waited(tmp_path, capsy
     store = RunStore(tmp_path / "runs")
     cfg = configs([0])[0]
     (store.root / ".claims").mkdir()
-    claim_path(store, cfg.run_id).write_text(f"{HOST} {sleeper.pid}")
+    claim_path(store, run_id(cfg)).write_text(f"{HOST} {sleeper.pid}")
     threading.Timer(1.0, sleeper.kill).start()  # killed, and never reaped meanwhile (a zombie is gone too)
     summary = run_sweep([cfg], store, threads=1)
     assert summary.done == 1 and summary.waited == 1 and not summary.skipped
-    assert f"1 held by process {sleeper.pid} (sleep 120): {cfg.run_id}" in capsys.readouterr().err
-    assert store.is_complete(cfg.run_id) and store.claimed() == {}
+    assert f"1 held by process {sleeper.pid} (sleep 120): {run_id(cfg)}" in capsys.readouterr().err
+    assert store.is_complete(run_id(cfg)) and store.claimed() == {}
 
 
 def test_the_wait_is_bounded_by_wait_limit(tmp_path, sleeper, fast_polls):
     store = RunStore(tmp_path / "runs")
     cfg, other = configs([0, 1])
     (store.root / ".claims").mkdir()
-    claim_path(store, cfg.run_id).write_text(f"{HOST} {sleeper.pid}")
+    claim_path(store, run_id(cfg)).write_text(f"{HOST} {sleeper.pid}")
     t0 = time.monotonic()
     summary = run_sweep([cfg, other], store, threads=1, wait_limit_s=0.5)
     assert time.monotonic() - t0 < 30
-    assert summary.done == 1 and [c.run_id for c, _ in summary.skipped] == [cfg.run_id]
+    assert summary.done == 1 and [run_id(c) for c, _ in summary.skipped] == [run_id(cfg)]
     assert f"still claimed by another sweep ({HOST} {sleeper.pid}) after waiting 0.5 s" in summary.skipped[0][1]
-    assert claim_path(store, cfg.run_id).read_text() == f"{HOST} {sleeper.pid}"  # a live owner's claim is never taken
+    assert claim_path(store, run_id(cfg)).read_text() == f"{HOST} {sleeper.pid}"  # a live owner's claim is never taken
     from harness.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--wait-limit"):
@@ -270,14 +271,14 @@ def test_no_wait_skips_a_claimed_run_as_before(tmp_path, capsys, sleeper):
     exp = tmp_path / "two.py"
     exp.write_text(EXPERIMENT.format(name="w", seeds=[0, 1]))
     (store.root / ".claims").mkdir()
-    claim_path(store, cfg.run_id).write_text(f"{HOST} {sleeper.pid}")
+    claim_path(store, run_id(cfg)).write_text(f"{HOST} {sleeper.pid}")
     t0 = time.monotonic()
     assert main(["run", str(exp), "--profile", "smoke", "--store", str(store.root), "--threads", "1", "--no-wait"]) == 1
     assert time.monotonic() - t0 < 60
     out, err = capsys.readouterr()
     assert "2 runs: 1 computed, 0 cached, 0 failed, 1 skipped" in out and "waited" not in out
-    assert f"skipped run {cfg.run_id}: claimed by another sweep ({HOST} {sleeper.pid})" in err
-    assert not store.is_complete(cfg.run_id) and store.is_complete(other.run_id)
+    assert f"skipped run {run_id(cfg)}: claimed by another sweep ({HOST} {sleeper.pid})" in err
+    assert not store.is_complete(run_id(cfg)) and store.is_complete(other.run_id)
     assert run_sweep([cfg], store, wait=False).skipped[0][1] == f"claimed by another sweep ({HOST} {sleeper.pid})"
 
 
@@ -300,15 +301,15 @@ def test_two_sweeps_of_overlapping_studies_started_together_both_finish(tmp_path
     assert any("(waited" in out for out, _ in outs), outs  # one of them met the other's claims
     store = RunStore(store_dir)
     assert store.claimed() == {} and len(store.run_ids()) == 6
-    shared = {c.run_id for c in configs([2, 3])}
+    shared = {run_id(c) for c in configs([2, 3])}
     rows = [{line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in shared} for out, _ in outs]
     assert rows[0] == rows[1] and len(rows[0]) == 2  # both sweeps report the same stored results for the shared runs
     reference = RunStore(tmp_path / "reference")
     run_sweep(configs(range(6)), reference, threads=1)
     for cfg in configs(range(6)):  # and the stored runs are bit-identical to one sweep's
-        got, want = store.load_state(cfg.run_id), reference.load_state(cfg.run_id)
-        assert all(torch.equal(got[k], want[k]) for k in want), cfg.run_id
-        assert store.load_row(cfg.run_id)["test_error"] == reference.load_row(cfg.run_id)["test_error"]
+        got, want = store.load_state(run_id(cfg)), reference.load_state(run_id(cfg))
+        assert all(torch.equal(got[k], want[k]) for k in want), run_id(cfg)
+        assert store.load_row(run_id(cfg))["test_error"] == reference.load_row(run_id(cfg))["test_error"]
 
 
 # -- make ---------------------------------------------------------------------------------------
