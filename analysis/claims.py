@@ -6,6 +6,11 @@ keep probabilities are averaged within the seed first), tested by `harness.verdi
 right kind of test, Holm's adjustment across the family and a power analysis. n is always the
 number of seeds. Nothing is typed by hand: flip the data and the verdict flips.
 
+`claim_specs` gives each statistic's values and hypothesis, and a `key` that names it without what
+its setting decides (sizes, widths, the chosen cell), so the same statistic can be matched across
+settings; `decide_specs` decides any list of specs as one Holm family (one setting's, in
+`claims_table`, or every setting's, in `analysis.generality`).
+
 Margins are stated in advance (in the statistic's unit, fractions of error): EQUIVALENCE_MARGIN
 for C2, NONINFERIORITY_MARGIN for C5. C5's "best cell" is chosen on validation error and compared
 on test error.
@@ -15,9 +20,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.setting import setting_name
 from harness.verdicts import MIN_N, Hypothesis, assess, decide
 
 from .labels import label_keep, label_method, label_placement
+from .presentation import claim_lines, load_setting, show_claims, study_adaptation
 
 EQUIVALENCE_MARGIN = 0.005  # C2: weight scaling within 0.5 points of error of the ensemble
 NONINFERIORITY_MARGIN = 0.005  # C5: the recommended rates at most 0.5 points worse than the best
@@ -47,8 +54,6 @@ CLAIMS = {
     "C9": "the dropout subnetworks are a weaker ensemble than the same number of independently trained networks",
     "C10": "under shift, averaging subnetworks is better calibrated than weight scaling, and a true ensemble is better still",
 }
-UNITS = {"error": "points of %", "r": "r", "fraction": "%", "L2": "L2", "nats": "nats", "brier": "Brier", "ece": "ECE points (%)",
-         "auroc": "AUROC", "overconfidence": "points of % (confidence - accuracy)"}  # how the report shows each unit
 COLUMNS = ["claim", "statement", "study", "statistic", "unit", "test", "margin", "estimate", "ci_low", "ci_high", "method", "n",
            "p_value", "p_adjusted", "effect_sd", "mde", "seeds_needed", "stopped_by_patience", "verdict", "reason"]
 CONVERGED_SHARE = 0.5  # a tested claim whose study's runs mostly hit the budget is flagged
@@ -304,11 +309,13 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     def has(study, *names):
         return study in tables and all(n in tables[study] and not tables[study][n].empty for n in names)
 
-    def meta(claim, study, statistic, unit="error", runs=None):
-        """`runs`: the runs the statistic reads (default: all of the study's), for its convergence share."""
+    def meta(claim, study, statistic, unit="error", runs=None, key=None):
+        """`runs`: the runs the statistic reads (default: all of the study's), for its convergence
+        share; `key`: the statistic named without what its setting decides (sizes, widths, the
+        chosen cell), when its text names any of that."""
         used = runs if runs is not None else tables.get(study, {}).get("runs")
         return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit,
-                "stopped_by_patience": patience_share(used)}
+                "stopped_by_patience": patience_share(used), "key": key or statistic}
 
     def directional(unit: str = "error") -> Hypothesis:
         return Hypothesis("directional", sesoi=SESOI[unit])
@@ -333,21 +340,24 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
         top = runs.p_drop_hidden.max()
         used = runs[runs.p_drop_hidden.isin([0.0, top])]
         for layer, v in c3_values(tables["coadaptation"]["coadaptation"], runs).items():
-            specs.append((meta("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g}", "r", used), v, directional("r")))
+            specs.append((meta("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g}", "r", used,
+                               key=f"{layer}: mean |r|, no dropout - the highest hidden drop rate"), v, directional("r")))
     if has("data_size", "runs"):
         runs = tables["data_size"]["runs"]
         v = c4_values(runs)
         sizes, widths = sorted(runs.train_size.unique()), sorted(runs.width.unique())
         specs += [
             (meta("C4", "data_size", "test error without - with dropout (sizes and widths averaged)"), v["C4"], directional()),
-            (meta("C4b", "data_size", f"gain of dropout at {sizes[0]} examples - at {sizes[-1]} (widths averaged)"), v["C4b"], directional()),
+            (meta("C4b", "data_size", f"gain of dropout at {sizes[0]} examples - at {sizes[-1]} (widths averaged)",
+                  key="gain of dropout at the smallest training size - at the largest (widths averaged)"), v["C4b"], directional()),
         ]
     if has("rate_grid", "runs"):
         grid = tables["rate_grid"]["runs"]
         best = c5_best_cell(grid)
         used = grid[[(pi, ph) in (RECOMMENDED, best) for pi, ph in zip(grid.p_drop_input, grid.p_drop_hidden)]]
-        specs.append((meta("C5", "rate_grid", f"test error at {RECOMMENDED} - at the best cell on validation {best} "
-                                              f"(non-inferior within {100 * noninferiority_margin:g} points)", runs=used),
+        within = f"(non-inferior within {100 * noninferiority_margin:g} points)"
+        specs.append((meta("C5", "rate_grid", f"test error at {RECOMMENDED} - at the best cell on validation {best} {within}", runs=used,
+                           key=f"test error at {RECOMMENDED} - at the best cell on validation {within}"),
                       c5_values(tables["rate_grid"]["runs"]), Hypothesis("noninferiority", noninferiority_margin)))
     if has("keep_sweep", "runs"):
         ks = tables["keep_sweep"]["runs"]
@@ -393,7 +403,8 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
             for unseen, values in ood_values(tables["shift"]["ood"], "subnetworks (k = T)", "disagreement").items():
                 specs.append((meta("C10", "shift", f"AUROC of subnetwork disagreement, test split against {unseen}", "auroc"), values, described))
     if has("data_size", "runs"):
-        specs.append((meta("C8", "data_size", f"gain of dropout at width {widths[-1]} - at width {widths[0]} (sizes averaged)"), v["C8"], directional()))
+        specs.append((meta("C8", "data_size", f"gain of dropout at width {widths[-1]} - at width {widths[0]} (sizes averaged)",
+                           key="gain of dropout at the widest width - at the narrowest (sizes averaged)"), v["C8"], directional()))
     return specs
 
 
@@ -407,7 +418,15 @@ def patience_share(runs: pd.DataFrame | None) -> float:
 
 def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N, **margins) -> pd.DataFrame:
     """The claims table: one row per tested or described statistic, with the columns of COLUMNS."""
-    specs = claim_specs(tables, **margins)
+    return decide_specs(claim_specs(tables, **margins), min_n=min_n)[COLUMNS]
+
+
+def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]], min_n: int = MIN_N) -> pd.DataFrame:
+    """Verdicts on `specs` (as `claim_specs` returns them, from one setting or several) decided as
+    ONE family: Holm's adjustment covers every tested row of every spec. One row per spec with its
+    metadata (every key, COLUMNS' and any other, such as a setting), the verdict procedure's
+    output and the test and margin, in the order of CLAIMS (stable: the specs' own order within a
+    claim). A tested row whose runs mostly hit the training budget says so in its reason."""
     if not specs:
         return pd.DataFrame(columns=COLUMNS)
     hyps = [h for _, _, h in specs]
@@ -420,41 +439,43 @@ def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N,
             row["reason"] = "; ".join(filter(None, [row["reason"], f"caution: only {share:.0%} of the runs it reads stopped by patience, "
                                                                       "the rest hit the training budget or diverged (arms may not be at their best)"]))
     order = {c: i for i, c in enumerate(CLAIMS)}
-    df = pd.DataFrame(out)[COLUMNS]
+    df = pd.DataFrame(out)
     return df.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m analysis.claims --profile P [--study S]``: the claims table from the collected
-    tables, printed; Holm's family is every tested row of the studies whose tables exist."""
-    import argparse
+def holm_family_size(claims: pd.DataFrame, min_n: int = MIN_N) -> int:
+    """The rows of a decided claims table that entered Holm's adjustment: tested, at least `min_n`
+    replicates and a p-value (`harness.verdicts.decide`'s family)."""
+    return int(((claims.test != "descriptive") & (claims.n >= min_n) & claims.p_value.notna()).sum())
 
-    from .paths import tables_dir
-    from .report import STUDIES, show_claims
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m analysis.claims --profile P [--dataset D] [--study S]``: the claims table from
+    the collected tables of a setting, printed; Holm's family is every tested row of the studies
+    whose tables exist."""
+    import argparse
 
     ap = argparse.ArgumentParser(prog="python -m analysis.claims", description=main.__doc__.splitlines()[0])
     ap.add_argument("--profile", default="quick")
+    ap.add_argument("--dataset", help="the setting's dataset (default: each study's own)")
     ap.add_argument("--study", help="print only the rows of this study")
     args = ap.parse_args(argv)
-    tables = {}
-    for study in STUDIES:
-        folder = tables_dir(args.profile, study)
-        if (folder / "runs.parquet").is_file():
-            tables[study] = {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+    setting = setting_name(args.profile, args.dataset)
+    tables = load_setting(setting)
+    skipped = {s: why for s in tables if (why := study_adaptation(setting, s).skipped)}
+    if args.study in skipped:
+        print(f"claims ({setting}): {args.study} was skipped on this dataset: {skipped[args.study]}")
+        return 0
+    tables = {s: t for s, t in tables.items() if s not in skipped}
     if args.study and args.study not in tables:
-        raise SystemExit(f"error: no tables of {args.study} ({args.profile}); run `make {args.study} PROFILE={args.profile}` first")
+        make = f"make {args.study} PROFILE={args.profile}" + (f" DATASET={args.dataset}" if setting != args.profile else "")
+        raise SystemExit(f"error: no tables of {args.study} ({setting}); run `{make}` first")
     claims = claims_table(tables)
     family = int((claims.test != "descriptive").sum())
     shown = show_claims(claims[claims.study == args.study] if args.study else claims)
-    print(f"claims ({args.profile}; Holm across the {family} tested rows of {len(tables)} studies with tables):")
+    print(f"claims ({setting}; Holm across the {family} tested rows of {len(tables)} studies with tables):")
     print("\n".join(claim_lines(shown)))
     return 0
-
-
-def claim_lines(shown: pd.DataFrame) -> list[str]:
-    """One line per row of the claims table as `analysis.report.show_claims` formats it."""
-    return [f"  {row['claim']:<4} {row['verdict']:<13} {row['statistic']}: {row['estimate']} {row['95% interval']} "
-            f"({row['unit']}, n={row['n']}, p Holm={row['p (Holm)']})" for _, row in shown.iterrows()]
 
 
 if __name__ == "__main__":

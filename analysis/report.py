@@ -1,7 +1,9 @@
-"""The report: ``python -m analysis.report --profile P`` writes reports/P/ with
+"""The report: ``python -m analysis.report --profile P [--dataset D]`` writes reports/S/, S the
+setting (`harness.setting.Setting(P, D).name`: P itself without D), with
 
-- index.html: one self-contained page (figures embedded) with the claims table, and per study its
-  setup, its tables and its figures;
+- index.html: one self-contained page (figures embedded) naming its setting and dataset, with the
+  claims table, and per study how it was adapted to the dataset, its setup, its tables and its
+  figures (a study the setting skipped: the reason instead);
 - report.md and one CSV per table (numbers unformatted) for further work.
 
 Every number is a mean over runs (streams averaged within a run first) with its 95% interval, the
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import re
 import sys
 from datetime import datetime, timezone
 
@@ -23,25 +24,15 @@ from harness.coadaptation import compare
 from harness.experiment import load_experiment
 from harness.files import atomic_write
 from harness.stats import interval
-from harness.verdicts import MIN_N, VERDICTS
+from harness.setting import Setting
+from harness.verdicts import MIN_N
 
 from . import reference
-from .claims import BANDS, CONVERGED_SHARE, MILD_FACTOR, SEVERE_ERROR, UNITS, claim_lines, claims_table, per_replicate, severity_bands
+from .claims import BANDS, CONVERGED_SHARE, MILD_FACTOR, SEVERE_ERROR, claims_table, per_replicate, severity_bands
 from .labels import label_keep, label_method, label_placement, sort_methods
-from .paths import ROOT, figures_dir, report_dir, tables_dir
+from .paths import ROOT, figures_dir, report_dir
+from .presentation import STUDIES, claim_lines, claims_html, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation, to_markdown
 
-STUDIES = {  # study: figures drawn from its tables
-    "mc_vs_ws": ["mc_convergence", "subnetwork_errors"],
-    "keep_sweep": ["keep_sweep"],
-    "data_size": ["data_size"],
-    "features": ["features", "sparsity"],
-    "coadaptation": ["coadaptation", "correlations"],
-    "rate_grid": ["rate_grid"],
-    "placement": ["placement"],
-    "exact": ["exact"],
-    "ensemble_vs_dropout": ["diversity"],
-    "shift": ["shift", "entropy"],
-}
 PERCENT = {"error", "train_error", "test_error", "ece", "overconfidence"}
 
 
@@ -201,29 +192,6 @@ def convergence(runs: pd.DataFrame) -> str:
             f"best epoch: median {runs.best_epoch.median():g}; learning rates chosen on validation: {rates}")
 
 
-def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
-    """The claims table for reading: estimates, intervals, margins and MDE in the unit the report
-    shows (points of % for errors), p-values to 3 digits, seeds needed as a count."""
-    scale = claims["unit"].map({"error": 100.0, "fraction": 100.0, "ece": 100.0, "overconfidence": 100.0}).fillna(1.0)
-
-    def num(v, k=1.0):
-        return "-" if pd.isna(v) else f"{v * k:.3g}"
-
-    return pd.DataFrame({
-        "claim": claims["claim"], "statement": claims["statement"], "statistic": claims["statistic"],
-        "unit": claims["unit"].map(UNITS), "test": claims["test"],
-        "margin": [num(v, k) for v, k in zip(claims["margin"], scale)],
-        "estimate": [num(v, k) for v, k in zip(claims["estimate"], scale)],
-        "95% interval": ["-" if pd.isna(lo) else f"[{lo * k:.3g}, {hi * k:.3g}]" for lo, hi, k in zip(claims["ci_low"], claims["ci_high"], scale)],
-        "method": claims["method"], "n": claims["n"],
-        "p": [num(v) for v in claims["p_value"]], "p (Holm)": [num(v) for v in claims["p_adjusted"]],
-        "effect (sd)": [num(v) for v in claims["effect_sd"]], "MDE": [num(v, k) for v, k in zip(claims["mde"], scale)],
-        "seeds needed": ["-" if pd.isna(v) else ("> 100000" if v == float("inf") else f"{v:.0f}") for v in claims["seeds_needed"]],
-        "stopped by patience": ["-" if pd.isna(v) else f"{v:.0%}" for v in claims["stopped_by_patience"]],
-        "verdict": claims["verdict"], "reason": claims["reason"],
-    })
-
-
 def fmt_cell(df: pd.DataFrame) -> pd.DataFrame:
     """`mean [low, high]` strings for display; errors in percent."""
     out = df.copy()
@@ -245,40 +213,35 @@ def _cell(m: float, lo: float, hi: float, scale: float) -> str:
     return f"{scale * m:.3g} [{scale * lo:.3g}, {scale * hi:.3g}]"
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v).replace("|", "\\|")  # a pipe would end the cell
-
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def load_study(profile: str, study: str) -> dict[str, pd.DataFrame]:
-    folder = tables_dir(profile, study)
-    return {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
-
-
 def study_doc(study: str, profile: str) -> str:
     return load_experiment(ROOT / "experiments" / f"{study}.py", profile).doc
 
 
-def build(profile: str) -> list[str]:
-    out = report_dir(profile)
-    tables = {s: load_study(profile, s) for s in STUDIES}
-    tables = {s: t for s, t in tables.items() if t}
+def build(profile: str, dataset: str | None = None) -> list[str]:
+    """Write reports/<setting>/ (the setting: `profile`'s design on `dataset`, default each study's
+    own data); the files written, by name."""
+    setting = Setting(profile, dataset)
+    name = setting.name
+    out = report_dir(name)
+    tables = load_setting(name)
+    adapted = {s: study_adaptation(name, s) for s in tables}
     if not tables:
-        raise SystemExit(f"error: no tables under {out / 'tables'}; run `make tables PROFILE={profile}` first")
+        make = f"make tables PROFILE={profile}" + (f" DATASET={dataset}" if setting.dataset is not None else "")
+        raise SystemExit(f"error: no tables under {out / 'tables'}; run `{make}` first")
     written = []
 
     def csv(name: str, df: pd.DataFrame) -> None:
         atomic_write(out / f"{name}.csv", df.to_csv(index=False).encode())
         written.append(f"{name}.csv")
 
-    claims = claims_table(tables)
+    claims = claims_table({s: t for s, t in tables.items() if not adapted[s].skipped})
     csv("claims", claims)
-    md = [f"# Dropout harness report ({profile} profile)", "", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the tables in reports/{profile}/tables.", ""]
-    page = [f"<h1>Dropout harness report <small>({html.escape(profile)} profile)</small></h1>", f"<p>{html.escape(md[2])}</p>"]
+    on = setting_dataset(setting)
+    title = f"{name}: {profile} profile on {on}"
+    md = [f"# Dropout harness report ({title})", "", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the tables in reports/{name}/tables.", ""]
+    page_ = [f"<h1>Dropout harness report <small>({html.escape(title)})</small></h1>", f"<p>{html.escape(md[2])}</p>"]
+    md += [f"Setting: {name}, the {profile} profile's study design; dataset: {on}.", ""]
+    page_ += [f"<p class='setup'>{html.escape(md[-2])}</p>"]
     claims_show = show_claims(claims)
     intro = (
         "Claims: each statistic is computed per seed (the replicate; design cells averaged within a seed; for C9 and C10 the "
@@ -290,114 +253,63 @@ def build(profile: str) -> list[str]:
         "detected with 80% power at this n; seeds needed, to detect the observed effect with 80% power."
     )
     md += ["## Claims", "", intro, "", to_markdown(claims_show), ""]
-    statements = claims.drop_duplicates("claim")[["claim", "statement"]]
-    legend = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(t)}</dd>" for c, t in statements.itertuples(index=False))
-    shown = claims_show.drop(columns="statement")
-    methods = sorted(shown["method"].dropna().unique())
-    if len(methods) == 1:  # one interval method for every row: named once, so the reason column keeps its room
-        shown, intro = shown.drop(columns="method"), f"{intro} Every interval here is {methods[0]}."
-    page += ["<h2>Claims</h2>", f"<p>{html.escape(intro)}</p>", f"<dl class='claims'>{legend}</dl>",
-             _html_table(shown.rename(columns={"stopped by patience": "by patience"}), highlight="verdict", classes="t claims",
-                         wrap=("statistic", "reason"))]
-    if profile == "paper":
+    page_ += ["<h2>Claims</h2>"] + claims_html(claims_show, intro)
+    if name == "paper":  # the published numbers are of the paper profile's own data
         md += ["## Published reference numbers", "", reference.NOTE, "", to_markdown(reference.REFERENCE), ""]
-        page += ["<h2>Published reference numbers</h2>", f"<p>{html.escape(reference.NOTE)}</p>", _html_table(reference.REFERENCE)]
+        page_ += ["<h2>Published reference numbers</h2>", f"<p>{html.escape(reference.NOTE)}</p>", html_table(reference.REFERENCE)]
     for study, figs in STUDIES.items():
         if study not in tables:
             continue
-        t = tables[study]
+        t, how = tables[study], adapted[study]
         doc = study_doc(study, profile)
+        md += [f"## {study}", ""]
+        page_ += [f"<h2 id='{study}'>{study}</h2>"]
+        if how.notes:
+            md += [f"Adapted to {how.dataset or on}:", ""] + [f"- {n}" for n in how.notes] + [""]
+            page_ += [f"<p class='setup'>Adapted to {html.escape(how.dataset or on)}:</p>",
+                      "<ul class='setup'>" + "".join(f"<li>{html.escape(n)}</li>" for n in how.notes) + "</ul>"]
+        md += [doc, ""]
+        page_ += ["<p>" + html.escape(doc).replace("\n\n", "</p><p>") + "</p>"]
+        if how.skipped:
+            md += [f"Skipped on {how.dataset or on}: {how.skipped}", ""]
+            page_ += [f"<p class='setup skipped'>Skipped on {html.escape(how.dataset or on)}: {html.escape(how.skipped)}</p>"]
+            continue
         setup = setup_line(study, t["runs"])
-        md += [f"## {study}", "", doc, "", f"Setup: {setup}", ""]
-        page += [f"<h2 id='{study}'>{study}</h2>", "<p>" + html.escape(doc).replace("\n\n", "</p><p>") + "</p>", f"<p class='setup'>Setup: {html.escape(setup)}</p>"]
+        md += [f"Setup: {setup}", ""]
+        page_ += [f"<p class='setup'>Setup: {html.escape(setup)}</p>"]
         summaries = study_tables(study, t)
         if "tuning" in t:
             summaries["learning rate of each arm chosen on validation (tuning runs: the arm at a seed of its own at every rate of the grid)"] = t["tuning"].drop(columns=["run_id"])
         for title, df in summaries.items():
-            name = f"{study}__{title.split(' (')[0].replace(' ', '_')}"
-            csv(name, df)
+            file = f"{study}__{title.split(' (')[0].replace(' ', '_')}"
+            csv(file, df)
             shown = fmt_cell(df)
             md += [f"### {title}", "", to_markdown(shown), ""]
-            page += [f"<h3>{html.escape(title)}</h3>", _html_table(shown)]
+            page_ += [f"<h3>{html.escape(title)}</h3>", html_table(shown)]
         for fig in figs:
-            png = figures_dir(profile) / f"{fig}.png"
+            png = figures_dir(name) / f"{fig}.png"
             if not png.is_file():
                 continue
-            caption = (figures_dir(profile) / f"{fig}.txt").read_text().strip() if (figures_dir(profile) / f"{fig}.txt").is_file() else ""
-            md += [f"![{fig}](../../figures/{profile}/{fig}.png)", "", caption, ""]
+            caption = (figures_dir(name) / f"{fig}.txt").read_text().strip() if (figures_dir(name) / f"{fig}.txt").is_file() else ""
+            md += [f"![{fig}](../../figures/{name}/{fig}.png)", "", caption, ""]
             data = base64.b64encode(png.read_bytes()).decode()
-            page += [f"<figure><img src='data:image/png;base64,{data}' alt='{fig}'><figcaption>{html.escape(caption)} "
-                     f"(<a href='../../figures/{profile}/{fig}.pdf'>PDF</a>)</figcaption></figure>"]
+            page_ += [f"<figure><img src='data:image/png;base64,{data}' alt='{fig}'><figcaption>{html.escape(caption)} "
+                      f"(<a href='../../figures/{name}/{fig}.pdf'>PDF</a>)</figcaption></figure>"]
     atomic_write(out / "report.md", "\n".join(md).encode())
-    atomic_write(out / "index.html", _page("\n".join(page), profile).encode())
+    atomic_write(out / "index.html", page("\n".join(page_), f"Dropout harness report ({name})").encode())
     return written + ["report.md", "index.html"]
-
-
-def _html_table(df: pd.DataFrame, highlight: str | None = None, classes: str = "t", wrap: tuple[str, ...] = ()) -> str:
-    """`df` as an HTML table inside a box that scrolls sideways when the table is wider than the
-    page, so the page itself never does. Every cell has the class of its column (`_column_class`),
-    so the style addresses columns by name, not position. Cells stay on one line, except those of
-    the `wrap` columns (long text, which wraps) and a `fmt_cell` "m [lo, hi]", which may break
-    before its interval only (an interval broken inside misreads). A cell of the `highlight`
-    column holding a verdict also has the verdict as class."""
-    columns = [_column_class(c) for c in df.columns]
-    head = "".join(f"<th class='{c}'>{html.escape(str(name))}</th>" for c, name in zip(columns, df.columns))
-    rows = []
-    for row in df.itertuples(index=False):
-        cells = []
-        for name, c, v in zip(df.columns, columns, row):
-            text = _html_value(v)
-            estimate = ESTIMATE_CELL.fullmatch(text)
-            classes_of = [c] + ["wrap"] * (name in wrap) + ["est"] * bool(estimate) + [str(v)] * (name == highlight and v in VERDICTS)
-            shown = f"{html.escape(estimate[1])} <span class='ci'>{html.escape(estimate[2])}</span>" if estimate else html.escape(text)
-            cells.append(f"<td class='{' '.join(classes_of)}'>{shown}</td>")
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<div class='scroll'><table class='{classes}'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-
-
-ESTIMATE_CELL = re.compile(r"(\S+) (\[\S+, \S+\])")  # a cell of fmt_cell: "mean [low, high]"
-
-
-def _column_class(name: object) -> str:
-    """A column's CSS class: `c-` and its name in lower case, other characters as '-' ("p (Holm)": c-p-holm)."""
-    return "c-" + re.sub(r"[^0-9a-z]+", "-", str(name).lower()).strip("-")
-
-
-def _html_value(v: object) -> str:
-    if pd.api.types.is_float(v):  # Python and NumPy floats of any width
-        return "-" if v != v else f"{v:.4g}"  # NaN is the only value unequal to itself
-    return "-" if v is None or v is pd.NA else str(v)
-
-
-def _page(body: str, profile: str) -> str:
-    css = """
-body{font-family:system-ui,sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}
-dl.claims{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:0.9em} dl.claims dd{margin:0}
-div.scroll{overflow-x:auto;margin:0.5em 0 1.5em}
-table.t{border-collapse:collapse;font-size:0.85em}
-table.t th,table.t td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;vertical-align:top}
-table.t th{background:#f4f4f4} table.t td{white-space:nowrap}
-table.t td.wrap{white-space:normal;overflow-wrap:anywhere;text-align:left;line-height:1.3}
-table.t td.est{white-space:normal} table.t span.ci{white-space:nowrap}
-table.claims{font-size:0.8em} table.claims th,table.claims td{padding:3px 4px}
-table.claims td.c-unit,table.claims td.c-test{white-space:normal}
-table.claims th.c-statistic,table.claims th.c-reason{text-align:left}
-table.claims td.c-statistic{min-width:10em;max-width:22em} table.claims td.c-reason{min-width:15em;max-width:30em}
-td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
-td.inconclusive{background:#eee} td.withheld{background:#fbe9c7} td.descriptive{color:#666}
-figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
-.setup{font-size:0.9em;color:#555}"""
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>Dropout harness report ({html.escape(profile)})</title><style>{css}</style></head><body>{body}</body></html>"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.report")
     ap.add_argument("--profile", default="quick")
+    ap.add_argument("--dataset", help="the setting's dataset (default: each study's own)")
     args = ap.parse_args(argv)
-    files = build(args.profile)
-    print(f"reports/{args.profile}/: {', '.join(files)}")
-    print("\n".join(claim_lines(show_claims(pd.read_csv(report_dir(args.profile) / "claims.csv")))))
-    print(f"open {report_dir(args.profile) / 'index.html'}")
+    name = Setting(args.profile, args.dataset).name
+    files = build(args.profile, args.dataset)
+    print(f"reports/{name}/: {', '.join(files)}")
+    print("\n".join(claim_lines(show_claims(pd.read_csv(report_dir(name) / "claims.csv")))))
+    print(f"open {report_dir(name) / 'index.html'}")
     return 0
 
 

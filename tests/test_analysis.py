@@ -12,7 +12,8 @@ from analysis.claims import (
     MILD_FACTOR, SEVERE_ERROR, c6_runs, c6_values, c7_values, c9_values, c10_values, claims_table, ood_values, severity_bands,
 )
 from analysis.labels import label_method
-from analysis.report import fmt_cell, show_claims, summarize
+from analysis.presentation import show_claims
+from analysis.report import fmt_cell, summarize
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -327,6 +328,26 @@ def test_claims_command_prints_one_study(tmp_path, monkeypatch, capsys):
     assert "Holm across the 4 tested rows of 2 studies" in out and "C10" in out and "C9 " not in out
     with pytest.raises(SystemExit, match="no tables of placement"):
         claims.main(["--profile", "quick", "--study", "placement"])
+
+
+def test_claims_command_reads_the_setting_of_a_dataset_and_says_what_it_skipped(tmp_path, monkeypatch, capsys):
+    from analysis import claims
+    from analysis.tables import write
+
+    monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
+    t = robustness_table(lambda method, name, r, m: {("dropout", "mc_shared", 6): 0.5, ("dropout", "ensemble", 2): 0.7}.get(method, 0.0) + r / 100)
+    tables = tmp_path / "reports" / "quick-mnist1d" / "tables"
+    write({"runs": pd.DataFrame({"run_id": ["x"]}), "shift": t}, tables / "shift", {"dataset": "mnist1d", "skipped": None, "notes": ["rotations of a 1-D signal"]})
+    write({"runs": pd.DataFrame({"run_id": pd.Series(dtype=str)})}, tables / "placement", {"dataset": "mnist1d", "skipped": "no images", "notes": []})
+    assert claims.main(["--profile", "quick", "--dataset", "mnist1d"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("claims (quick-mnist1d; Holm across the 2 tested rows of 1 studies with tables):") and "C10" in out
+    assert claims.main(["--profile", "quick", "--dataset", "mnist1d", "--study", "placement"]) == 0
+    assert capsys.readouterr().out == "claims (quick-mnist1d): placement was skipped on this dataset: no images\n"
+    with pytest.raises(SystemExit, match=r"no tables of exact \(quick-mnist1d\); run `make exact PROFILE=quick DATASET=mnist1d` first"):
+        claims.main(["--profile", "quick", "--dataset", "mnist1d", "--study", "exact"])
+    with pytest.raises(SystemExit, match="no tables of shift"):  # the default setting is another folder
+        claims.main(["--profile", "quick", "--study", "shift"])
 
 
 def test_claims_carry_the_share_of_runs_stopped_by_patience_and_flag_budget_bound_studies():

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.report import DECOMPOSITIONS, _html_table, _page, study_tables
+from analysis.presentation import html_table, page
+from analysis.report import DECOMPOSITIONS, study_tables
 from harness.diversity import decomposition
 from harness.files import TMP_SUFFIX, atomic_write, create_tmp, tmp_prefix
 from harness.metrics import EnsembleAccumulator, point_metrics
@@ -52,21 +53,21 @@ def test_html_table_wraps_text_columns_and_scrolls_in_its_box():
     long_reason = "too few seeds: the interval straddles the margin; about 37 replicates would decide it <if> the true value is the observed one"
     df = pd.DataFrame({"claim": ["C1", "C2"], "p (Holm)": [0.01234567, float("nan")], "95% interval": ["[0.1, 0.2]", "-"],
                        "verdict": ["inconclusive", "supported"], "reason": [long_reason, ""]})
-    out = _html_table(df, highlight="verdict", classes="t claims", wrap=("reason",))
+    out = html_table(df, highlight="verdict", classes="t claims", wrap=("reason",))
     assert out.startswith("<div class='scroll'><table class='t claims'>") and out.endswith("</table></div>")
     assert "<th class='c-p-holm'>p (Holm)</th>" in out and "<td class='c-95-interval'>[0.1, 0.2]</td>" in out
     assert "<td class='c-p-holm'>0.01235</td>" in out and "<td class='c-p-holm'>-</td>" in out
     assert "<td class='c-verdict inconclusive'>inconclusive</td>" in out and "<td class='c-verdict supported'>supported</td>" in out
     assert f"<td class='c-reason wrap'>{long_reason.replace('<', '&lt;').replace('>', '&gt;')}</td>" in out  # whole, escaped
-    css = _page(out, "quick")
+    css = page(out, "quick")
     assert "div.scroll{overflow-x:auto" in css and "td.wrap{white-space:normal;overflow-wrap:anywhere" in css
 
 
 def test_html_table_breaks_an_estimate_cell_only_before_its_interval():
-    out = _html_table(pd.DataFrame({"nll": ["0.123 [0.111, 0.135]"], "method": ["dropout ensemble"]}))
+    out = html_table(pd.DataFrame({"nll": ["0.123 [0.111, 0.135]"], "method": ["dropout ensemble"]}))
     assert "<td class='c-nll est'>0.123 <span class='ci'>[0.111, 0.135]</span></td>" in out
     assert "<td class='c-method'>dropout ensemble</td>" in out
-    assert "table.t td.est{white-space:normal} table.t span.ci{white-space:nowrap}" in _page(out, "quick")
+    assert "table.t td.est{white-space:normal} table.t span.ci{white-space:nowrap}" in page(out, "quick")
 
 
 def _ensemble_rows(gen: torch.Generator, run_id: str, group: str, mode: str, ks: list[int], replicate: int, set_name: str) -> list[tuple]:
@@ -106,3 +107,46 @@ def test_loss_decomposition_rows_add_up():
     # the two NLLs differ, so a table showing ce_diversity beside the arithmetic NLL would not add up
     assert (abs(table.member_nll - table.ce_diversity - table.nll_arithmetic) > 1e-3).all()
     assert (table.n == 3).all()
+
+
+def _data_size_runs() -> pd.DataFrame:
+    """A data_size runs table with every column the report's setup line and tables read."""
+    rows = [(f"r{s}{w}{n}{p}", s, w, n, p, 0.1 + 0.001 * s - 0.02 * p * (1 + s / 10)) for s in range(5) for w in (64, 256)
+            for n in (100, 1000) for p in (0.0, 0.5)]
+    runs = pd.DataFrame(rows, columns=["run_id", "seed", "width", "train_size", "p_drop_hidden", "test_error"])
+    return runs.assign(train_error=runs.test_error - 0.05, model="mlp", widths=runs.width.astype(str), epochs=3, dataset="digits",
+                       status="ok", wall_time_s=6.0)
+
+
+def test_report_of_a_dataset_names_its_setting_and_shows_adaptations_and_skips(tmp_path, monkeypatch, capsys):
+    from analysis import report
+    from analysis.tables import write
+
+    monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
+    tables = tmp_path / "reports" / "quick-digits" / "tables"
+    write({"runs": _data_size_runs()}, tables / "data_size", {"dataset": "digits", "skipped": None, "notes": ["training sizes capped at <1000>"]})
+    write({"runs": pd.DataFrame({"run_id": pd.Series(dtype=str)})}, tables / "placement",
+          {"dataset": "digits", "skipped": "convolutions need images; digits are flat features", "notes": []})
+    figures = tmp_path / "figures" / "quick-digits"
+    figures.mkdir(parents=True)
+    for fig in ("data_size", "placement"):  # the skipped study's figure is a placeholder panel
+        (figures / f"{fig}.png").write_bytes(fig.encode())
+    assert report.main(["--profile", "quick", "--dataset", "digits"]) == 0
+    assert capsys.readouterr().out.startswith("reports/quick-digits/: claims.csv, data_size__")
+    page = (tmp_path / "reports" / "quick-digits" / "index.html").read_text()
+    assert "<h1>Dropout harness report <small>(quick-digits: quick profile on digits)</small></h1>" in page
+    assert "Setting: quick-digits, the quick profile&#x27;s study design; dataset: digits." in page
+    data_size = page[page.index("<h2 id='data_size'>"):page.index("<h2 id='placement'>")]
+    assert data_size.index("<li>training sizes capped at &lt;1000&gt;</li>") < data_size.index("<p class='setup'>Setup: data: digits")
+    assert "<h3>test error by size, width and dropout</h3>" in data_size and "alt='data_size'" in data_size
+    placement = page[page.index("<h2 id='placement'>"):]
+    assert "<p class='setup skipped'>Skipped on digits: convolutions need images; digits are flat features</p>" in placement
+    assert "Setup:" not in placement and "<h3>" not in placement and "<figure>" not in placement
+    assert "Skipped on digits: convolutions need images" in (tmp_path / "reports" / "quick-digits" / "report.md").read_text()
+    claims = pd.read_csv(tmp_path / "reports" / "quick-digits" / "claims.csv")
+    assert set(claims.study) == {"data_size"}
+    # without --dataset: the profile's own folder, which has no tables here
+    with pytest.raises(SystemExit, match=r"no tables under .*reports/quick/tables; run `make tables PROFILE=quick` first"):
+        report.build("quick")
+    with pytest.raises(SystemExit, match="run `make tables PROFILE=quick DATASET=mnist1d` first"):
+        report.build("quick", "mnist1d")

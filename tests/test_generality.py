@@ -1,0 +1,200 @@
+"""Generality across settings on hand-made tables with known answers: one Holm family over the
+claims of every setting, consistency labels for known verdict patterns, the files it writes; and
+the analysis package's imports without a circle."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import generality
+from analysis.claims import COLUMNS, claims_table, holm_family_size
+from analysis.generality import DEPENDENT, DESCRIPTIVE, EVERY, GENERALITY_COLUMNS, NONE, WHERE_TESTED, consistency, generality_table
+from analysis.tables import write
+from test_analysis import SEEDS, data_size_runs, grid_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = ["quick", "quick-mnist1d", "quick-digits"]
+
+
+def placement(noise=(0.001, -0.002, 0.0005, 0.0, 0.0008)):
+    """C7's evaluations: conv dropout worse than FC-only dropout by `noise` per seed (inconclusive)."""
+    return pd.DataFrame([("weight_scaled", "error", sites, 0.5, s, v) for s, e in zip(SEEDS, noise) for sites, v in
+                         (("input=0,block1=0.25,block2=0.25,hidden1=0.5", 0.03 + s / 1000 + e), ("input=0,block1=0,block2=0,hidden1=0.5", 0.03 + s / 1000))],
+                        columns=["mode", "metric", "p_drop_sites", "p_drop_hidden", "seed", "value"])
+
+
+def three_settings() -> dict[str, dict[str, dict[str, pd.DataFrame]]]:
+    """quick: data_size helps (C4, C4b, C8 supported), placement inconclusive; quick-mnist1d:
+    dropout hurts (C4, C8 contradicted, C4b supported), rate grid with C5 supported; quick-digits:
+    data_size as quick, placement skipped. Tested rows: 4 + 4 + 3."""
+    good = data_size_runs(0.05, 0.01, jitter=0.002)
+    hurt = data_size_runs(-0.05, -0.06, wide_bonus=-0.01, jitter=0.002)
+    return {
+        "quick": {"data_size": {"runs": good}, "placement": {"evaluations": placement()}},
+        "quick-mnist1d": {"data_size": {"runs": hurt}, "rate_grid": {"runs": grid_runs(test_penalty_at_best=0.02, jitter=0.001)}},
+        "quick-digits": {"data_size": {"runs": good}},
+    }
+
+
+@pytest.fixture(scope="module")
+def table():
+    return generality_table(three_settings(), {"quick": "mnist5k", "quick-mnist1d": "mnist1d", "quick-digits": "digits"})
+
+
+def test_holm_covers_the_tested_rows_of_every_setting(table):
+    tables = three_settings()
+    own = {s: claims_table(t) for s, t in tables.items()}
+    assert [holm_family_size(own[s]) for s in SETTINGS] == [4, 4, 3]
+    assert holm_family_size(table) == 11 and len(table) == sum(len(t) for t in own.values())
+    tested = table[table.test != "descriptive"]
+    p = tested.p_value.to_numpy()
+    m = len(p)
+    assert m == 11
+    order = np.argsort(p)
+    by_hand = np.empty(m)
+    by_hand[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))  # Holm, step down
+    np.testing.assert_allclose(tested.p_adjusted.to_numpy(), by_hand, rtol=1e-12)
+    # the raw p-values are each setting's own; only the adjustment differs, and never downwards
+    for s in SETTINGS:
+        mine = tested[tested.setting == s].set_index("key")
+        theirs = own[s][own[s].test != "descriptive"].set_index("statistic")
+        assert len(mine) == len(theirs)
+        np.testing.assert_allclose(np.sort(mine.p_value), np.sort(theirs.p_value), rtol=1e-12)
+        assert (np.sort(mine.p_adjusted) >= np.sort(theirs.p_adjusted)).all()
+
+
+def test_rows_carry_the_claims_columns_their_setting_and_dataset(table):
+    assert list(table.columns) == GENERALITY_COLUMNS and set(COLUMNS) < set(table.columns)
+    assert table.groupby("setting").dataset.first().to_dict() == {"quick": "mnist5k", "quick-mnist1d": "mnist1d", "quick-digits": "digits"}
+    # ordered by claim, then statistic, then setting
+    assert table.claim.tolist() == ["C4"] * 3 + ["C4b"] * 3 + ["C5", "C7"] + ["C8"] * 3
+    assert table.setting.tolist()[:3] == SETTINGS
+    # C4b's text names the sizes; its key does not, so it matches across settings
+    assert (table[table.claim == "C4b"].key == "gain of dropout at the smallest training size - at the largest (widths averaged)").all()
+
+
+def test_consistency_labels_for_known_verdict_patterns(table):
+    got = table.drop_duplicates("claim").set_index("claim")
+    assert table[table.claim == "C4"].verdict.tolist() == ["supported", "contradicted", "supported"]
+    assert got.consistency.to_dict() == {"C4": DEPENDENT, "C4b": EVERY, "C5": WHERE_TESTED, "C7": NONE, "C8": DEPENDENT}
+    assert got.claim_consistency.to_dict() == got.consistency.to_dict()  # one tested statistic per claim here
+    assert got.untested_in.fillna("").to_dict() == {"C4": "", "C4b": "", "C5": "quick, quick-digits", "C7": "quick-mnist1d, quick-digits", "C8": ""}
+
+
+def test_consistency_rule():
+    s, c, i, w = "supported", "contradicted", "inconclusive", "withheld"
+    assert consistency({"a": s, "b": s, "c": s}) == EVERY
+    assert consistency({"a": s, "b": i, "c": s}) == DEPENDENT and consistency({"a": w, "b": s}) == DEPENDENT
+    assert consistency({"a": c, "b": i, "c": w}) == NONE and consistency({"a": c, "b": c}) == NONE
+    assert consistency({"a": s, "b": None, "c": s}) == WHERE_TESTED  # a skipped study is no evidence against
+    assert consistency({"a": c, "b": None}) == NONE and consistency({"a": s, "b": None, "c": i}) == DEPENDENT
+    with pytest.raises(ValueError, match="no setting tested it"):
+        consistency({"a": None, "b": None})
+
+
+def test_a_claim_holds_in_a_setting_only_when_all_its_tested_statistics_do():
+    # C9's two tested statistics: the NLL difference is supported in both settings, the diversity
+    # difference only in the first: the claim is setting-dependent, its NLL row holds in every setting
+    from test_analysis import JITTER, robustness_table
+
+    def shift(diversity: float) -> pd.DataFrame:  # the dropout ensemble's Brier diversity raised by `diversity`
+        base = {("dropout", "mc_shared", 2): 1.0, ("dropout", "ensemble", 2): 0.7}
+        t = robustness_table(lambda method, name, r, m: base.get(method, 0.0) + m / 100 + r / 100)
+        noise = t.replicate.map(lambda r: 0.01 * JITTER[r]) * (t.group == "dropout") * t["mode"].eq("mc_shared")
+        bump = (t.metric == "brier_diversity") & (t["mode"] == "ensemble") & (t.group == "dropout")
+        return t.assign(value=t.value + noise + diversity * bump)
+
+    table = generality_table({"a": {"ensemble_vs_dropout": {"shift": shift(0.6)}}, "b": {"ensemble_vs_dropout": {"shift": shift(0.0)}}})
+    tested = table[table.test == "directional"]
+    assert tested.verdict.tolist() == ["supported", "supported", "supported", "contradicted"]
+    assert tested.consistency.tolist() == [EVERY, EVERY, DEPENDENT, DEPENDENT]
+    assert set(tested.claim_consistency) == {DEPENDENT}
+    assert set(table.loc[table.test == "descriptive", "consistency"]) == {DESCRIPTIVE}
+
+
+def test_the_command_writes_the_table_the_figure_and_the_page(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
+    reports = tmp_path / "reports"
+    for setting, studies in three_settings().items():
+        for study, tables in studies.items():
+            write({"runs": pd.DataFrame({"run_id": ["x"]})} | tables, reports / setting / "tables" / study,
+                  {"dataset": "mnist1d", "skipped": None, "notes": ["training sizes capped"]} if setting == "quick-mnist1d" else None)
+    write({"runs": pd.DataFrame({"run_id": pd.Series(dtype=str)})}, reports / "quick-digits" / "tables" / "placement",
+          {"dataset": "digits", "skipped": "convolutions need images", "notes": []})
+    assert generality.main(["--profile", "quick", "--datasets", "mnist5k,mnist1d,digits"]) == 0
+    assert "C4b  holds in every setting" in capsys.readouterr().out
+    csv = pd.read_csv(reports / "generality" / "claims.csv")
+    assert list(csv.columns) == GENERALITY_COLUMNS and len(csv) == 11 and set(csv.setting) == set(SETTINGS)
+    assert (tmp_path / "figures" / "generality" / "verdicts.png").stat().st_size > 0 and (tmp_path / "figures" / "generality" / "verdicts.pdf").is_file()
+    page = (reports / "generality" / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 1
+    assert "Holm&#x27;s adjustment across the 11 tested rows of all settings" in page
+    assert "quick 5, quick-mnist1d 5, quick-digits 5" in page
+    for s in SETTINGS:
+        assert f"<a href='../{s}/index.html'>" in page
+    assert "placement skipped: convolutions need images" in page
+    assert "Hold in every setting: C4b. Not in every setting: C4 (setting-dependent), C5 (holds where tested), C7 (holds in none), C8 (setting-dependent)." in page
+    assert "<td class='c-quick-mnist1d-verdict contradicted'>contradicted</td>" in page
+
+
+def test_a_setting_without_tables_is_named_with_the_command_that_makes_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
+    write({"runs": data_size_runs(0.05, 0.01, jitter=0.002)}, tmp_path / "reports" / "quick" / "tables" / "data_size")
+    with pytest.raises(SystemExit, match=r"setting quick-digits \(reports/quick-digits/tables\): run `make all PROFILE=quick DATASET=digits`") as e:
+        generality.main(["--profile", "quick", "--datasets", "mnist5k,digits"])
+    assert "quick-mnist1d" not in str(e.value)
+    with pytest.raises(SystemExit, match="names a setting twice"):
+        generality.main(["--profile", "quick", "--datasets", "mnist5k,mnist5k"])
+    with pytest.raises(SystemExit, match="at least two settings"):
+        generality.main(["--profile", "quick", "--datasets", "mnist5k"])
+
+
+def _imports(path: Path) -> set[str]:
+    """The analysis modules `path` imports, at any depth of the file (functions too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            out |= {node.module} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("analysis"):
+            out |= {node.module.split(".")[1]} if "." in node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("analysis.")}
+    return out
+
+
+def test_the_analysis_package_imports_without_a_circle():
+    modules = {p.stem: p for p in (ROOT / "analysis").glob("*.py") if p.stem != "__init__"}
+    graph = {m: _imports(p) & set(modules) for m, p in modules.items()}
+    assert "presentation" in graph["claims"] and "claims" not in graph["presentation"] and "report" not in graph["claims"]
+    done, path = set(), []
+
+    def visit(m):
+        assert m not in path, f"import circle: {' -> '.join(path[path.index(m):] + [m])}"
+        if m in done:
+            return
+        path.append(m)
+        for n in sorted(graph[m]):
+            visit(n)
+        path.pop()
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
+
+
+@pytest.mark.parametrize("module, absent", [
+    ("analysis.claims", ["analysis.report", "analysis.generality"]),
+    ("analysis.presentation", ["analysis.claims", "analysis.report", "analysis.generality"]),
+    ("analysis.report", ["analysis.generality"]),
+    ("analysis.generality", ["analysis.report"]),
+])
+def test_a_module_imports_alone_and_nothing_above_it(module, absent):
+    code = f"import sys, {module}; print([m for m in {absent!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
