@@ -11,6 +11,19 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
+# the dataset every study runs on: empty for each study's own (quick: mnist5k); a name (`python -m
+# harness data list`) or a .npz file's path. Outputs go to reports/PROFILE-DATASET/ beside the default's.
+DATASET ?=
+default_dataset_quick := mnist5k
+default_dataset_smoke := digits
+SETTING := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),$(PROFILE)-$(basename $(notdir $(DATASET))),$(PROFILE))
+DSFLAG := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),--dataset $(DATASET))
+DATAFILE := $(filter %.npz,$(DATASET))
+# where reports/ and figures/ go (default: here); `make paper-check` writes into a temporary folder
+OUT ?= $(or $(HARNESS_OUT),.)
+OUTDIR := $(if $(filter .,$(OUT)),,$(OUT)/)
+export HARNESS_OUT := $(abspath $(OUT))
+DEVICE ?= cpu
 # the run store: STORE=dir, else $HARNESS_STORE when it is set, else runs/
 STORE ?= $(or $(HARNESS_STORE),runs)
 EXECUTOR ?= processes
@@ -35,20 +48,21 @@ study_diversity := ensemble_vs_dropout
 study_shift := shift
 study_entropy := shift
 
-REPORT := reports/$(PROFILE)
+REPORT := $(OUTDIR)reports/$(SETTING)
 TABLES := $(REPORT)/tables
-FIGDIR := figures/$(PROFILE)
+FIGDIR := $(OUTDIR)figures/$(SETTING)
 STAMPS := $(REPORT)/.runs
 LIB := $(wildcard harness/*.py)
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help all experiments tables figures report test bench data venv clean baseline $(STUDIES)
+.PHONY: help all experiments tables figures report test bench data venv clean baseline plan paper-check generality $(STUDIES)
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "  make STUDY        one study's runs, tables, figures and verdicts, STUDY in: $(STUDIES)"
-	@echo "  variables: PROFILE=quick|paper|smoke (default quick), STORE=dir (default \$$HARNESS_STORE, else runs), EXECUTOR=processes|local|ray (default processes), WORKERS=N"
+	@echo "  variables: PROFILE=quick|paper|smoke (default quick), DATASET=name or path/to/file.npz (default: each study's own),"
+	@echo "             STORE=dir (default \$$HARNESS_STORE, else runs), EXECUTOR=processes|local|ray (default processes), WORKERS=N, DEVICE=cpu|cuda (plan)"
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,29 +85,49 @@ figures: $(FIGURES:%=$(FIGDIR)/%.png) ## draw every figure (PDF and PNG)
 
 report: $(REPORT)/index.html ## the report: Markdown, CSV and one HTML page with every table and figure
 
-$(STAMPS)/%: experiments/%.py $(LIB) | $(INSTALLED)
-	$(PY) -m harness run $< --profile $(PROFILE) --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
+$(STAMPS)/%: experiments/%.py $(LIB) $(DATAFILE) | $(INSTALLED)
+	$(PY) -m harness run $< --profile $(PROFILE) $(DSFLAG) --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
 	@mkdir -p $(@D) && touch $@
 
 # shift analyses the runs that ensemble_vs_dropout lists
 $(STAMPS)/shift: experiments/ensemble_vs_dropout.py
 
 $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
-	$(PY) -m analysis.tables $* --profile $(PROFILE)
+	$(PY) -m analysis.tables $* --profile $(PROFILE) $(DSFLAG)
 
 .SECONDEXPANSION:
 $(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py analysis/paths.py harness/stats.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
-	$(PY) -m analysis.fig_$* --profile $(PROFILE)
+	$(PY) -m analysis.fig_$* --profile $(PROFILE) $(DSFLAG)
 
-$(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats.py harness/verdicts.py harness/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
-	$(PY) -m analysis.report --profile $(PROFILE)
+$(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/presentation.py analysis/tables.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats.py harness/verdicts.py harness/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
+	$(PY) -m analysis.report --profile $(PROFILE) $(DSFLAG)
 
 $(STUDIES): %: $(TABLES)/%/runs.parquet
 	$(MAKE) --no-print-directory $(foreach f,$(FIGURES),$(if $(filter $*,$(study_$(f))),$(FIGDIR)/$(f).png))
-	$(PY) -m analysis.claims --profile $(PROFILE) --study $*
+	$(PY) -m analysis.claims --profile $(PROFILE) $(DSFLAG) --study $*
 
 baseline: $(INSTALLED) ## the default dropout network and its no-dropout twin on mnist5k
 	$(PY) -m harness run experiments/baseline.py --profile $(PROFILE)
+
+GENERALITY := mnist5k mnist1d digits
+comma := ,
+empty :=
+space := $(empty) $(empty)
+generality: $(INSTALLED) ## the quick design on mnist5k, MNIST-1D and digits: one claims table over the three settings (reports/generality/)
+	$(foreach d,$(GENERALITY),$(MAKE) --no-print-directory report PROFILE=quick DATASET=$(d) &&) true
+	$(PY) -m analysis.generality --profile quick --datasets $(subst $(space),$(comma),$(GENERALITY))
+
+plan: $(INSTALLED) ## before training: every study's runs, FLOPs and estimated time on DEVICE (works without the data)
+	$(PY) -m harness.plan --profile $(PROFILE) $(DSFLAG) --device $(DEVICE)
+
+# every study of the paper profile end to end (runs, tables, figures, report) on stand-in files in
+# the paper's data layout, cut down to a few steps, in a temporary folder (CHECK_DIR to choose it)
+CHECK_DIR ?=
+paper-check: $(INSTALLED) ## prove the paper profile end to end on stand-in data in minutes, before launching it
+	@dir="$(CHECK_DIR)"; dir="$${dir:-$$(mktemp -d -t paper-check.XXXXXX)}"; \
+	$(PY) -m harness.standins "$$dir/data" && \
+	HARNESS_CHECK=1 HARNESS_DATA_DIR="$$dir/data" $(MAKE) --no-print-directory all PROFILE=paper DATASET= OUT="$$dir" STORE="$$dir/runs" && \
+	echo "paper-check passed: every study of the paper profile ran end to end on stand-in data; report: $$dir/reports/paper/index.html"
 
 test: $(INSTALLED) ## set up, then run the whole test suite
 	$(PY) -m pytest -q

@@ -94,17 +94,39 @@ def percent(ax, axis: str = "y"):
 
 
 def run(name: str, draw, argv: list[str] | None = None) -> int:
-    """Command line of a figure script: ``python -m analysis.fig_NAME --profile P``.
-    `draw(profile)` returns (figure, caption)."""
+    """Command line of a figure script: ``python -m analysis.fig_NAME --profile P [--dataset D]``.
+    `draw(setting)` returns (figure, caption), where `setting` names the tables' folder (the profile,
+    or `harness.setting.Setting(profile, dataset).name`). A figure of a study that its setting's
+    dataset does not allow is a panel that says why."""
     import argparse
+
+    from harness.setting import setting_name
+
+    from .tables import StudySkipped
 
     ap = argparse.ArgumentParser(prog=f"python -m analysis.fig_{name}")
     ap.add_argument("--profile", default="quick")
+    ap.add_argument("--dataset", help="the setting's dataset (default: each study's own)")
     args = ap.parse_args(argv)
-    fig, caption = draw(args.profile)
-    save(fig, name, args.profile, caption)
-    print(f"figures/{args.profile}/{name}.pdf, .png")
+    setting = setting_name(args.profile, args.dataset)
+    try:
+        fig, caption = draw(setting)
+    except StudySkipped as why:
+        fig, caption = skipped_figure(str(why))
+    save(fig, name, setting, caption)
+    print(f"figures/{setting}/{name}.pdf, .png")
     return 0
+
+
+def skipped_figure(reason: str):
+    """A small panel saying why a figure has nothing to show in this setting."""
+    import textwrap
+
+    fig, axes = figure(width=5.0, height=1.6)
+    ax = axes[0][0]
+    ax.axis("off")
+    ax.text(0.5, 0.5, "Not drawn in this setting:\n" + textwrap.fill(reason, 70), ha="center", va="center", fontsize=8, wrap=True)
+    return fig, f"Not drawn in this setting: {reason}."
 
 
 def n_runs(df, col: str = "run_id") -> int:

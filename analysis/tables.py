@@ -26,8 +26,9 @@ CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth"
                   "lr", "stopped_by", "status"]
 
 
-def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
-    """Every table of the study's runs from `store` (a harness.store.RunStore)."""
+def collect(study: str, profile: str, store, dataset: str | None = None) -> dict[str, pd.DataFrame]:
+    """Every table of the study's runs from `store` (a harness.store.RunStore), on `dataset`
+    (None: the study's own data); a study skipped on that data has one empty `runs` table."""
     # the library (and torch) is imported here, not at module level: figure scripts import `load`
     # from this module and need only pandas
     from harness.coadaptation import COADAPT_TABLES
@@ -37,7 +38,10 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
     from harness.run import run_state
     from harness.tuning import tuning_table
 
-    exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile)
+    exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile, dataset)
+    if exp.skipped:
+        return {"runs": pd.DataFrame({"run_id": pd.Series(dtype=str)})}
+    flags = f"--profile {profile}" + (f" --dataset {dataset}" if dataset else "")
     try:
         tuned = resolve(exp, store)
     except ConfigError as exc:
@@ -49,12 +53,12 @@ def collect(study: str, profile: str, store) -> dict[str, pd.DataFrame]:
         listed = "\n".join(f"  run {i}: " + "; ".join(f"{name} ({what})" for name, what in st.damage.items()) for i, st in damaged.items())
         raise SystemExit(f"error: {len(damaged)} runs of {study} ({profile}) have damaged files, so its tables are not collected:\n{listed}\n"
                          f"repair: `python -m harness verify --repair --store {store.root}` (retrains damaged runs, computes damaged evaluations "
-                         f"again), or run `python -m harness run experiments/{study}.py --profile {profile}` again")
+                         f"again), or run `python -m harness run experiments/{study}.py {flags}` again")
     # a run not trained, or whose evaluation is unfinished (tables without their settings file)
     missing = [i for i, st in states.items() if not st.trained or st.pending.kinds()]
     if missing:
         raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack evaluations, e.g. {missing[0]}; "
-                         f"run `python -m harness run experiments/{study}.py --profile {profile}` first")
+                         f"run `python -m harness run experiments/{study}.py {flags}` first")
     runs = store.read_table("run", ids)
     # runs are shared between studies: the collected tables carry this study's labels
     runs = runs.assign(experiment=exp.name, profile=profile).reset_index(drop=True)
@@ -104,10 +108,17 @@ def ensemble_tables(exp, store, collected: dict[str, pd.DataFrame], runs: pd.Dat
     return out
 
 
-def write(tables: dict[str, pd.DataFrame], folder) -> None:
+def write(tables: dict[str, pd.DataFrame], folder, adapted: dict | None = None) -> None:
     """Write every table atomically, runs.parquet last: it is the file make checks, so a collection
-    killed half-way is redone rather than taken as up to date."""
+    killed half-way is redone rather than taken as up to date. `adapted` (how the study was moved
+    onto its setting's dataset) goes to adaptation.json first; without it none is left."""
+    import json
+
     folder.mkdir(parents=True, exist_ok=True)
+    if adapted:
+        atomic_write(folder / ADAPTATION, (json.dumps(adapted, indent=2) + "\n").encode())
+    else:
+        (folder / ADAPTATION).unlink(missing_ok=True)
     for name, df in sorted(tables.items(), key=lambda item: item[0] == "runs"):
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
@@ -115,17 +126,37 @@ def write(tables: dict[str, pd.DataFrame], folder) -> None:
 
 
 def load(profile: str, study: str, name: str) -> pd.DataFrame:
-    """Read one collected table (what figure and report scripts use)."""
+    """Read one collected table (what figure and report scripts use); `profile` is a setting's name
+    (`harness.setting.Setting.name`). A study its setting skipped raises StudySkipped."""
+    skipped = adaptation(profile, study).get("skipped")
+    if skipped:
+        raise StudySkipped(skipped)
     path = tables_dir(profile, study) / f"{name}.parquet"
     if not path.is_file():
         raise SystemExit(f"error: {path} is missing; run `make tables PROFILE={profile}` (or `python -m analysis.tables {study} --profile {profile}`)")
     return pd.read_parquet(path)
 
 
+ADAPTATION = "adaptation.json"  # beside a study's tables: its dataset, how it was adapted to it, or why it was skipped
+
+
+class StudySkipped(Exception):
+    """A figure or table asked of a study that its setting's dataset does not allow (the reason)."""
+
+
+def adaptation(setting: str, study: str) -> dict:
+    """What `adaptation.json` of a study's tables says ({} when the study ran on its own data)."""
+    import json
+
+    path = tables_dir(setting, study) / ADAPTATION
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.splitlines()[0])
     ap.add_argument("study")
     ap.add_argument("--profile", default="quick")
+    ap.add_argument("--dataset", help="the setting's dataset (as given to `harness run --dataset`); default: the study's own")
     ap.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     args = ap.parse_args(argv)
     from pyarrow.lib import ArrowException
@@ -141,12 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile not in PROFILES:
         ap.error(f"--profile {args.profile!r} is not known; profiles: {', '.join(PROFILES)}")
     try:
-        tables = collect(args.study, args.profile, RunStore(args.store))
+        from harness.setting import Setting
+
+        setting = Setting(args.profile, args.dataset)
+        where = tables_dir(setting.name, args.study)
+        from harness.experiment import load_experiment
+
+        exp = load_experiment(ROOT / "experiments" / f"{args.study}.py", args.profile, setting.dataset)
+        exp_notes = {"dataset": setting.dataset, "skipped": exp.skipped, "notes": exp.notes} if setting.dataset or exp.notes else None
+        tables = collect(args.study, args.profile, RunStore(args.store), setting.dataset)
         try:
-            write(tables, tables_dir(args.profile, args.study))
+            write(tables, where, exp_notes)
         except OSError as exc:  # only the writing: an Arrow error there is a bug, and shows its traceback
-            print(f"error: {args.study} ({args.profile}): cannot write {getattr(exc, 'filename', None) or tables_dir(args.profile, args.study)} "
-                  f"({exc.strerror or exc}); make {tables_dir(args.profile, args.study)} writable", file=sys.stderr)
+            print(f"error: {args.study} ({setting.name}): cannot write {getattr(exc, 'filename', None) or where} "
+                  f"({exc.strerror or exc}); make {where} writable", file=sys.stderr)
             return 2
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -159,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ArrowException) as exc:  # a damaged stored table, or a reports folder that cannot be written
         where = getattr(exc, "filename", None) or "a table of the store or a file of the reports folder"
         print(f"error: {args.study} ({args.profile}): cannot read or write {where} ({type(exc).__name__}: {exc}); "
-              f"rerun the study's sweep to repair the store (`make {args.study}`), or make {tables_dir(args.profile, args.study)} writable",
+              f"rerun the study's sweep to repair the store (`make {args.study}`), or make the reports folder writable",
               file=sys.stderr)
         return 2
-    print(f"{args.study} ({args.profile}): {', '.join(f'{k} {len(v)} rows' for k, v in tables.items())}")
+    print(f"{args.study} ({setting.name}): {', '.join(f'{k} {len(v)} rows' for k, v in tables.items())}")
     return 0
 
 

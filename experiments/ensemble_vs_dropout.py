@@ -32,8 +32,9 @@ def configs(profile: str):
     return [c for arm in arms for c in member_configs(arm, members(profile), REPLICATES)]
 
 
-def ensembles(profile: str):
-    return ensembles_of(configs(profile), members(profile))
+def ensembles(profile: str, runs=None):
+    """Deep ensembles of `runs` (default: this study's configs), M seeds each."""
+    return ensembles_of(configs(profile) if runs is None else runs, members(profile))
 
 
 def evaluations(profile: str) -> Evaluations:

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run every config an experiment file lists (cached runs are loaded, not retrained)")
     r.add_argument("experiment", help="path of an experiment file, e.g. experiments/baseline.py")
     r.add_argument("--profile", default="quick", help="quick (default), paper or smoke")
+    r.add_argument("--dataset", help="run the study on this dataset instead of its own: a name (harness data list) or the path of a .npz "
+                   "file with arrays x, y and optionally x_test, y_test; outputs go beside the default's (PROFILE-DATASET)")
     r.add_argument("--executor", default=os.environ.get("HARNESS_EXECUTOR", "local"), help="local (default), processes or ray")
     r.add_argument("--workers", type=int, help="parallel runs for processes/ray (default: CPU count)")
     r.add_argument("--threads", type=int, help="torch CPU threads per run (default: all cores for local, cores/workers otherwise); equal threads give bit-identical runs")
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="a sweep's state from the store, without running anything")
     st.add_argument("experiment", help="path of an experiment file")
     st.add_argument("--profile", default="quick")
+    st.add_argument("--dataset", help="run the study on this dataset instead of its own: a name (harness data list) or the path of a .npz "
+                   "file with arrays x, y and optionally x_test, y_test; outputs go beside the default's (PROFILE-DATASET)")
     st.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     st.add_argument("--all", action="store_true", help="one line per run, not only the counts")
     st.set_defaults(func=cmd_status)
@@ -272,8 +276,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .experiment import load_experiment, resolve
     from .run import Evaluations
 
-    exp = load_experiment(args.experiment, args.profile)
-    check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit)  # before the store folder is made
+    exp = load_experiment(args.experiment, args.profile, args.dataset)  # a bad dataset is refused here, before the store folder is made
+    check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit)
+    where = f"{args.profile}{', ' + exp.dataset if exp.dataset else ''}"
+    if exp.skipped:
+        print(f"experiment {exp.name} ({where}): skipped: {exp.skipped}")
+        return 0
+    for note in exp.notes:
+        print(f"experiment {exp.name} ({where}): {note}")
     store = _store(args)
     sweep = dict(executor=args.executor, workers=args.workers, threads=args.threads, force=args.force, retry_failed=args.retry_failed,
                  ray_address=args.ray_address, task_cpus=args.task_cpus, task_gpus=args.task_gpus,
@@ -282,7 +292,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tuning = exp.tuning_configs()
     if tuning:  # each arm's first seed at every rate of the grid, before the arms' other seeds
         summary = run_sweep(tuning, store, evaluations=Evaluations(), **sweep)
-        print(f"experiment {exp.name} ({args.profile}, {args.executor}): tuning the learning rate of each arm over "
+        print(f"experiment {exp.name} ({where}, {args.executor}): tuning the learning rate of each arm over "
               f"{', '.join(f'{r:g}' for r in exp.lr_grid)} on validation: {summary.line()}")
         failed = _report_problems(summary)
         if failed:
@@ -291,7 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = resolve(exp, store)
     summary = run_sweep(exp.configs, store, evaluations=exp.evaluations, **sweep)
     rows = pd.DataFrame([r.row for r in summary.records])
-    print(f"experiment {exp.name} ({args.profile}, {args.executor}): {summary.line()}")
+    print(f"experiment {exp.name} ({where}, {args.executor}): {summary.line()}")
     if not rows.empty:
         print(format_runs(rows))
     return 1 if _report_problems(summary) else 0
@@ -312,7 +322,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .experiment import load_experiment, resolve
     from .run import Evaluations
 
-    exp = load_experiment(args.experiment, args.profile)
+    exp = load_experiment(args.experiment, args.profile, args.dataset)
+    if exp.skipped:
+        print(f"experiment {exp.name} ({args.profile}, {exp.dataset}): skipped: {exp.skipped}")
+        return 0
     store = _store(args)
     try:
         exp = resolve(exp, store)

@@ -2,7 +2,8 @@
 
 An experiment file defines ``NAME`` (a string), ``configs(profile: str) -> list[RunConfig]`` and,
 optionally, ``evaluations(profile: str) -> Evaluations``: what to measure on each finished run, and
-``ensembles(profile: str) -> list[Ensemble]``: deep ensembles of its runs (`harness.ensembles`),
+``ensembles(profile: str, runs=None) -> list[Ensemble]``: deep ensembles of `runs` (the configs as loaded,
+moved onto a dataset or cut down for a check; `harness.ensembles`),
 evaluated from their members' stored predictions when the study's tables are collected, and
 ``lr_grid(profile: str) -> list[float]``: the learning rates each arm is tuned over on validation
 (`harness.tuning`; default: the profile's `harness.profiles.lr_grid`). The configs' own rates are
@@ -13,6 +14,7 @@ Every config's ``profile`` field is set to the profile it was made for, so profi
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +40,9 @@ class Experiment:
     ensembles: list[Ensemble] = field(default_factory=list)
     lr_grid: tuple[float, ...] = ()
     tuned: bool = False  # configs and ensembles carry each arm's chosen rate (`resolve`)
+    dataset: str | None = None  # the setting's dataset (`harness.setting`); None: the study's own data
+    notes: list[str] = field(default_factory=list)  # how the study was adapted to the dataset, in words
+    skipped: str | None = None  # why the study cannot run on this dataset (then it has no configs)
 
     def tuning_configs(self) -> list[RunConfig]:
         """The runs that choose each arm's learning rate (none with a grid of one rate)."""
@@ -54,7 +59,14 @@ def resolve(exp: Experiment, store) -> Experiment:
     return replace(exp, configs=configs, ensembles=remap_ensembles(exp.ensembles, exp.configs, configs), tuned=True)
 
 
-def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
+def load_experiment(path: str | Path, profile: str = "quick", dataset: str | None = None, need_data: bool = True) -> Experiment:
+    """The study an experiment file describes, for `profile`, on `dataset` (None: the file's own
+    data; else every config moved onto it by `harness.setting.adapt`, which says how in `notes`).
+    With `need_data=False` no data file is read (a plan before the data are in place): ensembles,
+    which name their members by run identity, are left out. Under `make paper-check`
+    (`harness.setting.checking`) every study is cut down by `harness.setting.check_caps`."""
+    from .setting import Setting, adapt, cap_sizes, check_caps, checking
+
     path = Path(path)
     if not path.is_file():
         here = Path(__file__).resolve().parent.parent / "experiments"
@@ -62,6 +74,7 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
         raise ConfigError(f"experiment file {path} does not exist; experiments: {', '.join(known)}")
     if profile not in PROFILES:
         raise ConfigError(f"profile={profile!r} is not known; allowed values: {', '.join(PROFILES)}")
+    dataset = Setting(profile, dataset).dataset
     module = _guarded(path, "importing it", _import, path)
     name = getattr(module, "NAME", None)
     make = getattr(module, "configs", None)
@@ -78,19 +91,48 @@ def load_experiment(path: str | Path, profile: str = "quick") -> Experiment:
                           "(e.g. Evaluations(mc=MCSettings())); fix the experiment file")
     if len({design_key(c) for c in configs}) != len(configs):
         raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
-    ensembles = (_listed(path, f"ensembles({profile!r})", _guarded(path, f"ensembles({profile!r})", module.ensembles, profile), "harness.ensembles.Ensemble")
-                 if callable(getattr(module, "ensembles", None)) else [])
-    for e in ensembles:
-        if not isinstance(e, Ensemble):
-            raise ConfigError(f"{path}: ensembles() returned {type(e).__name__}, expected harness.ensembles.Ensemble")
-        stray = sorted(set(e.run_ids) - {run_id(c) for c in configs})
-        if stray:
-            raise ConfigError(f"{path}: ensemble {e.name} has member {stray[0]}, which configs() does not list; build ensembles from the configs")
+    notes, skipped = [], None
+    if dataset is not None:
+        moved = adapt(configs, evals, dataset, files=need_data)
+        configs, evals, notes, skipped = moved.configs, moved.evaluations, moved.notes, moved.skipped
+    if checking():
+        configs, evals, said = check_caps(configs, evals)
+        if dataset is None:  # stand-in files hold a few hundred examples
+            configs, capped = cap_sizes(configs, files=need_data)
+            said += capped
+        notes += said
+    configs = _distinct(configs)
+    ensembles = []
+    if need_data and not skipped and callable(getattr(module, "ensembles", None)):
+        # ensembles(profile, runs) groups the configs it is given (moved onto a dataset, cut down for a check)
+        takes_runs = len(inspect.signature(module.ensembles).parameters) > 1
+        args = (profile, configs) if takes_runs else (profile,)
+        ensembles = _listed(path, f"ensembles({profile!r})", _guarded(path, f"ensembles({profile!r})", module.ensembles, *args), "harness.ensembles.Ensemble")
+        ids = {run_id(c) for c in configs}
+        for e in ensembles:
+            if not isinstance(e, Ensemble):
+                raise ConfigError(f"{path}: ensembles() returned {type(e).__name__}, expected harness.ensembles.Ensemble")
+            stray = sorted(set(e.run_ids) - ids)
+            if stray:
+                raise ConfigError(f"{path}: ensemble {e.name} has member {stray[0]}, which configs() does not list; build ensembles from the configs")
     if ensembles and evals.robustness is None:
         raise ConfigError(f"{path}: ensembles are evaluated from their members' predictions: evaluations() must request robustness")
     grid = _guarded(path, f"lr_grid({profile!r})", module.lr_grid, profile) if callable(getattr(module, "lr_grid", None)) else profile_lr_grid(profile)
     grid = check_grid(grid, f"{path}")
-    return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip(), ensembles, grid)
+    return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip(), ensembles, grid, dataset=dataset, notes=notes,
+                      skipped=skipped)
+
+
+def _distinct(configs: list[RunConfig]) -> list[RunConfig]:
+    """Configs in order, each once: capping training sizes to a small dataset can make two the same."""
+    seen: set[str] = set()
+    out = []
+    for c in configs:
+        key = design_key(c)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
 
 
 def sibling(path: str | Path, name: str) -> ModuleType:

@@ -90,7 +90,7 @@ def test_an_edit_rebuilds_exactly_what_depends_on_it(tree, touched, runs, tables
 def test_the_report_depends_on_every_module_it_imports():
     text = (ROOT / "Makefile").read_text()
     rule = re.search(r"^\$\(REPORT\)/index\.html: (.*)$", text, flags=re.M).group(1)
-    for dep in ("analysis/report.py", "analysis/claims.py", "analysis/labels.py", "analysis/reference.py", "analysis/paths.py", "harness/stats.py",
+    for dep in ("analysis/report.py", "analysis/claims.py", "analysis/presentation.py", "analysis/labels.py", "analysis/reference.py", "analysis/paths.py", "harness/stats.py",
                 "harness/verdicts.py", "harness/coadaptation.py"):
         assert dep in rule, dep
     assert ".DELETE_ON_ERROR:" in text

@@ -206,6 +206,7 @@ HOLDER = """
 import sys, time
 from harness.config import RunConfig
 from harness.executors import run_sweep
+from harness.identity import run_id
 from harness.store import RunStore
 store = RunStore(sys.argv[1])
 cfg = RunConfig(experiment="holder", profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": 2, "seed": 0})

@@ -1,0 +1,189 @@
+"""A setting: one profile's study design run on one dataset.
+
+Every study of a profile names its own data (quick: the embedded mnist5k; paper: MNIST, CIFAR-10
+for the CNN); `Setting(profile, dataset)` runs the same design on another dataset instead: an
+embedded one, standard files in data/, or a user's `.npz` file given by its path. Its outputs live
+side by side with the default's: reports/<name>/, figures/<name>/, where `name` is the profile for
+the default and `<profile>-<dataset>` otherwise (a `.npz` file is named by its stem).
+
+`adapt` moves a study onto the setting's dataset and says, in words, every way the study had to
+change to fit the data (a training size capped at the examples there are, convolutions over 1-D
+signals instead of images, shifts that fit the data) or why it is skipped (convolutions on flat
+features). No study changes what it measures without saying so: the words go into the study's
+tables folder (`adaptation.json`) and from there into the report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+GENERALITY = ("mnist5k", "mnist1d", "digits")  # `make generality`: the quick design in three settings
+DEFAULT_DATASETS = {"smoke": "digits", "quick": "mnist5k"}  # a profile whose every study uses one dataset
+
+
+def dataset_label(dataset: str) -> str:
+    """A dataset's name in paths and tables: its own name, or a .npz file's stem."""
+    if dataset.endswith(".npz"):
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(dataset).stem) or "data"
+        return stem
+    return dataset
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A profile's design on a dataset; `dataset` None (or the profile's only dataset): each
+    study's own data, under the profile's own paths."""
+
+    profile: str
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset is not None and DEFAULT_DATASETS.get(self.profile) == self.dataset:
+            object.__setattr__(self, "dataset", None)  # the default itself: one set of outputs, not two
+        if self.dataset is not None and self.dataset.endswith(".npz"):
+            object.__setattr__(self, "dataset", str(Path(self.dataset).expanduser().resolve()))
+
+    @property
+    def name(self) -> str:
+        return self.profile if self.dataset is None else f"{self.profile}-{dataset_label(self.dataset)}"
+
+
+def setting_name(profile: str, dataset: str | None = None) -> str:
+    return Setting(profile, dataset).name
+
+
+@dataclass
+class Adapted:
+    """A study's configs and evaluations moved onto a setting's dataset, with what changed in words.
+
+    `configs` keeps the order of the study's own list (one adapted config per original, so that
+    ensembles built from the originals can be mapped; `harness.experiment` drops duplicates after);
+    `skipped` is the reason the study cannot run on this data (its configs are then empty)."""
+
+    configs: list
+    evaluations: object
+    notes: list[str]
+    skipped: str | None = None
+
+
+def adapt(configs: list, evaluations, dataset: str, files: bool = True) -> Adapted:
+    """`configs` (RunConfig) and `evaluations` (harness.run.Evaluations) of one study, on `dataset`.
+
+    - every config trains on `dataset`;
+    - a CNN runs on images as it is, over 1-D signals with 1-D convolutions, and is skipped on flat
+      features (convolutions need neighbouring inputs);
+    - a training size larger than the data holds is capped at the training examples there are;
+    - robustness evaluations keep only the shifted and unseen sets that fit the data
+      (`harness.robustness.fit_robustness`).
+    With `files=False` nothing is read from disk (a plan before the data are in place): the data's
+    shape and size come from `harness.data.describe`'s metadata.
+    """
+    from dataclasses import replace
+
+    from .data import describe
+
+    info = describe(dataset, files=files)
+    notes: list[str] = []
+    label = dataset_label(dataset)
+    out = [c.replace(**{"data.name": dataset}) for c in configs]
+    if any(c.model.kind == "cnn" for c in out):
+        if info.kind == "features":
+            reason = (f"{label} holds flat features of shape {info.input_shape}: a convolutional net needs images or 1-D signals "
+                      "(neighbouring inputs to convolve), so this study's CNNs cannot be trained on it")
+            return Adapted([], evaluations, [reason], skipped=reason)
+        if info.kind == "signal":
+            notes.append(f"the CNN convolves over {label}'s 1-D signals ({' x '.join(map(str, info.input_shape))}): Conv1d blocks "
+                         "in place of Conv2d, the same sites, channels and widths")
+    out, said = cap_sizes(out, info, files)
+    notes += said
+    robustness = getattr(evaluations, "robustness", None)
+    if robustness is not None:
+        from .robustness import fit_robustness
+
+        fitted, said = fit_robustness(robustness, info)
+        evaluations = replace(evaluations, robustness=fitted)
+        notes += said
+    return Adapted(out, evaluations, notes)
+
+
+def cap_sizes(configs: list, info=None, files: bool = True) -> tuple[list, list[str]]:
+    """Configs whose `data.train_size` exceeds the training examples their dataset holds, capped at
+    that number, and a note saying so (none when nothing was capped). `info`: the data's
+    `harness.data.DataInfo`, needed only when `files` is False."""
+    out, capped = list(configs), {}
+    for i, c in enumerate(out):
+        if c.data.train_size is not None:
+            if info is None and not files:
+                from .data import describe
+
+                info = describe(c.data.name, files=False)
+            meta = info
+            have = available_train(c.data.name, c.data.val_fraction, c.data.split_seed, meta, files)
+            if c.data.train_size > have:
+                capped[c.data.train_size] = (have, c.data.name)
+                out[i] = c.replace(**{"data.train_size": have})
+    if not capped:
+        return out, []
+    sizes = ", ".join(f"{k:,}" for k in sorted(capped))
+    have, name = min(capped.values())
+    return out, [f"training sizes {sizes} capped at {have:,}, the training examples {dataset_label(name)} holds"]
+
+
+def available_train(dataset: str, val_fraction: float, split_seed: int, info=None, files: bool = True) -> int:
+    """How many training examples a run on `dataset` can have: the non-test pool less its stratified
+    validation split (exact, as `harness.data.load_dataset` splits; from the pool's size when the
+    files are not read)."""
+    from .data import TEST_FRACTION, TEST_SPLIT_SEED, load_raw, stratified_split
+
+    if not files:
+        return round((1 - val_fraction) * info.n_examples)
+    raw = load_raw(dataset)
+    y = raw.y
+    if raw.x_test is None:
+        rest, _ = stratified_split(y, TEST_FRACTION, TEST_SPLIT_SEED)
+        y = y[rest]
+    train, _ = stratified_split(y, val_fraction, split_seed)
+    return len(train)
+
+
+CHECK_ENV = "HARNESS_CHECK"  # set (to 1) by `make paper-check`: every study loaded with check caps
+CHECK_STEPS = 3  # optimizer steps per run
+CHECK_WIDTH_DIVISOR = 16  # hidden widths and conv channels divided by this (at least CHECK_MIN_WIDTH)
+CHECK_MIN_WIDTH = 4
+CHECK_T = 8  # subnetworks per Monte-Carlo average
+
+
+def checking() -> bool:
+    """Whether this process checks a profile end to end (`make paper-check`) rather than measures."""
+    import os
+
+    return os.environ.get(CHECK_ENV, "") not in ("", "0")
+
+
+def check_caps(configs: list, evaluations) -> tuple[list, object, list[str]]:
+    """A study's configs and evaluations cut down to prove the pipeline, not to measure: every run
+    trains CHECK_STEPS steps, widths and channels are divided by CHECK_WIDTH_DIVISOR, Monte-Carlo
+    averages take at most CHECK_T subnetworks. Every study, config and evaluation kind of the
+    profile still runs, so a mistake in any of them shows in minutes instead of hours on a cluster."""
+    import math
+    from dataclasses import replace
+
+    def narrow(ws):
+        return [max(CHECK_MIN_WIDTH, math.ceil(w / CHECK_WIDTH_DIVISOR)) for w in ws]
+
+    out = [c.replace(**{"train.steps": CHECK_STEPS, "train.check_every_steps": None, "model.widths": narrow(c.model.widths),
+                        "model.conv_channels": narrow(c.model.conv_channels)}) for c in configs]
+    ev = evaluations
+    if ev.mc is not None:
+        ev = replace(ev, mc=replace(ev.mc, T=min(ev.mc.T, CHECK_T), streams=min(ev.mc.streams, 2)))
+    if ev.coadapt is not None:
+        ev = replace(ev, coadapt=replace(ev.coadapt, n_pairs=min(ev.coadapt.n_pairs, 20)))
+    if ev.robustness is not None:
+        r = ev.robustness
+        # two subnetworks per member: T stays a multiple of M and apart from it, as the figures and claims need (k = T, M, T / M)
+        ev = replace(ev, robustness=replace(r, T=r.members * min(2, r.T // r.members)))
+    notes = [f"paper-check: every run trains {CHECK_STEPS} steps, widths and channels divided by {CHECK_WIDTH_DIVISOR}, at most {CHECK_T} "
+             "subnetworks per average: these outputs prove the pipeline, they are not results"]
+    return out, ev, notes
