@@ -165,7 +165,8 @@ def checking() -> bool:
 def check_caps(configs: list, evaluations) -> tuple[list, object, list[str]]:
     """A study's configs and evaluations cut down to prove the pipeline, not to measure: every run
     trains CHECK_STEPS steps, widths and channels are divided by CHECK_WIDTH_DIVISOR, Monte-Carlo
-    averages take at most CHECK_T subnetworks. Every study, config and evaluation kind of the
+    averages take at most CHECK_T subnetworks, rotations every fourth angle and corruptions their
+    mildest and harshest severity. Every study, config, evaluation kind and kind of shift of the
     profile still runs, so a mistake in any of them shows in minutes instead of hours on a cluster."""
     import math
     from dataclasses import replace
@@ -183,7 +184,8 @@ def check_caps(configs: list, evaluations) -> tuple[list, object, list[str]]:
     if ev.robustness is not None:
         r = ev.robustness
         # two subnetworks per member: T stays a multiple of M and apart from it, as the figures and claims need (k = T, M, T / M)
-        ev = replace(ev, robustness=replace(r, T=r.members * min(2, r.T // r.members)))
+        ev = replace(ev, robustness=replace(r, T=r.members * min(2, r.T // r.members), angles=r.angles[::4], severities=tuple(dict.fromkeys(
+            (r.severities[0], r.severities[-1])))))
     notes = [f"paper-check: every run trains {CHECK_STEPS} steps, widths and channels divided by {CHECK_WIDTH_DIVISOR}, at most {CHECK_T} "
              "subnetworks per average: these outputs prove the pipeline, they are not results"]
     return out, ev, notes

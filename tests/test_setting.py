@@ -62,3 +62,52 @@ def test_a_skipped_study_runs_nothing_and_says_why(tmp_path, capsys):
     store = tmp_path / "store"
     assert main(["run", str(EXPERIMENTS / "placement.py"), "--profile", "smoke", "--dataset", str(flat), "--store", str(store)]) == 0
     assert "skipped: flat holds flat features" in capsys.readouterr().out and not store.exists()
+
+
+def _broken(tmp_path):
+    """One .npz file per class of defect, and the words its error must use."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 8, 8)).astype(np.float32), np.arange(60) % 3
+    nan = x.copy()
+    nan[3, 2, 1] = np.nan
+    cases = {
+        "missing_y.npz": (dict(x=x), "y"),
+        "lengths.npz": (dict(x=x, y=y[:50]), "50"),
+        "nonfinite.npz": (dict(x=nan, y=y), "NaN"),
+        "float_labels.npz": (dict(x=x, y=y + 0.5), "integers"),
+        "from_one.npz": (dict(x=x, y=y + 1), "0"),
+        "pickled.npz": (dict(x=x, y=np.array([{"a": 1}] * 60, dtype=object)), "pickle"),
+    }
+    for name, (arrays, _) in cases.items():
+        np.savez(tmp_path / name, **arrays)
+    return {tmp_path / name: word for name, (_, word) in cases.items()}
+
+
+def test_a_broken_npz_exits_2_naming_the_file_and_the_problem_and_writes_nothing(tmp_path, capsys):
+    store = tmp_path / "store"
+    for path, word in _broken(tmp_path).items():
+        code = main(["run", str(EXPERIMENTS / "rate_grid.py"), "--profile", "smoke", "--dataset", str(path), "--store", str(store)])
+        err = capsys.readouterr().err
+        assert code == 2 and path.name in err and word in err, (path.name, err)
+        assert not store.exists()
+
+
+def test_a_users_npz_runs_a_study_through_its_tables(tmp_path, monkeypatch):
+    """Flat features: a whole study (smoke design) trains, evaluates and is collected, in its own setting's folders."""
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(3, 10)) * 4
+    y = np.arange(300) % 3
+    np.savez(tmp_path / "blobs.npz", x=(centers[y] + rng.normal(size=(300, 10))).astype(np.float32), y=y)
+    monkeypatch.setenv("HARNESS_OUT", str(tmp_path / "out"))
+    store = str(tmp_path / "store")
+    data = str(tmp_path / "blobs.npz")
+    assert main(["run", str(EXPERIMENTS / "exact.py"), "--profile", "smoke", "--dataset", data, "--store", store, "--executor", "local"]) == 0
+    from analysis.tables import main as tables_main
+
+    assert tables_main(["exact", "--profile", "smoke", "--dataset", data, "--store", store]) == 0
+    import pandas as pd
+
+    folder = tmp_path / "out" / "reports" / "smoke-blobs" / "tables" / "exact"
+    runs = pd.read_parquet(folder / "runs.parquet")
+    assert len(runs) == 5 and set(runs.dataset) == {str(tmp_path / "blobs.npz")} and runs.test_error.mean() < 0.5  # chance is 2/3
+    assert len(pd.read_parquet(folder / "evaluations.parquet"))
