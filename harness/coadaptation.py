@@ -1,8 +1,8 @@
 """Co-adaptation: do dropout's units behave more independently? Measured on held-out activations.
 
 Activations are the post-activation outputs of every hidden layer (and conv block) of the
-weight-scaled network. Conv blocks are reduced to one value per channel, the mean over space, so a
-unit is a feature map.
+weight-scaled network. Conv blocks (2-D over images, 1-D over signals) are reduced to one value
+per channel, the mean over space, so a unit is a feature map.
 
 Measures per layer (`layer_measures`), each a pure function of an activation matrix (N, U):
 correlations (one matrix product), DeCov (Cogswell et al. 2016), effective dimensionality, sparsity;
@@ -32,8 +32,9 @@ FEATURE_UNITS = 64
 
 @torch.no_grad()
 def capture(model: DropoutNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Held-out activations per layer, {layer: (N, U)}: hidden layers as they are, conv blocks as
-    the spatial mean of each channel. Layers are named by the site their units feed."""
+    """Held-out activations per layer, {layer: (N, U)}: hidden layers as they are, conv blocks
+    ((N, C, H, W) or, over signals, (N, C, L)) as the spatial mean of each channel. Layers are
+    named by the site their units feed."""
     out = {}
     for name, a in model.hidden_activations(x).items():
         out[name] = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a
@@ -207,21 +208,30 @@ def tile_images(w: np.ndarray, pad: int = 1) -> np.ndarray:
 
 
 def feature_table(model: DropoutNet, n: int = FEATURE_UNITS) -> pd.DataFrame:
-    """The first-layer features of an MLP on images as a tidy table (layer "input", unit, y, x,
-    value scaled to [0, 1] per unit); empty for other networks."""
+    """The first-layer features of an MLP as a tidy table: layer "input", unit, y, x, value (the
+    unit's incoming weights, scaled to [0, 1] per unit, channels averaged). On images (C, H, W) y
+    and x are the pixel's row and column; on signals (C, L) and flat features (D,) y is 0 and x
+    the position or feature index, so one table serves every kind of data. Empty for a CNN."""
     cols = ["layer", "unit", "y", "x", "value"]
-    if model.kind != "mlp" or len(model.input_shape) != 3:
+    if model.kind != "mlp":
         return pd.DataFrame(columns=cols)
-    _, hh, ww = model.input_shape
-    w = _scaled_features(model, n)
-    u, yy, xx = np.meshgrid(np.arange(len(w)), np.arange(hh), np.arange(ww), indexing="ij")
+    w = _scaled_features(model, n)  # (units, H, W) for images, (units, 1, L or D) otherwise
+    u, yy, xx = np.meshgrid(np.arange(w.shape[0]), np.arange(w.shape[1]), np.arange(w.shape[2]), indexing="ij")
     return pd.DataFrame({"layer": "input", "unit": u.ravel(), "y": yy.ravel(), "x": xx.ravel(), "value": w.ravel()})
 
 
 def _scaled_features(model: DropoutNet, n: int) -> np.ndarray:
+    """Incoming weights of the first n units of an MLP's first layer, (n, H, W) for images and
+    (n, 1, L or D) for signals and flat features, channels averaged, each unit scaled to [0, 1]."""
     w = model.consumer(0).weight.detach().cpu()
-    c, hh, ww = model.input_shape
-    w = w[:n].view(-1, c, hh, ww).mean(1)  # average colour channels
+    shape = model.input_shape
+    if len(shape) == 1:
+        w = w[:n].view(-1, 1, shape[0])
+    else:
+        c, *size = shape
+        w = w[:n].view(-1, c, *size).mean(1)  # average colour channels
+        if len(size) == 1:
+            w = w[:, None]
     lo, hi = w.amin(dim=(1, 2), keepdim=True), w.amax(dim=(1, 2), keepdim=True)
     return ((w - lo) / (hi - lo).clamp_min(1e-12)).numpy()
 
@@ -235,7 +245,7 @@ def analyze_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, run_id: s
     pairs: run_id, layer, unit_i, unit_j, delta_ij, interaction;
     corr_sample: run_id, layer, unit_i, unit_j, r among the layer's first CORR_SAMPLE_UNITS alive units;
     activation_hist: run_id, layer, bin_left, bin_right, count of activation values;
-    features: run_id, layer, unit, y, x, value: first-layer features of an MLP on images.
+    features: run_id, layer, unit, y, x, value: first-layer features of an MLP (`feature_table`).
     """
     acts = capture(model, x)
     rows, hists, units, pairs, samples, act_hists = [], [], [], [], [], []

@@ -2,7 +2,13 @@
 
 Every loader returns raw arrays (images as uint8 or float, labels as int64); `load_dataset` turns
 them into standardized tensors split into train / validation / test. Loading a file never runs
-code from it: IDX files are parsed byte by byte, CIFAR batches go through a restricted unpickler.
+code from it: IDX files are parsed byte by byte, CIFAR batches go through a restricted unpickler,
+a user's `.npz` file is read with pickles refused.
+
+A dataset is named by one of `harness.config.DATASETS` or by the path of a `.npz` file (arrays
+`x`, `y` and optionally `x_test`, `y_test`; see data/README.md). One example is an image
+(C, H, W), a 1-D signal (C, L) (mnist1d: one channel of length 40) or flat features (D,);
+`describe` says which, with the split sizes, without loading the arrays where metadata suffice.
 """
 
 from __future__ import annotations
@@ -69,6 +75,21 @@ class Dataset:
     def is_image(self) -> bool:
         return len(self.input_shape) == 3
 
+    @property
+    def kind(self) -> str:
+        """image (C, H, W), signal (C, L) or features (D,)."""
+        return data_kind(self.input_shape)
+
+
+KINDS = {3: "image", 2: "signal", 1: "features"}  # by the number of dimensions of one example
+
+
+def data_kind(input_shape: tuple[int, ...]) -> str:
+    """What one example of this shape is: image (C, H, W), signal (C, L) or features (D,)."""
+    if len(input_shape) not in KINDS:
+        raise DataError(f"examples of shape {tuple(input_shape)} are neither images (C, H, W), 1-D signals (C, L) nor flat features (D,)")
+    return KINDS[len(input_shape)]
+
 
 @dataclass
 class Raw:
@@ -118,6 +139,9 @@ def _load_mnist5k() -> Raw:
 
 
 def _load_mnist1d() -> Raw:
+    """MNIST-1D as 1-D signals (N, 1, 40): one channel of length 40, so a CNN convolves along it.
+    The cache data/mnist1d.npz keeps the generator's (N, 40)."""
+
     def build() -> Raw:
         from mnist1d.data import get_dataset_args, make_dataset
 
@@ -127,7 +151,8 @@ def _load_mnist1d() -> Raw:
             d["x"].astype(np.float32), d["y"].astype(np.int64), d["x_test"].astype(np.float32), d["y_test"].astype(np.int64)
         )
 
-    return _cached("mnist1d", build)
+    raw = _cached("mnist1d", build)
+    return Raw(raw.x[:, None], raw.y, raw.x_test[:, None], raw.y_test)
 
 
 def _load_digits() -> Raw:
@@ -257,9 +282,16 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 3, 32, 32), y
 
 
+CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+
+def _cifar_folder() -> Path:
+    return data_dir() / "cifar10" / "cifar-10-batches-py"
+
+
 def _load_cifar10() -> Raw:
-    folder = data_dir() / "cifar10" / "cifar-10-batches-py"
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    folder = _cifar_folder()
+    names = CIFAR_BATCHES
     for n in names:
         if not (folder / n).is_file():
             raise DataError(
@@ -270,6 +302,109 @@ def _load_cifar10() -> Raw:
     x = np.concatenate([p[0] for p in parts[:5]])
     y = np.concatenate([p[1] for p in parts[:5]])
     return Raw(x, y, parts[5][0], parts[5][1])
+
+
+# ---------------------------------------------------------------------------------------------------
+# A user's .npz file
+
+NPZ_ARRAYS = ("x", "y", "x_test", "y_test")
+NPZ_FORMAT = ("arrays x (examples: (N, C, H, W) or (N, H, W) images, or (N, D) flat features) and y (N,) (integer labels "
+              "0..K-1), optionally x_test and y_test (an official test split); write it with "
+              "numpy.savez_compressed(path, x=x, y=y) and no object arrays")
+
+
+def is_npz(name: str) -> bool:
+    """Whether a dataset name is the path of a user's .npz file."""
+    return name.endswith(".npz")
+
+
+def _load_npz(name: str) -> Raw:
+    """A user's dataset from a .npz file: x (N, C, H, W), (N, H, W) (a channel axis is added) or
+    (N, D); y (N,) integer labels 0..K-1; optionally x_test and y_test, both or neither. Read with
+    pickles refused; every defect is a DataError naming the file, the problem and the fix. Nothing
+    is written for a user's file (no cache): it is read again whenever it changes."""
+    path = Path(name).expanduser()
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise DataError(f"{path} {what}; give the path of a .npz file holding {NPZ_FORMAT}")
+    if not zipfile.is_zipfile(path):
+        # np.load would try to unpickle a file that is not a zip archive: it is refused first
+        raise DataError(f"{path} is not a valid .npz file (a zip archive of .npy arrays): it is truncated or in another format; "
+                        f"save a file holding {NPZ_FORMAT}")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path} cannot be read as a .npz file ({exc}); save it again with numpy.savez_compressed") from None
+    with z:
+        names = list(z.files)
+        listed = ", ".join(names) or "none"
+        for needed in ("x", "y"):
+            if needed not in names:
+                raise DataError(f"{path} has no array {needed!r} (arrays: {listed}); a dataset file holds {NPZ_FORMAT}")
+        if ("x_test" in names) != ("y_test" in names):
+            has, lacks = ("x_test", "y_test") if "x_test" in names else ("y_test", "x_test")
+            raise DataError(f"{path} holds {has} but no {lacks} (arrays: {listed}); give both (an official test split) or neither "
+                            f"(a fixed stratified {TEST_FRACTION:.0%} of x becomes the test split)")
+        unknown = [n for n in names if n not in NPZ_ARRAYS]
+        if unknown:  # a misspelt x_test would otherwise be ignored and a test split drawn from x instead
+            raise DataError(f"{path} holds an array named {unknown[0]!r} (arrays: {listed}); a dataset file holds only x, y, x_test "
+                            f"and y_test: rename or remove the others")
+        arrays = {n: _npz_array(z, n, path) for n in NPZ_ARRAYS if n in names}
+    x, y = arrays["x"], arrays["y"]
+    x_test, y_test = arrays.get("x_test"), arrays.get("y_test")
+    for xs, ys, xn, yn in ((x, y, "x", "y"), (x_test, y_test, "x_test", "y_test")):
+        if xs is None:
+            continue
+        if xs.ndim not in (2, 3, 4):
+            raise DataError(f"{path}: {xn} has shape {xs.shape} ({xs.ndim} dimension{'s' * (xs.ndim != 1)}); examples must be (N, D) flat features, "
+                            f"(N, H, W) or (N, C, H, W) images" + ("; for one feature per example save x[:, None]" if xs.ndim == 1 else ""))
+        if not (np.issubdtype(xs.dtype, np.integer) or np.issubdtype(xs.dtype, np.floating) or xs.dtype == np.bool_):
+            raise DataError(f"{path}: {xn} holds {xs.dtype} values; examples must be real numbers: save {xn}.astype(np.float32)")
+        if ys.ndim != 1:
+            hint = f"; for one-hot labels save {yn}.argmax(1)" if ys.ndim == 2 and ys.shape[1] > 1 else f"; save {yn}.reshape(-1)"
+            raise DataError(f"{path}: {yn} has shape {ys.shape}; labels must be one integer per example, shape (N,){hint}")
+        if len(xs) != len(ys):
+            raise DataError(f"{path}: {xn} holds {len(xs)} examples but {yn} {len(ys)} labels; give one label per example")
+        if not np.issubdtype(ys.dtype, np.integer):  # a cast would truncate 2.7 to 2 without a word
+            raise DataError(f"{path}: {yn} holds {ys.dtype} labels; labels must be integers 0..K-1: save {yn}.astype(np.int64)")
+        if np.issubdtype(xs.dtype, np.floating) and not np.isfinite(xs).all():
+            raise DataError(f"{path}: {xn} holds {int((~np.isfinite(xs)).sum())} NaN or infinite values; replace or drop those examples")
+    if x_test is not None and x_test.shape[1:] != x.shape[1:]:
+        raise DataError(f"{path}: x holds examples of shape {x.shape[1:]} but x_test of shape {x_test.shape[1:]}; both splits need "
+                        "one shape per example")
+    if len(y):
+        low = int(min(y.min(), y_test.min() if y_test is not None and len(y_test) else y.min()))
+        if low < 0:
+            raise DataError(f"{path}: the labels include {low}; labels are the classes 0..K-1, never negative: renumber them "
+                            "(np.unique(y, return_inverse=True)[1])")
+        if int(y.min()) != 0:
+            raise DataError(f"{path}: the smallest label of y is {int(y.min())}; labels are the classes 0..K-1, so the smallest is 0: "
+                            f"subtract {int(y.min())} from y{' and y_test' if y_test is not None else ''}, or renumber them")
+        absent = np.setdiff1d(np.arange(int(y.max()) + 1), y)
+        if len(absent):  # a class without training examples would be an output unit no example ever trains
+            raise DataError(f"{path}: y has labels 0..{int(y.max())} but no example of {_labels(absent)}; labels are the classes 0..K-1, "
+                            "each with examples: renumber them (np.unique(y, return_inverse=True)[1])")
+    if x.ndim == 3:  # (N, H, W) images: one channel
+        x = x[:, None]
+        x_test = x_test[:, None] if x_test is not None else None
+    return Raw(x, y.astype(np.int64), x_test, y_test.astype(np.int64) if y_test is not None else None)
+
+
+def _npz_array(z, name: str, path: Path) -> np.ndarray:
+    """One array of an open .npz file, refusing pickles (object arrays) and naming damage."""
+    try:
+        a = z[name]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(f"{path}: array {name!r} holds Python objects (a pickle), which the harness never loads because unpickling "
+                            f"can run code; save plain numeric arrays ({name}.astype(np.float32) for examples, "
+                            f"astype(np.int64) for labels)") from None
+        raise DataError(f"{path}: array {name!r} cannot be read ({exc}); save the file again with numpy.savez_compressed") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: array {name!r} is damaged ({exc}); save the file again with numpy.savez_compressed") from None
+    if not isinstance(a, np.ndarray):  # a zip member that is not a .npy array comes back as bytes
+        raise DataError(f"{path}: {name!r} is not a .npy array; save the file with numpy.savez_compressed")
+    return a
 
 
 LOADERS: dict[str, Callable[[], Raw]] = {
@@ -288,8 +423,11 @@ _FINGERPRINTS: dict[tuple, str] = {}
 
 def _sources(name: str) -> tuple:
     """(path, size, mtime) of the files a dataset is read from: its fingerprint is recomputed
-    when they change, and only then."""
-    paths = [data_dir() / f"{name}.npz"] + (sorted((data_dir() / name).rglob("*")) if (data_dir() / name).is_dir() else [])
+    when they change, and only then. A user's .npz is its own single source."""
+    if is_npz(name):
+        paths = [Path(name).expanduser()]
+    else:
+        paths = [data_dir() / f"{name}.npz"] + (sorted((data_dir() / name).rglob("*")) if (data_dir() / name).is_dir() else [])
     return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file())
 
 
@@ -312,13 +450,115 @@ def fingerprint(name: str) -> str:
 
 
 def load_raw(name: str) -> Raw:
+    """The arrays of a dataset (a name of `LOADERS` or a .npz path), checked by `raw_problem`."""
+    if is_npz(name):
+        raw = _load_npz(name)
+        problem = raw_problem(raw)
+        if problem:
+            raise DataError(f"{Path(name).expanduser()}: {problem}; fix the arrays and save the file again")
+        return raw
     if name not in LOADERS:
-        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}")
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}, or the path of a .npz file")
     raw = LOADERS[name]()
     problem = raw_problem(raw)
     if problem:
         raise DataError(f"{name} ({data_dir() / name}): {problem}; replace the files with good copies")
     return raw
+
+
+# ---------------------------------------------------------------------------------------------------
+# What a dataset is, without its arrays
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """A dataset's shape and size, as `load_dataset` would give them.
+
+    input_shape: one example, (C, H, W), (C, L) or (D,); kind: image, signal or features;
+    n_examples: the non-test pool that training and validation are split from (for datasets
+    without an official test split, what is left after the fixed 20% test split); n_test: the
+    test split; n_classes: K, the labels being 0..K-1.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    kind: str
+    n_examples: int
+    n_test: int
+    n_classes: int
+
+
+# Published sizes, so that a plan needs no files: mnist, fashion-mnist and cifar10 have official
+# test splits; mnist5k (500 per class) and digits (scikit-learn's 1,797) get the 20% split of
+# `load_dataset`; mnist1d is generated with its published 4,000 / 1,000 split. A test checks each
+# against the loaded arrays.
+METADATA: dict[str, DataInfo] = {
+    "mnist5k": DataInfo("mnist5k", (1, 28, 28), "image", 4000, 1000, 10),
+    "mnist1d": DataInfo("mnist1d", (1, 40), "signal", 4000, 1000, 10),
+    "digits": DataInfo("digits", (1, 8, 8), "image", 1438, 359, 10),
+    "mnist": DataInfo("mnist", (1, 28, 28), "image", 60000, 10000, 10),
+    "fashion-mnist": DataInfo("fashion-mnist", (1, 28, 28), "image", 60000, 10000, 10),
+    "cifar10": DataInfo("cifar10", (3, 32, 32), "image", 50000, 10000, 10),
+}
+assert set(METADATA) == set(DATASETS)
+EMBEDDED = ("mnist5k", "mnist1d", "digits")  # made by installed packages: no files to place
+
+_DESCRIPTIONS: dict[tuple, DataInfo] = {}
+
+
+def missing_files(name: str) -> list[Path]:
+    """The files `name` needs that are not there: under data/ for a standard dataset (an IDX file
+    counts when it is there gzipped or not; the .gz name is listed), the file itself for a .npz
+    path; empty for embedded datasets and complete ones."""
+    if is_npz(name):
+        path = Path(name).expanduser()
+        return [] if path.is_file() else [path]
+    if name not in LOADERS:
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}, or the path of a .npz file")
+    if name in EMBEDDED:
+        return []
+    if name == "cifar10":
+        return [_cifar_folder() / n for n in CIFAR_BATCHES if not (_cifar_folder() / n).is_file()]
+    folder = data_dir() / name
+    return [folder / f"{stem}.gz" for stem in IDX_FILES.values() if not ((folder / stem).is_file() or (folder / f"{stem}.gz").is_file())]
+
+
+def describe(name: str, files: bool = True) -> DataInfo:
+    """What dataset `name` is: shape and kind of one example, split sizes, classes (`DataInfo`).
+
+    With `files` (default) the arrays are read where they are there; a standard dataset whose
+    files are missing, or any named dataset with files=False, is answered from its published
+    metadata without touching the disk (a plan made before `make data`). A .npz path is always
+    read: the file is the only description of a user's data. Cached per dataset and files, like
+    `fingerprint`.
+    """
+    if not is_npz(name):
+        if name not in METADATA:
+            raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(METADATA)}, or the path of a .npz file")
+        if not files or missing_files(name):
+            return METADATA[name]
+    key = (name, str(data_dir()), _sources(name))
+    if key not in _DESCRIPTIONS:
+        raw = load_raw(name)
+        pool, test = _pool_and_test(raw)
+        y_pool = np.asarray(raw.y)[pool] if pool is not None else np.asarray(raw.y)
+        y_test = np.asarray(raw.y)[test] if test is not None else np.asarray(raw.y_test)
+        shape = tuple(int(d) for d in np.shape(raw.x)[1:])
+        key = (name, str(data_dir()), _sources(name))  # an embedded dataset's cache file may have been written just now
+        _DESCRIPTIONS[key] = DataInfo(name, shape, data_kind(shape), len(y_pool), len(y_test), _n_classes(y_pool, y_test))
+    return _DESCRIPTIONS[key]
+
+
+def _pool_and_test(raw: Raw) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Indices (pool, test) of the fixed stratified test split of a dataset without an official
+    one; (None, None) when it has one."""
+    if raw.x_test is not None:
+        return None, None
+    return stratified_split(np.asarray(raw.y), TEST_FRACTION, TEST_SPLIT_SEED)
+
+
+def _n_classes(y: np.ndarray, y_test: np.ndarray) -> int:
+    return int(max(np.max(y), np.max(y_test) if len(y_test) else 0) + 1)
 
 
 def raw_problem(raw: Raw) -> str:
@@ -406,8 +646,8 @@ def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset
     """
     raw = load_raw(cfg.name)
     x, y = np.asarray(raw.x), np.asarray(raw.y)
-    if raw.x_test is None:
-        rest, test = stratified_split(y, TEST_FRACTION, TEST_SPLIT_SEED)
+    rest, test = _pool_and_test(raw)
+    if rest is not None:
         x_test, y_test = x[test], y[test]
         x, y = x[rest], y[rest]
     else:
@@ -429,8 +669,10 @@ def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset
     x_train = x[train].astype(np.float64)
     mean, std = float(x_train.mean()), float(x_train.std())
     if not std > 0:  # standardization divides by std: constant images would become NaN and "diverge"
-        raise DataError(f"the {len(train)} training images of {cfg.name} are constant (every value is {mean:g}): standardization divides by "
-                        f"their standard deviation, 0, and they hold nothing to learn; replace the files in {data_dir() / cfg.name} with real images")
+        fix = f"save real examples in {cfg.name}" if is_npz(cfg.name) else f"replace the files in {data_dir() / cfg.name} with real images"
+        what = "images" if x.ndim == 4 else "examples"
+        raise DataError(f"the {len(train)} training {what} of {cfg.name} are constant (every value is {mean:g}): standardization divides by "
+                        f"their standard deviation, 0, and they hold nothing to learn; {fix}")
 
     def prep(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(((a.astype(np.float64) - mean) / std).astype(np.float32)).to(device)
@@ -447,7 +689,7 @@ def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset
         x_test=prep(x_test),
         y_test=labels(y_test),
         input_shape=tuple(x.shape[1:]),
-        n_classes=int(max(y.max(), np.max(y_test)) + 1),
+        n_classes=_n_classes(y, y_test),
         mean=mean,
         std=std,
     )

@@ -1,8 +1,8 @@
 """Dropout networks with named dropout sites.
 
 Every model is a chain of stages: ``x -> site_0 -> op_0 -> site_1 -> op_1 -> ... -> site_L -> op_L``.
-Site k drops units of its input; op k begins with the layer that consumes them (a Linear or Conv2d,
-whose weights the classic convention scales) and, except for the last, ends with the activation
+Site k drops units of its input; op k begins with the layer that consumes them (a Linear, Conv1d or
+Conv2d, whose weights the classic convention scales) and, except for the last, ends with the activation
 (and pooling). This one shape serves training, the subnetwork engine (which needs to know which
 weight matrix each site's units feed) and the co-adaptation analysis (the input of site k >= 1 is
 the post-activation output of hidden layer k).
@@ -11,6 +11,7 @@ the post-activation output of hidden layer k).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +21,7 @@ from torch import nn
 from .config import ModelConfig
 from .errors import ConfigError
 
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)  # the layers that consume a site's units
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 _INPLACE_ACT: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {nn.ReLU: torch.relu_, nn.Sigmoid: torch.sigmoid_, nn.Tanh: torch.tanh_}
 
@@ -103,9 +105,9 @@ class DropoutNet(nn.Module):
             SiteInfo(i, s.name, s.p_drop, int(torch.Size(s.unit_shape).numel()), s.unit_shape) for i, s in enumerate(self.sites)
         ]
 
-    def consumer(self, k: int) -> nn.Linear | nn.Conv2d:
+    def consumer(self, k: int) -> nn.Linear | nn.Conv1d | nn.Conv2d:
         """The layer that receives site k's units (its weights are what `classic` scales)."""
-        return next(m for m in self.ops[k].modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+        return next(m for m in self.ops[k].modules() if isinstance(m, WEIGHTED))
 
     def forward_from(self, k: int, h: torch.Tensor) -> torch.Tensor:
         """Run the chain from site k on: h is site k's input (B, *unit_shape); returns logits."""
@@ -161,52 +163,61 @@ def linear_stage(op: nn.Module) -> LinearStage | None:
     return LinearStage(lin.weight.detach(), bias.detach(), act)
 
 
-def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int) -> DropoutNet:
-    """Build the network a ModelConfig describes for data of `input_shape` (one example)."""
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int, dataset: str | None = None) -> DropoutNet:
+    """Build the network a ModelConfig describes for data of `input_shape` (one example): an MLP
+    on any data (flattened), a CNN on images (C, H, W) with Conv2d or on 1-D signals (C, L) with
+    Conv1d. `dataset` names the data in errors."""
     act = _ACTIVATIONS[cfg.activation]
-    conv = cfg.convention
+    convention = cfg.convention
     if cfg.kind == "mlp":
         n_in = int(torch.Size(input_shape).numel())
         dims = [n_in, *cfg.widths, n_classes]
         probs = [cfg.p_drop_input, *cfg.p_drop_hidden]
-        sites = [DropoutSite("input" if k == 0 else f"hidden{k}", probs[k], conv, (dims[k],)) for k in range(len(dims) - 1)]
+        sites = [DropoutSite("input" if k == 0 else f"hidden{k}", probs[k], convention, (dims[k],)) for k in range(len(dims) - 1)]
         ops: list[nn.Module] = [nn.Sequential(nn.Linear(dims[k], dims[k + 1]), act()) for k in range(len(dims) - 2)]
         ops.append(nn.Linear(dims[-2], dims[-1]))
         return DropoutNet("mlp", sites, ops, input_shape, flatten_input=True)
 
-    if len(input_shape) != 3:
-        raise ConfigError(f"model.kind=cnn needs image data of shape (channels, height, width), got {input_shape}")
-    c, h, w = input_shape
+    if len(input_shape) not in (2, 3):
+        where = dataset or "the data"
+        what = "flat features" if len(input_shape) == 1 else "examples"
+        raise ConfigError(f"model.kind=cnn needs images (C, H, W) or 1-D signals (C, L); {where} holds {what} of shape "
+                          f"{tuple(input_shape)}, with no neighbouring inputs to convolve over; use model.kind=mlp")
+    # images: the LeNet-style pair of 5x5 conv blocks with 2x2 max-pooling; 1-D signals (C, L): its
+    # 1-D counterpart, kernels of 5 and pooling by 2 along the signal, the same sites and widths
+    conv, pool = (nn.Conv2d, nn.MaxPool2d) if len(input_shape) == 3 else (nn.Conv1d, nn.MaxPool1d)
+    c, *size = input_shape
     c1, c2 = cfg.conv_channels
-    h1, w1 = h // 2, w // 2
-    h2, w2 = h1 // 2, w1 // 2
-    if h2 < 1 or w2 < 1:
-        raise ConfigError(f"images of {h}x{w} are too small for two 2x2 poolings")
-    flat = c2 * h2 * w2
+    size1 = [d // 2 for d in size]
+    size2 = [d // 2 for d in size1]
+    if min(size2) < 1:
+        what = "images of " + "x".join(map(str, size)) if len(size) == 2 else f"signals of length {size[0]}"
+        raise ConfigError(f"{what} are too small for two poolings by 2 (a cnn needs at least 4 along each axis); use model.kind=mlp")
+    flat = c2 * math.prod(size2)
     dims = [flat, *cfg.widths, n_classes]
     sites = [
-        DropoutSite("input", cfg.p_drop_input, conv, (c, h, w)),
-        DropoutSite("block1", cfg.p_drop_conv[0], conv, (c1, h1, w1)),
-        DropoutSite("block2", cfg.p_drop_conv[1], conv, (c2, h2, w2)),
+        DropoutSite("input", cfg.p_drop_input, convention, (c, *size)),
+        DropoutSite("block1", cfg.p_drop_conv[0], convention, (c1, *size1)),
+        DropoutSite("block2", cfg.p_drop_conv[1], convention, (c2, *size2)),
     ]
     ops = [
-        nn.Sequential(nn.Conv2d(c, c1, 5, padding=2), act(), nn.MaxPool2d(2)),
-        nn.Sequential(nn.Conv2d(c1, c2, 5, padding=2), act(), nn.MaxPool2d(2)),
+        nn.Sequential(conv(c, c1, 5, padding=2), act(), pool(2)),
+        nn.Sequential(conv(c1, c2, 5, padding=2), act(), pool(2)),
     ]
     for k in range(len(cfg.widths)):
         linear = nn.Sequential(nn.Linear(dims[k], dims[k + 1]), act())
         ops.append(nn.Sequential(nn.Flatten(), *linear) if k == 0 else linear)
-        sites.append(DropoutSite(f"hidden{k + 1}", cfg.p_drop_hidden[k], conv, (dims[k + 1],)))
+        sites.append(DropoutSite(f"hidden{k + 1}", cfg.p_drop_hidden[k], convention, (dims[k + 1],)))
     ops.append(nn.Linear(dims[-2], dims[-1]))
     return DropoutNet("cnn", sites, ops, input_shape, flatten_input=False)
 
 
 @torch.no_grad()
 def apply_max_norm(model: nn.Module, max_norm: float) -> None:
-    """Rescale each unit's incoming weight vector (row of a Linear, filter of a Conv2d) to norm at
-    most `max_norm`, as in Srivastava et al. 2014."""
+    """Rescale each unit's incoming weight vector (row of a Linear, filter of a Conv1d or Conv2d)
+    to norm at most `max_norm`, as in Srivastava et al. 2014."""
     for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
+        if isinstance(m, WEIGHTED):
             m.weight.copy_(torch.renorm(m.weight, 2, 0, max_norm))
 
 

@@ -41,14 +41,15 @@ import torch
 from torch import nn
 
 from .calibration import fit_temperature
-from .data import Dataset
+from .data import DataInfo, Dataset
 from .diversity import decomposition
 from .errors import ConfigError
 from .metrics import EnsembleAccumulator, entropies, point_metrics
 from .models import DropoutNet
 from .ood import SCORES, detection, scores
 from .progress import progress_bar
-from .shifts import ANGLES, CORRUPTIONS, SEVERITIES, UNSEEN, EvalSet, evaluation_sets
+from .shifts import (ALL_CORRUPTIONS, ANGLES, CORRUPTIONS, GENERIC_CORRUPTIONS, MNIST1D_CORRUPTIONS, SEVERITIES, UNSEEN, EvalSet,
+                     corruption_fits, evaluation_sets, rotations_fit, unseen_fits)
 from .subnetworks import SubnetworkEngine, sample_masks, subnetwork_seed
 
 SHIFT_KINDS = ("none", "rotation", "corruption", "unseen")
@@ -79,9 +80,10 @@ class RobustnessSettings:
             raise ConfigError(f"bins={self.bins}: must be positive")
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed}: the subnetwork seed must be >= 0")
-        bad = [c for c in self.corruptions if c not in CORRUPTIONS] + [u for u in self.unseen if u not in UNSEEN]
+        bad = [c for c in self.corruptions if c not in ALL_CORRUPTIONS] + [u for u in self.unseen if u not in UNSEEN]
         if bad:
-            raise ConfigError(f"{bad[0]!r} is not a known corruption or unseen set; corruptions: {', '.join(CORRUPTIONS)}; unseen: {', '.join(UNSEEN)}")
+            raise ConfigError(f"{bad[0]!r} is not a known corruption or unseen set; corruptions: {', '.join(ALL_CORRUPTIONS)}; "
+                              f"unseen: {', '.join(UNSEEN)}")
         if any(s not in SEVERITIES for s in self.severities):
             raise ConfigError(f"severities={list(self.severities)}: each must be one of {', '.join(map(str, SEVERITIES))}")
         if any(k not in SHIFT_KINDS for k in self.per_example):
@@ -108,11 +110,77 @@ def subnetwork_cost(model: DropoutNet) -> float:
             macs = layer.in_features * layer.out_features
             out_keep = sites[k + 1].keep if k + 1 < len(sites) else 1.0
             full, sub = full + macs, sub + macs * site.keep * out_keep
-        else:
-            c_in, h, w = site.unit_shape
-            macs = c_in * layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1] * h * w
+        else:  # a convolution ("same" padding): every output position of every filter, over 1 or 2 axes
+            c_in, *size = site.unit_shape
+            macs = c_in * layer.out_channels * math.prod(layer.kernel_size) * math.prod(size)
             full, sub = full + macs, sub + macs
     return sub / full
+
+
+def fit_robustness(settings: RobustnessSettings, info: DataInfo) -> tuple[RobustnessSettings, list[str]]:
+    """The settings whose sets fit the data `info` (`harness.data.describe`), and in words
+    what changed and why. Settings that fit already come back unchanged with no notes.
+
+    - Rotations need square images: elsewhere there are none.
+    - Image corruptions need images: on mnist1d's signals they give way to the mnist1d generator's
+      harsher sets (MNIST1D_CORRUPTIONS), on other data to `gaussian_noise`; mnist1d corruptions
+      elsewhere give way to `gaussian_noise` too. Severities stay as they are, so that the
+      corrupted sets keep their names (`<corruption>_<severity>`), kind `corruption` and
+      intensity (the severity), which the severity bands of the claims read.
+    - Unseen sets: `patches` needs images, `fashion-mnist` 28 x 28 images; `permuted` fits all.
+    """
+    from dataclasses import replace
+
+    shape, name = tuple(info.input_shape), info.name
+    what = {"image": f"{'x'.join(map(str, shape[1:]))} images", "signal": "1-D signals", "features": "flat features"}[info.kind]
+    label = _label(name)
+    notes: list[str] = []
+    changes: dict = {}
+    turned = [a for a in settings.angles if a % 360]
+    rotations_dropped = bool(turned) and not rotations_fit(shape)
+    if rotations_dropped:
+        changes["angles"] = ()
+    kept = [c for c in settings.corruptions if corruption_fits(c, shape, name)]
+    dropped = [c for c in settings.corruptions if c not in kept]
+    if dropped:
+        mnist1d = all(corruption_fits(c, shape, name) for c in MNIST1D_CORRUPTIONS)
+        substitutes = list(MNIST1D_CORRUPTIONS) if mnist1d else list(GENERIC_CORRUPTIONS)
+        changes["corruptions"] = tuple(kept + [c for c in substitutes if c not in kept])
+        severities = ", ".join(map(str, settings.severities))
+        if mnist1d:
+            source = (f"shifted test sets come from the mnist1d generator with harsher noise, scale and translation than the training "
+                      f"data ({', '.join(MNIST1D_CORRUPTIONS)} at severities {severities})")
+        else:
+            sigmas = GENERIC_CORRUPTIONS["gaussian_noise"]
+            source = (f"shifted test sets add Gaussian noise to the standardized test examples (gaussian_noise at severities {severities}: "
+                      f"sigma {', '.join(f'{sigmas[s - 1]:g}' for s in settings.severities)} standard deviations)")
+        gone = ["rotations"] if rotations_dropped and info.kind != "image" else []
+        gone += ["image corruptions"] if any(c in CORRUPTIONS for c in dropped) else []
+        gone += [c for c in dropped if c not in CORRUPTIONS]
+        notes.append(f"{_and(gone)} do{'es' * (len(gone) == 1 and gone[0] in MNIST1D_CORRUPTIONS)} not apply to {label}'s {what}; {source}")
+    if rotations_dropped and info.kind == "image":
+        notes.insert(0, f"rotations apply only to square images; {label} holds {what}: no rotated test sets")
+    elif rotations_dropped and not dropped:
+        notes.append(f"rotations do not apply to {label}'s {what}: no rotated test sets")
+    kept_unseen = tuple(u for u in settings.unseen if unseen_fits(u, shape))
+    if kept_unseen != tuple(settings.unseen):
+        changes["unseen"] = kept_unseen
+        out = [u for u in settings.unseen if u not in kept_unseen]
+        why = "28 x 28 images" if out == ["fashion-mnist"] else "images"
+        rest = f"unseen classes come from {', '.join(kept_unseen)} only" if kept_unseen else "no unseen set remains"
+        notes.append(f"unseen set{'s' * (len(out) > 1)} {_and(out)} need{'s' * (len(out) == 1)} {why}, not {label}'s {what}; {rest}")
+    return (replace(settings, **changes) if changes else settings), notes
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _label(name: str) -> str:
+    """A dataset's name in words: its own name, or a .npz file's name."""
+    from pathlib import Path
+
+    return Path(name).name if name.endswith(".npz") else name
 
 
 def member_k(settings: RobustnessSettings) -> int:

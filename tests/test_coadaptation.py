@@ -10,11 +10,13 @@ from torch import nn
 from harness.coadaptation import (
     ablation,
     analyze_model,
+    capture,
     compare,
     correlation_matrix,
     covariance,
     decov,
     effective_rank,
+    feature_table,
     layer_measures,
     participation_ratio,
 )
@@ -172,3 +174,52 @@ def test_compare_reports_difference_interval_and_rank_test():
     assert row["n"] == 5 and row["n_baseline"] == 5 and row["test_error"] == 0.03
     with pytest.raises(ValueError, match="baseline 0.3 is not among"):
         compare(measures, runs, "p_drop_hidden", baseline=0.3)
+
+
+def test_capture_averages_1d_conv_blocks_over_the_signal():
+    torch.manual_seed(0)
+    cnn = build_model(ModelConfig(kind="cnn", widths=(16,), conv_channels=(3, 4)), (2, 12), 10).eval()
+    x = torch.randn(50, 2, 12)
+    acts, full = capture(cnn, x), cnn.hidden_activations(x)
+    assert torch.equal(acts["block1"], full["block1"].mean(2)) and acts["block2"].shape == (50, 4) and torch.equal(acts["hidden1"], full["hidden1"])
+    t = analyze_model(cnn, x, torch.randint(0, 10, (50,)), run_id="r", n_pairs=5)
+    assert set(t["coadaptation"].layer) == {"block1", "block2", "hidden1"} and t["features"].empty  # features: MLPs only
+
+
+@pytest.mark.parametrize("shape", [(2, 6), (5,), (1, 3, 4)])
+def test_feature_table_of_any_data_holds_each_units_scaled_incoming_weights(shape):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(widths=(7,)), shape, 3)
+    f = feature_table(m).sort_values(["unit", "y", "x"])
+    assert list(f.columns) == ["layer", "unit", "y", "x", "value"] and set(f.layer) == {"input"}
+    w = m.consumer(0).weight.detach().double()  # (7, inputs)
+    if len(shape) == 3:  # images: pixels at (y, x)
+        w = w.view(7, *shape).mean(1).flatten(1)
+        assert (f.y.max(), f.x.max()) == (shape[1] - 1, shape[2] - 1)
+    else:  # signals (channels averaged) and flat features: y = 0, x = position or feature
+        w = w.view(7, *shape).mean(1) if len(shape) == 2 else w
+        assert (f.y == 0).all() and f.x.max() == shape[-1] - 1
+    lo, hi = w.min(1, keepdim=True).values, w.max(1, keepdim=True).values
+    assert np.allclose(f.value.to_numpy().reshape(7, -1), ((w - lo) / (hi - lo)).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, kind", [((1, 6, 6), "image"), ((1, 40), "signal"), ((9,), "features")])
+def test_features_are_drawn_to_fit_the_data(shape, kind):
+    from analysis import style
+    from analysis.fig_features import SIGNAL_UNITS, draw_units
+
+    torch.manual_seed(0)
+    f = feature_table(build_model(ModelConfig(widths=(20,)), shape, 3)).sort_values(["unit", "y", "x"])
+    fig, axes = style.figure()
+    ax = axes[0][0]
+    shown = draw_units(ax, f, kind)
+    if kind == "signal":  # one curve per unit over the 40 positions, in lanes
+        assert shown == SIGNAL_UNITS and len(ax.lines) == SIGNAL_UNITS and all(len(line.get_xdata()) == 40 for line in ax.lines)
+        assert np.allclose(ax.lines[3].get_ydata(), f[f.unit == 3].value.to_numpy() * 0.9 + 3)
+    elif kind == "features":  # a heat map: units x inputs
+        assert shown == 20 and ax.images[0].get_array().shape == (20, 9)
+    else:  # tiles of 6 x 6 images, 5 x 4 of them with a pixel between
+        assert shown == 20 and ax.images[0].get_array().shape == (4 * 7 + 1, 5 * 7 + 1)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -8,15 +8,18 @@ import pytest
 import torch
 
 from harness.config import DataConfig, ModelConfig, RunConfig
-from harness.data import load_dataset
+from dataclasses import replace
+
+from harness.data import DataInfo, describe, load_dataset, load_raw
 from harness.ensembles import Ensemble, ensembles_of, evaluate_ensemble, member_configs
 from harness.errors import ConfigError
 from harness.experiment import load_experiment
 from harness.models import build_model
-from harness.robustness import Recorder, RobustnessSettings, equal_compute_k, evaluate_robustness, subnetwork_cost
+from harness.robustness import Recorder, RobustnessSettings, equal_compute_k, evaluate_robustness, fit_robustness, subnetwork_cost
 from harness.metrics import ece, overconfidence, point_metrics
-from harness.shifts import (CORRUPTIONS, EvalSet, corrupt, evaluation_sets, fashion, fashion_available, patches, permuted, rotate, shift_images,
-                            translation_offsets, unseen_available)
+from harness.shifts import (ANGLES, CORRUPTIONS, MNIST1D_CORRUPTIONS, EvalSet, corrupt, evaluation_sets, fashion, fashion_available, gaussian_noise,
+                            mnist1d_published_scale, mnist1d_shifted, mnist1d_signals, patches, permuted, rotate, shift_images, translation_offsets,
+                            unseen_available)
 from tests.test_data import write_mnist_like
 from harness.identity import run_id
 
@@ -138,7 +141,8 @@ def test_evaluation_sets(digits):
     # rotating back by 180 degrees restores the test images (unit intensity, standardized again)
     back = rotate((sets[2].x.double().numpy() * digits.std + digits.mean) / 16.0, 180) * 16.0
     assert np.allclose((back - digits.mean) / digits.std, digits.x_test.numpy(), atol=1e-5)
-    with pytest.raises(ConfigError, match="not image data"):
+    with pytest.raises(ConfigError, match=r"mnist1d holds signal data of shape \(1, 40\): rotations .* need square images.*corruption shot_noise "
+                                          r"needs images.*fit_robustness chooses the sets that fit"):
         evaluation_sets(load_dataset(DataConfig(name="mnist1d")))
 
 
@@ -262,3 +266,109 @@ def test_experiment_files_declare_valid_ensembles(tmp_path):
                    "def ensembles(profile):\n    return [Ensemble('e', 'dropout', 0, ('nope',))]\n")
     with pytest.raises(ConfigError, match="which configs\\(\\) does not list"):
         load_experiment(bad, "smoke")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shifted sets that fit the data: mnist1d's generator, Gaussian noise, fit_robustness
+
+
+@pytest.fixture(scope="module")
+def mnist1d():
+    return load_dataset(DataConfig(name="mnist1d"))
+
+
+def test_the_generator_reproduces_the_published_mnist1d_signals():
+    raw = load_raw("mnist1d")
+    published = np.concatenate([raw.x, raw.x_test])[:, 0]  # (5000, 40), standardized by make_dataset and stored as float32
+    labels = np.repeat(np.arange(10), 500)  # make_dataset's order before its shuffle
+    before = np.random.get_state()
+    mean, std = mnist1d_published_scale()
+    ours = ((mnist1d_signals(labels, seed=42) - mean) / std).astype(np.float32)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), before))  # numpy's global generator is left as it was
+
+    def rows(a):  # the same rows in one order: the shuffle moves rows, never values
+        return a[np.lexsort(a.T[::-1])]
+
+    assert np.array_equal(rows(ours), rows(published))
+
+
+def test_mnist1d_shifted_sets_are_deterministic_labelled_and_the_test_splits_size(mnist1d):
+    sets = evaluation_sets(mnist1d, angles=(), corruptions=tuple(MNIST1D_CORRUPTIONS), severities=(1, 3), unseen=("permuted",))
+    assert [s.name for s in sets] == ["test", "mnist1d_noise_1", "mnist1d_noise_3", "mnist1d_scale_1", "mnist1d_scale_3", "mnist1d_shift_1",
+                                      "mnist1d_shift_3", "permuted"]
+    assert [(s.shift, s.intensity) for s in sets[1:3]] == [("corruption", 1.0), ("corruption", 3.0)] and sets[-1].y is None
+    assert all(s.x.shape == (1000, 1, 40) and s.x.dtype == torch.float32 for s in sets)
+    assert all(s.y is mnist1d.y_test for s in sets[:-1])  # new examples, one per test label
+    again = mnist1d_shifted(mnist1d, "mnist1d_scale", 3)
+    assert torch.equal(again, sets[4].x) and not torch.equal(mnist1d_shifted(mnist1d, "mnist1d_scale", 3, seed=1), again)
+    # noise of every scale adds to the differences between neighbouring positions: they grow with severity
+    rough = [float(np.diff(s.x.numpy(), axis=2).std()) for s in sets[:3]]
+    assert rough[0] < rough[1] < rough[2]
+    # the permuted signals: one fixed permutation of the 40 positions for every example
+    order = np.random.default_rng(0).permutation(40)
+    assert torch.equal(sets[-1].x[:, 0], mnist1d.x_test[:, 0, order])
+
+
+def test_changed_generator_settings_make_new_sets(mnist1d, monkeypatch):
+    first = evaluation_sets(mnist1d, angles=(), corruptions=("mnist1d_shift",), severities=(1,), unseen=())[1].x
+    monkeypatch.setitem(MNIST1D_CORRUPTIONS, "mnist1d_shift", ({"max_translation": 60},) * 3)
+    second = evaluation_sets(mnist1d, angles=(), corruptions=("mnist1d_shift",), severities=(1,), unseen=())[1].x
+    assert not torch.equal(first, second)  # the settings are part of the sets' key: no stale cache
+
+
+def test_gaussian_noise_fits_any_data(tmp_path):
+    x = torch.zeros(4000, 3)
+    noisy = [gaussian_noise(x, s) for s in (1, 2, 3)]
+    assert all(abs(float(n.std()) / sigma - 1) < 0.03 for n, sigma in zip(noisy, (0.25, 0.5, 1.0)))  # 12,000 draws: within 5 standard errors
+    assert torch.equal(gaussian_noise(x, 2), noisy[1]) and torch.allclose(gaussian_noise(x + 5, 2) - 5, noisy[1], atol=1e-5)  # seeded, additive
+    path = tmp_path / "flat.npz"
+    np.savez(path, x=np.random.default_rng(0).random((100, 6)), y=np.arange(100) % 2)
+    flat = load_dataset(DataConfig(name=str(path)))
+    sets = evaluation_sets(flat, angles=(0,), corruptions=("gaussian_noise",), severities=(1,), unseen=("permuted",))
+    assert [s.name for s in sets] == ["test", "gaussian_noise_1", "permuted"] and sets[1].x.shape == flat.x_test.shape
+    with pytest.raises(ConfigError, match="unseen set patches needs images, not examples of shape"):
+        evaluation_sets(flat, angles=(), corruptions=(), unseen=("patches",))
+
+
+def test_fit_robustness_keeps_image_settings_and_adapts_the_rest():
+    quick = RobustnessSettings(T=20, members=5, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 3), per_example=("none", "rotation"))
+    same, notes = fit_robustness(quick, describe("mnist5k", files=False))
+    assert same is quick and notes == []
+
+    signal, notes = fit_robustness(quick, describe("mnist1d", files=False))
+    assert (signal.angles, signal.corruptions, signal.severities, signal.unseen) == ((), tuple(MNIST1D_CORRUPTIONS), (1, 3), ("permuted",))
+    assert notes == [
+        "rotations and image corruptions do not apply to mnist1d's 1-D signals; shifted test sets come from the mnist1d generator with harsher "
+        "noise, scale and translation than the training data (mnist1d_noise, mnist1d_scale, mnist1d_shift at severities 1, 3)",
+        "unseen set patches needs images, not mnist1d's 1-D signals; unseen classes come from permuted only"]
+    assert fit_robustness(signal, describe("mnist1d", files=False)) == (signal, [])  # fitted settings fit
+
+    flat, notes = fit_robustness(signal, DataInfo("/x/iris.npz", (4,), "features", 120, 30, 3))
+    assert (flat.angles, flat.corruptions, flat.unseen) == ((), ("gaussian_noise",), ("permuted",))
+    assert notes == ["mnist1d_noise, mnist1d_scale and mnist1d_shift do not apply to iris.npz's flat features; shifted test sets add Gaussian "
+                     "noise to the standardized test examples (gaussian_noise at severities 1, 3: sigma 0.25, 1 standard deviations)"]
+
+    wide, notes = fit_robustness(replace(quick, unseen=("permuted", "patches", "fashion-mnist")), DataInfo("wide.npz", (1, 8, 12), "image", 80, 20, 2))
+    assert wide.angles == () and wide.corruptions == quick.corruptions and wide.unseen == ("permuted", "patches")
+    assert notes == ["rotations apply only to square images; wide.npz holds 8x12 images: no rotated test sets",
+                     "unseen set fashion-mnist needs 28 x 28 images, not wide.npz's 8x12 images; unseen classes come from permuted, patches only"]
+
+
+def test_robustness_on_mnist1d_fills_the_tables_the_claims_read(mnist1d):
+    from analysis.claims import severity_bands, shifted
+
+    settings, _ = fit_robustness(replace(SMALL, severities=(1, 3)), describe("mnist1d", files=False))
+    t = evaluate_robustness(_run(mnist1d, 0.5), mnist1d, settings, "s1")
+    sh = t["shift"]
+    names = set(sh.loc[shifted(sh), "set"])
+    assert names == {f"{c}_{s}" for c in MNIST1D_CORRUPTIONS for s in (1, 3)}
+    bands = severity_bands(sh.assign(group="dropout"))  # the weight-scaled dropout net's error on each set against the test split's
+    assert set(bands.index) == names and set(bands) <= {"mild", "moderate", "severe"}
+    assert set(t["ood"]["set"]) == {"permuted"}
+
+
+def test_subnetwork_cost_of_a_1d_cnn_by_hand():
+    m = build_model(ModelConfig(kind="cnn", widths=(4,), conv_channels=(2, 3), p_drop_input=0.0, p_drop_conv=(0.0, 0.0), p_drop_hidden=(0.5,)), (1, 8), 3)
+    # convolutions in full: 1 x 2 x 5 x 8 = 80 and 2 x 3 x 5 x 4 = 120 multiply-adds; block2 (3 x 2 = 6) -> 4 units: 24, half of
+    # them kept by the next site; 4 -> 3 classes: 12, half the inputs kept
+    assert math.isclose(subnetwork_cost(m), (80 + 120 + 12 + 6) / (80 + 120 + 24 + 12))
