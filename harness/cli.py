@@ -470,18 +470,22 @@ def cmd_mc(args: argparse.Namespace) -> int:
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .robustness import RobustnessSettings
+    from .data import describe, load_dataset
+    from .robustness import RobustnessSettings, fit_robustness
     from .run import Evaluations, check_device, evaluate_stored
     from .shifts import ANGLES, CORRUPTIONS, unseen_available
 
     store = _existing_store(args)
     run_id = resolve_run(store, args.run)
     check_device(args.device)
-    shape = load_dataset(store.load_config(run_id).data).input_shape
+    data_cfg = store.load_config(run_id).data
+    shape = load_dataset(data_cfg).input_shape
     settings = RobustnessSettings(T=args.T, members=args.members, seed=args.seed, angles=tuple(_list(args.angles, int, "--angles") or ANGLES),
                                   corruptions=tuple(_list(args.corruptions, str, "--corruptions") or CORRUPTIONS),
                                   severities=tuple(_list(args.severities, int, "--severities")), unseen=unseen_available(shape))
+    settings, notes = fit_robustness(settings, describe(data_cfg.name))  # only the shifts that fit the run's data
+    for note in notes:
+        print(f"run {run_id}: {note}")
     wanted = Evaluations(robustness=settings)
     cached = not args.force and not _finished(store, run_id, wanted).pending.kinds()
     evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)

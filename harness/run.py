@@ -166,7 +166,7 @@ def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: by
     check_device(cfg.device)
     data = load_dataset(cfg.data, cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.n_classes).to(cfg.device)
+    model = build_model(cfg.model, data.input_shape, data.n_classes, dataset=cfg.data.name).to(cfg.device)
     files: dict[str, bytes] = {}
     if state is None:
         files, status = _train_files(cfg, model, data)
@@ -331,7 +331,7 @@ def load_model(store: RunStore, run_id: str, device: str = "cpu") -> tuple[RunCo
     """Rebuild a stored run's trained network (evaluation mode) and its dataset splits."""
     cfg = store.load_config(run_id)
     data = load_dataset(cfg.data, device)
-    model = build_model(cfg.model, data.input_shape, data.n_classes).to(device)
+    model = build_model(cfg.model, data.input_shape, data.n_classes, dataset=cfg.data.name).to(device)
     model.load_state_dict(store.load_state(run_id, device))
     model.eval()
     return cfg, model, data
