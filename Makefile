@@ -16,13 +16,19 @@ PROFILE ?= quick
 DATASET ?=
 default_dataset_quick := mnist5k
 default_dataset_smoke := digits
-SETTING := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),$(PROFILE)-$(basename $(notdir $(DATASET))),$(PROFILE))
+# the setting's name, as harness/setting.py gives it (one definition: a .npz file adds a hash of its path)
+SETTING := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),$(shell $(PYTHON) -m harness.setting name '$(PROFILE)' '$(DATASET)'),$(PROFILE))
 DSFLAG := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),--dataset $(DATASET))
 DATAFILE := $(filter %.npz,$(DATASET))
+$(if $(DATAFILE),$(if $(wildcard $(DATAFILE)),,$(error DATASET=$(DATASET): no such file; give the path of a .npz file with arrays x and y (and optionally x_test, y_test))))
 # where reports/ and figures/ go (default: here); `make paper-check` writes into a temporary folder
-OUT ?= $(or $(HARNESS_OUT),.)
+OUT ?= .
 OUTDIR := $(if $(filter .,$(OUT)),,$(OUT)/)
+ifeq ($(OUT),.)
+unexport HARNESS_OUT
+else
 export HARNESS_OUT := $(abspath $(OUT))
+endif
 DEVICE ?= cpu
 # the run store: STORE=dir, else $HARNESS_STORE when it is set, else runs/
 STORE ?= $(or $(HARNESS_STORE),runs)

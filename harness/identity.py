@@ -8,13 +8,18 @@ identities, never a cached result. Config knows nothing of data; this module kno
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .config import RunConfig, config_hash
 from .data import fingerprint
 
 
 def run_id(cfg: RunConfig) -> str:
-    """The run's identity: 12 hex digits (reads the data's files once per process, again when they change)."""
-    return config_hash(cfg, fingerprint(cfg.data.name))
+    """The run's identity: 12 hex digits (reads the data's files once per process, again when they
+    change). A user's .npz file is identified by its content and file name, not the folder it lies
+    in, so a moved file keeps its runs."""
+    named = cfg.replace(**{"data.name": Path(cfg.data.name).name}) if cfg.data.name.endswith(".npz") else cfg
+    return config_hash(named, fingerprint(cfg.data.name))
 
 
 def design_key(cfg: RunConfig) -> str:

@@ -4,7 +4,8 @@ Every study of a profile names its own data (quick: the embedded mnist5k; paper:
 for the CNN); `Setting(profile, dataset)` runs the same design on another dataset instead: an
 embedded one, standard files in data/, or a user's `.npz` file given by its path. Its outputs live
 side by side with the default's: reports/<name>/, figures/<name>/, where `name` is the profile for
-the default and `<profile>-<dataset>` otherwise (a `.npz` file is named by its stem).
+the default and `<profile>-<dataset>` otherwise (a `.npz` file is named by its stem and a hash of its
+path).
 
 `adapt` moves a study onto the setting's dataset and says, in words, every way the study had to
 change to fit the data (a training size capped at the examples there are, convolutions over 1-D
@@ -15,7 +16,10 @@ tables folder (`adaptation.json`) and from there into the report.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +28,11 @@ DEFAULT_DATASETS = {"smoke": "digits", "quick": "mnist5k"}  # a profile whose ev
 
 
 def dataset_label(dataset: str) -> str:
-    """A dataset's name in paths and tables: its own name, or a .npz file's stem."""
+    """A dataset's name in paths: its own name, or a .npz file's stem and 8 hex digits of its
+    absolute path (two files of one name in two folders get two settings)."""
     if dataset.endswith(".npz"):
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(dataset).stem) or "data"
-        return stem
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(dataset).stem) or "data"
+        return f"{stem}-{hashlib.sha256(os.path.abspath(dataset).encode()).hexdigest()[:8]}"
     return dataset
 
 
@@ -43,7 +48,7 @@ class Setting:
         if self.dataset is not None and DEFAULT_DATASETS.get(self.profile) == self.dataset:
             object.__setattr__(self, "dataset", None)  # the default itself: one set of outputs, not two
         if self.dataset is not None and self.dataset.endswith(".npz"):
-            object.__setattr__(self, "dataset", str(Path(self.dataset).expanduser().resolve()))
+            object.__setattr__(self, "dataset", os.path.abspath(os.path.expanduser(self.dataset)))
 
     @property
     def name(self) -> str:
@@ -86,7 +91,7 @@ def adapt(configs: list, evaluations, dataset: str, files: bool = True) -> Adapt
 
     info = describe(dataset, files=files)
     notes: list[str] = []
-    label = dataset_label(dataset)
+    label = Path(dataset).name if dataset.endswith(".npz") else dataset  # in words: the file's name
     out = [c.replace(**{"data.name": dataset}) for c in configs]
     if any(c.model.kind == "cnn" for c in out):
         if info.kind == "features":
@@ -128,7 +133,7 @@ def cap_sizes(configs: list, info=None, files: bool = True) -> tuple[list, list[
         return out, []
     sizes = ", ".join(f"{k:,}" for k in sorted(capped))
     have, name = min(capped.values())
-    return out, [f"training sizes {sizes} capped at {have:,}, the training examples {dataset_label(name)} holds"]
+    return out, [f"training sizes {sizes} capped at {have:,}, the training examples {Path(name).name} holds"]
 
 
 def available_train(dataset: str, val_fraction: float, split_seed: int, info=None, files: bool = True) -> int:
@@ -189,3 +194,17 @@ def check_caps(configs: list, evaluations) -> tuple[list, object, list[str]]:
     notes = [f"paper-check: every run trains {CHECK_STEPS} steps, widths and channels divided by {CHECK_WIDTH_DIVISOR}, at most {CHECK_T} "
              "subnetworks per average: these outputs prove the pipeline, they are not results"]
     return out, ev, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.setting name PROFILE [DATASET]``: the setting's name (the Makefile's folders)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in (2, 3) or argv[0] != "name":
+        print("usage: python -m harness.setting name PROFILE [DATASET]", file=sys.stderr)
+        return 2
+    print(setting_name(argv[1], (argv[2] if len(argv) == 3 else "") or None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,7 +20,10 @@ def test_setting_names_put_outputs_beside_the_default():
     assert setting_name("quick", "mnist1d") == "quick-mnist1d" and setting_name("paper", "mnist") == "paper-mnist"
     assert setting_name("smoke", "digits") == "smoke"
     s = Setting("quick", "some/dir/my data.npz")
-    assert s.name == "quick-my_data" and Path(s.dataset).is_absolute()  # a .npz file is named by its stem, found by its full path
+    assert s.name.startswith("quick-my_data-") and Path(s.dataset).is_absolute()  # a .npz file is named by its stem, found by its full path
+    assert Setting("quick", "other/dir/my data.npz").name != s.name  # two files of one name: two settings, never mixed
+    out = subprocess.run(["make", "-n", "all", f"DATASET={ROOT / 'missing.npz'}"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "missing.npz: no such file" in out.stderr
 
 
 def test_make_routes_every_step_of_a_setting_to_its_own_folders():
@@ -61,7 +64,7 @@ def test_a_skipped_study_runs_nothing_and_says_why(tmp_path, capsys):
     np.savez(flat, x=np.random.default_rng(0).normal(size=(120, 12)).astype(np.float32), y=np.arange(120) % 3)
     store = tmp_path / "store"
     assert main(["run", str(EXPERIMENTS / "placement.py"), "--profile", "smoke", "--dataset", str(flat), "--store", str(store)]) == 0
-    assert "skipped: flat holds flat features" in capsys.readouterr().out and not store.exists()
+    assert "skipped: flat.npz holds flat features" in capsys.readouterr().out and not store.exists()
 
 
 def _broken(tmp_path):
@@ -107,7 +110,7 @@ def test_a_users_npz_runs_a_study_through_its_tables(tmp_path, monkeypatch):
     assert tables_main(["exact", "--profile", "smoke", "--dataset", data, "--store", store]) == 0
     import pandas as pd
 
-    folder = tmp_path / "out" / "reports" / "smoke-blobs" / "tables" / "exact"
+    folder = tmp_path / "out" / "reports" / setting_name("smoke", data) / "tables" / "exact"
     runs = pd.read_parquet(folder / "runs.parquet")
     assert len(runs) == 5 and set(runs.dataset) == {str(tmp_path / "blobs.npz")} and runs.test_error.mean() < 0.5  # chance is 2/3
     assert len(pd.read_parquet(folder / "evaluations.parquet"))
