@@ -80,7 +80,8 @@ def draw(table: pd.DataFrame, settings: list[str] | None = None):
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02 / max(1, nr / 20)), ncol=len(handles), fontsize=8, frameon=False)
     caption = (
         f"Verdicts of the dropout claims in {len(settings)} settings ({', '.join(settings)}): {len(rows)} tested statistics (rows; "
-        "unit in brackets) by setting (columns). Each cell: the estimate and its 95% interval in the statistic's unit (points of % "
+        "unit in brackets) by setting (columns). Each cell: the estimate and its 95% interval (unadjusted, by the method the "
+        "setting's claims table names per row) in the statistic's unit (points of % "
         "for errors and ECE), its verdict and n replicates; colour: the verdict after Holm's adjustment across all "
         f"{holm_family_size(table)} tested rows of all settings; hatched: not tested in that setting (its study skipped there). "
         "Right: the statistic's consistency across settings."

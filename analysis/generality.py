@@ -20,9 +20,9 @@ Consistency rule. A statistic is matched across settings by its `key` (its text 
 setting decides: sizes, widths, the cell chosen on validation). It HOLDS in a setting when its
 verdict there is `supported`, which `harness.verdicts` gives only when the claim is shown: a
 directional effect on the claim's side, equivalence within the margin (TOST), non-inferiority
-within the margin. `contradicted`, `inconclusive` and `withheld` (too few replicates) do not hold
-there. A setting without the statistic (its study skipped there, or its tables lack what the
-statistic reads) is NOT TESTED there: no evidence either way, so it counts neither for nor against,
+within the margin. `contradicted` and `inconclusive` do not hold there. A setting without the
+statistic (its study skipped there, or its tables lack what the statistic reads), or where it was
+`withheld` (too few replicates for a verdict), is NOT TESTED there: no evidence either way, so it counts neither for nor against,
 and `untested_in` names it. Over the settings where the statistic was tested:
 
 - "holds in every setting": tested in every setting, and holds in each;
@@ -30,6 +30,7 @@ and `untested_in` names it. Over the settings where the statistic was tested:
 - "setting-dependent": holds in some settings and not in others;
 - "holds in none": holds in no setting where it was tested (the verdicts say whether it was
   contradicted there or undecided);
+- "no verdict in any setting": withheld or untested everywhere;
 - "descriptive": an estimate without a test gets no label (nothing was decided).
 
 A claim (C1 to C10) holds in a setting when it has a tested statistic there and every tested
@@ -59,6 +60,8 @@ from .style import save
 
 EVERY, WHERE_TESTED, DEPENDENT, NONE, DESCRIPTIVE = ("holds in every setting", "holds where tested", "setting-dependent", "holds in none",
                                                      "descriptive")
+NO_VERDICT = "no verdict in any setting"  # tested nowhere with enough replicates
+WITHHELD = "withheld"
 HOLDS = "supported"  # the one verdict that shows a claim: the effect, the equivalence or the non-inferiority it states
 EXTRA = ["key", "consistency", "claim_consistency", "untested_in"]
 GENERALITY_COLUMNS = ["setting", "dataset"] + COLUMNS + EXTRA
@@ -68,9 +71,10 @@ def consistency(verdicts: Mapping[str, str | None]) -> str:
     """The consistency label of one statistic (or claim) from its verdict in each setting of the
     family, None where it was not tested (see the module docstring): "holds in every setting",
     "holds where tested", "setting-dependent" or "holds in none"."""
-    tested = [v for v in verdicts.values() if v is not None]
+    # withheld (fewer than MIN_N replicates) is no verdict: like a setting that did not test it
+    tested = [v for v in verdicts.values() if v not in (None, WITHHELD)]
     if not tested:
-        raise ValueError(f"no setting tested it: {dict(verdicts)}")
+        return NO_VERDICT
     held = [v == HOLDS for v in tested]
     if all(held):
         return EVERY if len(tested) == len(verdicts) else WHERE_TESTED
@@ -83,6 +87,7 @@ def claim_verdicts(table: pd.DataFrame, settings: list[str]) -> dict[str, dict[s
     tested = table[table.test != "descriptive"]
     out = {}
     for claim, g in tested.groupby("claim", sort=False):
+        g = g[g.verdict != WITHHELD]  # no verdict there: as if not tested
         by = g.groupby("setting")["verdict"].agg(lambda v: HOLDS if (v == HOLDS).all() else "not supported")
         out[claim] = {s: by.get(s) for s in settings}
     return out
@@ -112,7 +117,7 @@ def generality_table(tables: Mapping[str, dict[str, dict[str, pd.DataFrame]]], d
     labels, missing = {}, {}
     for (claim, key), g in df.groupby(["claim", "key"], sort=False):
         at = dict(zip(g.setting, g.verdict))
-        missing[claim, key] = ", ".join(s for s in settings if s not in at)
+        missing[claim, key] = ", ".join(s for s in settings if at.get(s) in (None, WITHHELD))
         labels[claim, key] = DESCRIPTIVE if (g.test == "descriptive").all() else consistency({s: at.get(s) for s in settings})
     return df.assign(consistency=[labels[k] for k in zip(df.claim, df.key)],
                      claim_consistency=df.claim.map(by_claim).fillna(DESCRIPTIVE),

@@ -133,7 +133,10 @@ def load(profile: str, study: str, name: str) -> pd.DataFrame:
         raise StudySkipped(skipped)
     path = tables_dir(profile, study) / f"{name}.parquet"
     if not path.is_file():
-        raise SystemExit(f"error: {path} is missing; run `make tables PROFILE={profile}` (or `python -m analysis.tables {study} --profile {profile}`)")
+        profile_of, _, dataset = profile.partition("-")  # a setting's name: PROFILE or PROFILE-DATASET
+        flags = f"PROFILE={profile_of}" + (f" DATASET={dataset}" if dataset else "")
+        raise SystemExit(f"error: {path} is missing; run `make tables {flags}` (or `python -m analysis.tables {study} --profile {profile_of}"
+                         f"{' --dataset ' + dataset if dataset else ''}`)")
     return pd.read_parquet(path)
 
 

@@ -16,6 +16,7 @@ tables folder (`adaptation.json`) and from there into the report.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -98,6 +99,10 @@ def adapt(configs: list, evaluations, dataset: str, files: bool = True) -> Adapt
             reason = (f"{label} holds flat features of shape {info.input_shape}: a convolutional net needs images or 1-D signals "
                       "(neighbouring inputs to convolve), so this study's CNNs cannot be trained on it")
             return Adapted([], evaluations, [reason], skipped=reason)
+        if min(info.input_shape[1:]) < 4:  # two poolings by 2 leave nothing to convolve
+            reason = (f"{label}'s inputs ({' x '.join(map(str, info.input_shape))}) are too small for this study's CNN, which pools "
+                      "twice by 2 (at least 4 along each axis), so its CNNs cannot be trained on it")
+            return Adapted([], evaluations, [reason], skipped=reason)
         if info.kind == "signal":
             notes.append(f"the CNN convolves over {label}'s 1-D signals ({' x '.join(map(str, info.input_shape))}): Conv1d blocks "
                          "in place of Conv2d, the same sites, channels and widths")
@@ -136,14 +141,10 @@ def cap_sizes(configs: list, info=None, files: bool = True) -> tuple[list, list[
     return out, [f"training sizes {sizes} capped at {have:,}, the training examples {Path(name).name} holds"]
 
 
-def available_train(dataset: str, val_fraction: float, split_seed: int, info=None, files: bool = True) -> int:
-    """How many training examples a run on `dataset` can have: the non-test pool less its stratified
-    validation split (exact, as `harness.data.load_dataset` splits; from the pool's size when the
-    files are not read)."""
+@functools.lru_cache(maxsize=64)
+def _available(dataset: str, val_fraction: float, split_seed: int, sources: tuple) -> int:
     from .data import TEST_FRACTION, TEST_SPLIT_SEED, load_raw, stratified_split
 
-    if not files:
-        return round((1 - val_fraction) * info.n_examples)
     raw = load_raw(dataset)
     y = raw.y
     if raw.x_test is None:
@@ -151,6 +152,17 @@ def available_train(dataset: str, val_fraction: float, split_seed: int, info=Non
         y = y[rest]
     train, _ = stratified_split(y, val_fraction, split_seed)
     return len(train)
+
+
+def available_train(dataset: str, val_fraction: float, split_seed: int, info=None, files: bool = True) -> int:
+    """How many training examples a run on `dataset` can have: the non-test pool less its stratified
+    validation split (exact, as `harness.data.load_dataset` splits; from the pool's size when the
+    files are not read)."""
+    from .data import _sources
+
+    if not files:
+        return round((1 - val_fraction) * info.n_examples)
+    return _available(dataset, val_fraction, split_seed, _sources(dataset))  # once per dataset, split and state of its files
 
 
 CHECK_ENV = "HARNESS_CHECK"  # set (to 1) by `make paper-check`: every study loaded with check caps

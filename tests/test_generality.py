@@ -13,7 +13,7 @@ import pytest
 
 from analysis import generality
 from analysis.claims import COLUMNS, claims_table, holm_family_size
-from analysis.generality import DEPENDENT, DESCRIPTIVE, EVERY, GENERALITY_COLUMNS, NONE, WHERE_TESTED, consistency, generality_table
+from analysis.generality import NO_VERDICT, DEPENDENT, DESCRIPTIVE, EVERY, GENERALITY_COLUMNS, NONE, WHERE_TESTED, consistency, generality_table
 from analysis.tables import write
 from test_analysis import SEEDS, data_size_runs, grid_runs
 
@@ -89,12 +89,11 @@ def test_consistency_labels_for_known_verdict_patterns(table):
 def test_consistency_rule():
     s, c, i, w = "supported", "contradicted", "inconclusive", "withheld"
     assert consistency({"a": s, "b": s, "c": s}) == EVERY
-    assert consistency({"a": s, "b": i, "c": s}) == DEPENDENT and consistency({"a": w, "b": s}) == DEPENDENT
+    assert consistency({"a": s, "b": i, "c": s}) == DEPENDENT and consistency({"a": w, "b": s}) == WHERE_TESTED  # withheld: no verdict
     assert consistency({"a": c, "b": i, "c": w}) == NONE and consistency({"a": c, "b": c}) == NONE
     assert consistency({"a": s, "b": None, "c": s}) == WHERE_TESTED  # a skipped study is no evidence against
     assert consistency({"a": c, "b": None}) == NONE and consistency({"a": s, "b": None, "c": i}) == DEPENDENT
-    with pytest.raises(ValueError, match="no setting tested it"):
-        consistency({"a": None, "b": None})
+    assert consistency({"a": None, "b": w}) == NO_VERDICT
 
 
 def test_a_claim_holds_in_a_setting_only_when_all_its_tested_statistics_do():

@@ -25,7 +25,7 @@ def test_stand_ins_are_read_by_the_real_loaders(tmp_path, monkeypatch):
 def test_paper_check_runs_every_study_of_the_paper_profile_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_OUT", "HARNESS_STORE", "HARNESS_DATA_DIR", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     done = subprocess.run(["make", "--no-print-directory", "paper-check", f"CHECK_DIR={tmp_path}", "WORKERS=2"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1500)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "paper-check passed" in done.stdout
     report = tmp_path / "reports" / "paper"

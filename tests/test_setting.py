@@ -55,6 +55,9 @@ def test_a_cnn_study_convolves_over_signals_and_is_skipped_on_flat_features(tmp_
     np.savez(flat, x=rng.normal(size=(120, 12)).astype(np.float32), y=np.arange(120) % 3)
     skipped = load_experiment(EXPERIMENTS / "placement.py", "smoke", str(flat))
     assert skipped.configs == [] and "flat features" in skipped.skipped
+    thin = tmp_path / "thin.npz"
+    np.savez(thin, x=rng.normal(size=(120, 3, 30)).astype(np.float32), y=np.arange(120) % 3)  # 3 x 30 images
+    assert "too small" in load_experiment(EXPERIMENTS / "placement.py", "smoke", str(thin)).skipped
     mlp = load_experiment(EXPERIMENTS / "rate_grid.py", "smoke", str(flat))
     assert mlp.skipped is None and {c.data.name for c in mlp.configs} == {str(flat)}
 
