@@ -115,6 +115,9 @@ def write(tables: dict[str, pd.DataFrame], folder, adapted: dict | None = None) 
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.parquet"):  # a table an earlier collection wrote and this one does not (e.g. now skipped)
+        if stale.stem not in tables:
+            stale.unlink()
     if adapted:
         atomic_write(folder / ADAPTATION, (json.dumps(adapted, indent=2) + "\n").encode())
     else:

@@ -117,3 +117,17 @@ def test_a_users_npz_runs_a_study_through_its_tables(tmp_path, monkeypatch):
     runs = pd.read_parquet(folder / "runs.parquet")
     assert len(runs) == 5 and set(runs.dataset) == {str(tmp_path / "blobs.npz")} and runs.test_error.mean() < 0.5  # chance is 2/3
     assert len(pd.read_parquet(folder / "evaluations.parquet"))
+
+
+def test_a_collection_leaves_only_its_own_tables_and_says_how_the_study_was_adapted(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from analysis.tables import write
+
+    runs = pd.DataFrame({"run_id": ["a"]})
+    write({"runs": runs, "ood": runs}, tmp_path, {"dataset": "mnist1d", "skipped": None, "notes": ["n"]})
+    assert json.loads((tmp_path / "adaptation.json").read_text())["notes"] == ["n"] and (tmp_path / "ood.parquet").is_file()
+    write({"runs": runs}, tmp_path)  # the study's own data now: no adaptation, and no table of the earlier collection
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.parquet"]
