@@ -242,6 +242,14 @@ def build(profile: str, dataset: str | None = None) -> list[str]:
     page_ = [f"<h1>Dropout harness report <small>({html.escape(title)})</small></h1>", f"<p>{html.escape(md[2])}</p>"]
     md += [f"Setting: {name}, the {profile} profile's study design; dataset: {on}.", ""]
     page_ += [f"<p class='setup'>{html.escape(md[-2])}</p>"]
+    from harness.setting import CHECK_STEPS, checking
+
+    if checking():  # `make paper-check`: every number below comes from stand-in data and a few steps
+        warn = (f"paper-check: stand-in data in the paper's layout, every run cut to {CHECK_STEPS} optimizer steps with narrower nets "
+                "and fewer subnetworks. This report proves that every study, table and figure of the profile runs end to end; "
+                "its numbers are not results.")
+        md += [f"**{warn}**", ""]
+        page_ += [f"<p><strong>{html.escape(warn)}</strong></p>"]
     claims_show = show_claims(claims)
     intro = (
         "Claims: each statistic is computed per seed (the replicate; design cells averaged within a seed; for C9 and C10 the "
