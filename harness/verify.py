@@ -189,12 +189,12 @@ def settings_from_json(kind: str, text: bytes | str):
     return settings
 
 
-def _stored_config(store: RunStore, run_id: str) -> tuple[RunConfig | None, str]:
+def _stored_config(store: RunStore, expected: str) -> tuple[RunConfig | None, str]:
     """The run's config from its config.json when that file still names this run (its resolved
     config hashes to the run id, which also catches damage the manifest cannot vouch for); else
     (None, why not)."""
     try:
-        cfg = from_dict(json.loads((store.path(run_id) / "config.json").read_bytes())["config"])
+        cfg = from_dict(json.loads((store.path(expected) / "config.json").read_bytes())["config"])
     except FileNotFoundError:
         return None, "its config.json is missing"
     except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: not UTF-8, not JSON, or a ConfigError
@@ -202,8 +202,8 @@ def _stored_config(store: RunStore, run_id: str) -> tuple[RunConfig | None, str]
     try:
         rid = run_id(cfg)
     except DataError as exc:  # the data is not here: a retrain would fail too, and nothing is removed for it
-        raise StoreError(f"run {run_id}: cannot check its config.json against the run id: {exc}") from None
-    if rid != run_id:
+        raise StoreError(f"run {expected}: cannot check its config.json against the run id: {exc}") from None
+    if rid != expected:
         return None, f"its config.json names run {rid} (changed, or the data or FORMAT_VERSION differ)"
     return cfg, ""
 

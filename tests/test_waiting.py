@@ -230,7 +230,7 @@ def test_a_sweep_waits_for_a_live_owner_and_reads_its_result(tmp_path, capsys, f
     assert holder.returncode == 0
     assert summary.done == 1 and summary.cached == 1 and not summary.skipped and not summary.failures
     assert summary.waited == 1 and "(waited" in summary.line()
-    assert {r.run_id: r.cached for r in summary.records} == {run_id(shared): True, own.run_id: False}
+    assert {r.run_id: r.cached for r in summary.records} == {run_id(shared): True, run_id(own): False}
     assert store.load_row(run_id(shared))["experiment"] == "holder"  # the holder's result, not recomputed here
     err = capsys.readouterr().err
     assert re.search(rf"waiting for 1 run claimed by another process \(1 held by process {holder.pid} \(python\S* -c .*\): {run_id(shared)}\)", err), err
@@ -279,7 +279,7 @@ def test_no_wait_skips_a_claimed_run_as_before(tmp_path, capsys, sleeper):
     out, err = capsys.readouterr()
     assert "2 runs: 1 computed, 0 cached, 0 failed, 1 skipped" in out and "waited" not in out
     assert f"skipped run {run_id(cfg)}: claimed by another sweep ({HOST} {sleeper.pid})" in err
-    assert not store.is_complete(run_id(cfg)) and store.is_complete(other.run_id)
+    assert not store.is_complete(run_id(cfg)) and store.is_complete(run_id(other))
     assert run_sweep([cfg], store, wait=False).skipped[0][1] == f"claimed by another sweep ({HOST} {sleeper.pid})"
 
 
