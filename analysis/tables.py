@@ -26,7 +26,7 @@ CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth"
                   "lr", "stopped_by", "status"]
 
 
-def collect(study: str, profile: str, store, dataset: str | None = None) -> dict[str, pd.DataFrame]:
+def collect(study: str, profile: str, store, dataset: str | None = None, exp=None) -> dict[str, pd.DataFrame]:
     """Every table of the study's runs from `store` (a harness.store.RunStore), on `dataset`
     (None: the study's own data); a study skipped on that data has one empty `runs` table."""
     # the library (and torch) is imported here, not at module level: figure scripts import `load`
@@ -38,7 +38,8 @@ def collect(study: str, profile: str, store, dataset: str | None = None) -> dict
     from harness.run import run_state
     from harness.tuning import tuning_table
 
-    exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile, dataset)
+    if exp is None:  # main passes the experiment it loaded for adaptation.json: loaded once
+        exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile, dataset)
     if exp.skipped:
         return {"runs": pd.DataFrame({"run_id": pd.Series(dtype=str)})}
     flags = f"--profile {profile}" + (f" --dataset {dataset}" if dataset else "")
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
         exp = load_experiment(ROOT / "experiments" / f"{args.study}.py", args.profile, setting.dataset)
         exp_notes = {"dataset": setting.dataset, "skipped": exp.skipped, "notes": exp.notes} if setting.dataset or exp.notes else None
-        tables = collect(args.study, args.profile, RunStore(args.store), setting.dataset)
+        tables = collect(args.study, args.profile, RunStore(args.store), setting.dataset, exp)
         try:
             write(tables, where, exp_notes)
         except OSError as exc:  # only the writing: an Arrow error there is a bug, and shows its traceback
