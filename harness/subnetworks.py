@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import torch_sites
 from .errors import ConfigError
 from .metrics import EnsembleAccumulator
 from .models import DropoutNet, SiteInfo, linear_stage
@@ -217,111 +218,73 @@ def enumerate_subnetworks(engine: SubnetworkEngine, max_units: int = EXACT_MAX_U
 
 
 # ---------------------------------------------------------------------------------------------------
-# Any torch module with nn.Dropout modules
+# Any torch classifier with dropout modules (the sites and their sampling: harness.torch_sites)
 
-
-def dropout_modules(model: nn.Module) -> list[nn.Dropout]:
-    return [m for m in model.modules() if isinstance(m, nn.Dropout)]
-
-
-def _check_dropout(model: nn.Module, x: torch.Tensor) -> list[nn.Dropout]:
-    mods = dropout_modules(model)
-    if mods:
-        return mods
-    import copy
-
-    probe = copy.deepcopy(model).train()  # a copy: train mode must not touch batch-norm statistics
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        a, b = probe(x[:8]), probe(x[:8])
-    if not torch.equal(a, b):
-        raise ConfigError(
-            f"{type(model).__name__} has no nn.Dropout module but is random in train mode: functional dropout "
-            "(F.dropout) cannot be switched or masked from outside; use nn.Dropout modules instead"
-        )
-    raise ConfigError(f"{type(model).__name__} contains no nn.Dropout module: there are no subnetworks to sample")
+MC_MODES = ("mc_per_example", "mc_shared")
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, mode: str = "weight_scaled", T: int = 100, seed: int = 0) -> torch.Tensor:
-    """Predictive probabilities (N, C) of any classifier containing nn.Dropout modules.
+def predict(
+    model: nn.Module, x: torch.Tensor, mode: str = "weight_scaled", T: int = 100, seed: int = 0, allow_unsampled: bool = False
+) -> torch.Tensor:
+    """Predictive probabilities (N, C) of any classifier with dropout modules, x (N, ...).
 
-    weight_scaled: the module in eval mode. mc_per_example: only the nn.Dropout modules in train mode
-    (a fresh mask per example per pass; batch norm and all else stay in eval mode), T passes
-    averaged. mc_shared: every module in eval mode, each nn.Dropout's output multiplied by a mask
-    shared across the batch (drawn from (seed, t), scaled by 1/keep), T subnetworks averaged.
-    A `DropoutNet` of this harness is evaluated by its own engine instead.
+    weight_scaled: the module in eval mode. mc_per_example: the dropout sites in train mode (a
+    fresh mask per example per pass; batch norm and all else stay in eval mode), T passes
+    averaged. mc_shared: every module in eval mode, each site's output multiplied by one mask
+    shared by the batch (drawn from (seed, t)), T subnetworks averaged. The sites are torch's
+    dropout modules and the attention dropout of its attention and transformer layers
+    (`harness.torch_sites`). Randomness outside them is an error naming its modules, or a warning
+    with `allow_unsampled=True`. A `DropoutNet` of this harness is evaluated by its own engine.
     """
     if mode == "weight_scaled":
-        (z,) = _member_logits(model, x, mode, 1, seed)  # run to its end: the module's modes are restored
+        (z,) = passes(model, x, mode, 1, seed)  # run to its end: the module's modes are restored
         return torch.softmax(z, 1)
     total = None
-    for z in _member_logits(model, x, mode, T, seed):
+    for z in passes(model, x, mode, T, seed, allow_unsampled):
         p = torch.softmax(z, 1).double()
         total = p if total is None else total + p
     return (total / T).to(x.dtype)
 
 
 @torch.no_grad()
-def ensemble(model: nn.Module, x: torch.Tensor, mode: str = "mc_shared", T: int = 100, seed: int = 0) -> EnsembleAccumulator:
+def ensemble(
+    model: nn.Module, x: torch.Tensor, mode: str = "mc_shared", T: int = 100, seed: int = 0, allow_unsampled: bool = False
+) -> EnsembleAccumulator:
     """The T passes of `predict` as an `EnsembleAccumulator`: its mean is `predict`'s output, and
     `harness.diversity`, `harness.ood` and `harness.metrics` read everything else from it."""
     acc = None
-    for z in _member_logits(model, x, mode, T, seed):
+    for z in passes(model, x, mode, T, seed, allow_unsampled):
         acc = acc or EnsembleAccumulator(z.shape[0], z.shape[1], z.device)
         acc.add(z)
     return acc
 
 
-def _member_logits(model: nn.Module, x: torch.Tensor, mode: str, T: int, seed: int = 0) -> Iterator[torch.Tensor]:
-    """The logits (N, C) of each pass of `predict` in turn (one pass for weight_scaled); callers
-    run it to the end under torch.no_grad() (the random state of mc_per_example is forked across
-    its passes)."""
-    if mode not in ("weight_scaled", "mc_per_example", "mc_shared"):
+def passes(
+    model: nn.Module, x: torch.Tensor, mode: str, T: int, seed: int = 0, allow_unsampled: bool = False
+) -> Iterator[torch.Tensor]:
+    """The logits (N, C) of each pass of `predict` in turn (one pass for weight_scaled). Pass t of
+    mc_shared is a pure function of (seed, t). Run it to the end under torch.no_grad(): modes and
+    torch's random state are restored when it ends."""
+    if mode not in ("weight_scaled", *MC_MODES):
         raise ConfigError(f"mode={mode!r}; allowed values: weight_scaled, mc_per_example, mc_shared")
     if T < 1:
         raise ConfigError(f"T={T}: the number of passes must be positive")
+    if not isinstance(allow_unsampled, bool):
+        raise ConfigError(f"allow_unsampled={allow_unsampled!r}: expected True or False")
     if isinstance(model, DropoutNet):
         yield from _dropoutnet_logits(model, x, mode, T, seed)
         return
-    mods = _check_dropout(model, x)
-    was = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        if mode == "weight_scaled":
+    if mode == "weight_scaled":
+        with torch_sites.modes(model, lambda m: False):
             yield model(x)
-        elif mode == "mc_per_example":
-            for m in mods:
-                m.train()
-            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                for _ in range(T):
-                    yield model(x)
-        else:
-            for t in range(T):
-                g = torch.Generator().manual_seed(subnetwork_seed(seed, 0, t))
-                handles = [m.register_forward_hook(_mask_hook(m.p, g)) for m in mods]
-                try:
-                    z = model(x)
-                finally:
-                    for h in handles:
-                        h.remove()
-                yield z
-    finally:
-        for m, flag in was.items():
-            m.training = flag
-
-
-def _mask_hook(p: float, g: torch.Generator):
-    keep = 1.0 - p
-
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        if p == 0:
-            return output
-        # one mask over the non-batch dimensions, shared by every example; drawn in module order
-        mask = (torch.rand(output.shape[1:], generator=g) < keep).to(output.device, output.dtype)
-        return inputs[0] * mask / keep
-
-    return hook
+        return
+    sites = torch_sites.find_sites(model)
+    torch_sites.check_sites(model, x, sites, allow_unsampled)
+    if mode == "mc_per_example":
+        yield from torch_sites.per_example_passes(model, x, sites, T, seed)
+    else:
+        yield from torch_sites.shared_passes(model, x, sites, [subnetwork_seed(seed, 0, t) for t in range(T)])
 
 
 def _dropoutnet_logits(model: DropoutNet, x: torch.Tensor, mode: str, T: int, seed: int) -> Iterator[torch.Tensor]:

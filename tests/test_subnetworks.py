@@ -198,9 +198,9 @@ def test_hooked_masks_match_the_engine_on_an_equivalent_network():
 
 def test_modules_without_dropout_modules_get_a_clear_error():
     x = torch.randn(10, 16)
-    with pytest.raises(ConfigError, match="contains no nn.Dropout module"):
+    with pytest.raises(ConfigError, match="Plain contains no dropout module: there are no subnetworks to sample"):
         predict(Plain(dropout=False), x, "mc_shared")
-    with pytest.raises(ConfigError, match="functional dropout"):
+    with pytest.raises(ConfigError, match=r"Plain is random in train mode where the harness samples nothing: \(the model\) \(Plain\)"):
         predict(Plain(dropout=False, functional=True), x, "mc_shared")
 
 
