@@ -244,7 +244,7 @@ def predict(
     for z in passes(model, x, mode, T, seed, allow_unsampled):
         p = torch.softmax(z, 1).double()
         total = p if total is None else total + p
-    return (total / T).to(x.dtype)
+    return (total / T).to(z.dtype)  # the logits' type: an input of token ids is no float
 
 
 @torch.no_grad()
@@ -264,8 +264,8 @@ def passes(
     model: nn.Module, x: torch.Tensor, mode: str, T: int, seed: int = 0, allow_unsampled: bool = False
 ) -> Iterator[torch.Tensor]:
     """The logits (N, C) of each pass of `predict` in turn (one pass for weight_scaled). Pass t of
-    mc_shared is a pure function of (seed, t). Run it to the end under torch.no_grad(): modes and
-    torch's random state are restored when it ends."""
+    either MC mode is a pure function of (seed, t); the model's modes and torch's random state are
+    set for each pass and restored before it is handed out. Call it under torch.no_grad()."""
     if mode not in ("weight_scaled", *MC_MODES):
         raise ConfigError(f"mode={mode!r}; allowed values: weight_scaled, mc_per_example, mc_shared")
     if T < 1:
@@ -277,12 +277,13 @@ def passes(
         return
     if mode == "weight_scaled":
         with torch_sites.modes(model, lambda m: False):
-            yield model(x)
+            z = torch_sites.logits(model, model(x), len(x))
+        yield z
         return
     sites = torch_sites.find_sites(model)
     torch_sites.check_sites(model, x, sites, allow_unsampled)
     if mode == "mc_per_example":
-        yield from torch_sites.per_example_passes(model, x, sites, T, seed)
+        yield from torch_sites.per_example_passes(model, x, sites, [subnetwork_seed(seed, 0, t, purpose=1) for t in range(T)])
     else:
         yield from torch_sites.shared_passes(model, x, sites, [subnetwork_seed(seed, 0, t) for t in range(T)])
 

@@ -61,9 +61,6 @@ KINDS: tuple[tuple[type[nn.Module], str], ...] = (
     (nn.MultiheadAttention, "attention"),
 )
 TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
-# a channel-dropout module whose input has this many dimensions sees one example without a batch
-# dimension, as torch reads it (Dropout2d takes 3-D input as a batch of 1-D maps)
-UNBATCHED_DIM = {nn.Dropout1d: 2, nn.Dropout3d: 4}
 Draw = Callable[[tuple[int, ...]], torch.Tensor]
 
 
@@ -77,6 +74,7 @@ class Site:
     kind: str
     p: float
     batch_dim: int = 0
+    custom: bool = False  # a subclass with a forward of its own: mc_per_example only
 
     @property
     def label(self) -> str:
@@ -89,7 +87,7 @@ def find_sites(model: nn.Module) -> list[Site]:
     owners = {name: m for name, m in model.named_modules() if isinstance(m, TRANSFORMER_LAYERS)}
     sites = []
     for name, m in model.named_modules():
-        kind = next((k for cls, k in KINDS if isinstance(m, cls)), None)
+        cls, kind = next(((c, k) for c, k in KINDS if isinstance(m, c)), (None, None))
         if kind is None:
             if isinstance(m, _DropoutNd):
                 raise ConfigError(
@@ -102,7 +100,7 @@ def find_sites(model: nn.Module) -> list[Site]:
         owner = owners[max(within, key=len)] if within else None  # the nearest layer
         # attention reads its own layout (batch_first) and masks weights (N, heads, L, S)
         batch_dim = 1 if owner is not None and kind != "attention" and not _batch_first(owner) else 0
-        sites.append(Site(name, m, kind, p, batch_dim))
+        sites.append(Site(name, m, kind, p, batch_dim, custom=type(m).forward is not cls.forward))
     return sites
 
 
@@ -122,6 +120,8 @@ def check_sites(model: nn.Module, x: torch.Tensor, sites: list[Site], allow_unsa
             "nn.FeatureAlphaDropout, nn.MultiheadAttention), or pass allow_unsampled=True to sample only the "
             "dropout modules (the rest then runs in eval mode)"
         )
+        if any(isinstance(m, nn.RNNBase) and m.dropout > 0 for m in model.modules()):
+            message += "; for nn.LSTM, nn.GRU and nn.RNN with dropout: set dropout=0 and put nn.Dropout between single-layer ones"
         if not allow_unsampled:
             raise ConfigError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=4)
@@ -168,7 +168,8 @@ def unsampled_randomness(model: nn.Module, x: torch.Tensor, sites: list[Site]) -
     model)" when the randomness is in the model's own forward). Buffers are restored afterwards."""
     site_modules = {id(s.module) for s in sites}
     named = list(model.named_modules())
-    buffers = [(b, b.clone()) for b in model.buffers()]
+    # every module's buffers by reference and by value: a forward may change one in place or rebind it
+    buffers = [(m, dict(m._buffers), {k: None if b is None else b.clone() for k, b in m._buffers.items()}) for m in model.modules()]
     inputs: dict[str, list] = {}
     outputs: list[dict[str, list[list[torch.Tensor]]]] = [{}, {}]
     # modules whose own code, between the calls of the modules inside them, is random: a module
@@ -201,11 +202,21 @@ def unsampled_randomness(model: nn.Module, x: torch.Tensor, sites: list[Site]) -
                 with torch.random.fork_rng(devices=_cuda(x)):
                     torch.manual_seed(seed)
                     model(x[:PROBE_EXAMPLES])
+            except Exception as e:
+                raise ConfigError(
+                    f"the check for randomness outside the dropout sites runs {type(model).__name__} in train mode (all but the sites "
+                    f"and torch's normalisation layers) on {min(len(x), PROBE_EXAMPLES)} example(s), and it failed: "
+                    f"{type(e).__name__}: {e}; give at least {PROBE_EXAMPLES} examples, or make the model run in train mode"
+                ) from e
             finally:
                 for h in handles:
                     h.remove()
-                for b, saved in buffers:
-                    b.copy_(saved)
+                for m, refs, values in buffers:
+                    for k, b in values.items():
+                        if b is not None:
+                            refs[k].copy_(b)
+                    m._buffers.clear()
+                    m._buffers.update(refs)
     changed = {name for name, _ in named if not _same_calls(outputs[0].get(name, []), outputs[1].get(name, []))}
     random = changed | {p for p in fed_otherwise if not any(_inside(c, p) for c in changed)}
     inner = [n for n, _ in named if n in random and not any(_inside(o, n) for o in random)]
@@ -255,43 +266,111 @@ def _cuda(x: torch.Tensor) -> list[torch.device]:
     return [x.device] if x.device.type == "cuda" else []
 
 
-def per_example_passes(model: nn.Module, x: torch.Tensor, sites: list[Site], T: int, seed: int) -> Iterator[torch.Tensor]:
-    """T passes of `mc_per_example`: the sites in train mode, the rest in eval mode."""
+def per_example_passes(model: nn.Module, x: torch.Tensor, sites: list[Site], seeds: list[int]) -> Iterator[torch.Tensor]:
+    """One pass of `mc_per_example` per seed: the sites in train mode, the rest in eval mode, torch's
+    random state seeded by the pass's seed. Modes and random state are set for each pass and
+    restored before it is handed out, so two samplers may be interleaved."""
     site_modules = {id(s.module) for s in sites}
-    with modes(model, lambda m: id(m) in site_modules), no_fast_path(), torch.random.fork_rng(devices=_cuda(x)):
-        torch.manual_seed(seed)
-        for _ in range(T):
-            yield model(x)
+    for t, pass_seed in enumerate(seeds):
+        with modes(model, lambda m: id(m) in site_modules), no_fast_path(), torch.random.fork_rng(devices=_cuda(x)), _firing(sites) as fired:
+            torch.manual_seed(pass_seed)
+            z = logits(model, model(x), len(x))
+        if t == 0:
+            check_fired(model, sites, fired)
+        yield z
 
 
 def shared_passes(model: nn.Module, x: torch.Tensor, sites: list[Site], seeds: list[int]) -> Iterator[torch.Tensor]:
     """One pass of `mc_shared` per seed: a pass draws every site's mask from one generator seeded
-    by its seed, in the order the sites are called (on the CPU: the same masks on every device)."""
-    n = len(x)
-    with modes(model, lambda m: False), no_fast_path():
-        for pass_seed in seeds:
-            g = torch.Generator().manual_seed(pass_seed)
+    by its seed, in the order the sites are called (on the CPU: the same masks on every device).
+    Before the first, the subnetwork of the first seed is checked to treat examples alone."""
+    custom = [s.label for s in sites if s.custom and s.p > 0]
+    if custom:
+        raise ConfigError(
+            f"mc_shared cannot sample {', '.join(custom)}: the class overrides torch's forward, so the harness does not know what "
+            "it drops; use mode='mc_per_example' (the module's own forward in train mode)"
+        )
+    if len(x) >= 2:
+        pair, alone = _shared_pass(model, x[:2], sites, seeds[0])[0], _shared_pass(model, x[1:2], sites, seeds[0])[0]
+        if not _same([pair[1:]], [alone]):
+            raise ConfigError(
+                f"mc_shared: one subnetwork of {type(model).__name__} gives example 1 other logits in a batch of two than alone, so a "
+                "mask is not shared by the examples: a site sees them one at a time (a loop over examples, unbatched attention or "
+                "channel dropout), mixes them (a sequence-first layer fed batch-first), or the model draws random numbers of its own in eval "
+                "mode; use mode='mc_per_example'"
+            )
+    for t, pass_seed in enumerate(seeds):
+        z, fired = _shared_pass(model, x, sites, pass_seed)
+        if t == 0:
+            check_fired(model, sites, fired)
+        yield z
 
-            def draw(shape: tuple[int, ...], keep: float, g=g) -> torch.Tensor:
-                return torch.rand(shape, generator=g) < keep
 
-            with ExitStack() as stack:
-                for s in sites:
-                    if s.p == 0:
-                        continue
-                    if s.kind == "attention":
-                        stack.enter_context(_attention_forward(s, draw))
-                    else:
-                        stack.callback(s.module.register_forward_hook(_shared_hook(s, draw, n)).remove)
-                z = model(x)
-            yield z
+def _shared_pass(model: nn.Module, x: torch.Tensor, sites: list[Site], pass_seed: int) -> tuple[torch.Tensor, dict[int, int]]:
+    g = torch.Generator().manual_seed(pass_seed)
+
+    def draw(shape: tuple[int, ...], keep: float) -> torch.Tensor:
+        return torch.rand(shape, generator=g) < keep
+
+    with modes(model, lambda m: False), no_fast_path(), _firing(sites) as fired, ExitStack() as stack:
+        for site in sites:
+            if site.p == 0:
+                continue
+            if site.kind == "attention":
+                stack.enter_context(_attention_forward(site, draw))
+            else:
+                stack.callback(site.module.register_forward_hook(_shared_hook(site, draw, len(x)), with_kwargs=True).remove)
+        return logits(model, model(x), len(x)), fired
+
+
+@contextmanager
+def _firing(sites: list[Site]) -> Iterator[dict[int, int]]:
+    """Counts the calls of every site that drops something, by index in `sites`."""
+    fired: dict[int, int] = {}
+    handles = []
+    for i, site in enumerate(sites):
+        if site.p > 0:
+
+            def count(module, args, out, i=i):
+                fired[i] = fired.get(i, 0) + 1
+
+            handles.append(site.module.register_forward_hook(count))
+    try:
+        yield fired
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def check_fired(model: nn.Module, sites: list[Site], fired: dict[int, int]) -> None:
+    """No site ran in a pass: nothing was sampled (an error); some did not: named in a warning."""
+    active = [i for i, s in enumerate(sites) if s.p > 0]
+    idle = [sites[i].label for i in active if not fired.get(i)]
+    if len(idle) == len(active):
+        raise ConfigError(
+            f"no dropout site of {type(model).__name__} ran while sampling ({', '.join(idle)}): its forward calls them only in "
+            "training mode or not at all, so every pass would be the weight-scaled net; call the dropout modules in every mode "
+            "(they drop nothing in eval mode)"
+        )
+    if idle:
+        warnings.warn(f"dropout sites of {type(model).__name__} that did not run in a pass, so add nothing to the sampled "
+                      f"predictions: {', '.join(idle)}", RuntimeWarning, stacklevel=4)
+
+
+def logits(model: nn.Module, z, n: int) -> torch.Tensor:
+    """The model's output, which must be logits (N, C) for the N examples."""
+    if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] != n:
+        got = f"a {type(z).__name__}" if not isinstance(z, torch.Tensor) else f"a tensor of shape {tuple(z.shape)}"
+        raise ConfigError(f"{type(model).__name__} returned {got}; sampling needs logits (N, C) for the {n} examples: wrap the model "
+                          "so that its forward returns them (e.g. lambda output: output.logits)")
+    return z
 
 
 def _shared_hook(site: Site, draw, n: int):
     keep = 1.0 - site.p
 
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        x = inputs[0]
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor:
+        x = args[0] if args else next(iter(kwargs.values()))
         if site.p == 1:
             return x * 0  # torch's own rule: nothing kept
         mask = _shared_mask(site, module, x, draw, keep, n).to(x.device, x.dtype)
@@ -307,11 +386,12 @@ def _shared_hook(site: Site, draw, n: int):
 def _shared_mask(site: Site, module: nn.Module, x: torch.Tensor, draw, keep: float, n: int) -> torch.Tensor:
     """One mask for every example: the input's shape with the batch dimension of size 1 (single
     units), or with every dimension but the channels of size 1 (channel dropout)."""
-    if site.kind == "channel" and x.dim() == UNBATCHED_DIM.get(type(module)):
-        shape = [1] * x.dim()
-        shape[0] = x.shape[0]  # one example, channels first: nothing to share
-        return draw((x.shape[0],), keep).view(shape)
     b = site.batch_dim
+    if site.kind == "channel" and not _batched_channels(module, x):
+        raise ConfigError(
+            f"mc_shared: site {site.label} gets input of shape {tuple(x.shape)}, which torch reads as one example without a batch "
+            "dimension; a mask shared by the examples needs them batched; use mode='mc_per_example'"
+        )
     if x.dim() <= b or x.shape[b] != n:
         raise ConfigError(
             f"mc_shared shares one mask among the examples, but site {site.label} gets input of shape {tuple(x.shape)} "
@@ -324,6 +404,16 @@ def _shared_mask(site: Site, module: nn.Module, x: torch.Tensor, draw, keep: flo
         shape[1] = x.shape[1]
         return draw((x.shape[1],), keep).view(shape)
     return draw(x.shape[:b] + x.shape[b + 1 :], keep).unsqueeze(b)
+
+
+def _batched_channels(module: nn.Module, x: torch.Tensor) -> bool:
+    """torch's reading: Dropout1d is batched on 3-D input, Dropout3d on 5-D input, Dropout2d on any
+    input of 2 or more dimensions (3-D as (N, C, L))."""
+    if isinstance(module, nn.Dropout1d):
+        return x.dim() == 3
+    if isinstance(module, nn.Dropout3d):
+        return x.dim() == 5
+    return x.dim() >= 2
 
 
 @contextmanager

@@ -248,6 +248,10 @@ def test_randomness_the_harness_does_not_sample_is_named(net, named):
         with pytest.raises(ConfigError, match=rf"samples nothing: {named.replace('(', '.').replace(')', '.')}\. .*allow_unsampled=True"):
             predict(net, x, mode, T=3)
         with pytest.warns(RuntimeWarning, match="allow_unsampled"):
+            if isinstance(net.inner, nn.Sequential) and mode == "mc_shared":  # random even in eval mode: no subnetwork is reproducible
+                with pytest.raises(ConfigError, match="in a batch of two than alone"):
+                    ensemble(net, x, mode, T=3, allow_unsampled=True)
+                continue
             acc = ensemble(net, x, mode, T=3, allow_unsampled=True)
         assert acc.k == 3
     assert torch.equal(net.bn.running_mean, stats) and not net.training  # batch norm left alone
@@ -288,7 +292,7 @@ def test_a_mask_needs_a_batch_dimension():
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.3)  # sequence first, but fed (N, L, E)
     model = nn.Sequential(layer, nn.Flatten(), nn.Linear(7 * 16, 3)).eval()
-    with pytest.raises(ConfigError, match=r"site 0.dropout1 .* dimension 1 is not the batch of 10 examples; use mode='mc_per_example'"):
+    with pytest.raises(ConfigError, match=r"site 0.dropout1 .* dimension 1 is not the batch of \d+ examples; use mode='mc_per_example'"):
         predict(model, seq(10), "mc_shared", T=2)
 
 
@@ -299,3 +303,158 @@ def test_torch_random_state_is_left_as_it_was():
     for mode in ("mc_per_example", "mc_shared"):
         predict(model, x, mode, T=3)
     assert torch.equal(state, torch.get_rng_state())
+
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.layer, self.head = nn.Embedding(50, 16), nn.TransformerEncoderLayer(16, 4, 32, 0.3, batch_first=True), nn.Linear(16, 3)
+
+    def forward(self, ids):
+        return self.head(self.layer(self.emb(ids)).mean(1))
+
+
+def test_token_ids_in_probabilities_out():
+    torch.manual_seed(0)
+    p = predict(Tokens().eval(), torch.randint(0, 50, (6, 5)), "mc_shared", T=4)
+    assert p.dtype == torch.float32 and torch.allclose(p.sum(1), torch.ones(6)) and p.min() > 0
+
+
+class SpatialDropout(nn.Dropout2d):
+    """The NLP idiom: whole embedding channels of (N, L, K) dropped, through Dropout2d."""
+
+    def forward(self, x):
+        return super().forward(x.unsqueeze(2).permute(0, 3, 2, 1)).permute(0, 3, 2, 1).squeeze(2)
+
+
+def test_a_subclass_with_its_own_forward_is_sampled_by_its_forward_or_refused():
+    torch.manual_seed(0)
+    model = nn.Sequential(SpatialDropout(0.4), nn.Flatten(), nn.Linear(7 * 16, 5)).eval()
+    x = seq()
+    with pytest.raises(ConfigError, match=r"mc_shared cannot sample 0 \(SpatialDropout, p=0.4\): the class overrides torch's forward"):
+        predict(model, x, "mc_shared", T=2)
+    assert_same_distribution(harness_passes(model, x, "mc_per_example", T, seed=2), usual_idiom(model, x, T, seed=9))
+
+
+class Gated(nn.Module):
+    def __init__(self, unused: bool = False):
+        super().__init__()
+        self.fc, self.drop, self.spare, self.head = nn.Linear(8, 16), nn.Dropout(0.5), nn.Dropout(0.3), nn.Linear(16, 3)
+        self.unused = unused
+
+    def forward(self, x):
+        h = torch.relu(self.fc(x))
+        if self.training or self.unused:
+            h = self.drop(h)
+        return self.head(h)
+
+
+def test_sites_that_never_run_are_caught():
+    x = torch.randn(6, 8)
+    for mode in ("mc_shared", "mc_per_example"):
+        with pytest.raises(ConfigError, match=r"no dropout site of Gated ran while sampling \(drop .Dropout, p=0.5., spare"):
+            predict(Gated().eval(), x, mode, T=2)
+        with pytest.warns(RuntimeWarning, match=r"did not run in a pass.*: spare \(Dropout, p=0.3\)"):
+            predict(Gated(unused=True).eval(), x, mode, T=2)
+
+
+class RunningMean(nn.Module):
+    """A hand-written normalisation that rebinds its buffer in train mode."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(c))
+
+    def forward(self, x):
+        if self.training:
+            self.mean = 0.9 * self.mean + 0.1 * x.mean(0)
+            return x - x.mean(0)
+        return x - self.mean
+
+
+def test_the_check_leaves_rebound_buffers_as_they_were():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), RunningMean(16), nn.Dropout(0.3), nn.Linear(16, 3)).eval()
+    x = torch.randn(6, 8)
+    before, buffer = predict(model, x), model[1].mean
+    assert unsampled_randomness(model, x, find_sites(model)) == []  # deterministic: rebinding is no randomness
+    predict(model, x, "mc_shared", T=2)
+    assert model[1].mean is buffer and torch.equal(predict(model, x), before)
+
+
+class OneAtATime(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.att, self.head = nn.MultiheadAttention(16, 4, dropout=0.3), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return torch.stack([self.head(self.att(e, e, e)[0].mean(0)) for e in x])
+
+
+class SequenceFirst(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.drop, self.head = nn.Dropout(0.3), nn.Linear(16, 3)
+
+    def forward(self, x):  # (N, L, E) read as (L, N, E): examples and positions swapped
+        return self.head(self.drop(x.transpose(0, 1)).transpose(0, 1).mean(1))
+
+
+@pytest.mark.parametrize("model", [OneAtATime(), SequenceFirst()], ids=["loop over examples", "positions read as examples"])
+def test_masks_that_would_not_be_shared_by_the_examples_are_refused(model):
+    torch.manual_seed(0)
+    with pytest.raises(ConfigError, match="gives example 1 other logits in a batch of two than alone|dimension 0 is not the batch"):
+        predict(model.eval(), torch.randn(7, 7, 16), "mc_shared", T=2)
+
+
+def test_unbatched_channel_input_is_refused_in_mc_shared():
+    model = nn.Sequential(nn.Dropout3d(0.3), nn.Flatten(0), nn.Linear(2 * 27, 3)).eval()
+    with pytest.raises(ConfigError, match=r"site 0 \(Dropout3d, p=0.3\) gets input of shape \(2, 3, 3, 3\), which torch reads as one example"):
+        predict(model, torch.randn(2, 3, 3, 3), "mc_shared", T=2)
+
+
+def test_interleaved_samplers_leave_no_state_behind():
+    torch.manual_seed(0)
+    model, x = MODELS["mix"]()
+    model.eval()
+    alone = harness_passes(model, x, "mc_per_example", 3, seed=0)
+    with torch.no_grad():
+        pairs = list(zip(passes(model, x, "mc_per_example", 3, 0), passes(model, x, "mc_shared", 3, 1)))
+    assert torch.equal(torch.stack([a for a, _ in pairs]), alone)
+    assert not any(m.training for m in model.modules()) and torch.backends.mha.get_fastpath_enabled()
+
+
+class Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.drop, self.head = nn.Linear(8, 16), nn.Dropout(0.3), nn.Linear(16, 3)
+
+    def forward(self, x):
+        out = self.head(self.drop(input=self.fc(x)))
+        return out, out.softmax(1)
+
+
+def test_outputs_that_are_not_logits_and_keyword_inputs():
+    torch.manual_seed(0)
+    x = torch.randn(5, 8)
+    with pytest.raises(ConfigError, match=r"Pair returned a tuple; sampling needs logits \(N, C\) for the \d+ examples"):
+        predict(Pair().eval(), x, "mc_shared", T=2)
+
+    class First(Pair):
+        def forward(self, x):
+            return super().forward(x)[0]
+
+    assert predict(First().eval(), x, "mc_shared", T=2).shape == (5, 3)  # dropout called by keyword is sampled too
+
+
+class HandNorm(nn.Module):
+    def forward(self, x):
+        if self.training and len(x) < 2:
+            raise ValueError("Expected more than 1 value per channel when training")
+        return x
+
+
+def test_a_check_that_cannot_run_says_why():
+    model = nn.Sequential(nn.Linear(8, 4), HandNorm(), nn.Dropout(0.3), nn.Linear(4, 3)).eval()
+    with pytest.raises(ConfigError, match=r"runs Sequential in train mode .* on 1 example\(s\), and it failed: ValueError: Expected more"):
+        predict(model, torch.randn(1, 8), "mc_shared", T=2)
