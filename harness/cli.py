@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--workers", type=int, default=2)
     bs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bs.set_defaults(func=cmd_bench_sweep)
+    bq = bsub.add_parser("sequential", help="the verdict design by simulation: family-wise error and power beside the fixed design and e-values")
+    bq.add_argument("--reps", type=int, default=1000, help="families simulated per scenario")
+    bq.set_defaults(func=cmd_bench_sequential)
     return p
 
 
@@ -596,6 +599,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     show = table[table.metric.isin(metrics)]
     cols = ["layer", "metric", args.by, "n_baseline", "n", "mean_baseline", "mean", "diff", "ci_low", "ci_high", "p_value", "test_error_baseline", "test_error"]
     print(show[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def cmd_bench_sequential(args: argparse.Namespace) -> int:
+    from .sequential import benchmark
+
+    if args.reps < 10:
+        raise HarnessError(f"--reps {args.reps}: simulate at least 10 families per scenario")
+    print(benchmark(args.reps))
     return 0
 
 
