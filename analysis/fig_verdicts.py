@@ -22,7 +22,9 @@ from .presentation import UNITS, estimate_text
 from .style import PALETTE, figure, save
 
 NAME = "generality"  # the folder of the generality family under reports/ and figures/
-VERDICT_COLORS = {"supported": PALETTE[2], "contradicted": PALETTE[3], "inconclusive": PALETTE[7], "withheld": PALETTE[8]}
+VERDICT_COLORS = {"supported": PALETTE[2], "contradicted": PALETTE[3], "negligible": PALETTE[0], "inconclusive": PALETTE[7],
+                  "withheld": PALETTE[8]}
+POOLED = "pooled"  # the column of the random-effects pooled rows
 UNTESTED = "not tested"  # a cell whose setting has no such row (its study skipped there)
 FILL_ALPHA = 0.45  # light enough for black text on every verdict colour
 LABEL_WIDTH = 58  # characters per line of a row label
@@ -38,13 +40,22 @@ def row_label(claim: str, key: str, unit: str) -> str:
     return f"{claim}: " + "\n".join(textwrap.wrap(f"{key} [{UNITS.get(unit, unit)}]", LABEL_WIDTH))
 
 
-def draw(table: pd.DataFrame, settings: list[str] | None = None):
+def draw(table: pd.DataFrame, settings: list[str] | None = None, names: dict[str, str] | None = None, pooled: pd.DataFrame | None = None,
+         reasons: dict[tuple[str, str, str], str] | None = None):
     """The matrix of the generality table `table` (`analysis.generality.generality_table`:
     columns setting, claim, key, unit, test, estimate, ci_low, ci_high, n, verdict, consistency);
-    `settings` in column order (default: their order in the table). Returns (figure, caption)."""
+    `settings` in column order (default: their order in the table), shown by `names`; `pooled`
+    (`analysis.generality.pooled_table`) adds a last column; `reasons[claim, key, setting]` says
+    in a hatched cell why the setting has no such row. Returns (figure, caption)."""
     settings = list(dict.fromkeys(table["setting"])) if settings is None else list(settings)
+    names = dict(names or {s: s for s in settings})
+    reasons = reasons or {}
     rows = tested_rows(table)
     cells = {(r.claim, r.key, r.setting): r for r in table[table.test != "descriptive"].itertuples(index=False)}
+    if pooled is not None:
+        cells |= {(r.claim, r.key, POOLED): r for r in pooled.itertuples(index=False)}
+        settings = settings + [POOLED]
+        names[POOLED] = "pooled (random effects)"
     nr, nc = max(1, len(rows)), max(1, len(settings))
     fig, axes = figure(width=2.0 * nc + 6.5, height=0.5 * nr + 1.4)
     ax = axes[0][0]
@@ -52,12 +63,15 @@ def draw(table: pd.DataFrame, settings: list[str] | None = None):
         for j, s in enumerate(settings):
             c = cells.get((row.claim, row.key, s))
             if c is None:
+                why = "fewer than two settings to pool" if s == POOLED else reasons.get((row.claim, row.key, s), "")
                 ax.add_patch(Rectangle((j, i), 1, 1, facecolor="white", edgecolor="0.75", hatch="///", linewidth=0.0))
-                ax.text(j + 0.5, i + 0.5, UNTESTED, ha="center", va="center", fontsize=7, color="0.35")
+                ax.text(j + 0.5, i + 0.5, "\n".join([UNTESTED, *textwrap.wrap(why, 30)[:2]]), ha="center", va="center", fontsize=6,
+                        color="0.35")
                 continue
             ax.add_patch(Rectangle((j, i), 1, 1, facecolor=to_rgba(VERDICT_COLORS[c.verdict], FILL_ALPHA), linewidth=0.0))
             ax.text(j + 0.5, i + 0.42, estimate_text(c.estimate, c.ci_low, c.ci_high, c.unit), ha="center", va="center", fontsize=7.5)
-            ax.text(j + 0.5, i + 0.75, f"{c.verdict}, n = {c.n}", ha="center", va="center", fontsize=6.5, color="0.25")
+            n = f"k = {len(c.settings.split(', '))} settings" if s == POOLED else f"n = {c.n}"
+            ax.text(j + 0.5, i + 0.75, f"{c.verdict}, {n}", ha="center", va="center", fontsize=6.5, color="0.25")
         ax.text(nc + 0.08, i + 0.5, row.consistency, ha="left", va="center", fontsize=7, color="0.2")
     for k in range(1, nc):
         ax.axvline(k, color="white", linewidth=2)
@@ -70,7 +84,7 @@ def draw(table: pd.DataFrame, settings: list[str] | None = None):
     ax.grid(False)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_xticks([j + 0.5 for j in range(len(settings))], settings, fontsize=9)
+    ax.set_xticks([j + 0.5 for j in range(len(settings))], [names[s] for s in settings], fontsize=9)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     ax.set_yticks([i + 0.5 for i in range(len(rows))], [row_label(r.claim, r.key, r.unit) for r in rows.itertuples()], fontsize=7)
@@ -78,13 +92,16 @@ def draw(table: pd.DataFrame, settings: list[str] | None = None):
     handles = [Patch(facecolor=to_rgba(c, FILL_ALPHA), label=v) for v, c in VERDICT_COLORS.items()]
     handles.append(Patch(facecolor="white", edgecolor="0.75", hatch="///", label=UNTESTED))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02 / max(1, nr / 20)), ncol=len(handles), fontsize=8, frameon=False)
+    shown = [names[s] for s in settings if s != POOLED]
     caption = (
-        f"Verdicts of the dropout claims in {len(settings)} settings ({', '.join(settings)}): {len(rows)} tested statistics (rows; "
+        f"Verdicts of the dropout claims in {len(shown)} settings ({', '.join(shown)}): {len(rows)} tested statistics (rows; "
         "unit in brackets) by setting (columns). Each cell: the estimate and its 95% interval (unadjusted, by the method the "
         "setting's claims table names per row) in the statistic's unit (points of % "
         "for errors and ECE), its verdict and n replicates; colour: the verdict after Holm's adjustment across all "
-        f"{holm_family_size(table)} tested rows of all settings; hatched: not tested in that setting (its study skipped there). "
-        "Right: the statistic's consistency across settings."
+        f"{holm_family_size(table)} tested rows of all settings; hatched: not tested in that setting, with the reason. "
+        + ("Last column: the settings pooled by a random-effects model (Hartung-Knapp interval), decided as a family of their own. "
+           if pooled is not None else "")
+        + "Right: the statistic's consistency across settings."
     )
     return fig, caption
 
@@ -98,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     path = report_dir(NAME) / "claims.csv"
     if not path.is_file():
         raise SystemExit(f"error: {path} is missing; run `python -m analysis.generality` (or `make generality`) first")
-    fig, caption = draw(pd.read_csv(path))
+    pooled = report_dir(NAME) / "pooled.csv"
+    fig, caption = draw(pd.read_csv(path), pooled=pd.read_csv(pooled) if pooled.is_file() else None)
     save(fig, "verdicts", NAME, caption)
     print(f"figures/{NAME}/verdicts.pdf, .png")
     return 0

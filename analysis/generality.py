@@ -17,24 +17,31 @@ It writes
   summary per claim, and each setting's own rows with a link to its own report.
 
 Consistency rule. A statistic is matched across settings by its `key` (its text without what the
-setting decides: sizes, widths, the cell chosen on validation). It HOLDS in a setting when its
-verdict there is `supported`, which `harness.verdicts` gives only when the claim is shown: a
-directional effect on the claim's side, equivalence within the margin (TOST), non-inferiority
-within the margin. `contradicted` and `inconclusive` do not hold there. A setting without the
-statistic (its study skipped there, or its tables lack what the statistic reads), or where it was
-`withheld` (too few replicates for a verdict), is NOT TESTED there: no evidence either way, so it counts neither for nor against,
-and `untested_in` names it. Over the settings where the statistic was tested:
+setting decides: sizes, widths, the cell chosen on validation). A setting without the statistic
+(its study skipped there, or its tables lack what the statistic reads), or where it was `withheld`
+(too few replicates), is NOT TESTED there: no evidence either way, and `untested_in` names it.
+Whether the settings disagree is a question about their estimates, not their verdicts ("supported
+here, inconclusive there" can be power alone; Gelman and Stern 2006): every tested statistic is
+pooled over the settings with a random-effects model (`harness.stats.random_effects`: Paule-Mandel
+tau^2, Hartung-Knapp interval, I^2, Cochran's Q, the prediction interval for a new setting), and the
+pooled rows are decided as a family of their own under Holm (reports/generality/pooled.csv). Over
+the settings where the statistic was tested:
 
-- "holds in every setting": tested in every setting, and holds in each;
-- "holds where tested": holds wherever tested, but not tested in some setting;
-- "setting-dependent": holds in some settings and not in others;
-- "holds in none": holds in no setting where it was tested (the verdicts say whether it was
-  contradicted there or undecided);
+- "holds in every setting" / "holds where tested": supported in every setting / wherever tested
+  (a skipped study is no evidence against), however much the sizes differ;
+- "negligible everywhere" / "negligible where tested": the effect within +-SESOI in each;
+- "setting-dependent": otherwise, when the settings' estimates differ beyond chance (Cochran's Q,
+  Holm-adjusted across the pooled statistics, below alpha);
+- "contradicted in k of m": contradicted in k of the m settings that tested it;
+- "holds in k of m, not shown elsewhere" (or "negligible in k of m, ..."): decided in some
+  settings, undecided in the rest, and the estimates do not differ beyond chance;
+- "not shown": undecided in every setting that tested it (never "false");
 - "no verdict in any setting": withheld or untested everywhere;
-- "descriptive": an estimate without a test gets no label (nothing was decided).
+- "descriptive": an estimate without a test gets no label.
 
-A claim (C1 to C10) holds in a setting when it has a tested statistic there and every tested
-statistic it has there holds; the same rule over settings gives its `claim_consistency`.
+A claim (C1 to C10) is supported in a setting when every tested statistic it has there is,
+contradicted when one is, negligible when all are; the same rule over settings gives its
+`claim_consistency` (setting-dependent when one of its statistics is).
 """
 
 from __future__ import annotations
@@ -46,51 +53,135 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from harness.files import atomic_write
 from harness.setting import GENERALITY, Setting
-from harness.verdicts import MIN_N
+from harness.stats import ALPHA, Pooled, holm, random_effects
+from harness.verdicts import MIN_N, Hypothesis, decide
 
-from .claims import CLAIMS, COLUMNS, claim_specs, decide_specs, holm_family_size
+from .claims import CLAIMS, COLUMNS, SESOI, claim_specs, decide_specs, holm_family_size
+from .fig_forest import draw as draw_forest
 from .fig_verdicts import NAME, draw
 from .paths import figures_dir, report_dir
-from .presentation import UNITS, claims_html, estimate_text, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation
+from .presentation import (UNITS, claims_html, estimate_text, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation,
+                           unit_scale)
 from .style import save
 
-EVERY, WHERE_TESTED, DEPENDENT, NONE, DESCRIPTIVE = ("holds in every setting", "holds where tested", "setting-dependent", "holds in none",
-                                                     "descriptive")
+EVERY, WHERE_TESTED, DEPENDENT, NOT_SHOWN, DESCRIPTIVE = ("holds in every setting", "holds where tested", "setting-dependent",
+                                                          "not shown", "descriptive")
+NEGLIGIBLE, NEGLIGIBLE_WHERE_TESTED = "negligible everywhere", "negligible where tested"
 NO_VERDICT = "no verdict in any setting"  # tested nowhere with enough replicates
 WITHHELD = "withheld"
 HOLDS = "supported"  # the one verdict that shows a claim: the effect, the equivalence or the non-inferiority it states
-EXTRA = ["key", "consistency", "claim_consistency", "untested_in"]
+EXTRA = ["key", "sd", "consistency", "claim_consistency", "untested_in"]
 GENERALITY_COLUMNS = ["setting", "dataset"] + COLUMNS + EXTRA
+POOLED_COLUMNS = ["claim", "key", "unit", "test", "margin", "settings", "estimate", "ci_low", "ci_high", "pred_low", "pred_high", "tau2",
+                  "i2", "q", "q_pvalue", "q_p_holm", "p_value", "p_adjusted", "verdict"]
 
 
-def consistency(verdicts: Mapping[str, str | None]) -> str:
+def consistency(verdicts: Mapping[str, str | None], heterogeneous: bool = False) -> str:
     """The consistency label of one statistic (or claim) from its verdict in each setting of the
-    family, None where it was not tested (see the module docstring): "holds in every setting",
-    "holds where tested", "setting-dependent" or "holds in none"."""
+    family, None where it was not tested, and whether the settings' estimates differ beyond chance
+    (see the module docstring)."""
     # withheld (fewer than MIN_N replicates) is no verdict: like a setting that did not test it
     tested = [v for v in verdicts.values() if v not in (None, WITHHELD)]
     if not tested:
         return NO_VERDICT
-    held = [v == HOLDS for v in tested]
-    if all(held):
-        return EVERY if len(tested) == len(verdicts) else WHERE_TESTED
-    return DEPENDENT if any(held) else NONE
+    m, everywhere = len(tested), len(tested) == len(verdicts)
+    held, contra, negl = (sum(v == x for v in tested) for x in (HOLDS, "contradicted", "negligible"))
+    if held == m:  # the same verdict everywhere: sizes that differ do not make it depend on the setting
+        return EVERY if everywhere else WHERE_TESTED
+    if negl == m:
+        return NEGLIGIBLE if everywhere else NEGLIGIBLE_WHERE_TESTED
+    if heterogeneous:
+        return DEPENDENT
+    if contra:
+        return f"contradicted in {contra} of {m}"
+    if held == negl == 0:
+        return NOT_SHOWN
+    decided = [f"holds in {held} of {m}"] * bool(held) + [f"negligible in {negl} of {m}"] * bool(negl)
+    return ", ".join(decided) + ", not shown elsewhere"
 
 
 def claim_verdicts(table: pd.DataFrame, settings: list[str]) -> dict[str, dict[str, str | None]]:
     """Per claim, per setting: `supported` when every tested statistic of the claim there is
-    supported, "not supported" when one is not, None when it has none there."""
+    supported, `contradicted` when one is contradicted, `negligible` when all are negligible,
+    otherwise `inconclusive`; None when it has none there."""
     tested = table[table.test != "descriptive"]
+
+    def verdict(v: pd.Series) -> str:
+        if (v == HOLDS).all():
+            return HOLDS
+        if (v == "contradicted").any():
+            return "contradicted"
+        return "negligible" if (v == "negligible").all() else "inconclusive"
+
     out = {}
     for claim, g in tested.groupby("claim", sort=False):
         g = g[g.verdict != WITHHELD]  # no verdict there: as if not tested
-        by = g.groupby("setting")["verdict"].agg(lambda v: HOLDS if (v == HOLDS).all() else "not supported")
+        by = g.groupby("setting")["verdict"].agg(verdict)
         out[claim] = {s: by.get(s) for s in settings}
     return out
+
+
+def hypothesis_of(row) -> Hypothesis:
+    """The hypothesis a decided row was tested with (its test, margin and its unit's SESOI)."""
+    if row.test == "directional":
+        return Hypothesis("directional", sesoi=SESOI.get(row.unit))
+    return Hypothesis(row.test, float(row.margin)) if row.test in ("equivalence", "noninferiority") else Hypothesis("descriptive")
+
+
+def pooled_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Every tested statistic pooled over the settings that tested it with a verdict (at least two,
+    each with a spread): the random-effects estimate, its Hartung-Knapp interval and prediction
+    interval, tau^2, I^2, Cochran's Q with its p-value (raw and Holm-adjusted across the pooled
+    statistics), and a verdict decided with the statistic's own test on the Hartung-Knapp t
+    statistic, Holm across the pooled rows (a family of their own). Columns POOLED_COLUMNS."""
+    tested = table[(table.test != "descriptive") & ~table.verdict.isin([WITHHELD]) & table.sd.gt(0) & table.n.ge(2)]
+    rows, hyps = [], []
+    for (claim, key), g in tested.groupby(["claim", "key"], sort=False):
+        if len(g) < 2:
+            continue
+        first = g.iloc[0]
+        pooled = random_effects(g.estimate.to_numpy(), (g.sd / np.sqrt(g.n)).to_numpy())
+        h = hypothesis_of(first)
+        rows.append({"claim": claim, "key": key, "unit": first.unit, "test": first.test, "margin": first.margin,
+                     "settings": ", ".join(g.setting), **assess_pooled(pooled, h),
+                     "pred_low": pooled.pred_low, "pred_high": pooled.pred_high, "tau2": pooled.tau2, "i2": pooled.i2, "q": pooled.q,
+                     "q_pvalue": pooled.q_pvalue})
+        hyps.append(h)
+    if not rows:
+        return pd.DataFrame(columns=POOLED_COLUMNS)
+    decided = decide(rows, hyps, min_n=2, power=False)
+    out = pd.DataFrame(decided)
+    out["q_p_holm"] = holm(out.q_pvalue.to_numpy())
+    return out[POOLED_COLUMNS]
+
+
+def assess_pooled(pooled: Pooled, h: Hypothesis) -> dict:
+    """`harness.verdicts.assess`'s row for a pooled estimate: the same tests, on the Hartung-Knapp
+    t statistic with k - 1 degrees of freedom; n is the number of settings."""
+    est, se, df = pooled.estimate, pooled.se, pooled.df
+
+    def upper(boundary: float) -> float:  # p of "the mean lies above the boundary"
+        return float(student_t.sf((est - boundary) / se, df))
+
+    if h.kind == "directional":
+        p, side = min(1.0, 2 * min(upper(0.0), 1 - upper(0.0))), "supported" if est > 0 else "contradicted"
+        if h.sesoi is not None:
+            within = min(1.0, 2 * max(upper(-h.sesoi), 1 - upper(h.sesoi)))
+            p, side = (within, "negligible") if within < p else (p, side)
+    elif h.kind == "noninferiority":
+        p, side = min(1.0, 2 * min(upper(h.margin), 1 - upper(h.margin))), "supported" if est < h.margin else "contradicted"
+    else:
+        inside = min(1.0, 2 * max(upper(-h.margin), 1 - upper(h.margin)))
+        outside = min(1.0, 2 * min(upper(h.margin), 1 - upper(-h.margin)))
+        p, side = (inside, "supported") if inside <= outside else (outside, "contradicted")
+    return {"estimate": est, "ci_low": pooled.low, "ci_high": pooled.high, "n": pooled.k, "sd": se, "p_value": p, "side": side,
+            "no_spread": False}
 
 
 def generality_table(tables: Mapping[str, dict[str, dict[str, pd.DataFrame]]], datasets: Mapping[str, str] | None = None,
@@ -113,35 +204,47 @@ def generality_table(tables: Mapping[str, dict[str, dict[str, pd.DataFrame]]], d
     order = {c: i for i, c in enumerate(CLAIMS)}
     df = df.assign(_c=df.claim.map(order), _k=[keys[k] for k in zip(df.claim, df.key)], _s=df.setting.map(rank))
     df = df.sort_values(["_c", "_k", "_s"], kind="stable").drop(columns=["_c", "_k", "_s"]).reset_index(drop=True)
-    by_claim = {c: consistency(v) for c, v in claim_verdicts(df, settings).items()}
+    pooled = pooled_table(df)
+    differ = {(c, k): bool(p < ALPHA) for c, k, p in zip(pooled.claim, pooled.key, pooled.q_p_holm)}
     labels, missing = {}, {}
     for (claim, key), g in df.groupby(["claim", "key"], sort=False):
         at = dict(zip(g.setting, g.verdict))
         missing[claim, key] = ", ".join(s for s in settings if at.get(s) in (None, WITHHELD))
-        labels[claim, key] = DESCRIPTIVE if (g.test == "descriptive").all() else consistency({s: at.get(s) for s in settings})
+        labels[claim, key] = (DESCRIPTIVE if (g.test == "descriptive").all()
+                              else consistency({s: at.get(s) for s in settings}, differ.get((claim, key), False)))
+    by_claim = {c: consistency(v, any(d for (cc, _), d in differ.items() if cc == c)) for c, v in claim_verdicts(df, settings).items()}
     return df.assign(consistency=[labels[k] for k in zip(df.claim, df.key)],
                      claim_consistency=df.claim.map(by_claim).fillna(DESCRIPTIVE),
                      untested_in=[missing[k] for k in zip(df.claim, df.key)])[GENERALITY_COLUMNS]
 
 
-def claim_summary(table: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
-    """Per claim with a tested statistic: its consistency, and the settings where it holds, where
-    it does not, and where it was not tested."""
+def claim_summary(table: pd.DataFrame, settings: list[str], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Per claim with a tested statistic: its consistency, and the settings (shown by `names`) where
+    it holds, is contradicted, is negligible, is not shown, and was not tested."""
+    names = dict(names or {s: s for s in settings})
     rows = []
     statements = table.drop_duplicates("claim").set_index("claim")["statement"]
+    labels = table.drop_duplicates("claim").set_index("claim")["claim_consistency"]
     for claim, at in claim_verdicts(table, settings).items():
-        rows.append({"claim": claim, "statement": statements[claim], "consistency": consistency(at),
-                     "holds in": ", ".join(s for s, v in at.items() if v == HOLDS) or "-",
-                     "does not hold in": ", ".join(s for s, v in at.items() if v is not None and v != HOLDS) or "-",
-                     "not tested in": ", ".join(s for s, v in at.items() if v is None) or "-"})
-    return pd.DataFrame(rows, columns=["claim", "statement", "consistency", "holds in", "does not hold in", "not tested in"])
+        def where(*verdicts, at=at):
+            return ", ".join(names[s] for s, v in at.items() if v in verdicts) or "-"
+
+        rows.append({"claim": claim, "statement": statements[claim], "consistency": labels[claim], "holds in": where(HOLDS),
+                     "contradicted in": where("contradicted"), "negligible in": where("negligible"), "not shown in": where("inconclusive"),
+                     "not tested in": where(None)})
+    return pd.DataFrame(rows, columns=["claim", "statement", "consistency", "holds in", "contradicted in", "negligible in", "not shown in",
+                                       "not tested in"])
 
 
-def wide_table(table: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
+def wide_table(table: pd.DataFrame, settings: list[str], pooled: pd.DataFrame | None = None,
+               names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The tested statistics, one row each, with per setting the estimate [95% interval] (in the
-    unit the report shows) and the verdict ("not tested" where the setting lacks it), then n per
-    setting and the consistency."""
+    unit the report shows) and the verdict ("not tested" where the setting lacks it), the pooled
+    estimate with its Hartung-Knapp interval, tau^2, I^2 and verdict, then n per setting and the
+    consistency. `names` shows each setting under another name (its column header)."""
+    names = dict(names or {s: s for s in settings})
     tested = table[table.test != "descriptive"]
+    pool = {} if pooled is None else {(r.claim, r.key): r for r in pooled.itertuples(index=False)}
     rows = []
     for (claim, key), g in tested.groupby(["claim", "key"], sort=False):
         at = {r.setting: r for r in g.itertuples(index=False)}
@@ -149,12 +252,40 @@ def wide_table(table: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
         row = {"claim": claim, "statistic": key, "unit": first.unit, "test": first.test}
         for s in settings:
             r = at.get(s)
-            row[s] = "-" if r is None else estimate_text(r.estimate, r.ci_low, r.ci_high, r.unit)
-            row[f"{s} verdict"] = "not tested" if r is None else r.verdict
-        row[f"n ({' / '.join(settings)})"] = " / ".join("-" if s not in at else str(at[s].n) for s in settings)
+            row[names[s]] = "-" if r is None else estimate_text(r.estimate, r.ci_low, r.ci_high, r.unit)
+            row[f"{names[s]} verdict"] = "not tested" if r is None else r.verdict
+        if pooled is not None:
+            r = pool.get((claim, key))
+            row["pooled"] = "-" if r is None else estimate_text(r.estimate, r.ci_low, r.ci_high, r.unit)
+            row["tau2, I2"] = "-" if r is None else f"{r.tau2 * unit_scale(r.unit) ** 2:.3g}, {r.i2:.0%}"
+            row["pooled verdict"] = "not pooled" if r is None else r.verdict
+        row[f"n ({' / '.join(names[s] for s in settings)})"] = " / ".join("-" if s not in at else str(at[s].n) for s in settings)
         row["consistency"] = first.consistency
         rows.append(row)
     return pd.DataFrame(rows).assign(unit=lambda d: d.unit.map(UNITS)) if rows else pd.DataFrame(rows)
+
+
+def display_names(settings: list[str], on: Mapping[str, str], profile: str) -> dict[str, str]:
+    """Each setting as the page shows it: the default setting (named after the profile alone)
+    with its dataset, "quick-mnist5k" beside "quick-mnist1d"."""
+    return {s: f"{s}-{on[s]}" if s == profile else s for s in settings}
+
+
+def missing_reasons(table: pd.DataFrame, settings: list[str], skipped: Mapping[str, Mapping[str, str]]) -> dict[tuple[str, str, str], str]:
+    """Why a tested statistic has no row in a setting, by (claim, key, setting): its study skipped
+    there (the study's reason), no shifted set in its severity band (C10), or its tables lack it."""
+    tested = table[table.test != "descriptive"].drop_duplicates(["claim", "key"])
+    have = set(zip(table.claim, table.key, table.setting))
+    out = {}
+    for r in tested.itertuples(index=False):
+        for s in settings:
+            if (r.claim, r.key, s) in have:
+                continue
+            why = skipped.get(s, {}).get(r.study)
+            band = next((b for b in ("mild", "moderate", "severe") if f" {b} shift" in r.key), None)
+            out[r.claim, r.key, s] = (f"{r.study} skipped: {why}" if why else f"no {band} shifted set there" if band
+                                      else "its tables lack what it reads")
+    return out
 
 
 def load_settings(profile: str, datasets: list[str]) -> tuple[dict[Setting, dict[str, dict[str, pd.DataFrame]]], dict[str, dict[str, str]]]:
@@ -185,26 +316,38 @@ def n_text(table: pd.DataFrame, settings: list[str]) -> str:
 
 
 def build(profile: str, datasets: list[str], min_n: int = MIN_N) -> list[str]:
-    """Write reports/generality/claims.csv, figures/generality/verdicts.{pdf,png} and
-    reports/generality/index.html; the paths written, relative to the output folder."""
+    """Write reports/generality/claims.csv and pooled.csv, figures/generality/verdicts.{pdf,png}
+    and forest.{pdf,png}, and reports/generality/index.html; the paths written, relative to the
+    output folder. The figures are drawn before any file is written, so a failure leaves the
+    previous files together."""
     loaded, skipped = load_settings(profile, datasets)
     settings = [s.name for s in loaded]
     on = {s.name: setting_dataset(s) for s in loaded}
+    names = display_names(settings, on, profile)
     table = generality_table({s.name: t for s, t in loaded.items()}, on, min_n=min_n)
+    pooled = pooled_table(table)
+    fig, caption = draw(table, settings, names=names, pooled=pooled, reasons=missing_reasons(table, settings, skipped))
+    forest, forest_caption = draw_forest(table, pooled, settings, names)
+    save(fig, "verdicts", NAME, caption)
+    save(forest, "forest", NAME, forest_caption)
     out = report_dir(NAME)
     atomic_write(out / "claims.csv", table.to_csv(index=False).encode())
-    fig, caption = draw(table, settings)
-    save(fig, "verdicts", NAME, caption)
-    atomic_write(out / "index.html", page(index_body(table, profile, settings, on, skipped, caption), f"Generality of the dropout claims ({profile})").encode())
-    return [f"reports/{NAME}/claims.csv", f"figures/{NAME}/verdicts.pdf", f"figures/{NAME}/verdicts.png", f"reports/{NAME}/index.html"]
+    atomic_write(out / "pooled.csv", pooled.to_csv(index=False).encode())
+    body = index_body(table, profile, settings, on, skipped, caption, pooled=pooled, forest_caption=forest_caption)
+    atomic_write(out / "index.html", page(body, f"Generality of the dropout claims ({profile})").encode())
+    return [f"reports/{NAME}/claims.csv", f"reports/{NAME}/pooled.csv", f"figures/{NAME}/verdicts.pdf", f"figures/{NAME}/verdicts.png",
+            f"figures/{NAME}/forest.pdf", f"figures/{NAME}/forest.png", f"reports/{NAME}/index.html"]
 
 
 def index_body(table: pd.DataFrame, profile: str, settings: list[str], on: Mapping[str, str], skipped: Mapping[str, Mapping[str, str]],
-               caption: str) -> str:
+               caption: str, pooled: pd.DataFrame | None = None, forest_caption: str = "") -> str:
     """The body of reports/generality/index.html: `on[setting]` its dataset, `skipped[setting]` its
-    skipped studies' reasons, `caption` the figure's (read from figures/generality/verdicts.png)."""
+    skipped studies' reasons, `caption` the matrix's and `forest_caption` the forest plot's (read
+    from figures/generality/), `pooled` the pooled rows (`pooled_table`)."""
     family = holm_family_size(table)
-    listed = ", ".join(f"{s} ({on[s]})" for s in settings)
+    names = display_names(settings, on, profile)
+    pooled = pooled_table(table) if pooled is None else pooled
+    listed = ", ".join(f"{names[s]} ({on[s]})" for s in settings)
     body = [f"<h1>Generality of the dropout claims <small>({html.escape(profile)} profile on {len(settings)} datasets)</small></h1>",
             f"<p>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the tables in "
             + ", ".join(f"reports/{html.escape(s)}/tables" for s in settings) + ".</p>",
@@ -215,22 +358,26 @@ def index_body(table: pd.DataFrame, profile: str, settings: list[str], on: Mappi
                 f"and a verdict there can differ). n per claim (seeds; for C9 and C10 groups of M seeds), by setting: "
                 f"{n_text(table, settings)}; no verdict below {MIN_N}.") + "</p>",
             "<p>" + html.escape(
-                "Consistency: a statistic holds in a setting when its verdict there is supported (the effect on the claim's side, "
-                "equivalence or non-inferiority within its margin); contradicted, inconclusive and withheld do not. Over the settings "
-                "where it was tested: holds in every setting (tested and supported in all), holds where tested (supported wherever "
-                "tested, not tested in some setting, e.g. its study skipped there), setting-dependent (supported in some, not in "
-                "others), holds in none. A claim holds in a setting when every tested statistic it has there holds.") + "</p>"]
-    png = figures_dir(NAME) / "verdicts.png"
-    if png.is_file():
-        data = base64.b64encode(png.read_bytes()).decode()
-        body += ["<h2>Verdict matrix</h2>", f"<figure><img src='data:image/png;base64,{data}' alt='verdicts'><figcaption>{html.escape(caption)} "
-                 f"(<a href='../../figures/{NAME}/verdicts.pdf'>PDF</a>)</figcaption></figure>"]
-    wide = wide_table(table, settings)
+                "Pooled: each tested statistic over the settings that tested it, by a random-effects model (Paule-Mandel tau², "
+                "Hartung-Knapp 95% interval with k - 1 degrees of freedom, I², Cochran's Q, and the 95% prediction interval for a new "
+                f"setting with k - 2 degrees of freedom); the {len(pooled)} pooled rows are decided as a family of their own under Holm, "
+                "with each statistic's own test. Consistency is judged from the estimates, not by comparing verdicts: setting-dependent "
+                "only when the settings' estimates differ beyond chance (Q, Holm-adjusted across the pooled statistics, below 0.05); "
+                "otherwise contradicted in k of m, holds in every setting (or where tested), negligible everywhere (within +-SESOI), "
+                "holds (or negligible) in k of m and not shown elsewhere, or not shown (undecided wherever tested: not shown, not false). "
+                "A claim holds in a setting when every tested statistic it has there holds.") + "</p>"]
+    for stem, title, cap in (("verdicts", "Verdict matrix", caption), ("forest", "Forest plots", forest_caption)):
+        png = figures_dir(NAME) / f"{stem}.png"
+        if png.is_file():
+            data = base64.b64encode(png.read_bytes()).decode()
+            body += [f"<h2>{title}</h2>", f"<figure><img src='data:image/png;base64,{data}' alt='{stem}'><figcaption>{html.escape(cap)} "
+                     f"(<a href='../../figures/{NAME}/{stem}.pdf'>PDF</a>)</figcaption></figure>"]
+    wide = wide_table(table, settings, pooled, names)
     body += ["<h2>Claims across settings</h2>", "<p>Tested statistics only (estimates in the unit shown; the descriptive rows are in "
-             "each setting's table below and in claims.csv).</p>",
-             html_table(wide, highlight=tuple(f"{s} verdict" for s in settings), classes="t claims", wrap=("statistic",)) if not wide.empty
-             else "<p>No tested statistic in any setting.</p>"]
-    summary = claim_summary(table, settings)
+             "each setting's table below and in claims.csv; the pooled rows in full in pooled.csv).</p>",
+             html_table(wide, highlight=tuple(f"{names[s]} verdict" for s in settings) + ("pooled verdict",), classes="t claims",
+                        wrap=("statistic",)) if not wide.empty else "<p>No tested statistic in any setting.</p>"]
+    summary = claim_summary(table, settings, names)
     every = summary.loc[summary.consistency == EVERY, "claim"].tolist()
     others = [f"{c} ({k})" for c, k in zip(summary.claim, summary.consistency) if k != EVERY]
     body += ["<h2>Per claim</h2>",
@@ -239,12 +386,12 @@ def index_body(table: pd.DataFrame, profile: str, settings: list[str], on: Mappi
     body += ["<h2>Each setting</h2>"]
     for s in settings:
         rows = table[table.setting == s]
-        body += [f"<h3 id='{html.escape(s)}'>{html.escape(s)} <small>({html.escape(on[s])})</small></h3>",
+        body += [f"<h3 id='{html.escape(s)}'>{html.escape(names[s])} <small>({html.escape(on[s])})</small></h3>",
                  f"<p class='setup'>Its own report: <a href='../{html.escape(s)}/index.html'>reports/{html.escape(s)}/index.html</a></p>"]
         if skipped.get(s):
             body += ["<ul class='setup'>" + "".join(f"<li>{html.escape(st)} skipped: {html.escape(why)}</li>" for st, why in skipped[s].items()) + "</ul>"]
-        body += claims_html(show_claims(rows), f"The rows of {s}, decided in the family of all {len(settings)} settings (p (Holm) across "
-                                               f"{family} tested rows).", legend=False) if not rows.empty else ["<p>No claims computed.</p>"]
+        body += claims_html(show_claims(rows), f"The rows of {names[s]}, decided in the family of all {len(settings)} settings (p (Holm) "
+                                               f"across {family} tested rows).", legend=False) if not rows.empty else ["<p>No claims computed.</p>"]
     return "\n".join(body)
 
 

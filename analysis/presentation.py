@@ -98,14 +98,21 @@ def unit_scale(unit: str) -> float:
     return 100.0 if unit in PERCENT_UNITS else 1.0
 
 
+ZERO = 1e-9  # a shown value this close to 0 is rounding (a difference of equal floats), printed as 0
+
+
 def _num(v: float, k: float = 1.0) -> str:
-    return "-" if pd.isna(v) else f"{v * k:.3g}"
+    return "-" if pd.isna(v) else f"{_zeroed(v * k):.3g}"
+
+
+def _zeroed(x: float) -> float:
+    return 0.0 if abs(x) < ZERO else x
 
 
 def interval_text(low: float, high: float, unit: str) -> str:
     """`[low, high]` in the unit the claim is shown in, to 3 significant digits ("-" without one)."""
     k = unit_scale(unit)
-    return "-" if pd.isna(low) else f"[{low * k:.3g}, {high * k:.3g}]"
+    return "-" if pd.isna(low) else f"[{_zeroed(low * k):.3g}, {_zeroed(high * k):.3g}]"
 
 
 def estimate_text(estimate: float, low: float, high: float, unit: str) -> str:
@@ -219,7 +226,7 @@ table.claims td.c-unit,table.claims td.c-test{white-space:normal}
 table.claims th.c-statistic,table.claims th.c-reason{text-align:left}
 table.claims td.c-statistic{min-width:10em;max-width:22em} table.claims td.c-reason{min-width:15em;max-width:30em}
 td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
-td.inconclusive{background:#eee} td.withheld{background:#fbe9c7} td.descriptive{color:#666}
+td.inconclusive{background:#eee} td.negligible{background:#d6e6f4} td.withheld{background:#fbe9c7} td.descriptive{color:#666}
 figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
 .setup{font-size:0.9em;color:#555}"""
 

@@ -28,7 +28,7 @@ from harness.setting import Setting
 from harness.verdicts import MIN_N
 
 from . import reference
-from .claims import BANDS, CONVERGED_SHARE, MILD_FACTOR, SEVERE_ERROR, claims_table, per_replicate, severity_bands
+from .claims import BANDS, CONVERGED_SHARE, MILD_SHARE, SEVERE_SHARE, claims_table, n_classes_of, per_replicate, severity_bands
 from .labels import label_keep, label_method, label_placement, sort_methods
 from .paths import ROOT, figures_dir, report_dir
 from .presentation import STUDIES, claim_lines, claims_html, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation, to_markdown
@@ -128,9 +128,11 @@ def study_tables(study: str, t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         at = {"test": "0 degrees"} | {f"rotation_{a}": f"{a} degrees" for a in (60, 90, 180) if f"rotation_{a}" in set(ece["set"])}
         groups = {w: ece[ece["set"] == s] for s, w in at.items()} | {"all corruptions": ece[ece["shift"] == "corruption"]}
         out = {"ECE by rotation and over corruptions (one value per replicate)": side_by_side(groups, ["method"], ["ece"], "{metric} at {group}")}
-        bands = severity_bands(sh)
-        out[f"severity bands of the shifted sets (by the weight-scaled dropout nets' error: mild below {MILD_FACTOR:g} x the clean error, "
-            f"severe above {SEVERE_ERROR:.0%})"] = bands.rename("band").reset_index().groupby("band", sort=False)["set"].agg(", ".join).reset_index()
+        k = n_classes_of(t.get("runs"))
+        bands = severity_bands(sh, k)
+        out[f"severity bands of the shifted sets (where the weight-scaled dropout nets' error lies between their clean error and chance "
+            f"1 - 1/{k}: mild below {MILD_SHARE:.0%} of the way, severe from {SEVERE_SHARE:.0%}; rule fixed in advance, the same on every "
+            "dataset)"] = bands.rename("band").reset_index().groupby("band", sort=False)["set"].agg(", ".join).reset_index()
         by_band = {b: sh[sh["set"].isin(bands.index[bands == b])] for b in BANDS if (bands == b).any()}
         out["ECE and overconfidence (mean confidence - accuracy) by severity band (one value per replicate)"] = side_by_side(
             by_band, ["method"], ["ece", "overconfidence"], "{metric} {group}")

@@ -4,7 +4,10 @@ Each claim is a `Hypothesis` of one of these kinds, tested on its replicates' va
 95% interval of `harness.stats.interval` and the matching t-test:
 
 - ``directional``: the mean differs from 0; `supported` when it lies above 0, `contradicted` when
-  below (two-sided p).
+  below (two-sided p). With a smallest effect of interest (`sesoi`) the row can also be decided
+  `negligible`: two one-sided tests place the mean inside (-sesoi, sesoi) (the 95% interval lies
+  there). The two nulls (mean 0; |mean| >= sesoi) cannot both hold, so the row is one member of
+  Holm's family with the smaller of its two p-values, whichever way it is decided.
 - ``equivalence`` (two one-sided tests, TOST): `supported` when the interval lies inside
   (-margin, margin), `contradicted` only when it lies wholly outside; p is the smaller of the two
   p-values (p of "inside": twice the larger one-sided p; of "outside": twice the smaller one).
@@ -28,9 +31,10 @@ take no part and are `withheld`); a verdict needs the adjusted p below alpha and
 the same side. Power is reported at the level of Holm's first step (alpha / family size), the
 strictest a claim can face: the minimum detectable effect (MDE, the smallest distance from the
 decision boundary detected with 80% power at this n) and the replicates that would decide the
-claim if the true value is the observed one. An inconclusive verdict says which it is: no effect
-(only against a smallest effect of interest, `Hypothesis.sesoi`, stated in advance), too few
-seeds (with the number), or an effect lost to Holm's adjustment.
+claim if the true value is the observed one. "No effect" is the verdict `negligible`, said only
+against a smallest effect of interest (`Hypothesis.sesoi`) stated in advance. An inconclusive
+verdict says why: too few seeds (with the number), or an effect (or a negligible one) lost to
+Holm's adjustment.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from .stats import ALPHA, MAX_REPLICATES, POWER, holm, interval, min_detectable,
 
 KINDS = ("directional", "equivalence", "noninferiority", "descriptive")
 MIN_N = 5  # fewer replicates: no verdict (the row says so)
-VERDICTS = ("supported", "contradicted", "inconclusive", "withheld", "descriptive")
+VERDICTS = ("supported", "contradicted", "negligible", "inconclusive", "withheld", "descriptive")
 SPREAD_FLOOR = 1e-9  # sd at or below this times max(1, largest |value|) is rounding, not spread
 
 
@@ -52,9 +56,9 @@ SPREAD_FLOOR = 1e-9  # sd at or below this times max(1, largest |value|) is roun
 class Hypothesis:
     """kind: one of KINDS; margin: the equivalence half-width or the non-inferiority bound, in the
     statistic's unit (ignored by directional and descriptive claims); sesoi: the smallest effect
-    of interest of a directional claim, in the statistic's unit, stated in advance. Without it an
-    inconclusive directional claim is never called "no effect"; a margin claim's margin already is
-    its smallest effect of interest, so sesoi is used by directional claims only."""
+    of interest of a directional claim, in the statistic's unit, stated in advance. Without it a
+    directional claim is never called `negligible`; a margin claim's margin already is its
+    smallest effect of interest, so sesoi is used by directional claims only."""
 
     kind: str = "directional"
     margin: float = 0.0
@@ -100,6 +104,10 @@ def assess(values, h: Hypothesis) -> dict:
         return row
     if h.kind == "directional":
         p, side = t_pvalue(x, 0.0), "supported" if iv.estimate > 0 else "contradicted"
+        if h.sesoi is not None:
+            p_within = min(1.0, 2 * max(t_pvalue(x, -h.sesoi, "greater"), t_pvalue(x, h.sesoi, "less")))
+            if p_within < p:
+                p, side = p_within, "negligible"
     elif h.kind == "noninferiority":
         p, side = t_pvalue(x, h.margin), "supported" if iv.estimate < h.margin else "contradicted"
     else:
@@ -111,6 +119,8 @@ def assess(values, h: Hypothesis) -> dict:
 
 def _interval_agrees(r: dict, h: Hypothesis) -> bool:
     lo, hi, side = r["ci_low"], r["ci_high"], r["side"]
+    if side == "negligible":
+        return -h.sesoi < lo and hi < h.sesoi
     if h.kind == "directional":
         return lo > 0 if side == "supported" else hi < 0
     if h.kind == "noninferiority":
@@ -204,15 +214,16 @@ def _where(r: dict, h: Hypothesis) -> str:
 
 
 def _reason(r: dict, h: Hypothesis) -> str:
-    """Why a tested claim is inconclusive. Directional: no effect (only with a smallest effect of
-    interest stated in advance, and only when the whole interval lies within +-sesoi; the MDE
-    cannot stand in for it: at Holm's first step it is several sd wide, so any interval near 0
-    would lie within it), or too few seeds (with how many would decide the claim either way), or
-    an effect that did not survive Holm's adjustment. Margin claims: where the interval lies
-    relative to the margin, then too few seeds or Holm's adjustment."""
+    """Why a tested claim is inconclusive. Directional: an interval within +-sesoi that did not
+    survive Holm's adjustment (the MDE cannot stand in for a sesoi: at Holm's first step it is
+    several sd wide, so any interval near 0 would lie within it), or too few seeds (with how many
+    would decide the claim either way), or an effect that did not survive Holm's adjustment.
+    Margin claims: where the interval lies relative to the margin, then too few seeds or Holm's
+    adjustment."""
     n, need = r["n"], r.get("seeds_needed", math.nan)
     if h.kind == "directional" and h.sesoi is not None and -h.sesoi < r["ci_low"] and r["ci_high"] < h.sesoi:
-        return f"no effect: the interval lies within +-SESOI = {h.sesoi:.3g}, the smallest effect of interest stated in advance"
+        return (f"the interval lies within +-SESOI = {h.sesoi:.3g}, the smallest effect of interest stated in advance, but not "
+                f"after Holm's adjustment across the claims (raw p = {r['p_value']:.3g}, adjusted {r['p_adjusted']:.3g})")
     where = "" if h.kind == "directional" else _where(r, h)
     if math.isinf(need):
         return f"{where}the estimate sits on the boundary: more than {MAX_REPLICATES:,} replicates would not decide it"

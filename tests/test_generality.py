@@ -13,7 +13,8 @@ import pytest
 
 from analysis import generality
 from analysis.claims import COLUMNS, claims_table, holm_family_size
-from analysis.generality import NO_VERDICT, DEPENDENT, DESCRIPTIVE, EVERY, GENERALITY_COLUMNS, NONE, WHERE_TESTED, consistency, generality_table
+from analysis.generality import (DEPENDENT, DESCRIPTIVE, EVERY, GENERALITY_COLUMNS, NEGLIGIBLE, NO_VERDICT, NOT_SHOWN, WHERE_TESTED,
+                                 consistency, generality_table, pooled_table)
 from analysis.tables import write
 from test_analysis import SEEDS, data_size_runs, grid_runs
 
@@ -81,19 +82,64 @@ def test_rows_carry_the_claims_columns_their_setting_and_dataset(table):
 def test_consistency_labels_for_known_verdict_patterns(table):
     got = table.drop_duplicates("claim").set_index("claim")
     assert table[table.claim == "C4"].verdict.tolist() == ["supported", "contradicted", "supported"]
-    assert got.consistency.to_dict() == {"C4": DEPENDENT, "C4b": EVERY, "C5": WHERE_TESTED, "C7": NONE, "C8": DEPENDENT}
+    # C7's differences lie within +-0.5 points: negligible where tested (quick alone)
+    assert got.consistency.to_dict() == {"C4": DEPENDENT, "C4b": EVERY, "C5": WHERE_TESTED, "C7": "negligible where tested", "C8": DEPENDENT}
     assert got.claim_consistency.to_dict() == got.consistency.to_dict()  # one tested statistic per claim here
     assert got.untested_in.fillna("").to_dict() == {"C4": "", "C4b": "", "C5": "quick, quick-digits", "C7": "quick-mnist1d, quick-digits", "C8": ""}
 
 
 def test_consistency_rule():
-    s, c, i, w = "supported", "contradicted", "inconclusive", "withheld"
+    s, c, i, w, n = "supported", "contradicted", "inconclusive", "withheld", "negligible"
     assert consistency({"a": s, "b": s, "c": s}) == EVERY
-    assert consistency({"a": s, "b": i, "c": s}) == DEPENDENT and consistency({"a": w, "b": s}) == WHERE_TESTED  # withheld: no verdict
-    assert consistency({"a": c, "b": i, "c": w}) == NONE and consistency({"a": c, "b": c}) == NONE
+    assert consistency({"a": s, "b": s, "c": s}, heterogeneous=True) == EVERY  # one verdict everywhere, sizes that differ
+    assert consistency({"a": s, "b": i, "c": s}, heterogeneous=True) == DEPENDENT  # estimates that differ beyond chance
+    assert consistency({"a": s, "b": i, "c": s}) == "holds in 2 of 3, not shown elsewhere"  # verdicts that differ: not enough
+    assert consistency({"a": w, "b": s}) == WHERE_TESTED  # withheld: no verdict
+    assert consistency({"a": c, "b": i, "c": w}) == "contradicted in 1 of 2" and consistency({"a": c, "b": c}) == "contradicted in 2 of 2"
     assert consistency({"a": s, "b": None, "c": s}) == WHERE_TESTED  # a skipped study is no evidence against
-    assert consistency({"a": c, "b": None}) == NONE and consistency({"a": s, "b": None, "c": i}) == DEPENDENT
+    assert consistency({"a": i, "b": i, "c": None}) == NOT_SHOWN  # undecided everywhere: not shown, never "false"
+    assert consistency({"a": n, "b": n}) == NEGLIGIBLE and consistency({"a": n, "b": i}) == "negligible in 1 of 2, not shown elsewhere"
     assert consistency({"a": None, "b": w}) == NO_VERDICT
+
+
+def test_verdicts_that_differ_through_power_alone_are_not_setting_dependent():
+    """The same effect of dropout in two settings, measured precisely in one and noisily in the
+    other: supported there, inconclusive here, and the estimates agree: not setting-dependent."""
+    precise = data_size_runs(0.05, 0.01, jitter=0.002)
+    noisy = data_size_runs(0.05, 0.01, jitter=0.3)
+    table = generality_table({"a": {"data_size": {"runs": precise}}, "b": {"data_size": {"runs": noisy}}})
+    c4 = table[table.claim == "C4"].set_index("setting")
+    assert c4.verdict.to_dict() == {"a": "supported", "b": "inconclusive"}
+    assert c4.consistency.iloc[0] == "holds in 1 of 2, not shown elsewhere"
+    pooled = pooled_table(table).set_index("claim").loc["C4"]
+    assert pooled.q_pvalue > 0.05  # Cochran's Q sees no difference between the settings
+
+
+def test_pooled_rows_equal_statsmodels_on_constructed_estimates():
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    from harness.stats import random_effects
+
+    est, se = np.array([0.79, 0.77, -2.45, 0.3]), np.array([0.26, 0.18, 0.5, 0.4])
+    p = random_effects(est, se)
+    ref = combine_effects(est, se**2, method_re="iterated")
+    frame = ref.summary_frame()
+    assert p.estimate == pytest.approx(frame.loc["random effect wls", "eff"]) and p.tau2 == pytest.approx(ref.tau2)
+    # heterogeneous estimates: the Hartung-Knapp scale is above 1, so the standard error is statsmodels' own
+    assert p.se == pytest.approx(frame.loc["random effect wls", "sd_eff"])
+    assert p.q == pytest.approx(ref.q) and p.i2 == pytest.approx(ref.i2) and p.q_pvalue == pytest.approx(ref.test_homogeneity().pvalue)
+    # by hand: the Hartung-Knapp interval, t with k - 1 degrees of freedom on the scaled variance
+    w = 1 / (se**2 + p.tau2)
+    mu = (w * est).sum() / w.sum()
+    hk = np.sqrt((w * (est - mu) ** 2).sum() / ((len(est) - 1) * w.sum()))
+    from scipy import stats as st
+
+    assert p.estimate == pytest.approx(mu) and p.se == pytest.approx(max(hk, 1 / np.sqrt(w.sum())))
+    assert p.high - p.estimate == pytest.approx(st.t.ppf(0.975, 3) * p.se)
+    # the prediction interval for a new setting (Higgins et al. 2009): t with k - 2 degrees of freedom
+    assert p.pred_high - p.estimate == pytest.approx(st.t.ppf(0.975, 2) * np.sqrt(p.tau2 + 1 / w.sum()))
+    same = random_effects([0.5, 0.5, 0.5], [0.1, 0.2, 0.3])  # equal estimates: tau2 = 0, I2 = 0, an interval of positive width
+    assert same.tau2 == 0 and same.i2 == 0 and same.low < 0.5 < same.high
 
 
 def test_a_claim_holds_in_a_setting_only_when_all_its_tested_statistics_do():
@@ -131,13 +177,17 @@ def test_the_command_writes_the_table_the_figure_and_the_page(tmp_path, monkeypa
     assert list(csv.columns) == GENERALITY_COLUMNS and len(csv) == 11 and set(csv.setting) == set(SETTINGS)
     assert (tmp_path / "figures" / "generality" / "verdicts.png").stat().st_size > 0 and (tmp_path / "figures" / "generality" / "verdicts.pdf").is_file()
     page = (reports / "generality" / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 1
+    assert page.count("data:image/png;base64,") == 2  # the verdict matrix and the forest plots
+    pooled = pd.read_csv(reports / "generality" / "pooled.csv")
+    assert set(pooled.claim) == {"C4", "C4b", "C8"}  # tested in two settings or more
+    assert (tmp_path / "figures" / "generality" / "forest.png").stat().st_size > 0
     assert "Holm&#x27;s adjustment across the 11 tested rows of all settings" in page
     assert "quick 5, quick-mnist1d 5, quick-digits 5" in page
     for s in SETTINGS:
         assert f"<a href='../{s}/index.html'>" in page
     assert "placement skipped: convolutions need images" in page
-    assert "Hold in every setting: C4b. Not in every setting: C4 (setting-dependent), C5 (holds where tested), C7 (holds in none), C8 (setting-dependent)." in page
+    assert "Hold in every setting: C4b. Not in every setting: C4 (setting-dependent), C5 (holds where tested), C7 (negligible where tested), C8 (setting-dependent)." in page
+    assert "quick-mnist5k (mnist5k)" in page  # the default setting named by its dataset
     assert "<td class='c-quick-mnist1d-verdict contradicted'>contradicted</td>" in page
 
 

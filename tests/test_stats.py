@@ -95,3 +95,24 @@ def test_holm_and_bh_hand_computed():
     # BH: sorted 0.005*4/1=0.02, 0.01*4/2=0.02, 0.03*4/3=0.04, 0.04*4/4=0.04
     assert np.allclose(benjamini_hochberg(p)[:4], [0.02, 0.04, 0.04, 0.02]) and math.isnan(benjamini_hochberg(p)[4])
     assert np.isnan(holm([math.nan])).all()
+
+
+def test_hand_written_tests_equal_statsmodels():
+    """Holm, the paired TOST and t-test power as statsmodels computes them."""
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.power import TTestPower
+    from statsmodels.stats.weightstats import ttost_paired
+
+    from harness.stats import holm, power_two_sided, t_pvalue
+    from harness.verdicts import Hypothesis, assess
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.2, 12)
+    np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
+    x = rng.normal(0.1, 0.3, 8)
+    their, _, _ = ttost_paired(x, np.zeros_like(x), -0.5, 0.5)
+    within = max(t_pvalue(x, -0.5, "greater"), t_pvalue(x, 0.5, "less"))
+    assert within == pytest.approx(their, rel=1e-10)
+    assert assess(x, Hypothesis("equivalence", 0.5))["p_value"] == pytest.approx(min(1.0, 2 * their), rel=1e-10)  # at the 95% interval
+    for d, n in ((0.5, 10), (1.2, 5), (0.2, 40)):
+        assert power_two_sided(d, n, 0.05) == pytest.approx(TTestPower().power(d, n, 0.05, alternative="two-sided"), rel=1e-6)

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from harness.stats import ALPHA, power_one_sided, power_two_sided
+from harness.stats import ALPHA, power_one_sided, power_two_sided, t_pvalue
 from harness.verdicts import Hypothesis, assess, decide
 
 MARGIN = 1.5  # in sd of the simulated replicates
@@ -110,17 +110,19 @@ def test_zero_spread_gets_no_test(h):
     assert decide([assess(np.full(3, 0.03), h)], [h])[0]["verdict"] == "withheld"  # too few replicates says so first
 
 
-def test_no_effect_needs_the_interval_within_the_smallest_effect_of_interest():
+def test_negligible_needs_the_interval_within_the_smallest_effect_of_interest():
     precise = np.array([0.01, -0.02, 0.0, 0.02, -0.01, 0.005])  # interval about +-0.015 around 0
     within = reasons([precise], [Hypothesis(sesoi=0.1)])[0]
-    assert within["verdict"] == "inconclusive" and within["ci_high"] < 0.1 and within["ci_low"] > -0.1
-    assert within["reason"].startswith("no effect: the interval lies within +-SESOI = 0.1, the smallest effect of interest stated in advance")
+    assert within["verdict"] == "negligible" and within["ci_high"] < 0.1 and within["ci_low"] > -0.1 and within["reason"] == ""
+    assert within["p_value"] == pytest.approx(2 * max(t_pvalue(precise, -0.1, "greater"), t_pvalue(precise, 0.1, "less")))
+    lost = reasons([precise], [Hypothesis(sesoi=0.1)], alpha=1e-9)[0]  # the same interval, a level it cannot reach
+    assert lost["verdict"] == "inconclusive" and lost["reason"].startswith("the interval lies within +-SESOI = 0.1")
     wider = reasons([precise], [Hypothesis(sesoi=0.01)])[0]  # holds 0 but reaches beyond +-0.01
     assert wider["ci_low"] < -0.01 and wider["ci_high"] > 0.01
     needed = re.match(r"too few seeds: about (\d+) replicates would decide it with 80% power", wider["reason"])
     assert needed and int(needed.group(1)) > 6 == wider["n"] and wider["seeds_needed"] == int(needed.group(1)), wider["reason"]
     assert wider["reason"].endswith("(the interval would then lie within +-SESOI)")  # an estimate near 0: decided by no effect
-    assert not reasons([precise], [Hypothesis()])[0]["reason"].startswith("no effect")  # no SESOI: never "no effect"
+    assert reasons([precise], [Hypothesis()])[0]["verdict"] == "inconclusive"  # no SESOI: never negligible
     real = np.array([0.5, -0.2, 0.9, 0.1, 0.6])  # a real effect, too few seeds for it
     row = reasons([real], [Hypothesis(sesoi=0.2)])[0]
     assert row["ci_low"] < 0 < row["ci_high"] and row["reason"].startswith("too few seeds") and row["seeds_needed"] > 5
@@ -130,12 +132,12 @@ def test_no_effect_needs_the_interval_within_the_smallest_effect_of_interest():
             Hypothesis(sesoi=bad)
 
 
-def test_no_effect_is_rarely_said_when_the_effect_is_as_large_as_the_sesoi():
-    """"No effect" means the whole 95% interval lies within +-SESOI; with the true effect at SESOI
+def test_negligible_is_rarely_said_when_the_effect_is_as_large_as_the_sesoi():
+    """"Negligible" means the whole 95% interval lies within +-SESOI; with the true effect at SESOI
     that needs the upper bound below the truth, which happens in at most 2.5% of samples."""
     rng = np.random.default_rng(3)
     h, n, sims = Hypothesis(sesoi=1.0), 10, {0.0: 60, 1.0: 150}
-    said = {truth: sum(reasons([rng.normal(truth, 1.0, n)], [h])[0]["reason"].startswith("no effect") for _ in range(k)) / k
+    said = {truth: sum(reasons([rng.normal(truth, 1.0, n)], [h])[0]["verdict"] == "negligible" for _ in range(k)) / k
             for truth, k in sims.items()}
     assert said[1.0] <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / sims[1.0]), said
     assert said[0.0] > 0.3, said  # and it is said when there is no effect
@@ -147,7 +149,7 @@ def test_an_effect_lost_to_the_adjustment_is_not_called_no_effect():
     rows = reasons([x, x - x.mean(), -(x - x.mean()) * 0.5, (x - x.mean()) * 0.1], hyps)
     first = rows[0]
     assert first["ci_low"] > 0 and first["p_value"] < 0.05 < first["p_adjusted"]
-    assert first["verdict"] == "inconclusive" and not first["reason"].startswith("no effect")
+    assert first["verdict"] == "inconclusive" and not first["reason"].startswith("the interval lies within")
     assert first["reason"].startswith("too few seeds") or first["reason"].startswith("not significant after Holm")
 
 
