@@ -271,9 +271,11 @@ def display_names(settings: list[str], on: Mapping[str, str], profile: str) -> d
     return {s: f"{s}-{on[s]}" if s == profile else s for s in settings}
 
 
-def missing_reasons(table: pd.DataFrame, settings: list[str], skipped: Mapping[str, Mapping[str, str]]) -> dict[tuple[str, str, str], str]:
+def missing_reasons(table: pd.DataFrame, settings: list[str], skipped: Mapping[str, Mapping[str, str]],
+                    studies: Mapping[str, set[str]] | None = None) -> dict[tuple[str, str, str], str]:
     """Why a tested statistic has no row in a setting, by (claim, key, setting): its study skipped
-    there (the study's reason), no shifted set in its severity band (C10), or its tables lack it."""
+    there (the study's reason), its study not run there (no tables; `studies[setting]` the studies
+    with tables), no shifted set in its severity band (C10), or its tables lack what it reads."""
     tested = table[table.test != "descriptive"].drop_duplicates(["claim", "key"])
     have = set(zip(table.claim, table.key, table.setting))
     out = {}
@@ -283,8 +285,9 @@ def missing_reasons(table: pd.DataFrame, settings: list[str], skipped: Mapping[s
                 continue
             why = skipped.get(s, {}).get(r.study)
             band = next((b for b in ("mild", "moderate", "severe") if f" {b} shift" in r.key), None)
-            out[r.claim, r.key, s] = (f"{r.study} skipped: {why}" if why else f"no {band} shifted set there" if band
-                                      else "its tables lack what it reads")
+            absent = studies is not None and r.study not in studies.get(s, set())
+            out[r.claim, r.key, s] = (f"{r.study} skipped: {why}" if why else f"no {r.study} tables there" if absent
+                                      else f"no {band} shifted set there" if band else "its tables lack what it reads")
     return out
 
 
@@ -326,7 +329,8 @@ def build(profile: str, datasets: list[str], min_n: int = MIN_N) -> list[str]:
     names = display_names(settings, on, profile)
     table = generality_table({s.name: t for s, t in loaded.items()}, on, min_n=min_n)
     pooled = pooled_table(table)
-    fig, caption = draw(table, settings, names=names, pooled=pooled, reasons=missing_reasons(table, settings, skipped))
+    studies = {s.name: set(t) for s, t in loaded.items()}
+    fig, caption = draw(table, settings, names=names, pooled=pooled, reasons=missing_reasons(table, settings, skipped, studies))
     forest, forest_caption = draw_forest(table, pooled, settings, names)
     save(fig, "verdicts", NAME, caption)
     save(forest, "forest", NAME, forest_caption)

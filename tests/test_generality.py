@@ -247,3 +247,18 @@ def test_a_module_imports_alone_and_nothing_above_it(module, absent):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_missing_cell_says_why(table):
+    from analysis.generality import missing_reasons
+
+    studies = {s: set(t) for s, t in three_settings().items()}
+    why = missing_reasons(table, SETTINGS, {"quick-digits": {"placement": "convolutions need images"}}, studies)
+    c5 = "test error at (0.2, 0.5) - at the best cell on validation (non-inferior within 0.5 points)"
+    c7 = "test error, dropout at conv blocks and FC - at FC only (weight scaled)"
+    assert why["C5", c5, "quick"] == "no rate_grid tables there"
+    assert why["C7", c7, "quick-digits"] == "placement skipped: convolutions need images"
+    assert why["C7", c7, "quick-mnist1d"] == "no placement tables there"
+    band = table.iloc[:1].assign(claim="C10", key="ECE over moderate shift, one net: weight scaling - T subnetworks", study="shift",
+                                 setting="quick", test="directional")
+    assert missing_reasons(band, ["quick", "b"], {}, {"quick": {"shift"}, "b": {"shift"}})["C10", band.key.iloc[0], "b"] == "no moderate shifted set there"
