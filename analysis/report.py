@@ -257,7 +257,7 @@ def build(profile: str, dataset: str | None = None) -> list[str]:
         "Claims: each statistic is computed per seed (the replicate; design cells averaged within a seed; for C9 and C10 the "
         "replicate is a group of M seeds: an ensemble and the M dropout nets trained beside it), then its mean, "
         "95% interval (method named) and n seeds. Directional claims use a two-sided t-test; C2 two one-sided tests against "
-        "its equivalence margin; C5 a non-inferiority test against its margin, with the best cell chosen on validation error. "
+        "its equivalence margin; C5 a non-inferiority test against its margin, with the best cell chosen per seed on that seed's validation error. "
         f"Raw p-values are adjusted by Holm's method across the tested claims; the adjusted p decides. No verdict below "
         f"{MIN_N} seeds. Power at Holm's strictest level: MDE, the smallest effect (distance from 0 or from the margin) "
         "detected with 80% power at this n; seeds needed, to detect the observed effect with 80% power."

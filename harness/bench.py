@@ -278,3 +278,46 @@ def bench_sweep(n_runs: int = 16, workers: int = 2) -> dict:
     # worker-seconds an executor spends per run beyond what the same run costs in-process
     out |= {f"overhead_per_run_{k}_s": (v * workers - times["local"]) / n_runs for k, v in times.items() if k != "local"}
     return out
+
+
+def bench_checks(epochs: int = 8, widths: tuple[int, ...] = (256, 256)) -> dict:
+    """The share of a quick run's time spent in validation checks, scoring the whole training split
+    at every check (before) and a fixed stratified subsample of CHECK_TRAIN_EXAMPLES (after): the
+    quick profile's MLP on mnist5k, one thread, a check every epoch, in one process."""
+    from . import training
+    from .config import DataConfig, ModelConfig, TrainConfig
+    from .data import load_dataset
+    from .models import build_model
+
+    data = load_dataset(DataConfig(name="mnist5k"))
+    real = training.evaluate
+    spent = [0.0]
+
+    def timed(model, x, y):
+        t0 = time.perf_counter()
+        try:
+            return real(model, x, y)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = {"benchmark": "checks", "machine": machine_line("cpu"), "epochs": epochs, "train_examples": len(data.y_train),
+           "check_train_examples": training.CHECK_TRAIN_EXAMPLES}
+    subsample = training.CHECK_TRAIN_EXAMPLES
+    try:
+        training.evaluate = timed
+        for name, limit in (("before", 10**9), ("after", subsample)):
+            training.CHECK_TRAIN_EXAMPLES = limit
+            torch.manual_seed(0)
+            model = build_model(ModelConfig(widths=widths), data.input_shape, data.n_classes)
+            spent[0] = 0.0
+            t0 = time.perf_counter()
+            training.train(model, data, TrainConfig(epochs=epochs, lr=0.05, select_on_val=True), seed=0)
+            total = time.perf_counter() - t0
+            out |= {f"{name}_total_s": total, f"{name}_checks_s": spent[0], f"{name}_checks_share": spent[0] / total}
+    finally:
+        training.evaluate, training.CHECK_TRAIN_EXAMPLES = real, subsample
+        torch.set_num_threads(threads)
+    out["speedup"] = out["before_total_s"] / out["after_total_s"]
+    return out

@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--workers", type=int, default=2)
     bs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bs.set_defaults(func=cmd_bench_sweep)
+    bc = bsub.add_parser("checks", help="share of a quick run spent in validation checks, whole training split vs a fixed subsample")
+    bc.add_argument("--epochs", type=int, default=8)
+    bc.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bc.set_defaults(func=cmd_bench_checks)
     bq = bsub.add_parser("sequential", help="the verdict design by simulation: family-wise error and power beside the fixed design and e-values")
     bq.add_argument("--reps", type=int, default=1000, help="families simulated per scenario")
     bq.set_defaults(func=cmd_bench_sequential)
@@ -599,6 +603,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     show = table[table.metric.isin(metrics)]
     cols = ["layer", "metric", args.by, "n_baseline", "n", "mean_baseline", "mean", "diff", "ci_low", "ci_high", "p_value", "test_error_baseline", "test_error"]
     print(show[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def cmd_bench_checks(args: argparse.Namespace) -> int:
+    from .bench import bench_checks, format_result
+
+    if args.epochs < 1:
+        raise HarnessError(f"--epochs {args.epochs}: train at least one epoch")
+    res = bench_checks(args.epochs)
+    print(json.dumps(res, indent=2) if args.json else format_result(res))
     return 0
 
 

@@ -40,13 +40,15 @@ class DataConfig:
 
     Datasets without an official test split get a fixed stratified 20% test split (seed 0), so
     every run is scored on the same examples; `split_seed` moves only the validation split and the
-    training subsample.
+    training subsample. None (the default) means the run's own seed: a replicate is a seed of
+    everything random, its data split included (Bouthillier et al. 2021), while the test set
+    stays the same for every arm and seed. An integer fixes the split across seeds.
     """
 
     name: str = "mnist5k"
     train_size: int | None = None  # None: the whole training split
     val_fraction: float = 0.1  # share of the non-test data held out for validation
-    split_seed: int = 0
+    split_seed: int | None = None  # None: the run's seed (RunConfig.resolved_data)
 
     def __post_init__(self) -> None:
         _check_finite("data.", self)
@@ -57,7 +59,8 @@ class DataConfig:
             raise ConfigError(f"data.train_size={self.train_size}: must be a positive number of examples (or null for all)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction={self.val_fraction}: must lie in [0, 1)")
-        _check_seed("data.split_seed", self.split_seed)
+        if self.split_seed is not None:
+            _check_seed("data.split_seed", self.split_seed)
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,10 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
+
+    def resolved_data(self) -> DataConfig:
+        """The data config with its split seed resolved: the run's seed unless data.split_seed fixes it."""
+        return self.data if self.data.split_seed is not None else dataclasses.replace(self.data, split_seed=self.seed)
 
     def replace(self, **overrides: Any) -> "RunConfig":
         """A copy with dotted-key overrides, e.g. ``cfg.replace(**{"model.widths": (512,)})``."""

@@ -652,7 +652,8 @@ def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset
         x, y = x[rest], y[rest]
     else:
         x_test, y_test = raw.x_test, raw.y_test
-    train, val = stratified_split(y, cfg.val_fraction, cfg.split_seed)
+    split_seed = 0 if cfg.split_seed is None else cfg.split_seed  # a run passes RunConfig.resolved_data(): its own seed
+    train, val = stratified_split(y, cfg.val_fraction, split_seed)
     if len(train) == 0:
         raise DataError(f"data.val_fraction={cfg.val_fraction} leaves no training examples: all {len(y)} non-test examples of {cfg.name} "
                         f"go to validation (the fraction is rounded per class); use a smaller data.val_fraction (default 0.1)")
@@ -665,7 +666,7 @@ def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset
                 f"data.train_size={cfg.train_size} is larger than the {len(train)} training examples of {cfg.name} "
                 f"(after the test and validation splits); use at most {len(train)}"
             )
-        train = train[stratified_subsample(y[train], cfg.train_size, cfg.split_seed)]
+        train = train[stratified_subsample(y[train], cfg.train_size, split_seed)]
     x_train = x[train].astype(np.float64)
     mean, std = float(x_train.mean()), float(x_train.std())
     if not std > 0:  # standardization divides by std: constant images would become NaN and "diverge"

@@ -118,6 +118,23 @@ def check_sweep_flags(executor: str, workers, threads, wait_limit_s) -> None:
                           "(or left out to wait until the other process finishes or dies)")
 
 
+def longest_first(tasks: list["Task"]) -> list["Task"]:
+    """Tasks in order of their training FLOPs, longest first (stable; evaluation-only tasks last):
+    a pool of workers that starts the longest runs first does not end a sweep with one core busy on
+    the last CNN while the other waits. A run whose cost cannot be told keeps its place."""
+    from .plan import run_flops
+
+    def cost(task) -> float:
+        if task.evaluate_only:
+            return 0.0
+        try:
+            return run_flops(task.cfg)
+        except (HarnessError, ValueError, KeyError):
+            return 0.0
+
+    return sorted(tasks, key=cost, reverse=True)
+
+
 def run_sweep(
     configs: list[RunConfig],
     store: RunStore,
@@ -152,6 +169,7 @@ def run_sweep(
         threads = max(1, (os.cpu_count() or 1) // workers)
     t0 = time.perf_counter()
     tasks, summary = plan(configs, store, force, retry_failed, evaluations)
+    tasks = longest_first(tasks)
     if tasks:
         store.check_writable()
     held: list[str] = []  # every run this sweep claimed: released at the end, whatever happens

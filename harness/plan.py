@@ -186,9 +186,12 @@ def _chunks(n: int) -> int:
 def training_work(cfg: RunConfig, stages: list[Layer], sizes: Sizes) -> Work:
     """One run trained to its budget (`harness.training.train`): 6 x MACs per example seen, where
     the examples seen are every step's batch (the last batch of an epoch is the remainder), and
-    2 x MACs per example of the forward passes that score the whole training and validation splits
-    at every validation check (every epoch, or every `check_every_steps` steps rounded up to whole
-    epochs, and at the last epoch) and the training, validation and test splits for the runs table."""
+    2 x MACs per example of the forward passes that score the training split (at most
+    `harness.training.CHECK_TRAIN_EXAMPLES` of it) and the validation split at every validation
+    check (every epoch, or every `check_every_steps` steps rounded up to whole epochs, and at the
+    last epoch) and the training, validation and test splits for the runs table."""
+    from .training import CHECK_TRAIN_EXAMPLES
+
     t = cfg.train
     m = sum(s.macs for s in stages)
     n = sizes.train
@@ -199,9 +202,19 @@ def training_work(cfg: RunConfig, stages: list[Layer], sizes: Sizes) -> Work:
     seen = full * n + min(rest * t.batch_size, n)
     every = max(1, math.ceil(t.check_every_steps / per_epoch)) if t.check_every_steps else 1
     checks = epochs // every + (1 if epochs % every else 0)
-    scored = checks * (n + sizes.val) + n + sizes.val + sizes.test
-    passes = checks * (_chunks(n) + _chunks(sizes.val)) + _chunks(n) + _chunks(sizes.val) + _chunks(sizes.test)
+    checked = min(n, CHECK_TRAIN_EXAMPLES)
+    scored = checks * (checked + sizes.val) + n + sizes.val + sizes.test
+    passes = checks * (_chunks(checked) + _chunks(sizes.val)) + _chunks(n) + _chunks(sizes.val) + _chunks(sizes.test)
     return Work().add(f"train:{cfg.model.kind}", 6 * m * seen, steps).add(f"infer:{cfg.model.kind}", 2 * m * scored, passes)
+
+
+def run_flops(cfg: RunConfig) -> float:
+    """Training FLOPs of one run to its budget (`training_work`), from the dataset's metadata: the
+    order in which a sweep hands out its runs, longest first."""
+    from .data import describe
+
+    info = describe(cfg.data.name, files=cfg.data.name.endswith(".npz"))
+    return training_work(cfg, layers(cfg.model, info.input_shape, info.n_classes), split_sizes(cfg, info)).total
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def run_task(cfg: RunConfig, evaluations: Evaluations = Evaluations(), state: by
     if threads:
         torch.set_num_threads(threads)
     check_device(cfg.device)
-    data = load_dataset(cfg.data, cfg.device)
+    data = load_dataset(cfg.resolved_data(), cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.n_classes, dataset=cfg.data.name).to(cfg.device)
     files: dict[str, bytes] = {}
@@ -330,7 +330,7 @@ def machine_name(device: str) -> str:
 def load_model(store: RunStore, run_id: str, device: str = "cpu") -> tuple[RunConfig, DropoutNet, Dataset]:
     """Rebuild a stored run's trained network (evaluation mode) and its dataset splits."""
     cfg = store.load_config(run_id)
-    data = load_dataset(cfg.data, device)
+    data = load_dataset(cfg.resolved_data(), device)
     model = build_model(cfg.model, data.input_shape, data.n_classes, dataset=cfg.data.name).to(device)
     model.load_state_dict(store.load_state(run_id, device))
     model.eval()

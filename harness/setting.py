@@ -130,7 +130,7 @@ def cap_sizes(configs: list, info=None, files: bool = True) -> tuple[list, list[
 
                 info = describe(c.data.name, files=False)
             meta = info
-            have = available_train(c.data.name, c.data.val_fraction, c.data.split_seed, meta, files)
+            have = available_train(c.data.name, c.data.val_fraction, c.resolved_data().split_seed, meta, files)
             if c.data.train_size > have:
                 capped[c.data.train_size] = (have, c.data.name)
                 out[i] = c.replace(**{"data.train_size": have})

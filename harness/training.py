@@ -17,11 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .data import Dataset
+from .data import Dataset, stratified_subsample
 from .models import apply_max_norm
 from .progress import progress_bar
 
 EVAL_CHUNK = 4096  # examples per forward pass when scoring a whole split
+# A validation check scores at most this many training examples (a fixed stratified subsample) for
+# the history's train columns: scoring the whole split took a tenth of a quick run for a curve that
+# nothing decides on (the runs table scores the whole split once, at the end).
+CHECK_TRAIN_EXAMPLES = 1000
 
 
 STOPPED_BY = ("patience", "budget", "diverged")
@@ -30,8 +34,8 @@ STOPPED_BY = ("patience", "budget", "diverged")
 @dataclass
 class TrainResult:
     """history: one row per validation check (epoch, steps so far, lr and momentum at the epoch's start, dropout_loss:
-    the mean loss of the thinned training batches since the last check, train_loss and train_error: the whole training
-    split scored by the deterministic net, val_loss, val_error, wall_time_s); status: ok or diverged; best_epoch: the
+    the mean loss of the thinned training batches since the last check, train_loss and train_error: the training split
+    scored by the deterministic net (at most CHECK_TRAIN_EXAMPLES of it, a fixed stratified subsample), val_loss, val_error, wall_time_s); status: ok or diverged; best_epoch: the
     epoch whose weights the model holds (the last, or the best check on validation with select_on_val); stopped_by:
     one of STOPPED_BY."""
 
@@ -128,6 +132,17 @@ def check_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.check_every_steps / steps_per_epoch)) if cfg.check_every_steps else 1
 
 
+def check_subset(data: Dataset, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training examples a validation check scores: all of them up to CHECK_TRAIN_EXAMPLES,
+    else a stratified subsample fixed by the seed (drawn by numpy: torch's generators, which draw
+    the masks and the batch order, are not touched)."""
+    n = len(data.y_train)
+    if n <= CHECK_TRAIN_EXAMPLES:
+        return data.x_train, data.y_train
+    idx = torch.from_numpy(stratified_subsample(data.y_train.cpu().numpy(), CHECK_TRAIN_EXAMPLES, seed)).to(data.y_train.device)
+    return data.x_train[idx], data.y_train[idx]
+
+
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm: float | None = None, label: str = "train") -> TrainResult:
     """Train `model` in place on data.x_train, to the budget or, with `cfg.patience`, until the
     monitored validation quantity has not improved for that many checks (early stopping); with
@@ -148,6 +163,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
     total_steps = cfg.steps or n_epochs * steps_per_epoch
     every = check_epochs(cfg, steps_per_epoch)
     gen = torch.Generator(device=device).manual_seed(seed)
+    x_check, y_check = check_subset(data, seed)
     opt = make_optimizer(model, cfg)
     rows, status, message, stopped_by = [], "ok", "", "budget"
     best = (math.inf, None, None)  # (monitored value, epoch, state)
@@ -183,7 +199,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
         loss_sum, loss_steps = loss_sum + batch_loss * n_steps, loss_steps + n_steps
         if (epoch + 1) % every and epoch + 1 < n_epochs:
             continue
-        train_loss, train_error = evaluate(model, data.x_train, data.y_train)
+        train_loss, train_error = evaluate(model, x_check, y_check)
         val_loss, val_error = evaluate(model, data.x_val, data.y_val)
         rows.append(
             dict(

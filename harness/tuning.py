@@ -5,10 +5,15 @@ their dropout rates, widths or data do not share a best learning rate (a rate th
 without dropout makes a net that keeps 20% of its units unstable), so comparing them at one rate
 compares a tuned arm with an untuned one. Each arm is therefore tuned, as the papers did:
 
-1. a tuning seed that is none of its replicates (TUNING_SEED) is trained at every rate of the grid
-   (the *tuning runs*, ordinary runs of the store, with the profile's early stopping);
-2. the rate whose run ends lowest on the arm's monitored validation quantity (`train.monitor`, at
-   its kept checkpoint) is the arm's rate: validation data only, never the test split;
+1. a few tuning seeds that are none of its replicates (`tuning_seeds`: the profile's
+   `harness.profiles.TUNING_SEEDS`, from TUNING_SEED on) are trained at every rate of the grid
+   (the *tuning runs*, ordinary runs of the store, with the profile's early stopping; each seed
+   with its own data split, as every seed);
+2. the rate whose runs end lowest on the arm's monitored validation quantity (`train.monitor`, at
+   the kept checkpoint), averaged over the tuning seeds, is the arm's rate: validation data only,
+   never the test split. One tuning seed let float rounding decide between two rates whose losses
+   differed by less than a seed's noise (a thread count flipped a CNN arm's choice); the table
+   shows each choice's margin over the runner-up with its standard error over the tuning seeds;
 3. every seed of the arm is trained at that rate. No replicate is a tuning run, so the winner of
    the choice is never one of the values compared, and every replicate is alike.
 
@@ -23,6 +28,7 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 
 from .config import RunConfig
@@ -32,7 +38,14 @@ from .identity import run_id
 
 TUNING_SEED = 2**62  # far from any study's seeds: tuning runs are never replicates
 TUNING_COLUMNS = ["arm", "model", "widths", "p_drop_input", "p_drop_hidden", "train_size", "run_id", "seed", "lr", "monitored", "val_loss", "val_error",
-                  "best_epoch", "stopped_by", "status", "chosen"]
+                  "best_epoch", "stopped_by", "status", "mean_monitored", "margin", "margin_se", "tuning_seeds", "chosen"]
+
+
+def tuning_seeds(profile: str) -> tuple[int, ...]:
+    """The seeds every arm is tuned on: as many as the profile's TUNING_SEEDS, from TUNING_SEED."""
+    from .profiles import TUNING_SEEDS
+
+    return tuple(TUNING_SEED + i for i in range(TUNING_SEEDS[profile]))
 
 
 def check_grid(grid, where: str) -> tuple[float, ...]:
@@ -64,10 +77,11 @@ def arms(configs: list[RunConfig]) -> dict[str, list[RunConfig]]:
 
 
 def tuning_configs(configs: list[RunConfig], grid: tuple[float, ...]) -> list[RunConfig]:
-    """Every arm at TUNING_SEED at every rate of the grid (nothing with a grid of one rate)."""
+    """Every arm at every tuning seed at every rate of the grid (nothing with a grid of one rate)."""
     if len(grid) < 2:
         return []
-    return [runs[0].replace(seed=TUNING_SEED, **{"train.lr": lr}) for runs in arms(configs).values() for lr in grid]
+    return [runs[0].replace(seed=s, **{"train.lr": lr}) for runs in arms(configs).values() for s in tuning_seeds(runs[0].profile)
+            for lr in grid]
 
 
 def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd.DataFrame:
@@ -87,20 +101,44 @@ def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd
                           "run the study first (`python -m harness run experiments/STUDY.py`), which trains them before the other seeds")
     rows = []
     for i, runs in enumerate(arms(configs).values()):
-        first = runs[0].replace(seed=TUNING_SEED)
-        for lr in grid:
-            rid = run_id(first.replace(**{"train.lr": lr}))
-            row = states[rid].row
-            monitored = row[first.train.monitor]
-            ok = row["status"] == "ok" and math.isfinite(monitored)
-            m = first.model
-            rows.append({"arm": i, "model": m.kind, "widths": "x".join(map(str, m.widths)), "p_drop_input": m.p_drop_input,
-                         "p_drop_hidden": max(m.p_drop_hidden, default=0.0), "train_size": first.data.train_size or 0, "run_id": rid, "seed": first.seed, "lr": lr, "monitored": monitored if ok else math.inf, "val_loss": row["val_loss"],
-                         "val_error": row["val_error"], "best_epoch": row.get("best_epoch", 0), "stopped_by": row.get("stopped_by", ""),
-                         "status": row["status"], "chosen": False})
+        for seed in tuning_seeds(runs[0].profile):
+            first = runs[0].replace(seed=seed)
+            for lr in grid:
+                rid = run_id(first.replace(**{"train.lr": lr}))
+                row = states[rid].row
+                monitored = row[first.train.monitor]
+                ok = row["status"] == "ok" and math.isfinite(monitored)
+                m = first.model
+                rows.append({"arm": i, "model": m.kind, "widths": "x".join(map(str, m.widths)), "p_drop_input": m.p_drop_input,
+                             "p_drop_hidden": max(m.p_drop_hidden, default=0.0), "train_size": first.data.train_size or 0, "run_id": rid,
+                             "seed": seed, "lr": lr, "monitored": monitored if ok else math.inf, "val_loss": row["val_loss"],
+                             "val_error": row["val_error"], "best_epoch": row.get("best_epoch", 0), "stopped_by": row.get("stopped_by", ""),
+                             "status": row["status"], "chosen": False})
     table = pd.DataFrame(rows, columns=TUNING_COLUMNS)
-    best = table.sort_values(["arm", "monitored", "lr"], kind="stable").groupby("arm").head(1).index
-    table.loc[best, "chosen"] = True
+    return _choose(table)
+
+
+def _choose(table: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, the rate with the lowest mean monitored value over the tuning seeds (a diverged run
+    is infinitely bad; ties go to the smaller rate), marked `chosen` on its rows; every row gets its
+    rate's mean, and the chosen rate's rows the margin to the runner-up (its mean minus the
+    chosen mean) with the standard error of the per-seed differences (NaN with one seed)."""
+    table = table.copy()
+    table["mean_monitored"] = table.groupby(["arm", "lr"])["monitored"].transform("mean")
+    table["tuning_seeds"] = table.groupby(["arm", "lr"])["seed"].transform("count")
+    for arm, g in table.groupby("arm"):
+        means = g.groupby("lr")["monitored"].mean().sort_index()
+        best = means.sort_values(kind="stable").index[0]  # sorted by rate first: ties go to the smaller rate
+        rows = g.index[g.lr == best]
+        table.loc[rows, "chosen"] = True
+        if len(means) < 2:
+            continue
+        runner = means.drop(best).sort_values(kind="stable").index[0]
+        by_seed = g.pivot_table(index="seed", columns="lr", values="monitored", aggfunc="first")
+        diff = (by_seed[runner] - by_seed[best]).to_numpy()
+        table.loc[rows, "margin"] = float(means[runner] - means[best])
+        finite = diff[np.isfinite(diff)]
+        table.loc[rows, "margin_se"] = float(finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else math.nan
     return table
 
 

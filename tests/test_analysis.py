@@ -8,7 +8,7 @@ import pytest
 import pandas as pd
 
 from analysis.claims import (
-    COLUMNS, EQUIVALENCE_MARGIN, RECOMMENDED, c1_values, c2_values, c3_values, c4_values, c5_best_cell, c5_values,
+    COLUMNS, EQUIVALENCE_MARGIN, RECOMMENDED, c1_values, c2_values, c3_values, c4_values, c5_best_cells, c5_values,
     MILD_SHARE, SEVERE_SHARE, c6_runs, c6_values, c7_values, c9_values, c10_values, claims_table, ood_values, severity_bands,
 )
 from analysis.labels import label_method
@@ -116,8 +116,16 @@ def grid_runs(test_penalty_at_best=0.0, rec_extra=0.0, jitter=0.0):
 
 def test_c5_chooses_the_best_cell_on_validation_and_needs_the_margin():
     runs = grid_runs(test_penalty_at_best=0.02)  # on test the best cell looks bad: it must still be the one chosen
-    assert c5_best_cell(runs) == (0.2, 0.75)
+    assert c5_best_cells(runs).tolist() == [(0.2, 0.75)] * 5
     assert np.allclose(c5_values(runs).to_numpy(), 0.0025 - 0.02)
+    # each seed chooses on its own validation split: seed 4 finds (0.0, 0.5) best and is compared with it
+    own = runs.copy()
+    own.loc[(own.seed == 4) & (own.p_drop_input == 0.0) & (own.p_drop_hidden == 0.5), "val_error"] = 0.01
+    assert c5_best_cells(own).to_dict() == {0: (0.2, 0.75), 1: (0.2, 0.75), 2: (0.2, 0.75), 3: (0.2, 0.75), 4: (0.0, 0.5)}
+    at = own.set_index(["seed", "p_drop_input", "p_drop_hidden"]).test_error
+    assert c5_values(own)[4] == pytest.approx(at[4, 0.2, 0.5] - at[4, 0.0, 0.5])
+    table = claims_table({"rate_grid": {"runs": own}})
+    assert "((0.2, 0.75) in 4 seeds, (0.0, 0.5) in 1)" in table.statistic.item()
     assert claims_table({"rate_grid": {"runs": grid_runs(test_penalty_at_best=0.02, jitter=0.001)}}).verdict.item() == "supported"
     worse = grid_runs(rec_extra=0.02)  # recommended 2.25 points worse than the best: beyond the 0.5-point margin
     assert claims_table({"rate_grid": {"runs": worse}}).verdict.item() == "contradicted"

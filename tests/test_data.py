@@ -359,3 +359,24 @@ def test_a_users_npz_trains_and_evaluates_end_to_end(tmp_path, layout, store):
     feats = store.read_table("features", [rec.run_id])
     assert len(feats) == 16 * math.prod(shape[-2:] if layout != "flat" else shape) and (layout != "flat" or feats.y.max() == 0)
     assert execute(cfg, store, evaluations=wanted).cached  # the same file: the same run
+
+
+def test_a_replicate_is_a_seed_of_its_data_split_too():
+    """Two seeds train on different subsamples of the same training pool and stop on different
+    validation splits; the test set is the same examples for both; a fixed split_seed fixes it."""
+    from harness.config import RunConfig
+
+    def raw(d, split):  # the examples as stored, before standardization (up to float rounding)
+        return (getattr(d, f"x_{split}").double() * d.std + d.mean).flatten(1).round(decimals=3)
+
+    cfgs = [RunConfig(seed=s, data=DataConfig(name="digits", train_size=300)) for s in (0, 1)]
+    a, b = (load_dataset(c.resolved_data()) for c in cfgs)
+    assert cfgs[0].resolved_data().split_seed == 0 and cfgs[1].resolved_data().split_seed == 1
+    assert torch.equal(raw(a, "test"), raw(b, "test")) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(raw(a, "val"), raw(b, "val")) and not torch.equal(raw(a, "train"), raw(b, "train"))
+    pool = {tuple(r.tolist()) for d in (a, b) for part in ("train", "val") for r in raw(d, part)}
+    full = load_dataset(DataConfig(name="digits", split_seed=0))
+    assert pool <= {tuple(r.tolist()) for part in ("train", "val") for r in raw(full, part)}  # one pool, other draws
+    assert not pool & {tuple(r.tolist()) for r in raw(full, "test")}
+    fixed = [c.replace(**{"data.split_seed": 7}).resolved_data() for c in cfgs]
+    assert fixed[0] == fixed[1] and fixed[0].split_seed == 7

@@ -196,3 +196,21 @@ def test_ray_requests_the_cluster_cannot_meet_are_refused(tmp_path, kwargs, mess
     with pytest.raises(ConfigError, match=re.escape(message)):
         run_sweep(configs(n=1), store, executor="ray", workers=2, threads=1, **kwargs)
     assert not store.run_ids() and store.claimed() == {} and not (store.root / ".failed").exists()
+
+
+def test_a_sweep_hands_out_its_longest_runs_first():
+    from harness.config import RunConfig
+    from harness.executors import Task, longest_first
+    from harness.plan import run_flops
+    from harness.run import Evaluations
+
+    small = RunConfig(profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": 2})
+    big = small.replace(**{"model.widths": [256, 256]})
+    cnn = small.replace(**{"model.kind": "cnn", "model.widths": [64]})
+    longer = small.replace(**{"train.epochs": 20})
+    tasks = [Task(small, Evaluations()), Task(big, Evaluations(), evaluate_only=True), Task(cnn, Evaluations()), Task(longer, Evaluations()),
+             Task(big, Evaluations())]
+    order = longest_first(tasks)
+    costs = [run_flops(t.cfg) for t in order if not t.evaluate_only]
+    assert costs == sorted(costs, reverse=True) and costs[-1] == run_flops(small) and run_flops(longer) == pytest.approx(10 * run_flops(small), rel=0.2)
+    assert order[-1].evaluate_only and order[0].cfg == cnn  # the CNN is the longest, an evaluation-only task the shortest

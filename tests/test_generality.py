@@ -254,7 +254,7 @@ def test_a_missing_cell_says_why(table):
 
     studies = {s: set(t) for s, t in three_settings().items()}
     why = missing_reasons(table, SETTINGS, {"quick-digits": {"placement": "convolutions need images"}}, studies)
-    c5 = "test error at (0.2, 0.5) - at the best cell on validation (non-inferior within 0.5 points)"
+    c5 = "test error at (0.2, 0.5) - at each seed's best cell on validation (non-inferior within 0.5 points)"
     c7 = "test error, dropout at conv blocks and FC - at FC only (weight scaled)"
     assert why["C5", c5, "quick"] == "no rate_grid tables there"
     assert why["C7", c7, "quick-digits"] == "placement skipped: convolutions need images"

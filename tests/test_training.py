@@ -173,3 +173,31 @@ def test_early_stopping_options_are_checked():
         TrainConfig(monitor="accuracy")
     with pytest.raises(ConfigError, match="train.patience=0"):
         TrainConfig(patience=0, select_on_val=True)
+
+
+def test_checks_score_a_fixed_training_subsample_and_change_nothing_else(monkeypatch):
+    """Scoring 1,000 training examples at each check instead of all 3,600 leaves the training
+    itself bit-identical (same weights, same validation columns): only the history's train
+    columns come from the subsample, which is stratified and fixed by the seed."""
+    from harness import training
+    from harness.config import DataConfig, ModelConfig
+    from harness.data import load_dataset
+    from harness.models import build_model
+
+    data = load_dataset(DataConfig(name="mnist5k"))
+    x, y = training.check_subset(data, seed=3)
+    assert len(y) == training.CHECK_TRAIN_EXAMPLES == 1000 and torch.bincount(y).min() >= 90
+    assert torch.equal(training.check_subset(data, seed=3)[1], y) and not torch.equal(training.check_subset(data, seed=4)[0], x)
+
+    def run():
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(widths=(32,)), data.input_shape, data.n_classes)
+        result = training.train(model, data, TrainConfig(epochs=2, lr=0.05, select_on_val=True), seed=3)
+        return model, result.history
+
+    sub_model, sub = run()
+    monkeypatch.setattr(training, "CHECK_TRAIN_EXAMPLES", 10**9)
+    full_model, full = run()
+    assert all(torch.equal(a, b) for a, b in zip(sub_model.state_dict().values(), full_model.state_dict().values()))
+    assert sub[["val_loss", "val_error", "dropout_loss"]].equals(full[["val_loss", "val_error", "dropout_loss"]])
+    assert not sub.train_loss.equals(full.train_loss) and (sub.train_error - full.train_error).abs().max() < 0.05

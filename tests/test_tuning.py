@@ -72,3 +72,38 @@ def test_arms_ignore_seed_and_rate_and_grids_are_checked():
     for bad in ([], [0.0], [-1], ["a"], [float("nan")]):
         with pytest.raises(ConfigError, match="lr_grid"):
             check_grid(bad, "experiments/x.py")
+
+
+def test_the_rate_is_chosen_on_the_mean_over_the_tuning_seeds_with_its_margin():
+    import math
+
+    import pandas as pd
+
+    from harness.tuning import TUNING_COLUMNS, _choose
+
+    rows = []
+    for arm, values in enumerate([{0.01: [1.0, 1.2, 1.1], 0.03: [0.9, 1.4, 1.2]},  # seed 0 alone would pick 0.03; the mean picks 0.01
+                                  {0.01: [1.0, 1.0, 1.0], 0.03: [1.0, 1.0, 1.0]},  # a tie: the smaller rate
+                                  {0.01: [0.5, math.inf, 0.5], 0.03: [0.9, 0.9, 0.9]}]):  # a diverged run: its rate is never chosen
+        for lr, vs in values.items():
+            rows += [{"arm": arm, "seed": s, "lr": lr, "monitored": v, "chosen": False} for s, v in enumerate(vs)]
+    table = _choose(pd.DataFrame(rows, columns=TUNING_COLUMNS))
+    chosen = table[table.chosen].groupby("arm").agg(lr=("lr", "first"), margin=("margin", "first"), se=("margin_se", "first"), n=("seed", "count"))
+    assert chosen.lr.tolist() == [0.01, 0.01, 0.03] and (chosen.n == 3).all()
+    assert chosen.margin[0] == pytest.approx(0.2 / 3) and chosen.se[0] == pytest.approx(pd.Series([-0.1, 0.2, 0.1]).std() / math.sqrt(3))
+    assert chosen.margin[1] == 0 and chosen.se[1] == 0
+    assert chosen.margin[2] == math.inf  # the runner-up diverged once: no finite margin
+    assert table.loc[table.arm == 0].groupby("lr").mean_monitored.first().to_dict() == pytest.approx({0.01: 1.1, 0.03: 3.5 / 3})
+
+
+def test_every_arm_is_tuned_on_the_profiles_tuning_seeds(experiment, monkeypatch):
+    from harness import profiles
+    from harness.tuning import tuning_seeds
+
+    monkeypatch.setitem(profiles.TUNING_SEEDS, "smoke", 3)
+    exp = load_experiment(experiment, "smoke")
+    tuning = exp.tuning_configs()
+    assert tuning_seeds("smoke") == (TUNING_SEED, TUNING_SEED + 1, TUNING_SEED + 2) and profiles.TUNING_SEEDS["quick"] == 3
+    assert len(tuning) == 2 * 3 * 2 and {c.seed for c in tuning} == set(tuning_seeds("smoke"))
+    # each tuning seed has its own split, like every seed
+    assert len({c.resolved_data().split_seed for c in tuning}) == 3
