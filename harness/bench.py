@@ -331,3 +331,39 @@ def bench_checks(epochs: int = 8, widths: tuple[int, ...] = (256, 256)) -> dict:
         torch.set_num_threads(threads)
     out["speedup"] = out["before_total_s"] / out["after_total_s"]
     return out
+
+
+def bench_per_example(T: int = 100, streams: int = 2, widths: tuple[int, ...] = (256, 256)) -> dict:
+    """The share of an MC evaluation (mc_vs_ws's quick settings: T subnetworks on `streams`
+    streams, mnist5k's test split, the quick MLP, one thread) spent in the per-example idiom, with
+    it on every stream (before) and on the first only (after, MCSettings.per_example_streams = 1);
+    after a warm-up, the fastest of three alternated runs each."""
+    from .config import DataConfig, ModelConfig
+    from .data import load_dataset
+    from .evaluation import MCSettings, evaluate_model
+    from .models import build_model
+
+    data = load_dataset(DataConfig(name="mnist5k"))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=widths), data.input_shape, data.n_classes).eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    settings = {"before": MCSettings(T=T, streams=streams, per_example_streams=streams, exact="no"),
+                "after": MCSettings(T=T, streams=streams, per_example_streams=1, exact="no"),
+                "none": MCSettings(T=T, streams=streams, per_example=False, exact="no")}
+    best: dict[str, float] = {}
+    try:
+        evaluate_model(model, data.x_test, data.y_test, MCSettings(T=2, streams=1, exact="no"))  # warm-up
+        for _ in range(3):
+            for name, s in settings.items():
+                t0 = time.perf_counter()
+                evaluate_model(model, data.x_test, data.y_test, s)
+                best[name] = min(best.get(name, math.inf), time.perf_counter() - t0)
+        machine = machine_line("cpu")
+    finally:
+        torch.set_num_threads(threads)
+    out = {"benchmark": "per_example", "machine": machine, "T": T, "streams": streams}
+    for name in ("before", "after"):
+        out |= {f"{name}_total_s": best[name], f"{name}_per_example_share": (best[name] - best["none"]) / best[name]}
+    out["speedup"] = best["before"] / best["after"]
+    return out

@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--epochs", type=int, default=8)
     bc.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bc.set_defaults(func=cmd_bench_checks)
+    bp = bsub.add_parser("per-example", help="share of an MC evaluation spent in the per-example idiom, on every stream vs the first only")
+    bp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bp.set_defaults(func=cmd_bench_per_example)
     bq = bsub.add_parser("sequential", help="the verdict design by simulation: family-wise error and power beside the fixed design and e-values")
     bq.add_argument("--reps", type=int, default=1000, help="families simulated per scenario")
     bq.set_defaults(func=cmd_bench_sequential)
@@ -612,6 +615,14 @@ def cmd_bench_checks(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise HarnessError(f"--epochs {args.epochs}: train at least one epoch")
     res = bench_checks(args.epochs)
+    print(json.dumps(res, indent=2) if args.json else format_result(res))
+    return 0
+
+
+def cmd_bench_per_example(args: argparse.Namespace) -> int:
+    from .bench import bench_per_example, format_result
+
+    res = bench_per_example()
     print(json.dumps(res, indent=2) if args.json else format_result(res))
     return 0
 

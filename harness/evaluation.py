@@ -39,6 +39,9 @@ class MCSettings:
     seed: int = 0
     split: str = "test"
     per_example: bool = True
+    # mc_per_example, the usual idiom and the costly one, runs on the first this-many streams: no
+    # claim reads it, only the convergence and exact figures (averaged over the streams it has)
+    per_example_streams: int = 1
     exact: str = "auto"  # auto: when the net has at most exact_max_units droppable units; yes; no
     exact_max_units: int = EXACT_MAX_UNITS
 
@@ -47,6 +50,8 @@ class MCSettings:
             raise ConfigError(f"seed={self.seed}: the subnetwork seed must be >= 0")
         if self.T < 1 or self.streams < 1:
             raise ConfigError(f"T={self.T}, streams={self.streams}: both must be positive")
+        if not 1 <= self.per_example_streams <= self.streams:
+            raise ConfigError(f"per_example_streams={self.per_example_streams}: between 1 and streams={self.streams}")
         if self.split not in SPLITS:
             raise ConfigError(f"split={self.split!r}; allowed values: {', '.join(SPLITS)}")
         if self.exact not in ("auto", "yes", "no"):
@@ -85,7 +90,7 @@ def evaluate_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, settings
 
     ks = set(checkpoints(settings.T))
     sub_rows = []
-    n_passes = settings.T * settings.streams * (2 if settings.per_example else 1)
+    n_passes = settings.T * (settings.streams + (settings.per_example_streams if settings.per_example else 0))
     bar = progress_bar(total=n_passes, desc=f"subnetworks {run_id}".strip(), unit="net")
     for r in range(settings.streams):
         acc = EnsembleAccumulator(len(y), ws.shape[1], ws.device)
@@ -99,7 +104,7 @@ def evaluate_model(model: DropoutNet, x: torch.Tensor, y: torch.Tensor, settings
             if acc.k in ks:
                 _emit_ensemble(emit, acc, y, ws, ws_log, exact, r, "mc_shared", geometric=True)
             bar.update(1)
-        if settings.per_example:
+        if settings.per_example and r < settings.per_example_streams:
             acc = EnsembleAccumulator(len(y), ws.shape[1], ws.device)
             g = torch.Generator(device=x.device).manual_seed(subnetwork_seed(settings.seed, r, 0, purpose=1))
             for t in range(settings.T):

@@ -284,7 +284,7 @@ def mc_work(settings, stages: list[Layer], kind: str, sizes: Sizes) -> Work:
     """`harness.evaluation.evaluate_model` with MCSettings on its split: the engine and the
     weight-scaled net; exact enumeration of all 2^n subnetworks when asked for (or, with `auto`,
     when the net has at most `exact_max_units` droppable units), masked, in batches of 256;
-    T x streams shared-mask subnetworks; T x streams per-example passes when `per_example`."""
+    T x streams shared-mask subnetworks; T x per_example_streams per-example passes when `per_example`."""
     n = getattr(sizes, settings.split)
     e = engine(stages)
     full = sum(s.macs for s in stages)
@@ -295,7 +295,7 @@ def mc_work(settings, stages: list[Layer], kind: str, sizes: Sizes) -> Work:
     draws = settings.T * settings.streams
     w += _subnetworks(kind, e, n, draws)
     if settings.per_example:
-        w += _per_example(kind, e, n, draws)
+        w += _per_example(kind, e, n, settings.T * settings.per_example_streams)
     return w
 
 

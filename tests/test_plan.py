@@ -168,7 +168,10 @@ def test_evaluation_flops_of_a_tiny_net_by_hand():
     sizes = Sizes(50, 5, 20)
     setup = 2 * 20 * 64 + 2 * 20 * 76  # the shared work and the weight-scaled pass
     # 4 droppable units: all 16 subnetworks (auto); 10 x 2 shared-mask subnetworks and as many per-example passes
-    assert mc_work(MCSettings(T=10, streams=2), stages, "mlp", sizes).total == setup + 16 * 2 * 20 * 12 + 20 * 2 * 20 * 6 + 20 * 2 * 20 * 12
+    # per-example passes on the first stream only (the default), or on both
+    assert mc_work(MCSettings(T=10, streams=2), stages, "mlp", sizes).total == setup + 16 * 2 * 20 * 12 + 20 * 2 * 20 * 6 + 10 * 2 * 20 * 12
+    assert mc_work(MCSettings(T=10, streams=2, per_example_streams=2), stages, "mlp", sizes).total == (
+        setup + 16 * 2 * 20 * 12 + 20 * 2 * 20 * 6 + 20 * 2 * 20 * 12)
     r = RobustnessSettings(T=4, members=2, angles=(0, 90), corruptions=("shot_noise",), severities=(1,), unseen=("permuted",), per_example=("none",))
     # the temperature on validation; 4 sets (test, rotation 90, shot noise 1, permuted), per-example passes on the test split only
     assert robustness_work(r, stages, "mlp", sizes).total == 2 * 5 * 76 + 4 * (setup + 4 * 2 * 20 * 6) + 4 * 2 * 20 * 12

@@ -231,3 +231,19 @@ def test_ensemble_of_any_dropout_classifier_feeds_the_measures():
         assert 0.0 <= detection(s["mutual_information"][:20], s["mutual_information"][20:])["auroc"] <= 1.0
     assert model.training  # the module's own mode is restored
     assert torch.is_grad_enabled()
+
+
+def test_per_example_masks_run_on_the_first_streams_only():
+    from harness.evaluation import MCSettings, evaluate_model
+
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(widths=(12,)), (1, 8, 8), 10).eval()
+    x, y = torch.randn(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    ev, _ = evaluate_model(m, x, y, MCSettings(T=5, streams=3, exact="no"))
+    assert set(ev[ev["mode"] == "mc_per_example"].repeat) == {0} and set(ev[ev["mode"] == "mc_shared"].repeat) == {0, 1, 2}
+    both, _ = evaluate_model(m, x, y, MCSettings(T=5, streams=3, per_example_streams=2, exact="no"))
+    assert set(both[both["mode"] == "mc_per_example"].repeat) == {0, 1}
+    one = ev[ev["mode"] == "mc_per_example"].reset_index(drop=True)  # stream 0 is the same either way
+    assert one.equals(both[(both["mode"] == "mc_per_example") & (both.repeat == 0)].reset_index(drop=True))
+    with pytest.raises(ConfigError, match="per_example_streams=4: between 1 and streams=3"):
+        MCSettings(streams=3, per_example_streams=4)
