@@ -23,6 +23,7 @@ import concurrent.futures as cf
 import math
 import multiprocessing
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -208,7 +209,7 @@ def run_sweep(
         mine, others = take(tasks)
         if others and not wait:
             owners = store.claimed()
-            summary.skipped += [(t.cfg, f"claimed by another sweep ({owners.get(t.run_id, '?')})") for t in others]
+            summary.skipped += [(t.cfg, skip_reason(owners.get(t.run_id), store, t.run_id)) for t in others]
             others = []
         compute(mine)
         if others:
@@ -246,8 +247,7 @@ def _wait_for(others: list[Task], store: RunStore, take, compute, summary: Sweep
                                            "owner still runs cannot be told; remove the file if no sweep is computing the run"))
         now = time.monotonic()
         if limit_s is not None and now - started >= limit_s:
-            summary.skipped += [(t.cfg, f"still claimed by another sweep ({owners.get(t.run_id, '?')}) after waiting {limit_s:g} s (--wait-limit)")
-                                for t in others]
+            summary.skipped += [(t.cfg, skip_reason(owners.get(t.run_id), store, t.run_id, limit_s)) for t in others]
             return
         holders = set(owners.values())
         if owners and (holders != reported or now - reported_at >= WAIT_REPORT_S):
@@ -264,22 +264,27 @@ def _waiting_line(owners: dict[str, str], store: RunStore) -> str:
     parts = []
     for owner, ids in by_owner.items():
         shown = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
-        parts.append(f"{len(ids)} held by {_describe_owner(owner, store)}: {shown}")
+        parts.append(f"{len(ids)} held by {_describe_owner(owner, store, ids)}: {shown}")
     n = len(owners)
     return f"waiting for {n} run{'s' if n != 1 else ''} claimed by another process ({'; '.join(parts)})"
 
 
-def _describe_owner(owner: str, store: RunStore) -> str:
-    """A claim's owner ("host pid") in words: on this host, its command line."""
+def _describe_owner(owner: str, store: RunStore, run_ids: list[str] | None = None) -> str:
+    """A claim's owner ("host pid boot_id start_time") in words: on this host, its command line;
+    on another, how to clear its claims if it is gone, since that cannot be checked from here."""
     import socket
 
+    from .store import owner_words
+
     try:
-        host, pid = owner.split()
+        host, pid = owner_words(owner).split()
     except ValueError:
         return repr(owner)
     if host != socket.gethostname():
-        return (f"process {pid} on host {host} (whether it still runs cannot be checked from here; if it is gone, "
-                f"remove its claims under {store.root / '.claims'})")
+        files = " ".join(shlex.quote(str(store.root / ".claims" / r)) for r in run_ids) if run_ids else shlex.quote(str(store.root / ".claims")) + "/RUN_ID"
+        return (f"process {pid} on host {host}: whether it still runs cannot be checked from here. If that sweep is gone, "
+                f"remove its claims (`rm {files}`) and this sweep goes on at once; to stop waiting instead, interrupt this sweep "
+                f"and run it again with --wait-limit SECONDS or --no-wait, which skip the runs still claimed")
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except OSError:
@@ -287,6 +292,23 @@ def _describe_owner(owner: str, store: RunStore) -> str:
     words = [os.path.basename(a.decode(errors="replace")) if i == 0 else a.decode(errors="replace") for i, a in enumerate(argv)]
     command = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
     return f"process {pid} ({command[:117] + '...' if len(command) > 120 else command})"
+
+
+def skip_reason(owner: str | None, store: RunStore, run_id: str, waited_s: float | None = None) -> str:
+    """Why a claimed run was skipped, with how to clear the claim when its owner is of another host
+    (whose death cannot be seen from here)."""
+    import socket
+
+    from .store import owner_words
+
+    who = owner_words(owner) if owner else "?"
+    what = (f"still claimed by another sweep ({who}) after waiting {waited_s:g} s (--wait-limit)" if waited_s is not None
+            else f"claimed by another sweep ({who})")
+    host = who.split()[0]
+    if owner and host not in ("?", socket.gethostname()):
+        what += (f"; a process of host {host} cannot be checked from here: if that sweep is gone, remove its claim "
+                 f"(`rm {shlex.quote(str(store.root / '.claims' / run_id))}`) and run again")
+    return what
 
 
 def _error(exc: BaseException) -> str:
