@@ -291,7 +291,11 @@ def _describe_owner(owner: str, store: RunStore, run_ids: list[str] | None = Non
         return f"process {pid}"
     words = [os.path.basename(a.decode(errors="replace")) if i == 0 else a.decode(errors="replace") for i, a in enumerate(argv)]
     command = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
-    return f"process {pid} ({command[:117] + '...' if len(command) > 120 else command})"
+    shown = f"process {pid} ({command[:117] + '...' if len(command) > 120 else command})"
+    if len(owner.split()) == 2:  # an older harness's claim names no start time, so a reused pid cannot be told
+        files = " ".join(shlex.quote(str(store.root / ".claims" / r)) for r in run_ids or [])
+        shown += f"; if that is not a sweep of this store, remove its claims (`rm {files}`)"
+    return shown
 
 
 def skip_reason(owner: str | None, store: RunStore, run_id: str, waited_s: float | None = None) -> str:
