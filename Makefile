@@ -101,6 +101,13 @@ $(STAMPS)/shift: experiments/ensemble_vs_dropout.py
 $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
 	$(PY) -m analysis.tables $* --profile $(PROFILE) $(DSFLAG)
 
+# a study's tables that do not match their folder's manifest (a changed, truncated or missing file, or
+# a collection killed half-way) are collected again, whatever their times say
+DAMAGED_TABLES := $(if $(wildcard $(TABLES)),$(shell test -x $(PY) && $(PY) -m harness.output_manifest damaged '$(TABLES)' 2>/dev/null))
+$(DAMAGED_TABLES:%=$(TABLES)/%/runs.parquet): FORCE
+.PHONY: FORCE
+FORCE:
+
 .SECONDEXPANSION:
 $(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py analysis/paths.py harness/stats.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
 	$(PY) -m analysis.fig_$* --profile $(PROFILE) $(DSFLAG)

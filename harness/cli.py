@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     vf.add_argument("--repair", action="store_true", help="retrain damaged runs from their config.json, compute damaged evaluations again (exit 0 once the store is whole)")
     vf.add_argument("--threads", type=int, help="torch CPU threads for repairs (default: the threads each run was trained with, for bit-identical results)")
+    vf.add_argument("--out", metavar="DIR", help="also check the collected tables under DIR/reports/*/tables/ against their manifests (make's OUT; the project folder by default: --out .)")
     vf.set_defaults(func=cmd_verify)
 
     mc = sub.add_parser("mc", help="evaluate a stored run's inference modes (weight scaling, MC subnetworks, exact) without retraining")
@@ -374,7 +375,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise HarnessError(f"--threads {args.threads}: must be a positive integer (or left out for the threads each run was trained with)")
-    return verify(_existing_store(args), do_repair=args.repair, threads=args.threads)
+    out = None
+    if args.out is not None:
+        from pathlib import Path
+
+        out = Path(args.out)
+        if not (out / "reports").is_dir():
+            raise HarnessError(f"--out {args.out}: no reports/ folder there: name the folder that holds reports/ (make's OUT; the project folder by default)")
+    code = verify(_existing_store(args), do_repair=args.repair, threads=args.threads)
+    if out is None:
+        return code
+    from .output_manifest import check_output
+
+    checked, damaged = check_output(out)
+    for line in damaged:
+        print(line)
+    print(f"{checked} table folders checked under {out / 'reports'}: " + (f"{len(damaged)} damaged or incomplete (see above)" if damaged else "every file matches its folder's manifest"))
+    return 1 if damaged else code  # damage outranks runs left unchecked (3)
 
 
 def format_runs(df: pd.DataFrame) -> str:
