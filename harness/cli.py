@@ -205,8 +205,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _list(text: str | None, tp: type, flag: str) -> list | None:
     if text is None:
         return None
+    parts = [v.strip() for v in text.split(",")]
+    if "" in parts and parts != [""]:  # `8,,8` is a typo, not [8, 8]
+        raise HarnessError(f"{flag} {text}: element {parts.index('') + 1} is empty; give comma-separated {tp.__name__} values, "
+                           f"e.g. {'512,512' if tp is int else '0.5,0.5'}")
     try:
-        return [tp(v) for v in text.split(",") if v.strip()]
+        return [tp(v) for v in parts if v]
     except ValueError:
         raise HarnessError(f"{flag} {text}: expected comma-separated {tp.__name__} values, e.g. {'512,512' if tp is int else '0.5,0.5'}") from None
 
@@ -273,19 +277,49 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .executors import check_sweep_flags, run_sweep
-    from .experiment import load_experiment, resolve
-    from .run import Evaluations
+    from pathlib import Path
+
+    from .executors import check_sweep_flags
+    from .experiment import load_experiment
+    from .store import default_root
 
     exp = load_experiment(args.experiment, args.profile, args.dataset)  # a bad dataset is refused here, before the store folder is made
-    check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit)
+    check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit, args.task_cpus, args.task_gpus)
     where = f"{args.profile}{', ' + exp.dataset if exp.dataset else ''}"
     if exp.skipped:
         print(f"experiment {exp.name} ({where}): skipped: {exp.skipped}")
         return 0
     for note in exp.notes:
         print(f"experiment {exp.name} ({where}): {note}")
-    store = _store(args)
+    for name in {c.data.name: None for c in exp.configs}:  # data files that are missing or broken: refused before the store is made
+        run_id(next(c for c in exp.configs if c.data.name == name))
+    root = Path(args.store) if args.store else default_root()
+    existed = root.exists()
+    try:
+        return _run_study(args, exp, where, _store(args))
+    except HarnessError:  # refused (data that fail when loaded for training): a store made for this command alone goes again
+        if not existed:
+            _remove_if_empty(root)
+        raise
+
+
+def _remove_if_empty(root) -> None:
+    """Remove a store folder that holds nothing but an empty claims folder (and its lock file)."""
+    claims = root / ".claims"
+    try:
+        if claims.is_dir() and all(p.name == ".lock" for p in claims.iterdir()):
+            (claims / ".lock").unlink(missing_ok=True)
+            claims.rmdir()
+        root.rmdir()  # only when empty
+    except OSError:
+        pass
+
+
+def _run_study(args: argparse.Namespace, exp, where: str, store) -> int:
+    from .executors import run_sweep
+    from .experiment import resolve
+    from .run import Evaluations
+
     sweep = dict(executor=args.executor, workers=args.workers, threads=args.threads, force=args.force, retry_failed=args.retry_failed,
                  ray_address=args.ray_address, task_cpus=args.task_cpus, task_gpus=args.task_gpus,
                  wait=args.wait, wait_limit_s=args.wait_limit)  # both sweeps below (tuning, then the tuned configs)
@@ -349,10 +383,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from .run import run_state
 
-    store = _store(args)
-    df = store.runs_table(args.experiment)  # warns of each run whose run.parquet is damaged, and leaves it out
+    store = _existing_store(args)
+    df = store.runs_table(args.experiment)  # warns of each run whose run.parquet is damaged, and leaves its row out
+    if store.damaged:  # ... which is shown as a row marked damaged: nothing of it is read, so its study is unknown ("?")
+        unread = pd.DataFrame({"run_id": sorted(store.damaged), "experiment": "?", "status": "damaged"})
+        df = df.astype({c: "Int64" for c in df.columns if pd.api.types.is_integer_dtype(df[c])})  # integers stay integers beside the gaps
+        df = unread if df.empty else pd.concat([df, unread], ignore_index=True)
     if not df.empty:  # runs whose row reads but another run file (or the manifest) is damaged: shown as damaged
-        damaged = {rid: st.note for rid in df.run_id if (st := run_state(store, rid, claimed={})).state == "damaged"}
+        damaged = {rid: st.note for rid in df.run_id if rid not in store.damaged and (st := run_state(store, rid, claimed={})).state == "damaged"}
         for note in damaged.values():
             print(f"warning: {note}", file=sys.stderr)
         df.loc[df.run_id.isin(damaged), "status"] = "damaged"

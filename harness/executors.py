@@ -105,7 +105,10 @@ WAIT_POLL_S = 1.0  # how often a waiting sweep looks again at the runs it waits 
 WAIT_REPORT_S = 30.0  # how often it says again which runs it waits for, while the same processes hold them
 
 
-def check_sweep_flags(executor: str, workers, threads, wait_limit_s) -> None:
+MAX_WORKERS = max(64, 8 * (os.cpu_count() or 1))  # more parallel runs than this only queue for the cores (and fork a process each)
+
+
+def check_sweep_flags(executor: str, workers, threads, wait_limit_s, task_cpus: float = 1.0, task_gpus: float = 0.0) -> None:
     """Refuse bad sweep flags (ConfigError) before anything is claimed, run or created: a bad flag
     must never reach the store (the command line checks them before it opens the store)."""
     if executor not in EXECUTORS:
@@ -113,6 +116,13 @@ def check_sweep_flags(executor: str, workers, threads, wait_limit_s) -> None:
     for name, value in (("workers", workers), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name}={value!r}: must be a positive integer (or left out for the default)")
+    if workers is not None and workers > MAX_WORKERS:
+        raise ConfigError(f"workers={workers}: at most {MAX_WORKERS} parallel runs (this machine has {os.cpu_count()} cores; each worker is a "
+                          "process of its own); leave it out for one per core")
+    if not (math.isfinite(task_cpus) and task_cpus > 0):
+        raise ConfigError(f"--task-cpus {task_cpus}: CPUs per Ray task must be a finite number > 0 (default 1)")
+    if not (math.isfinite(task_gpus) and task_gpus >= 0):
+        raise ConfigError(f"--task-gpus {task_gpus}: GPUs per Ray task must be a finite number >= 0, fractional to share a GPU (default 0)")
     if wait_limit_s is not None and (isinstance(wait_limit_s, bool) or not isinstance(wait_limit_s, (int, float))
                                      or not math.isfinite(wait_limit_s) or wait_limit_s < 0):
         raise ConfigError(f"--wait-limit {wait_limit_s!r}: must be a number of seconds >= 0 "
@@ -147,7 +157,7 @@ def run_sweep(
     host is taken over), or after `wait_limit_s` seconds (default: no limit), when the runs still
     claimed are skipped. wait=False skips them at once ("claimed by another sweep").
     """
-    check_sweep_flags(executor, workers, threads, wait_limit_s)
+    check_sweep_flags(executor, workers, threads, wait_limit_s, task_cpus, task_gpus)
     workers = workers or os.cpu_count() or 1
     if threads is None and executor != "local":
         threads = max(1, (os.cpu_count() or 1) // workers)

@@ -130,6 +130,9 @@ def test_a_truncated_run_file_is_reported_for_that_run_only(store, tiny_cfg, cap
     assert main(["runs", "--store", str(store.root)]) == 0
     captured = capsys.readouterr()
     assert good in captured.out and f"run {bad}: run.parquet is damaged" in captured.err
+    row = next(line for line in captured.out.splitlines() if line.startswith(bad))  # a row marked damaged, not left out (issue 25)
+    assert row.split()[:2] == [bad, "?"] and row.split().count("damaged") == 1 and set(row.split()[2:]) <= {"NaN", "<NA>", "damaged"}
+    assert next(line for line in captured.out.splitlines() if line.startswith(good)).split()[7] == "0"  # the seed, still an integer
     with pytest.raises(StoreError, match="retrain the run with --force"):
         store.load_row(bad)
     st = run_state(store, bad)

@@ -130,4 +130,4 @@ def test_a_collection_leaves_only_its_own_tables_and_says_how_the_study_was_adap
     write({"runs": runs, "ood": runs}, tmp_path, {"dataset": "mnist1d", "skipped": None, "notes": ["n"]})
     assert json.loads((tmp_path / "adaptation.json").read_text())["notes"] == ["n"] and (tmp_path / "ood.parquet").is_file()
     write({"runs": runs}, tmp_path)  # the study's own data now: no adaptation, and no table of the earlier collection
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "runs.parquet"]
