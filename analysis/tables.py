@@ -158,7 +158,7 @@ def rebuild_command(setting: str, study: str) -> str:
     """The commands that collect a study's tables of a setting again (`harness.output_manifest`)."""
     import os
 
-    return output_manifest.rebuild_command(setting, study, os.environ.get("HARNESS_OUT") or None)
+    return output_manifest.rebuild_command(setting, study, os.environ.get("HARNESS_OUT") or None, tables_dir(setting, study))
 
 
 def read_bytes(setting: str, study: str, name: str) -> bytes:

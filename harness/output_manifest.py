@@ -104,12 +104,28 @@ def read(folder: Path, name: str) -> tuple[bytes | None, str | None]:
     return (None, f"{name}: {why}") if why else (data, None)
 
 
-def rebuild_command(setting: str, study: str, out: str | None = None) -> str:
+def rebuild_command(setting: str, study: str, out: str | None = None, folder: Path | None = None) -> str:
     """The commands that collect a study's tables of a setting (PROFILE or PROFILE-DATASET) again;
-    `out` the output folder when it is not the project's (make's OUT)."""
+    `out` the output folder when it is not the project's (make's OUT). A .npz file's setting is
+    named by its stem and a hash: its path comes from the folder's adaptation.json when that
+    still reads (a hint for the command only), else it is left for the user to fill in."""
+    import shlex
+
     profile, _, dataset = setting.partition("-")
-    flags = f"PROFILE={profile}" + (f" DATASET={dataset}" if dataset else "") + (f" OUT={out}" if out else "")
+    recorded = None
+    try:
+        recorded = json.loads((folder / "adaptation.json").read_bytes()).get("dataset") if folder is not None else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    if isinstance(recorded, str) and recorded.endswith(".npz"):
+        dataset = shlex.quote(recorded)
+    elif dataset and dataset not in KNOWN_NAMES:
+        dataset = "PATH/OF/THE.npz"
+    flags = f"PROFILE={profile}" + (f" DATASET={dataset}" if dataset else "") + (f" OUT={shlex.quote(out)}" if out else "")
     return f"`make tables {flags}` (or `python -m analysis.tables {study} --profile {profile}{' --dataset ' + dataset if dataset else ''}`)"
+
+
+KNOWN_NAMES = ("mnist5k", "mnist1d", "digits", "mnist", "fashion-mnist", "cifar10")  # harness.config.DATASETS, not imported: see above
 
 
 def check_output(out: Path) -> tuple[int, list[str]]:
@@ -122,7 +138,7 @@ def check_output(out: Path) -> tuple[int, list[str]]:
         if wrong:
             setting, study = folder.parent.parent.name, folder.name
             listed = "; ".join(f"{name}: {what}" for name, what in wrong.items())
-            lines.append(f"tables {folder}: {listed}; collect them again: {rebuild_command(setting, study, str(out))}")
+            lines.append(f"tables {folder}: {listed}; collect them again: {rebuild_command(setting, study, str(out), folder)}")
     return checked, lines
 
 

@@ -147,3 +147,17 @@ def test_make_collects_again_a_study_whose_tables_do_not_match_their_manifest(tr
     got = kinds([line for line in out.splitlines() if ".venv/bin/python" in line])
     assert got["tables"] == {"mc_vs_ws"} and got["runs"] == set()
     assert got["figures"] == {"mc_convergence", "subnetwork_errors"} and got["report"] == {"report"}
+
+
+def test_a_dataset_path_with_spaces_works_in_make_as_on_the_command_line(tmp_path):
+    """Before, `make all DATASET="/path/with space/my data.npz"` said the existing file did not exist."""
+    folder = tmp_path / "with space"
+    folder.mkdir()
+    (folder / "my data.npz").write_bytes(b"")
+    args = ["make", "-n", "experiments", "PROFILE=smoke", f"DATASET={folder / 'my data.npz'}", f"STORE={tmp_path / 'st'}", f"OUT={tmp_path / 'o'}"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"harness run experiments/mc_vs_ws.py --profile smoke --dataset '{folder / 'my data.npz'}' --executor processes" in done.stdout
+    args[4] = f"DATASET={folder / 'no data.npz'}"
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and f"DATASET={folder / 'no data.npz'}: no such file" in done.stderr

@@ -94,3 +94,18 @@ def test_verify_checks_an_output_folder(out, tmp_path, capsys):
     assert (f"tables {out}/reports/quick-mnist1d/tables/shift: shift.parquet: changed: its SHA-256 differs from the manifest's; "
             f"collect them again: `make tables PROFILE=quick DATASET=mnist1d OUT={out}`") in text
     assert harness_main(["verify", "--store", str(store), "--out", str(tmp_path / "nosuch")]) == 2
+
+
+def test_the_rebuild_command_of_a_npz_setting_names_its_file(tmp_path, monkeypatch):
+    from harness.config import DATASETS
+    from harness.output_manifest import KNOWN_NAMES, rebuild_command
+    from harness.setting import Setting
+
+    assert KNOWN_NAMES == DATASETS  # a copy, as make runs that module without the library
+    monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
+    path = str(tmp_path / "my data.npz")
+    setting = Setting("smoke", path).name
+    tables.write({"runs": pd.DataFrame({"run_id": ["x"]})}, tmp_path / "reports" / setting / "tables" / "exact", {"dataset": path, "skipped": None, "notes": []})
+    assert tables.rebuild_command(setting, "exact") == (f"`make tables PROFILE=smoke DATASET='{path}' OUT={tmp_path}` "
+                                                        f"(or `python -m analysis.tables exact --profile smoke --dataset '{path}'`)")
+    assert "DATASET=PATH/OF/THE.npz" in rebuild_command(setting, "exact")  # no folder to read the path from
