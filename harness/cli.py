@@ -89,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--stale", action="store_true", help="only runs trained by training code that has changed since (harness/config, data, models, training)")
     ls.set_defaults(func=cmd_runs)
 
-    vf = sub.add_parser("verify", help="check every stored file against its run's manifest (like git fsck); --repair retrains or re-evaluates what is damaged")
+    vf = sub.add_parser("verify", help="check every stored file against its run's manifest (like git fsck); exit 0 whole, 1 damaged, 3 runs held by a live "
+                        "process left unchecked; --repair retrains or re-evaluates what is damaged")
     vf.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
-    vf.add_argument("--repair", action="store_true", help="retrain damaged runs from their config.json, compute damaged evaluations again (exit 0 once the store is whole)")
+    vf.add_argument("--repair", action="store_true", help="retrain damaged runs and compute damaged evaluations again (config and settings from the run's files, "
+                    "else from the study that lists it), then name what the studies' tables still need; exit 0 once the store is whole and those tables collectable")
     vf.add_argument("--threads", type=int, help="torch CPU threads for repairs (default: the threads each run was trained with, for bit-identical results)")
     vf.add_argument("--out", metavar="DIR", help="also check the collected tables under DIR/reports/*/tables/ against their manifests (make's OUT; the project folder by default: --out .)")
     vf.set_defaults(func=cmd_verify)

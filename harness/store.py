@@ -268,9 +268,11 @@ class RunStore:
             manifest, _ = self._load_manifest(run_id)
         kind = next((k for k, names in (manifest or {}).get("evaluations", {}).items() if first in names), None)
         if first in RUN_FILES or first == MANIFEST:
-            fix = f"; repair: {verify} retrains the run, as does running its sweep again (or retrain the run with --force)"
+            fix = (f"; repair: {verify} retrains the run (from its config.json, or from the study under experiments/ that lists it when "
+                   "that file is damaged too), as does running its sweep again (or retrain the run with --force)")
         elif kind is not None:
-            fix = f", so its {kind} evaluation is pending; repair: {verify} computes it again, as does running its sweep again"
+            fix = (f", so its {kind} evaluation is pending; repair: {verify} computes it again (with its settings file, or the settings "
+                   "of the study that asks for it when that file is damaged), as does running its sweep again")
         else:
             fix = f"; repair: {verify} removes it"
         return f"run {run_id}: {first} is damaged ({what}){also}{fix}"
