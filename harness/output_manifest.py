@@ -122,7 +122,8 @@ def rebuild_command(setting: str, study: str, out: str | None = None, folder: Pa
     elif dataset and dataset not in KNOWN_NAMES:
         dataset = "PATH/OF/THE.npz"
     flags = f"PROFILE={profile}" + (f" DATASET={dataset}" if dataset else "") + (f" OUT={shlex.quote(out)}" if out else "")
-    return f"`make tables {flags}` (or `python -m analysis.tables {study} --profile {profile}{' --dataset ' + dataset if dataset else ''}`)"
+    # `make STUDY`, not `make tables`: that would also run every other study's sweep not yet run
+    return f"`make {study} {flags}` (or `python -m analysis.tables {study} --profile {profile}{' --dataset ' + dataset if dataset else ''}`)"
 
 
 KNOWN_NAMES = ("mnist5k", "mnist1d", "digits", "mnist", "fashion-mnist", "cifar10")  # harness.config.DATASETS, not imported: see above

@@ -62,7 +62,7 @@ def test_every_reader_refuses_a_damaged_table_by_name_with_exit_2(out, capsys, h
         SHIFT.to_parquet(folder / "extra.parquet")
     what = {"flip": "shift.parquet: changed: its SHA-256 differs from the manifest's", "truncate": "shift.parquet: truncated: 100 of",
             "remove": "shift.parquet: missing", "manifest": "manifest.json: missing", "unlisted": "extra.parquet: not in the folder's manifest"}[how]
-    fix = "collect them again: `make tables PROFILE=quick OUT=" + str(out) + "` (or `python -m analysis.tables shift --profile quick`)"
+    fix = "collect them again: `make shift PROFILE=quick OUT=" + str(out) + "` (or `python -m analysis.tables shift --profile quick`)"
     readers = {"claims": (claims.main, ["--profile", "quick"]), "report": (report.main, ["--profile", "quick"]),
                "generality": (generality.main, ["--profile", "quick", "--datasets", "mnist5k,mnist1d"])}
     for name, (main, argv) in readers.items():
@@ -92,7 +92,7 @@ def test_verify_checks_an_output_folder(out, tmp_path, capsys):
     assert harness_main(["verify", "--store", str(store), "--out", str(out)]) == 1
     text = capsys.readouterr().out
     assert (f"tables {out}/reports/quick-mnist1d/tables/shift: shift.parquet: changed: its SHA-256 differs from the manifest's; "
-            f"collect them again: `make tables PROFILE=quick DATASET=mnist1d OUT={out}`") in text
+            f"collect them again: `make shift PROFILE=quick DATASET=mnist1d OUT={out}`") in text
     assert harness_main(["verify", "--store", str(store), "--out", str(tmp_path / "nosuch")]) == 2
 
 
@@ -106,6 +106,6 @@ def test_the_rebuild_command_of_a_npz_setting_names_its_file(tmp_path, monkeypat
     path = str(tmp_path / "my data.npz")
     setting = Setting("smoke", path).name
     tables.write({"runs": pd.DataFrame({"run_id": ["x"]})}, tmp_path / "reports" / setting / "tables" / "exact", {"dataset": path, "skipped": None, "notes": []})
-    assert tables.rebuild_command(setting, "exact") == (f"`make tables PROFILE=smoke DATASET='{path}' OUT={tmp_path}` "
+    assert tables.rebuild_command(setting, "exact") == (f"`make exact PROFILE=smoke DATASET='{path}' OUT={tmp_path}` "
                                                         f"(or `python -m analysis.tables exact --profile smoke --dataset '{path}'`)")
     assert "DATASET=PATH/OF/THE.npz" in rebuild_command(setting, "exact")  # no folder to read the path from
