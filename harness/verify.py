@@ -7,8 +7,9 @@ manifest (`harness.store`). With `repair`, what is damaged is repaired the way a
   trained again, with the torch threads its provenance recorded, so that on CPU it is bit-identical
   to the run it replaces. Its config comes from its config.json when that file still names this run
   (its config hashes to the run id), else from the study under experiments/ that lists the run
-  (`StudyIndex`); its evaluations are those whose settings files are intact and those the studies
-  listing it ask for. A run that no study lists and whose config.json is damaged is removed;
+  (`StudyIndex`); its evaluations are those it had, with the settings of their settings files when
+  intact, else those of the studies listing it (with a damaged manifest, every evaluation those
+  studies ask for). A run that no study lists and whose config.json is damaged is removed;
 - a table or settings file of an evaluation: the evaluation is computed again, with the settings in
   its settings file when that file is intact, else with the settings of the study that asks for it;
   an evaluation no study asks for and whose settings file is damaged is dropped;
@@ -207,13 +208,15 @@ class StudyIndex:
         return out
 
     def missing(self, rids: list[str]) -> list[str]:
-        """For each study listing one of `rids`: what its tables still need (runs not trained or
-        damaged, evaluations missing), with the command that brings it back."""
+        """For each study listing one of `rids` (the repaired runs) whose other runs are all in the
+        store: what its tables still need (runs not trained or damaged, evaluations missing), with
+        the command that brings it back. A study with runs never trained here (another study's
+        sweep shares a run with it, but it was never run itself) is not this repair's to report."""
         for rid in rids:
             self.listings(rid)
         out = []
         for (study, profile, dataset), wanted in self.studies.items():
-            if not set(wanted) & set(rids):
+            if not set(wanted) & set(rids) or any(not self.store.is_complete(r) for r in wanted if r not in rids):
                 continue
             listing = next(x for rid in rids for x in self.listings(rid) if (x.study, x.profile, x.dataset) == (study, profile, dataset))
             lacking = []
@@ -252,7 +255,11 @@ def repair(store: RunStore, finding: Finding, threads: int | None = None, index:
                 return early
             return True, (f"run {rid}: removed: {why}, and no study under experiments/ lists the run for the profiles and datasets of "
                           "this store, so it cannot be trained again from here; the next sweep that lists the run trains it")
-        evals = asked | intact
+        try:  # the evaluations the run had; with its manifest damaged, every one its studies ask for
+            had = set(store.manifest(rid)["evaluations"])
+        except StoreError:
+            had = set(asked)
+        evals = {k: v for k, v in asked.items() if k in had} | intact
         summary = run_sweep([cfg], store, evaluations=Evaluations(**evals), threads=threads)
         kept = f" with its {', '.join(sorted(evals))} evaluation{'s' if len(evals) > 1 else ''}" if evals else ""
         return _outcome(store, summary, rid, f"trained again{source}{kept}")

@@ -228,20 +228,32 @@ def test_a_study_collects_only_the_evaluations_it_asks_for(study, tmp_path):
 
 
 def test_repair_names_what_the_tables_still_need_and_the_command(study, capsys):
-    """A repair leaves the store whole, but a run of the study was never trained: verify --repair
-    says so, with the sweep that trains it, and exits 1 (issue 25, item 2)."""
+    """A repair leaves the store whole, but another run of the study lacks its evaluation (a sweep
+    killed while evaluating): verify --repair says so, with the sweep that computes it, and exits 1
+    (issue 25, item 2)."""
     exp, store, rid = study
     other = [r for r in store.run_ids() if r != rid][0]
-    shutil.rmtree(store.path(other))
+    store.drop_evaluation(other, "mc")
     damage(store.path(rid) / "mc_settings.json", "flip")
     assert main(["verify", "--repair", "--store", str(store.root)]) == 1
     out = capsys.readouterr().out
     assert f"run {rid}: computed its mc evaluation again, with the settings of the study that asks for it" in out
-    assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other}; "
+    assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other} (mc); "
             f"`python -m harness run experiments/mini.py --profile smoke --store {store.root}` brings it back") in out
     assert "the tables of 1 study cannot be collected yet" in out
     assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
     assert set(tables.collect("mini", "smoke", store)) == {"runs", "evaluations", "subnetworks"}
+
+
+def test_a_study_never_run_here_is_not_reported_as_missing(study, capsys):
+    """A study whose runs were never trained in this store (it shares one with the study that was
+    run) is not what the repair left missing: exit 0, and no line for it."""
+    exp, store, rid = study
+    other = [r for r in store.run_ids() if r != rid][0]
+    shutil.rmtree(store.path(other))  # as if only one run of the study had ever been trained here
+    damage(store.path(rid) / "mc_settings.json", "flip")
+    assert main(["verify", "--repair", "--store", str(store.root)]) == 0
+    assert "still missing" not in capsys.readouterr().out
 
 
 def test_a_damaged_run_no_study_lists_is_removed_and_said_so(study, monkeypatch, tmp_path, capsys):
