@@ -411,16 +411,13 @@ def test_data_a_classifier_cannot_learn_from_is_refused_by_name(tmp_path, capsys
         assert not (tmp_path / "s").exists()
 
 
-def test_a_split_that_overflows_float32_when_standardized_is_refused():
+def test_a_split_that_overflows_float32_when_standardized_is_refused(tmp_path):
     """The training split is ordinary; the test split lies 1e40 away: standardized, it would be inf."""
     from harness.config import DataConfig
     from harness.data import load_dataset
     from harness.errors import DataError
 
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(tempfile.mkdtemp())
+    folder = tmp_path
     rng = np.random.default_rng(0)
     np.savez(folder / "far.npz", x=rng.normal(size=(100, 4)), y=rng.integers(0, 2, 100), x_test=np.full((10, 4), 1e40), y_test=np.array([0, 1] * 5))
     with pytest.raises(DataError, match=r"the test examples of .*far.npz, standardized with the training split's mean .* overflow float32 \(40 values\)"):
