@@ -363,6 +363,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if exp.skipped:
         print(f"experiment {exp.name} ({args.profile}, {exp.dataset}): skipped: {exp.skipped}")
         return 0
+    for name in {c.data.name: None for c in exp.configs}:  # data files that are missing or broken: refused before the store is made
+        run_id(next(c for c in exp.configs if c.data.name == name))
     store = _store(args)
     try:
         exp = resolve(exp, store)

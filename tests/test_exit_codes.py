@@ -373,6 +373,8 @@ def test_refusals_of_run_and_runs_write_no_folder(tmp_path, capsys, monkeypatch)
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))  # no mnist files there
     rc, _, err = run_cli(["run", "experiments/exact.py", "--profile", "smoke", "--dataset", "mnist", "--store", tmp_path / "s"], capsys)
     assert rc == 2 and "mnist needs" in err and not (tmp_path / "s").exists()
+    rc, _, err = run_cli(["status", "experiments/exact.py", "--profile", "smoke", "--dataset", "mnist", "--store", tmp_path / "s"], capsys)
+    assert rc == 2 and "mnist needs" in err and not (tmp_path / "s").exists()
     rc, _, err = run_cli(["runs", "--store", tmp_path / "missing"], capsys)
     assert rc == 2 and "does not exist" in err and not (tmp_path / "missing").exists()
     rng = np.random.default_rng(0)
