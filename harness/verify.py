@@ -396,6 +396,7 @@ def verify(store: RunStore, do_repair: bool = False, threads: int | None = None,
         out(f"repair: `python -m harness verify --repair --store {shlex.quote(str(store.root))}`, or run the sweeps that list these runs again")
         return DAMAGED
     index = index if index is not None else StudyIndex(store)
+    had = {f.run_id: _recorded_kinds(store, f.run_id) for f in findings}
     left = 0
     for f in findings:
         try:
@@ -404,6 +405,16 @@ def verify(store: RunStore, do_repair: bool = False, threads: int | None = None,
             whole, what = False, f"run {f.run_id}: not repaired: {exc}"
         left += not whole
         out(what)
+    # Studies are listed again now that their runs are whole: a damaged tuning run hid which rate
+    # each arm chose, and so which evaluations its study asks of the runs it lists.
+    index = StudyIndex(store, index.experiments)
+    for f in findings:
+        try:
+            line = _complete(store, f.run_id, index, had[f.run_id], threads)
+        except HarnessError as exc:
+            line = f"run {f.run_id}: its evaluations not computed: {exc}"
+        if line:
+            out(line)
     missing = index.missing([f.run_id for f in findings])
     for line in missing:
         out(line)
@@ -419,6 +430,33 @@ def verify(store: RunStore, do_repair: bool = False, threads: int | None = None,
         return SKIPPED
     out(f"repaired {len(findings)} runs: the store is whole, and the studies that list them have every run and evaluation their tables need")
     return WHOLE
+
+
+def _recorded_kinds(store: RunStore, rid: str) -> set[str] | None:
+    """The evaluation kinds a run's manifest records; None when the manifest is damaged."""
+    try:
+        return set(store.manifest(rid)["evaluations"])
+    except StoreError:
+        return None
+
+
+def _complete(store: RunStore, rid: str, index: StudyIndex, had: set[str] | None, threads: int | None) -> str | None:
+    """After its repair, compute the evaluations of a run that the studies listing it ask for and
+    that it had before the damage (every one they ask for when its manifest was damaged) but lacks
+    now; what was done, or None when nothing was missing."""
+    from .executors import run_sweep
+
+    asked = {k: v for k, v in index.wanted(rid).items() if had is None or k in had}
+    if not asked or not store.is_complete(rid):
+        return None
+    st = run_state(store, rid, Evaluations(**asked), claimed={})
+    if st.state != "done" or not st.pending.kinds():
+        return None
+    todo = {k: asked[k] for k in st.pending.kinds()}
+    threads = threads or _recorded_threads(store, Finding(rid, {}, {}))
+    summary = run_sweep([store.load_config(rid)], store, evaluations=Evaluations(**todo), threads=threads)
+    return _outcome(store, summary, rid, f"computed its {', '.join(todo)} evaluation{'s' if len(todo) > 1 else ''}, "
+                                         "with the settings of the study that asks for it")[1]
 
 
 def _holder(store: RunStore, rid: str, owner: str | None) -> str:

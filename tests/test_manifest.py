@@ -282,3 +282,30 @@ def test_verify_names_a_run_it_skipped_under_a_live_claim_and_exits_3(study, cap
     assert main(["verify", "--repair", "--store", str(store.root)]) == 3
     (store.root / ".claims" / rid).unlink()
     assert main(["verify", "--store", str(store.root)]) == 1 and f"run {rid}: checkpoint.pt: changed" in capsys.readouterr().out
+
+
+TUNED = MINI.replace("return [0.05]", "return [0.02, 0.05]").replace('"train.lr": 0.05', '"train.lr": 0.02')
+
+
+def test_a_run_repaired_beside_a_damaged_tuning_run_gets_the_evaluation_its_study_asks_for(tmp_path, monkeypatch, capsys):
+    """A damaged tuning run hides which rate its arm chose, so which runs the study lists and what it
+    asks of them is known only once that run is retrained: a seed's run whose manifest was damaged
+    too is retrained first without evaluations, then given the one its study asks for."""
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mini.py").write_text(TUNED)
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    monkeypatch.setattr(verify, "EXPERIMENTS", tmp_path / "experiments")
+    store = RunStore(tmp_path / "s")
+    assert main(["run", str(tmp_path / "experiments" / "mini.py"), "--profile", "smoke", "--store", str(store.root)]) == 0
+    evaluated = [r for r in store.run_ids() if (store.path(r) / "mc_settings.json").exists()]
+    tuning = [r for r in store.run_ids() if r not in evaluated]
+    assert len(evaluated) == 2 and len(tuning) == 2
+    damage(store.path(tuning[0]) / "checkpoint.pt", "flip")
+    damage(store.path(evaluated[0]) / MANIFEST, "flip")
+    capsys.readouterr()
+    assert main(["verify", "--repair", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"run {tuning[0]}: trained again\n" in out and f"run {evaluated[0]}: trained again\n" in out  # no study could be resolved yet
+    assert f"run {evaluated[0]}: computed its mc evaluation, with the settings of the study that asks for it" in out
+    assert "still missing" not in out
+    assert set(tables.collect("mini", "smoke", store)) == {"runs", "tuning", "evaluations", "subnetworks"}
