@@ -7,6 +7,11 @@ ensembles also gets their rows in its robustness tables (shift, ood, entropy_his
 `ensemble`), computed here from the members' stored predictions, and a `members` table; every row
 of those tables carries `replicate` and `group` (dropout, no dropout). `tuning` lists each arm's
 tuning runs (`harness.tuning`) and the learning rate chosen on validation.
+
+The folder's `manifest.json` (`harness.output_manifest`) records every file's size and SHA-256 and
+is written last; every reader of the tables (`load`, `read_bytes`, `analysis.presentation`) checks
+the bytes it reads against it, and a missing or damaged table stops the reader (TableError, exit
+status 2) with the command that collects the study again.
 """
 
 from __future__ import annotations
