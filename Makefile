@@ -17,10 +17,15 @@ DATASET ?=
 default_dataset_quick := mnist5k
 default_dataset_smoke := digits
 # the setting's name, as harness/setting.py gives it (one definition: a .npz file adds a hash of its path)
-SETTING := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),$(shell $(PYTHON) -m harness.setting name '$(PROFILE)' '$(DATASET)'),$(PROFILE))
-DSFLAG := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),--dataset $(DATASET))
-DATAFILE := $(filter %.npz,$(DATASET))
-$(if $(DATAFILE),$(if $(wildcard $(DATAFILE)),,$(error DATASET=$(DATASET): no such file; give the path of a .npz file with arrays x and y (and optionally x_test, y_test))))
+# A path may hold spaces (and quotes): make splits words on spaces, so DATASET is used as one
+# shell-quoted word (DATASET_Q) in commands and with escaped spaces as a prerequisite (DATAFILE).
+empty :=
+space := $(empty) $(empty)
+DATASET_Q := '$(subst ','\'',$(DATASET))'
+SETTING := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),$(shell $(PYTHON) -m harness.setting name '$(PROFILE)' $(DATASET_Q)),$(PROFILE))
+DSFLAG := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),--dataset $(DATASET_Q))
+DATAFILE := $(if $(filter %.npz,$(lastword $(DATASET))),$(subst $(space),\ ,$(DATASET)))
+$(if $(DATAFILE),$(if $(shell test -f $(DATASET_Q) && echo yes),,$(error DATASET=$(DATASET): no such file; give the path of a .npz file with arrays x and y (and optionally x_test, y_test))))
 # where reports/ and figures/ go (default: here); `make paper-check` writes into a temporary folder
 OUT ?= .
 OUTDIR := $(if $(filter .,$(OUT)),,$(OUT)/)
@@ -101,6 +106,13 @@ $(STAMPS)/shift: experiments/ensemble_vs_dropout.py
 $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
 	$(PY) -m analysis.tables $* --profile $(PROFILE) $(DSFLAG)
 
+# a study's tables that do not match their folder's manifest (a changed, truncated or missing file, or
+# a collection killed half-way) are collected again, whatever their times say
+DAMAGED_TABLES := $(if $(wildcard $(TABLES)),$(shell test -x $(PY) && $(PY) -m harness.output_manifest damaged '$(TABLES)' 2>/dev/null))
+$(DAMAGED_TABLES:%=$(TABLES)/%/runs.parquet): FORCE
+.PHONY: FORCE
+FORCE:
+
 .SECONDEXPANSION:
 $(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py analysis/paths.py harness/stats.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
 	$(PY) -m analysis.fig_$* --profile $(PROFILE) $(DSFLAG)
@@ -117,8 +129,6 @@ baseline: $(INSTALLED) ## the default dropout network and its no-dropout twin on
 
 GENERALITY := mnist5k mnist1d digits
 comma := ,
-empty :=
-space := $(empty) $(empty)
 generality: $(INSTALLED) ## the quick design on mnist5k, MNIST-1D and digits: one claims table over the three settings (reports/generality/)
 	$(foreach d,$(GENERALITY),$(MAKE) --no-print-directory report PROFILE=quick DATASET=$(d) &&) true
 	$(PY) -m analysis.generality --profile quick --datasets $(subst $(space),$(comma),$(GENERALITY))

@@ -25,6 +25,7 @@ from harness.verdicts import MIN_N, Hypothesis, assess, decide
 
 from .labels import label_keep, label_method, label_placement
 from .presentation import claim_lines, load_setting, show_claims, study_adaptation
+from .tables import TableError
 
 EQUIVALENCE_MARGIN = 0.005  # C2: weight scaling within 0.5 points of error of the ensemble
 NONINFERIORITY_MARGIN = 0.005  # C5: the recommended rates at most 0.5 points worse than the best
@@ -500,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = {s: t for s, t in tables.items() if s not in skipped}
     if args.study and args.study not in tables:
         make = f"make {args.study} PROFILE={args.profile}" + (f" DATASET={args.dataset}" if setting != args.profile else "")
-        raise SystemExit(f"error: no tables of {args.study} ({setting}); run `{make}` first")
+        raise TableError(f"no tables of {args.study} ({setting}); run `{make}` first")
     claims = claims_table(tables)
     family = holm_family_size(claims)  # the rows that entered the adjustment, not every tested one
     shown = show_claims(claims[claims.study == args.study] if args.study else claims)
@@ -512,4 +513,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(main())
+    from .tables import exit_2
+
+    sys.exit(exit_2(main))

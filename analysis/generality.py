@@ -69,6 +69,7 @@ from .paths import figures_dir, report_dir
 from .presentation import (UNITS, claims_html, estimate_text, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation,
                            unit_scale)
 from .style import save
+from .tables import TableError
 
 EVERY, WHERE_TESTED, DEPENDENT, NOT_SHOWN, DESCRIPTIVE = ("holds in every setting", "holds where tested", "setting-dependent",
                                                           "not shown", "descriptive")
@@ -302,7 +303,7 @@ def load_settings(profile: str, datasets: list[str]) -> tuple[dict[Setting, dict
     tables = {s: load_setting(s.name) for s in settings}
     missing = [(s, d) for (s, t), d in zip(tables.items(), datasets) if not t]
     if missing:
-        raise SystemExit("error: no collected tables of " + "; ".join(
+        raise TableError("no collected tables of " + "; ".join(
             f"setting {s.name} (reports/{s.name}/tables): run `make all PROFILE={profile} DATASET={d}`" for s, d in missing) + " first")
     skipped = {s.name: {study: why for study in t if (why := study_adaptation(s.name, study).skipped)} for s, t in tables.items()}
     return {s: {study: st for study, st in t.items() if study not in skipped[s.name]} for s, t in tables.items()}, skipped
@@ -416,4 +417,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .tables import exit_2
+
+    sys.exit(exit_2(main))

@@ -14,16 +14,20 @@ It imports nothing of analysis but `paths` and `tables` (which read files and dr
 from __future__ import annotations
 
 import html
+import io
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from harness.setting import DEFAULT_DATASETS, Setting, dataset_label
 from harness.verdicts import VERDICTS
 
+from harness import output_manifest
+
 from .paths import tables_dir
-from .tables import adaptation
+from .tables import TableError, adaptation, read_bytes, rebuild_command
 
 STUDIES = {  # study: figures drawn from its tables
     "mc_vs_ws": ["mc_convergence", "subnetwork_errors"],
@@ -52,15 +56,27 @@ def setting_dataset(setting: Setting) -> str:
 
 
 def load_study(setting: str, study: str) -> dict[str, pd.DataFrame]:
-    """Every collected table of one study, by name ({} when the folder does not exist)."""
+    """Every collected table of one study, by name ({} when the folder does not exist), each checked
+    against the folder's manifest: a TableError names every file that is missing, damaged or not
+    listed, and the command that collects the study again."""
     folder = tables_dir(setting, study)
-    return {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
+    if not folder.is_dir():
+        return {}
+    damage = output_manifest.damage(folder)
+    if damage:
+        listed = "; ".join(f"{name}: {what}" for name, what in damage.items())
+        raise TableError(f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {listed}; "
+                         f"collect them again: {rebuild_command(setting, study)}")
+    files, _ = output_manifest.load(folder)
+    return {Path(name).stem: pd.read_parquet(io.BytesIO(read_bytes(setting, study, name))) for name in sorted(files) if name.endswith(".parquet")}
 
 
 def load_setting(setting: str) -> dict[str, dict[str, pd.DataFrame]]:
-    """The tables of every study of STUDIES whose runs table has been collected, in STUDIES order:
-    `tables[study][name]`. A study its setting skipped is here too, with an empty runs table."""
-    return {s: load_study(setting, s) for s in STUDIES if (tables_dir(setting, s) / "runs.parquet").is_file()}
+    """The tables of every study of STUDIES that has been collected (its folder holds any file), in
+    STUDIES order: `tables[study][name]`. A study its setting skipped is here too, with an empty
+    runs table. A damaged or incomplete folder raises TableError (`load_study`): the claims family
+    spans every study, so none is left out for its damage."""
+    return {s: load_study(setting, s) for s in STUDIES if tables_dir(setting, s).is_dir() and any(tables_dir(setting, s).iterdir())}
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .claims import BANDS, CONVERGED_SHARE, MILD_SHARE, SEVERE_SHARE, claims_tab
 from .labels import label_keep, label_method, label_placement, sort_methods
 from .paths import ROOT, figures_dir, report_dir
 from .presentation import STUDIES, claim_lines, claims_html, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation, to_markdown
+from .tables import TableError
 
 PERCENT = {"error", "train_error", "test_error", "ece", "overconfidence"}
 
@@ -229,7 +230,7 @@ def build(profile: str, dataset: str | None = None) -> list[str]:
     adapted = {s: study_adaptation(name, s) for s in tables}
     if not tables:
         make = f"make tables PROFILE={profile}" + (f" DATASET={dataset}" if setting.dataset is not None else "")
-        raise SystemExit(f"error: no tables under {out / 'tables'}; run `{make}` first")
+        raise TableError(f"no tables under {out / 'tables'}; run `{make}` first")
     written = []
 
     def csv(name: str, df: pd.DataFrame) -> None:
@@ -324,4 +325,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .tables import exit_2
+
+    sys.exit(exit_2(main))

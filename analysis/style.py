@@ -102,7 +102,7 @@ def run(name: str, draw, argv: list[str] | None = None) -> int:
 
     from harness.setting import setting_name
 
-    from .tables import StudySkipped
+    from .tables import StudySkipped, TableError
 
     ap = argparse.ArgumentParser(prog=f"python -m analysis.fig_{name}")
     ap.add_argument("--profile", default="quick")
@@ -113,6 +113,11 @@ def run(name: str, draw, argv: list[str] | None = None) -> int:
         fig, caption = draw(setting)
     except StudySkipped as why:
         fig, caption = skipped_figure(str(why))
+    except TableError as exc:  # a missing or damaged table: named with the command that collects it again, never drawn from
+        import sys
+
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     save(fig, name, setting, caption)
     print(f"figures/{setting}/{name}.pdf, .png")
     return 0

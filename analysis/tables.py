@@ -7,6 +7,11 @@ ensembles also gets their rows in its robustness tables (shift, ood, entropy_his
 `ensemble`), computed here from the members' stored predictions, and a `members` table; every row
 of those tables carries `replicate` and `group` (dropout, no dropout). `tuning` lists each arm's
 tuning runs (`harness.tuning`) and the learning rate chosen on validation.
+
+The folder's `manifest.json` (`harness.output_manifest`) records every file's size and SHA-256 and
+is written last; every reader of the tables (`load`, `read_bytes`, `analysis.presentation`) checks
+the bytes it reads against it, and a missing or damaged table stops the reader (TableError, exit
+status 2) with the command that collects the study again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import sys
 
 import pandas as pd
 
+from harness import output_manifest
 from harness.files import atomic_write
+from harness.output_manifest import MANIFEST, manifest_bytes
 
 from .paths import ROOT, tables_dir
 
@@ -110,38 +117,77 @@ def ensemble_tables(exp, store, collected: dict[str, pd.DataFrame], runs: pd.Dat
 
 
 def write(tables: dict[str, pd.DataFrame], folder, adapted: dict | None = None) -> None:
-    """Write every table atomically, runs.parquet last: it is the file make checks, so a collection
-    killed half-way is redone rather than taken as up to date. `adapted` (how the study was moved
-    onto its setting's dataset) goes to adaptation.json first; without it none is left."""
+    """Write every table atomically, then the folder's manifest (`harness.output_manifest`: size and
+    SHA-256 of each file), last. The old manifest goes first, so a collection killed half-way leaves
+    a folder that every reader refuses and make collects again, never tables taken as whole.
+    `adapted` (how the study was moved onto its setting's dataset) goes to adaptation.json;
+    without it none is left."""
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).unlink(missing_ok=True)
     for stale in folder.glob("*.parquet"):  # a table an earlier collection wrote and this one does not (e.g. now skipped)
         if stale.stem not in tables:
             stale.unlink()
+    written = {}
     if adapted:
-        atomic_write(folder / ADAPTATION, (json.dumps(adapted, indent=2) + "\n").encode())
+        written[ADAPTATION] = (json.dumps(adapted, indent=2) + "\n").encode()
+        atomic_write(folder / ADAPTATION, written[ADAPTATION])
     else:
         (folder / ADAPTATION).unlink(missing_ok=True)
     for name, df in sorted(tables.items(), key=lambda item: item[0] == "runs"):
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
+        written[f"{name}.parquet"] = buf.getvalue()
         atomic_write(folder / f"{name}.parquet", buf.getvalue())
+    atomic_write(folder / MANIFEST, manifest_bytes(written))
+
+
+class TableError(SystemExit):
+    """A collected table that is missing or does not match its folder's manifest: the message names
+    it and the make command that rebuilds it. A SystemExit, so that no reader goes on without it;
+    the commands that read tables exit with status 2 for it (`exit_2`)."""
+
+
+def exit_2(main, argv: list[str] | None = None) -> int:
+    """Run a reader's `main`, turning a TableError into its message on stderr and exit status 2
+    (an uncaught SystemExit with a message would exit with 1, the status of a failed computation)."""
+    try:
+        return main(argv)
+    except TableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def rebuild_command(setting: str, study: str) -> str:
+    """The commands that collect a study's tables of a setting again (`harness.output_manifest`)."""
+    import os
+
+    return output_manifest.rebuild_command(setting, study, os.environ.get("HARNESS_OUT") or None, tables_dir(setting, study))
+
+
+def read_bytes(setting: str, study: str, name: str) -> bytes:
+    """One file of a study's collected tables, checked against the folder's manifest; a TableError
+    naming the file, what is wrong and the command that rebuilds it."""
+    folder = tables_dir(setting, study)
+    if not folder.is_dir():
+        raise TableError(f"the tables of {study} ({setting}) are not collected: {folder} does not exist; "
+                         f"collect them: {rebuild_command(setting, study)}")
+    data, what = output_manifest.read(folder, name)
+    if data is None:
+        raise TableError(f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {what}; "
+                         f"collect them again: {rebuild_command(setting, study)}")
+    return data
 
 
 def load(profile: str, study: str, name: str) -> pd.DataFrame:
-    """Read one collected table (what figure and report scripts use); `profile` is a setting's name
-    (`harness.setting.Setting.name`). A study its setting skipped raises StudySkipped."""
+    """Read one collected table (what figure and report scripts use), checked against its folder's
+    manifest; `profile` is a setting's name (`harness.setting.Setting.name`). A study its setting
+    skipped raises StudySkipped; a missing or damaged table, TableError."""
     skipped = adaptation(profile, study).get("skipped")
     if skipped:
         raise StudySkipped(skipped)
-    path = tables_dir(profile, study) / f"{name}.parquet"
-    if not path.is_file():
-        profile_of, _, dataset = profile.partition("-")  # a setting's name: PROFILE or PROFILE-DATASET
-        flags = f"PROFILE={profile_of}" + (f" DATASET={dataset}" if dataset else "")
-        raise SystemExit(f"error: {path} is missing; run `make tables {flags}` (or `python -m analysis.tables {study} --profile {profile_of}"
-                         f"{' --dataset ' + dataset if dataset else ''}`)")
-    return pd.read_parquet(path)
+    return pd.read_parquet(io.BytesIO(read_bytes(profile, study, f"{name}.parquet")))
 
 
 ADAPTATION = "adaptation.json"  # beside a study's tables: its dataset, how it was adapted to it, or why it was skipped
@@ -152,11 +198,17 @@ class StudySkipped(Exception):
 
 
 def adaptation(setting: str, study: str) -> dict:
-    """What `adaptation.json` of a study's tables says ({} when the study ran on its own data)."""
+    """What `adaptation.json` of a study's tables says ({} when the study ran on its own data),
+    checked against the folder's manifest (a folder without tables yet has neither)."""
     import json
 
-    path = tables_dir(setting, study) / ADAPTATION
-    return json.loads(path.read_text()) if path.is_file() else {}
+    folder = tables_dir(setting, study)
+    if not folder.is_dir():
+        return {}
+    files, _ = output_manifest.load(folder)
+    if files is not None and ADAPTATION not in files and not (folder / ADAPTATION).exists():
+        return {}
+    return json.loads(read_bytes(setting, study, ADAPTATION))
 
 
 def main(argv: list[str] | None = None) -> int:

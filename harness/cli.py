@@ -89,10 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--stale", action="store_true", help="only runs trained by training code that has changed since (harness/config, data, models, training)")
     ls.set_defaults(func=cmd_runs)
 
-    vf = sub.add_parser("verify", help="check every stored file against its run's manifest (like git fsck); --repair retrains or re-evaluates what is damaged")
+    vf = sub.add_parser("verify", help="check every stored file against its run's manifest (like git fsck); exit 0 whole, 1 damaged, 3 runs held by a live "
+                        "process left unchecked; --repair retrains or re-evaluates what is damaged")
     vf.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
-    vf.add_argument("--repair", action="store_true", help="retrain damaged runs from their config.json, compute damaged evaluations again (exit 0 once the store is whole)")
+    vf.add_argument("--repair", action="store_true", help="retrain damaged runs and compute damaged evaluations again (config and settings from the run's files, "
+                    "else from the study that lists it), then name what the studies' tables still need; exit 0 once the store is whole and those tables collectable")
     vf.add_argument("--threads", type=int, help="torch CPU threads for repairs (default: the threads each run was trained with, for bit-identical results)")
+    vf.add_argument("--out", metavar="DIR", help="also check the collected tables under DIR/reports/*/tables/ against their manifests (make's OUT; the project folder by default: --out .)")
     vf.set_defaults(func=cmd_verify)
 
     mc = sub.add_parser("mc", help="evaluate a stored run's inference modes (weight scaling, MC subnetworks, exact) without retraining")
@@ -214,8 +217,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _list(text: str | None, tp: type, flag: str) -> list | None:
     if text is None:
         return None
+    parts = [v.strip() for v in text.split(",")]
+    if "" in parts and parts != [""]:  # `8,,8` is a typo, not [8, 8]
+        raise HarnessError(f"{flag} {text}: element {parts.index('') + 1} is empty; give comma-separated {tp.__name__} values, "
+                           f"e.g. {'512,512' if tp is int else '0.5,0.5'}")
     try:
-        return [tp(v) for v in text.split(",") if v.strip()]
+        return [tp(v) for v in parts if v]
     except ValueError:
         raise HarnessError(f"{flag} {text}: expected comma-separated {tp.__name__} values, e.g. {'512,512' if tp is int else '0.5,0.5'}") from None
 
@@ -282,19 +289,49 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .executors import check_sweep_flags, run_sweep
-    from .experiment import load_experiment, resolve
-    from .run import Evaluations
+    from pathlib import Path
+
+    from .executors import check_sweep_flags
+    from .experiment import load_experiment
+    from .store import default_root
 
     exp = load_experiment(args.experiment, args.profile, args.dataset)  # a bad dataset is refused here, before the store folder is made
-    check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit)
+    check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit, args.task_cpus, args.task_gpus)
     where = f"{args.profile}{', ' + exp.dataset if exp.dataset else ''}"
     if exp.skipped:
         print(f"experiment {exp.name} ({where}): skipped: {exp.skipped}")
         return 0
     for note in exp.notes:
         print(f"experiment {exp.name} ({where}): {note}")
-    store = _store(args)
+    for name in {c.data.name: None for c in exp.configs}:  # data files that are missing or broken: refused before the store is made
+        run_id(next(c for c in exp.configs if c.data.name == name))
+    root = Path(args.store) if args.store else default_root()
+    existed = root.exists()
+    try:
+        return _run_study(args, exp, where, _store(args))
+    except HarnessError:  # refused (data that fail when loaded for training): a store made for this command alone goes again
+        if not existed:
+            _remove_if_empty(root)
+        raise
+
+
+def _remove_if_empty(root) -> None:
+    """Remove a store folder that holds nothing but an empty claims folder (and its lock file)."""
+    claims = root / ".claims"
+    try:
+        if claims.is_dir() and all(p.name == ".lock" for p in claims.iterdir()):
+            (claims / ".lock").unlink(missing_ok=True)
+            claims.rmdir()
+        root.rmdir()  # only when empty
+    except OSError:
+        pass
+
+
+def _run_study(args: argparse.Namespace, exp, where: str, store) -> int:
+    from .executors import run_sweep
+    from .experiment import resolve
+    from .run import Evaluations
+
     sweep = dict(executor=args.executor, workers=args.workers, threads=args.threads, force=args.force, retry_failed=args.retry_failed,
                  ray_address=args.ray_address, task_cpus=args.task_cpus, task_gpus=args.task_gpus,
                  wait=args.wait, wait_limit_s=args.wait_limit)  # both sweeps below (tuning, then the tuned configs)
@@ -336,6 +373,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if exp.skipped:
         print(f"experiment {exp.name} ({args.profile}, {exp.dataset}): skipped: {exp.skipped}")
         return 0
+    for name in {c.data.name: None for c in exp.configs}:  # data files that are missing or broken: refused before the store is made
+        run_id(next(c for c in exp.configs if c.data.name == name))
     store = _store(args)
     try:
         exp = resolve(exp, store)
@@ -358,10 +397,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from .run import run_state
 
-    store = _store(args)
-    df = store.runs_table(args.experiment)  # warns of each run whose run.parquet is damaged, and leaves it out
+    store = _existing_store(args)
+    df = store.runs_table(args.experiment)  # warns of each run whose run.parquet is damaged, and leaves its row out
+    if store.damaged:  # ... which is shown as a row marked damaged: nothing of it is read, so its study is unknown ("?")
+        unread = pd.DataFrame({"run_id": sorted(store.damaged), "experiment": "?", "status": "damaged"})
+        df = df.astype({c: "Int64" for c in df.columns if pd.api.types.is_integer_dtype(df[c])})  # integers stay integers beside the gaps
+        df = unread if df.empty else pd.concat([df, unread], ignore_index=True)
     if not df.empty:  # runs whose row reads but another run file (or the manifest) is damaged: shown as damaged
-        damaged = {rid: st.note for rid in df.run_id if (st := run_state(store, rid, claimed={})).state == "damaged"}
+        damaged = {rid: st.note for rid in df.run_id if rid not in store.damaged and (st := run_state(store, rid, claimed={})).state == "damaged"}
         for note in damaged.values():
             print(f"warning: {note}", file=sys.stderr)
         df.loc[df.run_id.isin(damaged), "status"] = "damaged"
@@ -384,7 +427,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise HarnessError(f"--threads {args.threads}: must be a positive integer (or left out for the threads each run was trained with)")
-    return verify(_existing_store(args), do_repair=args.repair, threads=args.threads)
+    out = None
+    if args.out is not None:
+        from pathlib import Path
+
+        out = Path(args.out)
+        if not (out / "reports").is_dir():
+            raise HarnessError(f"--out {args.out}: no reports/ folder there: name the folder that holds reports/ (make's OUT; the project folder by default)")
+    code = verify(_existing_store(args), do_repair=args.repair, threads=args.threads)
+    if out is None:
+        return code
+    from .output_manifest import check_output
+
+    checked, damaged = check_output(out)
+    for line in damaged:
+        print(line)
+    print(f"{checked} table folders checked under {out / 'reports'}: " + (f"{len(damaged)} damaged or incomplete (see above)" if damaged else "every file matches its folder's manifest"))
+    return 1 if damaged else code  # damage outranks runs left unchecked (3)
 
 
 def format_runs(df: pd.DataFrame) -> str:

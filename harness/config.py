@@ -126,6 +126,11 @@ class ModelConfig:
                 _check_prob(f"model.p_drop_conv[{i}]", p)
         if self.max_norm is not None and self.max_norm <= 0:
             raise ConfigError(f"model.max_norm={self.max_norm}: must be positive, or null to disable")
+        if self.kind == "mlp":  # keys with no effect on an MLP would still change its identity: refused, not ignored
+            for key in ("conv_channels", "p_drop_conv"):
+                if tuple(getattr(self, key)) != getattr(ModelConfig, key):
+                    raise ConfigError(f"model.{key}={list(getattr(self, key))} applies to a cnn's conv blocks only, and model.kind is mlp: "
+                                      f"leave it out (or set model.kind=cnn)")
 
 
 @dataclass(frozen=True)
@@ -294,16 +299,32 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r}: write it as key=value, e.g. model.widths=512,512")
     key, raw = text.split("=", 1)
     key = key.strip()
-    return key, parse_value(raw.strip())
+    try:
+        return key, parse_value(raw.strip())
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def parse_value(raw: str) -> Any:
+    """A value of `key=value`: JSON when it parses; nan and inf (any case, signed) as floats, so
+    that they are refused as non-finite rather than as text; a list in brackets or with commas,
+    element by element (an empty element is an error: `8,,8` is not [8, 8])."""
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
         pass
-    if "," in raw:
-        return [parse_value(part.strip()) for part in raw.split(",") if part.strip()]
+    if raw.strip().lstrip("+-").lower() in ("nan", "inf", "infinity"):
+        return float(raw.strip().lower().replace("infinity", "inf"))
+    inner = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    if "," in inner or inner is not raw:
+        parts = [part.strip() for part in inner.split(",")]
+        if parts == [""]:
+            return []
+        empty = [i for i, part in enumerate(parts) if not part]
+        if empty:
+            raise ConfigError(f"value {raw!r}: element {empty[0] + 1} of the list is empty; write the elements separated by single commas, "
+                              "e.g. 512,512")
+        return [parse_value(part) for part in parts]
     return raw
 
 

@@ -384,10 +384,26 @@ def _load_npz(name: str) -> Raw:
         if len(absent):  # a class without training examples would be an output unit no example ever trains
             raise DataError(f"{path}: y has labels 0..{int(y.max())} but no example of {_labels(absent)}; labels are the classes 0..K-1, "
                             "each with examples: renumber them (np.unique(y, return_inverse=True)[1])")
+    if len(y) and int(y.max()) == 0:  # every output would be the one class: error 0, and nothing learned
+        raise DataError(f"{path}: every example of y has label 0: a classifier needs at least two classes to tell apart; "
+                        "add examples of another class")
+    for xs, xn in ((x, "x"), (x_test, "x_test")):
+        if xs is not None and len(xs) and _overflows(xs):
+            top = float(np.max(np.abs(xs.astype(np.float64))))
+            raise DataError(f"{path}: {xn} holds values up to {top:.3g} in magnitude, whose mean or standard deviation overflows: "
+                            f"standardization would turn every example into 0; rescale {xn} (e.g. divide it by {top:.0e})")
     if x.ndim == 3:  # (N, H, W) images: one channel
         x = x[:, None]
         x_test = x_test[:, None] if x_test is not None else None
     return Raw(x, y.astype(np.int64), x_test, y_test.astype(np.int64) if y_test is not None else None)
+
+
+def _overflows(xs: np.ndarray) -> bool:
+    """Whether the mean or standard deviation of `xs` (in float64, as standardization computes them)
+    is not finite: finite values near 1e300 square to infinity."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = xs.astype(np.float64)
+        return not (math.isfinite(float(a.mean())) and math.isfinite(float(a.std())))
 
 
 def _npz_array(z, name: str, path: Path) -> np.ndarray:
@@ -668,26 +684,37 @@ def load_dataset(cfg: DataConfig, device: str | torch.device = "cpu") -> Dataset
             )
         train = train[stratified_subsample(y[train], cfg.train_size, split_seed)]
     x_train = x[train].astype(np.float64)
-    mean, std = float(x_train.mean()), float(x_train.std())
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(x_train.mean()), float(x_train.std())
+    if not (math.isfinite(mean) and math.isfinite(std)):  # else every standardized example would be 0 and the run "ok" at chance
+        raise DataError(f"the training examples of {cfg.name} hold values up to {float(np.max(np.abs(x_train))):.3g} in magnitude: their "
+                        f"mean or standard deviation overflows, so standardization would turn every example into 0; rescale the data")
+    if _n_classes(y, y_test) < 2:
+        raise DataError(f"{cfg.name} has examples of one class only: a classifier needs at least two classes to tell apart")
     if not std > 0:  # standardization divides by std: constant images would become NaN and "diverge"
         fix = f"save real examples in {cfg.name}" if is_npz(cfg.name) else f"replace the files in {data_dir() / cfg.name} with real images"
         what = "images" if x.ndim == 4 else "examples"
         raise DataError(f"the {len(train)} training {what} of {cfg.name} are constant (every value is {mean:g}): standardization divides by "
                         f"their standard deviation, 0, and they hold nothing to learn; {fix}")
 
-    def prep(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((a.astype(np.float64) - mean) / std).astype(np.float32)).to(device)
+    def prep(a: np.ndarray, split: str) -> torch.Tensor:
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = ((a.astype(np.float64) - mean) / std).astype(np.float32)
+        if not np.isfinite(z).all():  # a split far outside the training split's range
+            raise DataError(f"the {split} examples of {cfg.name}, standardized with the training split's mean {mean:.3g} and standard deviation "
+                            f"{std:.3g}, overflow float32 ({int((~np.isfinite(z)).sum())} values); rescale the data")
+        return torch.from_numpy(z).to(device)
 
     def labels(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(device)
 
     return Dataset(
         name=cfg.name,
-        x_train=prep(x[train]),
+        x_train=prep(x[train], "training"),
         y_train=labels(y[train]),
-        x_val=prep(x[val]),
+        x_val=prep(x[val], "validation"),
         y_val=labels(y[val]),
-        x_test=prep(x_test),
+        x_test=prep(x_test, "test"),
         y_test=labels(y_test),
         input_shape=tuple(x.shape[1:]),
         n_classes=_n_classes(y, y_test),

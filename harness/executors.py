@@ -23,6 +23,7 @@ import concurrent.futures as cf
 import math
 import multiprocessing
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -104,7 +105,10 @@ WAIT_POLL_S = 1.0  # how often a waiting sweep looks again at the runs it waits 
 WAIT_REPORT_S = 30.0  # how often it says again which runs it waits for, while the same processes hold them
 
 
-def check_sweep_flags(executor: str, workers, threads, wait_limit_s) -> None:
+MAX_WORKERS = max(64, 8 * (os.cpu_count() or 1))  # more parallel runs than this only queue for the cores (and fork a process each)
+
+
+def check_sweep_flags(executor: str, workers, threads, wait_limit_s, task_cpus: float = 1.0, task_gpus: float = 0.0) -> None:
     """Refuse bad sweep flags (ConfigError) before anything is claimed, run or created: a bad flag
     must never reach the store (the command line checks them before it opens the store)."""
     if executor not in EXECUTORS:
@@ -112,6 +116,13 @@ def check_sweep_flags(executor: str, workers, threads, wait_limit_s) -> None:
     for name, value in (("workers", workers), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name}={value!r}: must be a positive integer (or left out for the default)")
+    if workers is not None and workers > MAX_WORKERS:
+        raise ConfigError(f"workers={workers}: at most {MAX_WORKERS} parallel runs (this machine has {os.cpu_count()} cores; each worker is a "
+                          "process of its own); leave it out for one per core")
+    if not (math.isfinite(task_cpus) and task_cpus > 0):
+        raise ConfigError(f"--task-cpus {task_cpus}: CPUs per Ray task must be a finite number > 0 (default 1)")
+    if not (math.isfinite(task_gpus) and task_gpus >= 0):
+        raise ConfigError(f"--task-gpus {task_gpus}: GPUs per Ray task must be a finite number >= 0, fractional to share a GPU (default 0)")
     if wait_limit_s is not None and (isinstance(wait_limit_s, bool) or not isinstance(wait_limit_s, (int, float))
                                      or not math.isfinite(wait_limit_s) or wait_limit_s < 0):
         raise ConfigError(f"--wait-limit {wait_limit_s!r}: must be a number of seconds >= 0 "
@@ -163,7 +174,7 @@ def run_sweep(
     host is taken over), or after `wait_limit_s` seconds (default: no limit), when the runs still
     claimed are skipped. wait=False skips them at once ("claimed by another sweep").
     """
-    check_sweep_flags(executor, workers, threads, wait_limit_s)
+    check_sweep_flags(executor, workers, threads, wait_limit_s, task_cpus, task_gpus)
     workers = workers or os.cpu_count() or 1
     if threads is None and executor != "local":
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -226,7 +237,7 @@ def run_sweep(
         mine, others = take(tasks)
         if others and not wait:
             owners = store.claimed()
-            summary.skipped += [(t.cfg, f"claimed by another sweep ({owners.get(t.run_id, '?')})") for t in others]
+            summary.skipped += [(t.cfg, skip_reason(owners.get(t.run_id), store, t.run_id)) for t in others]
             others = []
         compute(mine)
         if others:
@@ -264,8 +275,7 @@ def _wait_for(others: list[Task], store: RunStore, take, compute, summary: Sweep
                                            "owner still runs cannot be told; remove the file if no sweep is computing the run"))
         now = time.monotonic()
         if limit_s is not None and now - started >= limit_s:
-            summary.skipped += [(t.cfg, f"still claimed by another sweep ({owners.get(t.run_id, '?')}) after waiting {limit_s:g} s (--wait-limit)")
-                                for t in others]
+            summary.skipped += [(t.cfg, skip_reason(owners.get(t.run_id), store, t.run_id, limit_s)) for t in others]
             return
         holders = set(owners.values())
         if owners and (holders != reported or now - reported_at >= WAIT_REPORT_S):
@@ -282,29 +292,55 @@ def _waiting_line(owners: dict[str, str], store: RunStore) -> str:
     parts = []
     for owner, ids in by_owner.items():
         shown = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
-        parts.append(f"{len(ids)} held by {_describe_owner(owner, store)}: {shown}")
+        parts.append(f"{len(ids)} held by {_describe_owner(owner, store, ids)}: {shown}")
     n = len(owners)
     return f"waiting for {n} run{'s' if n != 1 else ''} claimed by another process ({'; '.join(parts)})"
 
 
-def _describe_owner(owner: str, store: RunStore) -> str:
-    """A claim's owner ("host pid") in words: on this host, its command line."""
+def _describe_owner(owner: str, store: RunStore, run_ids: list[str] | None = None) -> str:
+    """A claim's owner ("host pid boot_id start_time") in words: on this host, its command line;
+    on another, how to clear its claims if it is gone, since that cannot be checked from here."""
     import socket
 
+    from .store import owner_words
+
     try:
-        host, pid = owner.split()
+        host, pid = owner_words(owner).split()
     except ValueError:
         return repr(owner)
     if host != socket.gethostname():
-        return (f"process {pid} on host {host} (whether it still runs cannot be checked from here; if it is gone, "
-                f"remove its claims under {store.root / '.claims'})")
+        files = " ".join(shlex.quote(str(store.root / ".claims" / r)) for r in run_ids) if run_ids else shlex.quote(str(store.root / ".claims")) + "/RUN_ID"
+        return (f"process {pid} on host {host}: whether it still runs cannot be checked from here. If that sweep is gone, "
+                f"remove its claims (`rm {files}`) and this sweep goes on at once; to stop waiting instead, interrupt this sweep "
+                f"and run it again with --wait-limit SECONDS or --no-wait, which skip the runs still claimed")
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except OSError:
         return f"process {pid}"
     words = [os.path.basename(a.decode(errors="replace")) if i == 0 else a.decode(errors="replace") for i, a in enumerate(argv)]
     command = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
-    return f"process {pid} ({command[:117] + '...' if len(command) > 120 else command})"
+    shown = f"process {pid} ({command[:117] + '...' if len(command) > 120 else command})"
+    if len(owner.split()) == 2:  # an older harness's claim names no start time, so a reused pid cannot be told
+        files = " ".join(shlex.quote(str(store.root / ".claims" / r)) for r in run_ids or [])
+        shown += f"; if that is not a sweep of this store, remove its claims (`rm {files}`)"
+    return shown
+
+
+def skip_reason(owner: str | None, store: RunStore, run_id: str, waited_s: float | None = None) -> str:
+    """Why a claimed run was skipped, with how to clear the claim when its owner is of another host
+    (whose death cannot be seen from here)."""
+    import socket
+
+    from .store import owner_words
+
+    who = owner_words(owner) if owner else "?"
+    what = (f"still claimed by another sweep ({who}) after waiting {waited_s:g} s (--wait-limit)" if waited_s is not None
+            else f"claimed by another sweep ({who})")
+    host = who.split()[0]
+    if owner and host not in ("?", socket.gethostname()):
+        what += (f"; a process of host {host} cannot be checked from here: if that sweep is gone, remove its claim "
+                 f"(`rm {shlex.quote(str(store.root / '.claims' / run_id))}`) and run again")
+    return what
 
 
 def _error(exc: BaseException) -> str:

@@ -68,10 +68,16 @@ def load_experiment(path: str | Path, profile: str = "quick", dataset: str | Non
     from .setting import Setting, adapt, cap_sizes, check_caps, checking
 
     path = Path(path)
+    here = Path(__file__).resolve().parent.parent / "experiments"
+    known = sorted(p.name for p in here.glob("*.py") if not p.name.startswith("_"))
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not an experiment file: name one file, e.g. {path / known[0] if known else 'experiments/STUDY.py'}; "
+                          f"experiments: {', '.join(known)}")
     if not path.is_file():
-        here = Path(__file__).resolve().parent.parent / "experiments"
-        known = sorted(p.name for p in here.glob("*.py") if not p.name.startswith("_"))
         raise ConfigError(f"experiment file {path} does not exist; experiments: {', '.join(known)}")
+    if path.suffix != ".py":
+        raise ConfigError(f"{path} is not an experiment file: an experiment file is Python (.py) that defines NAME and configs(profile); "
+                          f"experiments: {', '.join(known)}")
     if profile not in PROFILES:
         raise ConfigError(f"profile={profile!r} is not known; allowed values: {', '.join(PROFILES)}")
     dataset = Setting(profile, dataset).dataset

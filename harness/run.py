@@ -27,7 +27,7 @@ from .data import Dataset, fingerprint, load_dataset
 from .errors import ConfigError, StoreError
 from .identity import run_id
 from .models import DropoutNet, build_model
-from .store import RUN_FILES, SETTINGS_SUFFIX, RunStore, load_checkpoint, provenance
+from .store import RUN_FILES, SETTINGS_SUFFIX, RunStore, load_checkpoint, owner_words, provenance
 from .training import TrainResult, evaluate, train
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def run_state(store: RunStore, run_id: str, evaluations: "Evaluations" = None, c
         return RunState("done", todo, row, note, damage)
     claimed = store.claimed() if claimed is None else claimed
     if run_id in claimed:
-        return RunState("running", none, None, claimed[run_id])
+        return RunState("running", none, None, f"claimed by {owner_words(claimed[run_id])}")
     error = store.failure(run_id)
     if error is not None:
         return RunState("failed", none, None, error.splitlines()[0])

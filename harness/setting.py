@@ -191,8 +191,8 @@ def check_caps(configs: list, evaluations) -> tuple[list, object, list[str]]:
     def narrow(ws):
         return [max(CHECK_MIN_WIDTH, math.ceil(w / CHECK_WIDTH_DIVISOR)) for w in ws]
 
-    out = [c.replace(**{"train.steps": CHECK_STEPS, "train.check_every_steps": None, "model.widths": narrow(c.model.widths),
-                        "model.conv_channels": narrow(c.model.conv_channels)}) for c in configs]
+    out = [c.replace(**{"train.steps": CHECK_STEPS, "train.check_every_steps": None, "model.widths": narrow(c.model.widths)}
+                     | ({"model.conv_channels": narrow(c.model.conv_channels)} if c.model.kind == "cnn" else {})) for c in configs]
     ev = evaluations
     if ev.mc is not None:
         ev = replace(ev, mc=replace(ev.mc, T=min(ev.mc.T, CHECK_T), streams=min(ev.mc.streams, 2)))

@@ -43,7 +43,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import pandas as pd
 import torch
@@ -268,9 +268,11 @@ class RunStore:
             manifest, _ = self._load_manifest(run_id)
         kind = next((k for k, names in (manifest or {}).get("evaluations", {}).items() if first in names), None)
         if first in RUN_FILES or first == MANIFEST:
-            fix = f"; repair: {verify} retrains the run, as does running its sweep again (or retrain the run with --force)"
+            fix = (f"; repair: {verify} retrains the run (from its config.json, or from the study under experiments/ that lists it when "
+                   "that file is damaged too), as does running its sweep again (or retrain the run with --force)")
         elif kind is not None:
-            fix = f", so its {kind} evaluation is pending; repair: {verify} computes it again, as does running its sweep again"
+            fix = (f", so its {kind} evaluation is pending; repair: {verify} computes it again (with its settings file, or the settings "
+                   "of the study that asks for it when that file is damaged), as does running its sweep again")
         else:
             fix = f"; repair: {verify} removes it"
         return f"run {run_id}: {first} is damaged ({what}){also}{fix}"
@@ -295,8 +297,10 @@ class RunStore:
     # -- claims and failures: what lets sweeps resume and run side by side ---------------------------
 
     def claim(self, run_id: str) -> bool:
-        """Take the run for this process: a claim file under .claims/ naming its owner ("host pid").
-        False when a live process holds it. A claim left by a dead process of this host, and debris
+        """Take the run for this process: a claim file under .claims/ naming its owner ("host pid
+        boot_id start_time", `_me`). False when a live process holds it. A claim left by a process
+        of this host that is gone (no such pid, or the pid is now another process: another boot or
+        another start time, `_stale_claim`), and debris
         (an empty or garbled claim file, as an older harness left when killed or out of disk space
         while writing one), are taken over under the claims lock.
 
@@ -313,7 +317,7 @@ class RunStore:
                     return True
             except FileExistsError:
                 pass
-            if self._remove_claim_if(path, lambda owner: _stale_claim(owner) or owner == me):
+            if self._remove_claim_if(path, lambda owner: _stale_claim(owner, path) or owner == me):
                 continue
             return False
         return False
@@ -346,7 +350,8 @@ class RunStore:
             path.unlink(missing_ok=True)
 
     def claimed(self) -> dict[str, str]:
-        """{run_id: "host pid"} of claims held now. Claims of dead processes of this host, and
+        """{run_id: owner ("host pid boot_id start_time"; `owner_words` for messages)} of claims held
+        now. Claims of processes of this host that are gone (`_stale_claim`), and
         debris, are removed on the way; a claim file this user cannot read is listed as
         "unreadable"."""
         folder = self.root / ".claims"
@@ -357,8 +362,8 @@ class RunStore:
             owner = _read_owner(p)
             if owner is None:
                 continue
-            if owner is not _UNREADABLE and (_owner_fields(owner) is None or _stale_claim(owner)):
-                if self._remove_claim_if(p, _stale_claim):
+            if owner is not _UNREADABLE and (_owner_fields(owner) is None or _stale_claim(owner, p)):
+                if self._remove_claim_if(p, lambda owner, p=p: _stale_claim(owner, p)):
                     continue
                 owner = _read_owner(p)  # taken by a live process meanwhile
                 if owner is None:
@@ -669,24 +674,90 @@ def _pause_for_tests(point: str) -> None:
 
 
 def _me() -> str:
-    """This process, as a claim file names its owner."""
-    return f"{socket.gethostname()} {os.getpid()}"
+    """This process, as a claim file names its owner: "host pid boot_id start_time". The boot id
+    and the process's start time (clock ticks since boot) tell this process from a later one that
+    reuses its pid, after a restart or a pid wrap."""
+    return f"{socket.gethostname()} {os.getpid()} {_boot_id()} {_start_time(os.getpid()) or '-'}"
 
 
-def _stale_claim(owner: str) -> bool:
-    """A claim ("host pid") whose process is known to be gone: same host, no such process. (A
-    garbled owner is debris, not stale: see `_owner_fields`.)"""
-    fields = _owner_fields(owner)
-    return fields is not None and fields[0] == socket.gethostname() and not _pid_alive(fields[1])
+def _boot_id() -> str:
+    """This boot's id (/proc/sys/kernel/random/boot_id), '-' where the system has none."""
+    try:
+        text = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "-"
+    return text if text and not any(c.isspace() for c in text) else "-"
 
 
-def _owner_fields(owner: str) -> tuple[str, int] | None:
-    """(host, pid) of a claim's text; None for debris (empty or garbled: claims are written
-    whole, so a claim being written is never seen half-way)."""
-    parts = owner.split()
-    if len(parts) != 2 or not (parts[1].isascii() and parts[1].isdigit()) or int(parts[1]) <= 0:
+def _start_time(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None when it
+    cannot be read (no such process, no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[-1].split()
+        return fields[19].decode()  # the fields after the command name start at field 3
+    except (OSError, IndexError, UnicodeDecodeError):
         return None
-    return parts[0], int(parts[1])
+
+
+def owner_words(owner: str) -> str:
+    """A claim's owner for messages: "host pid" (the boot id and start time are for the store)."""
+    fields = _owner_fields(owner)
+    return owner if fields is None else f"{fields.host} {fields.pid}"
+
+
+def _stale_claim(owner: str, path: Path | None = None) -> bool:
+    """A claim whose process is known to be gone: one of this host whose pid is not running, or is
+    running another process. That is the case when the claim records another boot or another start
+    time; a claim of an older harness ("host pid") records neither, and its process is another one
+    when it started after the claim was written. A claim of another host is never stale: whether
+    its process runs cannot be told from here. (A garbled owner is debris, not stale: see
+    `_owner_fields`.)"""
+    fields = _owner_fields(owner)
+    if fields is None or fields.host != socket.gethostname():
+        return False
+    if not _pid_alive(fields.pid):
+        return True
+    if fields.boot is None:  # an older harness's claim: only its file's age can tell
+        return path is not None and _started_after(fields.pid, path)
+    if fields.boot != "-" and fields.boot != _boot_id():
+        return True
+    now = _start_time(fields.pid)
+    return fields.start != "-" and now is not None and now != fields.start
+
+
+def _started_after(pid: int, path: Path) -> bool:
+    """Whether process `pid` started after `path` was last written (so it cannot have written it):
+    its start time (ticks since boot) over the clock's ticks per second, plus the boot time."""
+    ticks = _start_time(pid)
+    try:
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        written = path.stat().st_mtime
+    except (OSError, StopIteration, ValueError, IndexError):
+        return False
+    if ticks is None:
+        return False
+    return btime + int(ticks) / os.sysconf("SC_CLK_TCK") > written + 1  # a second's slack: btime is rounded to seconds
+
+
+class _Owner(NamedTuple):
+    host: str
+    pid: int
+    boot: str | None  # None: a claim of an older harness, which recorded host and pid only
+    start: str | None
+
+
+def _owner_fields(owner: str) -> _Owner | None:
+    """(host, pid, boot, start) of a claim's text: "host pid boot_id start_time", or "host pid" as
+    older harnesses wrote it (boot and start None); None for debris (empty or garbled: claims are
+    written whole, so a claim being written is never seen half-way)."""
+    parts = owner.split()
+    if len(parts) not in (2, 4) or not (parts[1].isascii() and parts[1].isdigit()) or int(parts[1]) <= 0:
+        return None
+    if len(parts) == 4 and not (parts[3] == "-" or (parts[3].isascii() and parts[3].isdigit())):
+        return None
+    boot, start = (parts[2], parts[3]) if len(parts) == 4 else (None, None)
+    return _Owner(parts[0], int(parts[1]), boot, start)
 
 
 _UNREADABLE = object()  # what _read_owner returns for a claim file that exists but cannot be read

@@ -4,16 +4,21 @@ Like `git fsck`: every committed run folder's files are hashed and checked again
 manifest (`harness.store`). With `repair`, what is damaged is repaired the way a sweep would:
 
 - a run file (config, checkpoint, history, run row, provenance) or the manifest itself: the run is
-  trained again from its stored config.json when that file still names this run (its config hashes
-  to the run id), with the evaluations whose settings files are intact and the torch threads its
-  provenance recorded, so that on CPU it is bit-identical to the run it replaces. Otherwise the run
-  folder is removed, and the next sweep that lists the run trains it;
-- a table or settings file of an evaluation: the evaluation is computed again with the settings in
-  its settings file when that file is intact; otherwise the evaluation is dropped, and the next
-  sweep that asks for it computes it;
+  trained again, with the torch threads its provenance recorded, so that on CPU it is bit-identical
+  to the run it replaces. Its config comes from its config.json when that file still names this run
+  (its config hashes to the run id), else from the study under experiments/ that lists the run
+  (`StudyIndex`); its evaluations are those it had, with the settings of their settings files when
+  intact, else those of the studies listing it (with a damaged manifest, every evaluation those
+  studies ask for). A run that no study lists and whose config.json is damaged is removed;
+- a table or settings file of an evaluation: the evaluation is computed again, with the settings in
+  its settings file when that file is intact, else with the settings of the study that asks for it;
+  an evaluation no study asks for and whose settings file is damaged is dropped;
 - a table of no evaluation (`RunStore.write_table`): removed.
 
-Runs claimed by a live process (being trained or evaluated now) are neither checked nor repaired.
+After repairs, every study that lists a repaired run is checked for what its tables need (every run
+trained, every evaluation there), and what is still missing is named with the command that brings it
+back. Runs claimed by a live process (being trained or evaluated now) are neither checked nor
+repaired, and named: `verify` then exits with SKIPPED, never 0.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import RunConfig, from_dict
 from .errors import DataError, HarnessError, StoreError
 from .identity import run_id
-from .run import SETTINGS_FILES, Evaluations
-from .store import MANIFEST, RUN_FILES, RunStore
+from .run import SETTINGS_FILES, Evaluations, run_state
+from .store import MANIFEST, RUN_FILES, RunStore, owner_words
+
+WHOLE, DAMAGED, SKIPPED = 0, 1, 3  # exit statuses of `verify` (2 is bad input, as for every command)
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
 @dataclass
@@ -47,11 +56,12 @@ class Finding:
         out = []
         for name, what in self.damage.items():
             if name in RUN_FILES or name == MANIFEST:
-                fix = "the run must be trained again"
+                fix = "the run must be trained again; --repair does so from its config, or from the study that lists it"
             elif name in self.evaluations:
-                fix = f"its {self.evaluations[name]} evaluation must be computed again"
+                fix = (f"its {self.evaluations[name]} evaluation must be computed again; --repair does so with its settings file, "
+                       "or with the settings of the study that asks for it")
             else:
-                fix = "a table of no evaluation: to be removed"
+                fix = "a table of no evaluation: --repair removes it"
             out.append(f"run {self.run_id}: {name}: {what} ({fix})")
         return out
 
@@ -99,27 +109,163 @@ def _under_claim(store: RunStore, finding: Finding, act) -> tuple[bool, str] | N
     return None
 
 
-def repair(store: RunStore, finding: Finding, threads: int | None = None) -> tuple[bool, str]:
+@dataclass(frozen=True)
+class Listing:
+    """One study that lists a run: in which setting (profile and dataset) and with which evaluations."""
+
+    study: str
+    profile: str
+    dataset: str | None  # the setting's dataset (None: the study's own)
+    config: RunConfig
+    evaluations: Evaluations
+
+    def command(self, store: RunStore) -> str:
+        """The sweep that trains and evaluates this study's runs in `store`."""
+        dataset = f" --dataset {shlex.quote(self.dataset)}" if self.dataset else ""
+        return (f"`python -m harness run experiments/{self.study}.py --profile {self.profile}{dataset} "
+                f"--store {shlex.quote(str(store.root))}`")
+
+
+class StudyIndex:
+    """Which studies under experiments/ list each run, for the profiles and datasets of the runs in
+    a store: how `repair` finds the config of a run whose config.json is damaged and the settings of
+    an evaluation whose settings file is, and which studies' tables a repair must leave collectable.
+    Built on first use (loading a study computes its runs' identities)."""
+
+    def __init__(self, store: RunStore, experiments: Path | None = None):
+        self.store, self.experiments = store, experiments or EXPERIMENTS
+        self._runs: dict[str, list[Listing]] | None = None
+        self.studies: dict[tuple[str, str, str | None], dict[str, Evaluations]] = {}  # (study, profile, dataset): {run id: its evaluations}
+
+    def listings(self, rid: str) -> list[Listing]:
+        if self._runs is None:
+            self._runs = self._build()
+        return self._runs.get(rid, [])
+
+    def _settings(self) -> set[tuple[str, str]]:
+        """(profile, dataset) of every run whose config.json or run.parquet still reads (hints only:
+        a run is matched by its identity, which the damage cannot fake)."""
+        import io
+
+        import pandas as pd
+
+        out = set()
+        for rid in self.store.run_ids():
+            folder = self.store.path(rid)
+            try:
+                cfg = json.loads((folder / "config.json").read_bytes())["config"]
+                out.add((cfg["profile"], cfg["data"]["name"]))
+                continue
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            try:
+                row = pd.read_parquet(io.BytesIO((folder / "run.parquet").read_bytes())).iloc[0]
+                out.add((str(row["profile"]), str(row["dataset"])))
+            except Exception:  # damaged too: this run gives no hint, the others may
+                pass
+        return out
+
+    def _build(self) -> dict[str, list[Listing]]:
+        from .experiment import load_experiment, resolve
+        from .setting import Setting
+
+        runs: dict[str, list[Listing]] = {}
+        seen = set()
+        for profile, name in sorted(self._settings()):
+            for dataset in (None, name):
+                try:
+                    dataset = Setting(profile, dataset).dataset
+                except HarnessError:
+                    continue
+                if (profile, dataset) in seen:
+                    continue
+                seen.add((profile, dataset))
+                for path in sorted(self.experiments.glob("[!_]*.py")):
+                    try:
+                        exp = load_experiment(path, profile, dataset)
+                        if exp.skipped:
+                            continue
+                        listed = [(c, Evaluations()) for c in exp.tuning_configs()]
+                        try:
+                            listed += [(c, exp.evaluations) for c in resolve(exp, self.store).configs]
+                        except HarnessError:  # the arms' rates are not chosen yet: the tuning runs are what it lists
+                            pass
+                        ids = [(run_id(c), c, ev) for c, ev in listed]
+                    except HarnessError:  # a study that cannot be loaded here (its data absent) lists nothing here
+                        continue
+                    self.studies[(path.stem, profile, dataset)] = {i: ev for i, _, ev in ids}
+                    for rid, cfg, ev in ids:
+                        runs.setdefault(rid, []).append(Listing(path.stem, profile, dataset, cfg, ev))
+        return runs
+
+    def wanted(self, rid: str) -> dict:
+        """{kind: settings} of the evaluations the studies listing the run ask for (the first study
+        that asks decides; the shipped studies never ask one run for two settings of a kind)."""
+        out = {}
+        for listing in self.listings(rid):
+            for kind in listing.evaluations.kinds():
+                out.setdefault(kind, getattr(listing.evaluations, kind))
+        return out
+
+    def missing(self, rids: list[str]) -> list[str]:
+        """For each study listing one of `rids` (the repaired runs) whose other runs are all in the
+        store: what its tables still need (runs not trained or damaged, evaluations missing), with
+        the command that brings it back. A study with runs never trained here (another study's
+        sweep shares a run with it, but it was never run itself) is not this repair's to report."""
+        for rid in rids:
+            self.listings(rid)
+        out = []
+        for (study, profile, dataset), wanted in self.studies.items():
+            if not set(wanted) & set(rids) or any(not self.store.is_complete(r) for r in wanted if r not in rids):
+                continue
+            listing = next(x for rid in rids for x in self.listings(rid) if (x.study, x.profile, x.dataset) == (study, profile, dataset))
+            lacking = []
+            for rid, ev in wanted.items():
+                st = run_state(self.store, rid, ev, claimed={})
+                if st.state != "done" or st.pending.kinds():
+                    lacking.append(rid if st.state != "done" else f"{rid} ({', '.join(st.pending.kinds())})")
+            if lacking:
+                where = f"{profile}{', ' + dataset if dataset else ''}"
+                shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
+                out.append(f"still missing for the tables of {study} ({where}): {len(lacking)} run{'s' if len(lacking) > 1 else ''} not "
+                           f"trained or lacking evaluations: {shown}; {listing.command(self.store)} brings {'them' if len(lacking) > 1 else 'it'} back")
+        return out
+
+
+def repair(store: RunStore, finding: Finding, threads: int | None = None, index: StudyIndex | None = None) -> tuple[bool, str]:
     """Repair one damaged run (see the module's docstring): (whether it is whole now, what was
-    done). `threads` overrides the torch threads recorded in the run's provenance."""
+    done). `threads` overrides the torch threads recorded in the run's provenance; `index` (built
+    here when not given) names the studies that list the run."""
     from .executors import run_sweep
 
     rid = finding.run_id
+    index = index if index is not None else StudyIndex(store)
     intact = _intact_settings(store, finding)
+    asked = index.wanted(rid)
     threads = threads or _recorded_threads(store, finding)
     if finding.retrain:
         cfg, why = _stored_config(store, rid)
+        source = ""
+        if cfg is None and index.listings(rid):
+            listing = index.listings(rid)[0]
+            cfg, source = listing.config, f" from its config as study {listing.study} ({listing.profile}) lists it ({why})"
         if cfg is None:
             early = _under_claim(store, finding, lambda: store.remove_run(rid))
             if early is not None:
                 return early
-            return True, (f"run {rid}: removed: {why}, so the run cannot be trained again from it; "
-                          "the next sweep that lists the run trains it")
-        summary = run_sweep([cfg], store, evaluations=Evaluations(**intact), threads=threads)
-        kept = f" with its {', '.join(intact)} evaluation{'s' if len(intact) > 1 else ''}" if intact else ""
-        return _outcome(store, summary, rid, f"trained again{kept}")
-    redo = {kind for kind in finding.evaluations.values() if kind in intact}
-    dropped = sorted({kind for kind in finding.evaluations.values() if kind not in intact})
+            return True, (f"run {rid}: removed: {why}, and no study under experiments/ lists the run for the profiles and datasets of "
+                          "this store, so it cannot be trained again from here; the next sweep that lists the run trains it")
+        try:  # the evaluations the run had; with its manifest damaged, every one its studies ask for
+            had = set(store.manifest(rid)["evaluations"])
+        except StoreError:
+            had = set(asked)
+        evals = {k: v for k, v in asked.items() if k in had} | intact
+        summary = run_sweep([cfg], store, evaluations=Evaluations(**evals), threads=threads)
+        kept = f" with its {', '.join(sorted(evals))} evaluation{'s' if len(evals) > 1 else ''}" if evals else ""
+        return _outcome(store, summary, rid, f"trained again{source}{kept}")
+    damaged_kinds = set(finding.evaluations.values())
+    redo = {kind: intact.get(kind, asked.get(kind)) for kind in damaged_kinds if kind in intact or kind in asked}
+    dropped = sorted(kind for kind in damaged_kinds if kind not in intact)
     loose = [name for name in finding.damage if name not in finding.evaluations]
     if dropped or loose:
         def drop() -> None:
@@ -131,11 +277,14 @@ def repair(store: RunStore, finding: Finding, threads: int | None = None) -> tup
         early = _under_claim(store, finding, drop)
         if early is not None:
             return early
-    done = ([f"dropped its {', '.join(dropped)} evaluation (its settings file is damaged; the next sweep that asks for it computes it)"] if dropped else []) \
+    gone = [kind for kind in dropped if kind not in redo]
+    done = ([f"dropped its {', '.join(gone)} evaluation (its settings file is damaged and no study under experiments/ asks for it)"] if gone else []) \
         + ([f"removed {', '.join(loose)}"] if loose else [])
     if redo:
-        summary = run_sweep([store.load_config(rid)], store, evaluations=Evaluations(**{k: intact[k] for k in redo}), threads=threads)
-        return _outcome(store, summary, rid, "; ".join(done + [f"computed its {', '.join(sorted(redo))} evaluation again"]))
+        how = [f"computed its {k} evaluation again, with {'its settings file' if k in intact else 'the settings of the study that asks for it'}"
+               for k in sorted(redo)]
+        summary = run_sweep([store.load_config(rid)], store, evaluations=Evaluations(**redo), threads=threads)
+        return _outcome(store, summary, rid, "; ".join(done + how))
     return store.damage(rid) == {}, f"run {rid}: " + "; ".join(done)
 
 
@@ -219,34 +368,106 @@ def _recorded_threads(store: RunStore, finding: Finding) -> int | None:
     return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
 
 
-def verify(store: RunStore, do_repair: bool = False, threads: int | None = None, out=print) -> int:
-    """Check every run of the store and print what is damaged (with `do_repair`, repair it and
-    print what was done): 0 when the store is whole, 1 when damage remains."""
+def verify(store: RunStore, do_repair: bool = False, threads: int | None = None, out=print, index: StudyIndex | None = None) -> int:
+    """Check every run of the store and print what is damaged (with `do_repair`, repair it, print
+    what was done and what the studies listing the repaired runs still need): WHOLE (0) when every
+    run was checked and is whole (and, after repairs, every such study's tables can be collected),
+    DAMAGED (1) when damage or something a table needs remains, SKIPPED (3) when the rest is whole
+    but runs held by a live process were not checked (they are named)."""
     findings, checked, running = check_store(store)
-    busy = f" ({len(running)} being trained or evaluated now, not checked: {', '.join(running)})" if running else ""
+    claimed = store.claimed() if running else {}
+    busy = f" ({len(running)} claimed by a live process, not checked)" if running else ""
     for f in findings:
         for line in f.lines():
             out(line)
+    for rid in running:
+        out(f"run {rid}: not checked: {_holder(store, rid, claimed.get(rid))}")
     if not findings:
-        out(f"{len(checked)} runs checked{busy}: every file matches its run's manifest")
-        return 0
+        if running:
+            out(f"{len(checked)} runs checked{busy}: the files checked match their manifests, but the store is not known to be whole")
+            return SKIPPED
+        out(f"{len(checked)} runs checked: every file matches its run's manifest")
+        return WHOLE
     retrain = sum(f.retrain for f in findings)
     evaluate = len(findings) - retrain
     out(f"{len(checked)} runs checked{busy}: {len(findings)} damaged ({retrain} to train again, {evaluate} with evaluations to compute again "
         "or tables to remove)")
     if not do_repair:
         out(f"repair: `python -m harness verify --repair --store {shlex.quote(str(store.root))}`, or run the sweeps that list these runs again")
-        return 1
+        return DAMAGED
+    index = index if index is not None else StudyIndex(store)
+    had = {f.run_id: _recorded_kinds(store, f.run_id) for f in findings}
     left = 0
     for f in findings:
         try:
-            whole, what = repair(store, f, threads)
+            whole, what = repair(store, f, threads, index)
         except HarnessError as exc:
             whole, what = False, f"run {f.run_id}: not repaired: {exc}"
         left += not whole
         out(what)
+    # Studies are listed again now that their runs are whole: a damaged tuning run hid which rate
+    # each arm chose, and so which evaluations its study asks of the runs it lists.
+    index = StudyIndex(store, index.experiments)
+    for f in findings:
+        try:
+            line = _complete(store, f.run_id, index, had[f.run_id], threads)
+        except HarnessError as exc:
+            line = f"run {f.run_id}: its evaluations not computed: {exc}"
+        if line:
+            out(line)
+    missing = index.missing([f.run_id for f in findings])
+    for line in missing:
+        out(line)
     if left:
         out(f"{left} of {len(findings)} damaged runs are still damaged: see above")
-        return 1
-    out(f"repaired {len(findings)} runs: the store is whole")
-    return 0
+        return DAMAGED
+    if missing:
+        out(f"repaired {len(findings)} runs, but the tables of {len(missing)} stud{'ies' if len(missing) > 1 else 'y'} cannot be collected yet: "
+            "run the commands above")
+        return DAMAGED
+    if running:
+        out(f"repaired {len(findings)} runs; the runs claimed by a live process were not checked (see above)")
+        return SKIPPED
+    out(f"repaired {len(findings)} runs: the store is whole, and the studies that list them have every run and evaluation their tables need")
+    return WHOLE
+
+
+def _recorded_kinds(store: RunStore, rid: str) -> set[str] | None:
+    """The evaluation kinds a run's manifest records; None when the manifest is damaged."""
+    try:
+        return set(store.manifest(rid)["evaluations"])
+    except StoreError:
+        return None
+
+
+def _complete(store: RunStore, rid: str, index: StudyIndex, had: set[str] | None, threads: int | None) -> str | None:
+    """After its repair, compute the evaluations of a run that the studies listing it ask for and
+    that it had before the damage (every one they ask for when its manifest was damaged) but lacks
+    now; what was done, or None when nothing was missing."""
+    from .executors import run_sweep
+
+    asked = {k: v for k, v in index.wanted(rid).items() if had is None or k in had}
+    if not asked or not store.is_complete(rid):
+        return None
+    st = run_state(store, rid, Evaluations(**asked), claimed={})
+    if st.state != "done" or not st.pending.kinds():
+        return None
+    todo = {k: asked[k] for k in st.pending.kinds()}
+    threads = threads or _recorded_threads(store, Finding(rid, {}, {}))
+    summary = run_sweep([store.load_config(rid)], store, evaluations=Evaluations(**todo), threads=threads)
+    return _outcome(store, summary, rid, f"computed its {', '.join(todo)} evaluation{'s' if len(todo) > 1 else ''}, "
+                                         "with the settings of the study that asks for it")[1]
+
+
+def _holder(store: RunStore, rid: str, owner: str | None) -> str:
+    """Who holds a run that verify skipped, and how to clear the claim when that cannot be checked."""
+    import socket
+
+    who = owner_words(owner) if owner else "another process"
+    path = shlex.quote(str(store.root / ".claims" / rid))
+    if owner and owner != "unreadable" and who.split()[0] != socket.gethostname():
+        return (f"claimed by {who} (a process of another host, which cannot be checked from here): verify again when it has "
+                f"finished, or if that sweep is gone, remove its claim (`rm {path}`) and verify again")
+    if owner == "unreadable":
+        return f"its claim {path} cannot be read by this user: if no sweep is computing the run, remove it and verify again"
+    return f"being trained or evaluated by {who}: verify again when it has finished"

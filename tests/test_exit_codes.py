@@ -328,3 +328,99 @@ def test_a_read_only_store_is_refused_even_when_the_probe_cannot_be_removed(tmp_
     monkeypatch.setattr(Path, "unlink", read_only_unlink)
     with pytest.raises(StoreError, match="is not writable \\(Read-only file system\\)"):
         store.check_writable()
+
+
+# -- issue 25, item 4: inputs that passed when they should not ------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "model.widths=8,,8"], "model.widths: value '8,,8': element 2 of the list is empty"),
+    (["--widths", "8,,8"], "--widths 8,,8: element 2 is empty"),
+    (["--set", "train.lr=nan"], "train.lr=nan: must be a finite number"),
+    (["--set", "train.lr=-Infinity"], "train.lr=-inf: must be a finite number"),
+    (["--set", "model.p_drop_hidden=[0.5,nan]"], "model.p_drop_hidden[1]=nan: must be a finite number"),
+    (["--set", "model.p_drop_conv=[0.5]"], "model.p_drop_conv=[0.5] applies to a cnn's conv blocks only, and model.kind is mlp"),
+    (["--set", "model.conv_channels=8,8"], "model.conv_channels=[8, 8] applies to a cnn's conv blocks only"),
+])
+def test_overrides_that_passed_before_are_refused_by_name(tmp_path, capsys, argv, message):
+    rc, _, err = run_cli(["train", "--dataset", "digits", "--epochs", "1", *argv, "--store", tmp_path / "s"], capsys)
+    assert rc == 2 and message in err and "expected float, got str" not in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_bracketed_list_parses_element_by_element():
+    from harness.config import parse_assignment
+
+    assert parse_assignment("model.widths=[8, 8]") == ("model.widths", [8, 8])
+    assert parse_assignment("model.widths=8,8") == ("model.widths", [8, 8])
+    assert parse_assignment("model.activation=tanh") == ("model.activation", "tanh")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--task-gpus", "nan"], "--task-gpus nan: GPUs per Ray task must be a finite number >= 0"),
+    (["--task-cpus", "inf"], "--task-cpus inf: CPUs per Ray task must be a finite number > 0"),
+    (["--executor", "processes", "--workers", "100000"], "workers=100000: at most"),
+])
+def test_sweep_flags_are_checked_before_the_store_is_made(tmp_path, capsys, flags, message):
+    rc, _, err = run_cli(["run", "experiments/exact.py", "--profile", "smoke", *flags, "--store", tmp_path / "s"], capsys)
+    assert rc == 2 and message in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_refusals_of_run_and_runs_write_no_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))  # no mnist files there
+    rc, _, err = run_cli(["run", "experiments/exact.py", "--profile", "smoke", "--dataset", "mnist", "--store", tmp_path / "s"], capsys)
+    assert rc == 2 and "mnist needs" in err and not (tmp_path / "s").exists()
+    rc, _, err = run_cli(["status", "experiments/exact.py", "--profile", "smoke", "--dataset", "mnist", "--store", tmp_path / "s"], capsys)
+    assert rc == 2 and "mnist needs" in err and not (tmp_path / "s").exists()
+    rc, _, err = run_cli(["runs", "--store", tmp_path / "missing"], capsys)
+    assert rc == 2 and "does not exist" in err and not (tmp_path / "missing").exists()
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", x=rng.normal(size=(6, 4)), y=np.array([0, 1, 0, 1, 0, 1]))  # refused only when a run loads it
+    rc, _, err = run_cli(["run", "experiments/exact.py", "--profile", "smoke", "--dataset", tmp_path / "tiny.npz", "--store", tmp_path / "s"], capsys)
+    assert rc == 2 and "holds out no validation examples" in err and not (tmp_path / "s").exists()  # no store, no .claims/
+
+
+@pytest.mark.parametrize("target, message", [
+    ("experiments", "experiments is a folder, not an experiment file: name one file, e.g. experiments/baseline.py"),
+    ("README.md", "README.md is not an experiment file: an experiment file is Python (.py) that defines NAME and configs(profile)"),
+])
+def test_an_experiment_path_that_is_no_experiment_file_is_named(tmp_path, capsys, monkeypatch, target, message):
+    monkeypatch.chdir(ROOT)
+    rc, _, err = run_cli(["run", target, "--profile", "smoke", "--store", tmp_path / "s"], capsys)
+    assert rc == 2 and message in err and "AssertionError" not in err and "does not exist" not in err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("overflow", "x holds values up to 3.9e+300 in magnitude, whose mean or standard deviation overflows: standardization would turn "
+                 "every example into 0; rescale x"),
+    ("one-class", "every example of y has label 0: a classifier needs at least two classes to tell apart"),
+])
+def test_data_a_classifier_cannot_learn_from_is_refused_by_name(tmp_path, capsys, case, message):
+    """Before: finite values near 1e300 overflowed in standardization and every example became 0 (a
+    run "ok" at chance error), and one class trained one-output nets to error 0 without a word."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8)) * (1e300 if case == "overflow" else 1.0)
+    y = rng.integers(0, 3, 200) if case == "overflow" else np.zeros(200, dtype=np.int64)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    for argv in (["train", "--dataset", tmp_path / "d.npz", "--widths", "8", "--epochs", "1"],
+                 ["run", "experiments/exact.py", "--profile", "smoke", "--dataset", tmp_path / "d.npz"]):
+        rc, _, err = run_cli([*argv, "--store", tmp_path / "s"], capsys)
+        assert rc == 2 and message in err
+        assert not (tmp_path / "s").exists()
+
+
+def test_a_split_that_overflows_float32_when_standardized_is_refused(tmp_path):
+    """The training split is ordinary; the test split lies 1e40 away: standardized, it would be inf."""
+    from harness.config import DataConfig
+    from harness.data import load_dataset
+    from harness.errors import DataError
+
+    folder = tmp_path
+    rng = np.random.default_rng(0)
+    np.savez(folder / "far.npz", x=rng.normal(size=(100, 4)), y=rng.integers(0, 2, 100), x_test=np.full((10, 4), 1e40), y_test=np.array([0, 1] * 5))
+    with pytest.raises(DataError, match=r"the test examples of .*far.npz, standardized with the training split's mean .* overflow float32 \(40 values\)"):
+        load_dataset(DataConfig(name=str(folder / "far.npz")))

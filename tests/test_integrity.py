@@ -130,6 +130,9 @@ def test_a_truncated_run_file_is_reported_for_that_run_only(store, tiny_cfg, cap
     assert main(["runs", "--store", str(store.root)]) == 0
     captured = capsys.readouterr()
     assert good in captured.out and f"run {bad}: run.parquet is damaged" in captured.err
+    row = next(line for line in captured.out.splitlines() if line.startswith(bad))  # a row marked damaged, not left out (issue 25)
+    assert row.split()[:2] == [bad, "?"] and row.split().count("damaged") == 1 and set(row.split()[2:]) <= {"NaN", "<NA>", "damaged"}
+    assert next(line for line in captured.out.splitlines() if line.startswith(good)).split()[7] == "0"  # the seed, still an integer
     with pytest.raises(StoreError, match="retrain the run with --force"):
         store.load_row(bad)
     st = run_state(store, bad)
@@ -202,7 +205,7 @@ def test_taking_over_a_dead_claim_is_atomic(tmp_path):
         results = [p.stdout.readline().strip() for p in procs]
         assert sorted(results) == ["False", "True"]
         winner = procs[results.index("True")]  # either may win the create that follows the removal
-        assert (store.root / ".claims" / "r1").read_text() == f"{socket.gethostname()} {winner.pid}"
+        assert (store.root / ".claims" / "r1").read_text().split()[:2] == [socket.gethostname(), str(winner.pid)]
     finally:
         (tmp_path / "done").touch()
         for p in procs:

@@ -103,12 +103,61 @@ def test_version_floors_match_what_the_code_uses():
     assert scipy == "scipy>=1.15"  # stats.bootstrap(rng=...), stats.false_discovery_control
 
 
-def test_tables_write_runs_parquet_last(tmp_path, monkeypatch):
+def test_tables_write_runs_parquet_then_the_manifest_last(tmp_path, monkeypatch):
     import pandas as pd
 
     import analysis.tables as tables
 
+    (tmp_path / "manifest.json").write_text("{}")
     order = []
-    monkeypatch.setattr(tables, "atomic_write", lambda path, data: order.append(Path(path).name))
+    monkeypatch.setattr(tables, "atomic_write", lambda path, data: order.append((Path(path).name, (tmp_path / "manifest.json").exists())))
     tables.write({"runs": pd.DataFrame({"a": [1]}), "evaluations": pd.DataFrame({"b": [2]}), "subnetworks": pd.DataFrame({"c": [3]})}, tmp_path)
-    assert order[-1] == "runs.parquet" and sorted(order) == ["evaluations.parquet", "runs.parquet", "subnetworks.parquet"]
+    assert [name for name, _ in order] == ["evaluations.parquet", "subnetworks.parquet", "runs.parquet", "manifest.json"]
+    assert not any(had for _, had in order)  # the old manifest went first: a folder killed half-way has none
+
+
+def test_make_collects_again_a_study_whose_tables_do_not_match_their_manifest(tree):
+    """Eight bytes flipped in a collected table (issue 25, item 1): before, make took it as up to
+    date and the claims read it. Now make collects that study again, and what depends on it."""
+    import sys
+
+    import pandas as pd
+
+    import analysis.tables as tables
+
+    (tree / ".venv" / "bin" / "python").unlink()
+    (tree / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (tree / "harness" / "output_manifest.py").write_bytes((ROOT / "harness" / "output_manifest.py").read_bytes())
+    os.utime(tree / "harness" / "output_manifest.py", (1_000_000, 1_000_000))  # the library as old as before
+    for s in STUDIES:
+        folder = tree / "reports" / "quick" / "tables" / s
+        tables.write({"runs": pd.DataFrame({"a": range(100)}), "evaluations": pd.DataFrame({"kl_ws": [0.028] * 100})}, folder)
+        for p in folder.iterdir():
+            os.utime(p, (1_500_000, 1_500_000))  # older than the figures and the report, newer than the runs
+    os.utime(tree / "reports/quick/index.html", (1_600_000, 1_600_000))
+    for p in (tree / "figures" / "quick").glob("*.png"):
+        os.utime(p, (1_550_000, 1_550_000))
+    assert subprocess.run(["make", "-q", "all"], cwd=tree).returncode == 0
+    table = tree / "reports" / "quick" / "tables" / "mc_vs_ws" / "evaluations.parquet"
+    data = table.read_bytes()
+    mid = len(data) // 2
+    table.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 8]) + data[mid + 8:])
+    os.utime(table, (1_500_000, 1_500_000))  # its time unchanged: only the manifest tells
+    out = subprocess.run(["make", "-n", "all"], cwd=tree, capture_output=True, text=True, check=True).stdout
+    got = kinds([line for line in out.splitlines() if ".venv/bin/python" in line])
+    assert got["tables"] == {"mc_vs_ws"} and got["runs"] == set()
+    assert got["figures"] == {"mc_convergence", "subnetwork_errors"} and got["report"] == {"report"}
+
+
+def test_a_dataset_path_with_spaces_works_in_make_as_on_the_command_line(tmp_path):
+    """Before, `make all DATASET="/path/with space/my data.npz"` said the existing file did not exist."""
+    folder = tmp_path / "with space"
+    folder.mkdir()
+    (folder / "my data.npz").write_bytes(b"")
+    args = ["make", "-n", "experiments", "PROFILE=smoke", f"DATASET={folder / 'my data.npz'}", f"STORE={tmp_path / 'st'}", f"OUT={tmp_path / 'o'}"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"harness run experiments/mc_vs_ws.py --profile smoke --dataset '{folder / 'my data.npz'}' --executor processes" in done.stdout
+    args[4] = f"DATASET={folder / 'no data.npz'}"
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and f"DATASET={folder / 'no data.npz'}: no such file" in done.stderr

@@ -28,9 +28,9 @@ def test_setting_names_put_outputs_beside_the_default():
 
 def test_make_routes_every_step_of_a_setting_to_its_own_folders():
     out = subprocess.run(["make", "-n", "all", "DATASET=mnist1d", "OUT=."], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert "harness run experiments/placement.py --profile quick --dataset mnist1d" in out
-    assert "analysis.tables placement --profile quick --dataset mnist1d" in out and "reports/quick-mnist1d/.runs/placement" in out
-    assert "analysis.report --profile quick --dataset mnist1d" in out
+    assert "harness run experiments/placement.py --profile quick --dataset 'mnist1d'" in out  # one shell word, whatever the path holds
+    assert "analysis.tables placement --profile quick --dataset 'mnist1d'" in out and "reports/quick-mnist1d/.runs/placement" in out
+    assert "analysis.report --profile quick --dataset 'mnist1d'" in out
     default = subprocess.run(["make", "-n", "all", "DATASET=mnist5k", "OUT=."], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "--dataset" not in default and "reports/quick/.runs/placement" in default  # the default's paths unchanged
 
@@ -130,4 +130,4 @@ def test_a_collection_leaves_only_its_own_tables_and_says_how_the_study_was_adap
     write({"runs": runs, "ood": runs}, tmp_path, {"dataset": "mnist1d", "skipped": None, "notes": ["n"]})
     assert json.loads((tmp_path / "adaptation.json").read_text())["notes"] == ["n"] and (tmp_path / "ood.parquet").is_file()
     write({"runs": runs}, tmp_path)  # the study's own data now: no adaptation, and no table of the earlier collection
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "runs.parquet"]

@@ -76,7 +76,9 @@ def fast_polls(monkeypatch):
 def test_a_claim_is_written_whole_with_the_umask_mode(store):
     assert store.claim("r1") and store.holds("r1")
     folder = store.root / ".claims"
-    assert claim_path(store, "r1").read_text() == f"{HOST} {os.getpid()}"
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    assert claim_path(store, "r1").read_text() == f"{HOST} {os.getpid()} {boot} {start}"  # host, pid, boot id, start time
     assert sorted(p.name for p in folder.iterdir()) == ["r1"]  # no temporary file left behind
     assert store.claim("r1") and store.holds("r1")  # claiming again (through the lock) is idempotent for its owner
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "r1"]
@@ -87,15 +89,16 @@ def test_a_claim_is_written_whole_with_the_umask_mode(store):
 
 
 @pytest.mark.parametrize("content", [b"", b"\n", b"  ", HOST.encode(), f"{HOST} ".encode(), f"{HOST} 12ab".encode(),
-                                     f"{HOST} 0".encode(), f"{HOST} 1 2".encode(), b"\xff\xfe\x00\x01garbage \x80"],
-                         ids=["empty", "newline", "spaces", "host-only", "truncated", "bad-pid", "pid-0", "three-fields", "non-utf8"])
+                                     f"{HOST} 0".encode(), f"{HOST} 1 2".encode(), f"{HOST} 1 boot 12x".encode(),
+                                     b"\xff\xfe\x00\x01garbage \x80"],
+                         ids=["empty", "newline", "spaces", "host-only", "truncated", "bad-pid", "pid-0", "three-fields", "bad-start", "non-utf8"])
 def test_an_empty_or_garbled_claim_is_debris_and_taken_over(store, content):
     """Before, an empty claim (a full disk or a kill between creating and writing it) was never taken
     over: every later sweep skipped the run and `status` showed it as running."""
     (store.root / ".claims").mkdir()
     claim_path(store, "r1").write_bytes(content)
     assert store.claim("r1") and store.holds("r1")
-    assert claim_path(store, "r1").read_text() == f"{HOST} {os.getpid()}"
+    assert claim_path(store, "r1").read_text() == hs._me()
     store.release("r1")
     claim_path(store, "r1").write_bytes(content)
     assert store.claimed() == {} and not claim_path(store, "r1").exists()  # listing the claims removes debris too
@@ -124,6 +127,64 @@ def test_a_live_owners_claim_is_kept(store, sleeper):
     assert claim_path(store, "r1").read_text() == f"{HOST} {sleeper.pid}"
 
 
+def test_a_live_owners_claim_with_its_boot_and_start_time_is_kept(store, sleeper):
+    (store.root / ".claims").mkdir()
+    owner = f"{HOST} {sleeper.pid} {hs._boot_id()} {hs._start_time(sleeper.pid)}"
+    claim_path(store, "r1").write_text(owner)
+    assert not store.claim("r1") and store.claimed() == {"r1": owner}
+    assert claim_path(store, "r1").read_text() == owner
+
+
+@pytest.mark.parametrize("which", ["start-time", "boot"])
+def test_a_claim_whose_pid_is_now_another_process_is_taken_over(store, sleeper, which):
+    """After a restart or a pid wrap, a claim of a killed sweep names a pid that is alive but is
+    another process: before, the next sweep waited for it forever (issue 25, item 3)."""
+    (store.root / ".claims").mkdir()
+    start = int(hs._start_time(sleeper.pid))
+    owner = (f"{HOST} {sleeper.pid} {hs._boot_id()} {start - 1}" if which == "start-time"
+             else f"{HOST} {sleeper.pid} 00000000-0000-0000-0000-000000000000 {start}")
+    claim_path(store, "r1").write_text(owner)
+    assert store.claimed() == {} and not claim_path(store, "r1").exists()
+    claim_path(store, "r1").write_text(owner)
+    assert store.claim("r1") and claim_path(store, "r1").read_text() == hs._me()
+
+
+def test_a_claim_naming_pid_1_with_another_start_time_does_not_block_a_sweep(tmp_path, capsys):
+    store = RunStore(tmp_path / "runs")
+    cfg = configs([0])[0]
+    (store.root / ".claims").mkdir()
+    claim_path(store, run_id(cfg)).write_text(f"{HOST} 1 {hs._boot_id()} {int(hs._start_time(1)) + 12345}")
+    summary = run_sweep([cfg], store, threads=1, wait_limit_s=30)
+    assert summary.done == 1 and not summary.skipped and store.is_complete(run_id(cfg))
+
+
+def test_an_older_harness_claim_older_than_its_process_is_stale(store, sleeper):
+    """A claim as older harnesses wrote it ("host pid") has no start time: its file's age tells when
+    the pid's process started after the claim was written."""
+    (store.root / ".claims").mkdir()
+    claim_path(store, "r1").write_text(f"{HOST} {sleeper.pid}")
+    assert store.claimed() == {"r1": f"{HOST} {sleeper.pid}"}  # written after the process started: kept
+    old = time.time() - 3600
+    os.utime(claim_path(store, "r1"), (old, old))  # written an hour before the process started
+    assert store.claimed() == {} and not claim_path(store, "r1").exists()
+
+
+def test_another_hosts_claim_says_how_to_clear_it(tmp_path, capsys, fast_polls):
+    store = RunStore(tmp_path / "runs")
+    cfg = configs([0])[0]
+    (store.root / ".claims").mkdir()
+    claim = claim_path(store, run_id(cfg))
+    claim.write_text(f"elsewhere 4242 {hs._boot_id()} 77")
+    summary = run_sweep([cfg], store, threads=1, wait_limit_s=0.3)
+    assert summary.skipped[0][1] == (f"still claimed by another sweep (elsewhere 4242) after waiting 0.3 s (--wait-limit); a process of host "
+                                     f"elsewhere cannot be checked from here: if that sweep is gone, remove its claim (`rm {claim}`) and run again")
+    err = capsys.readouterr().err  # the line printed while waiting, as a sweep without --wait-limit prints it
+    assert (f"1 held by process 4242 on host elsewhere: whether it still runs cannot be checked from here. If that sweep is gone, "
+            f"remove its claims (`rm {claim}`) and this sweep goes on at once; to stop waiting instead, interrupt this sweep and run it "
+            f"again with --wait-limit SECONDS or --no-wait, which skip the runs still claimed: {run_id(cfg)}") in err
+    assert claim.read_text() == f"elsewhere 4242 {hs._boot_id()} 77"  # never taken over from here
+
+
 def test_a_claim_that_cannot_be_written_leaves_no_claim(store, monkeypatch):
     """Out of disk space while writing the claim: an error, and no empty claim file left behind."""
     if not os.path.exists("/dev/full"):
@@ -150,7 +211,7 @@ def test_without_hard_links_a_claim_is_still_exclusive(store, monkeypatch, sleep
 
     monkeypatch.setattr(os, "link", no_links)
     assert store.claim("r1") and store.holds("r1")
-    assert claim_path(store, "r1").read_text() == f"{HOST} {os.getpid()}"
+    assert claim_path(store, "r1").read_text() == hs._me()
     claim_path(store, "r2").write_text(f"{HOST} {sleeper.pid}")
     assert not store.claim("r2")
     claim_path(store, "r3").write_bytes(b"")
@@ -193,7 +254,7 @@ def test_processes_racing_for_a_claim_never_both_hold_it(tmp_path, before):
         results = [p.stdout.readline().strip() for p in procs]
         assert sorted(results) == ["False", "False", "False", "True"]
         winner = procs[results.index("True")]
-        assert claim_path(store, "r1").read_text() == f"{HOST} {winner.pid}"
+        assert hs.owner_words(claim_path(store, "r1").read_text()) == f"{HOST} {winner.pid}"
     finally:
         (tmp_path / "done").touch()
         for p in procs:
@@ -245,7 +306,9 @@ def test_a_sweep_computes_a_run_whose_owner_died_while_it_waited(tmp_path, capsy
     threading.Timer(1.0, sleeper.kill).start()  # killed, and never reaped meanwhile (a zombie is gone too)
     summary = run_sweep([cfg], store, threads=1)
     assert summary.done == 1 and summary.waited == 1 and not summary.skipped
-    assert f"1 held by process {sleeper.pid} (sleep 120): {run_id(cfg)}" in capsys.readouterr().err
+    # a claim as an older harness wrote it (no start time): the line says how to clear it if the pid is no sweep
+    assert (f"1 held by process {sleeper.pid} (sleep 120); if that is not a sweep of this store, remove its claims "
+            f"(`rm {claim_path(store, run_id(cfg))}`): {run_id(cfg)}") in capsys.readouterr().err
     assert store.is_complete(run_id(cfg)) and store.claimed() == {}
 
 
