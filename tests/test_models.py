@@ -50,7 +50,8 @@ def test_hidden_activations_are_the_post_activation_outputs():
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_classic_and_inverted_compute_the_same_function(kind):
     torch.manual_seed(0)
-    cfg = ModelConfig(kind=kind, widths=(16,), conv_channels=(3, 4), p_drop_conv=(0.2, 0.3), p_drop_input=0.2, p_drop_hidden=(0.5,), convention="classic")
+    conv = {"conv_channels": (3, 4), "p_drop_conv": (0.2, 0.3)} if kind == "cnn" else {}  # conv keys on an MLP are refused
+    cfg = ModelConfig(kind=kind, widths=(16,), p_drop_input=0.2, p_drop_hidden=(0.5,), convention="classic", **conv)
     classic = build_model(cfg, (1, 8, 8), 10)
     inverted = convert_convention(classic, "inverted")
     x = torch.randn(7, 1, 8, 8)
