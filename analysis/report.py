@@ -290,7 +290,9 @@ def build(profile: str, dataset: str | None = None) -> list[str]:
         page_ += [f"<p class='setup'>Setup: {html.escape(setup)}</p>"]
         summaries = study_tables(study, t)
         if "tuning" in t:
-            summaries["learning rate of each arm chosen on validation (tuning runs: the arm at a seed of its own at every rate of the grid)"] = t["tuning"].drop(columns=["run_id"])
+            summaries["learning rate of each arm chosen on validation (tuning runs: the arm at every rate of the grid on each of its "
+                      "tuning seeds, none of them a replicate; the rate with the lowest mean monitored value is chosen; margin: the "
+                      "runner-up's mean minus the chosen one's, margin_se its standard error over the tuning seeds)"] = t["tuning"].drop(columns=["run_id"])
         for title, df in summaries.items():
             file = f"{study}__{title.split(' (')[0].replace(' ', '_')}"
             csv(file, df)
