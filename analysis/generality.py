@@ -55,12 +55,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
 
 from harness.files import atomic_write
 from harness.setting import GENERALITY, Setting
 from harness.stats import ALPHA, Pooled, holm, random_effects
-from harness.verdicts import MIN_N, Hypothesis, decide
+from harness.verdicts import MIN_N, Hypothesis, decide, verdict_pvalues
 
 from .claims import CLAIMS, COLUMNS, SESOI, claim_specs, decide_specs, holm_family_size
 from .fig_forest import draw as draw_forest
@@ -165,23 +164,11 @@ def pooled_table(table: pd.DataFrame) -> pd.DataFrame:
 def assess_pooled(pooled: Pooled, h: Hypothesis) -> dict:
     """`harness.verdicts.assess`'s row for a pooled estimate: the same tests, on the Hartung-Knapp
     t statistic with k - 1 degrees of freedom; n is the number of settings."""
-    est, se, df = pooled.estimate, pooled.se, pooled.df
-
-    def upper(boundary: float) -> float:  # p of "the mean lies above the boundary"
-        return float(student_t.sf((est - boundary) / se, df))
-
-    if h.kind == "directional":
-        p, side = min(1.0, 2 * min(upper(0.0), 1 - upper(0.0))), "supported" if est > 0 else "contradicted"
-        if h.sesoi is not None:
-            within = min(1.0, 2 * max(upper(-h.sesoi), 1 - upper(h.sesoi)))
-            p, side = (within, "negligible") if within < p else (p, side)
-    elif h.kind == "noninferiority":
-        p, side = min(1.0, 2 * min(upper(h.margin), 1 - upper(h.margin))), "supported" if est < h.margin else "contradicted"
-    else:
-        inside = min(1.0, 2 * max(upper(-h.margin), 1 - upper(h.margin)))
-        outside = min(1.0, 2 * min(upper(h.margin), 1 - upper(-h.margin)))
-        p, side = (inside, "supported") if inside <= outside else (outside, "contradicted")
-    return {"estimate": est, "ci_low": pooled.low, "ci_high": pooled.high, "n": pooled.k, "sd": se, "p_value": p, "side": side,
+    est = pooled.estimate
+    pvalues = verdict_pvalues(est, pooled.se, pooled.df, h)
+    side = min(pvalues, key=pvalues.get)
+    p = pvalues[side]
+    return {"estimate": est, "ci_low": pooled.low, "ci_high": pooled.high, "n": pooled.k, "sd": pooled.se, "p_value": p, "side": side,
             "no_spread": False}
 
 

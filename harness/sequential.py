@@ -42,7 +42,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from .stats import ALPHA, holm
-from .verdicts import no_spread
+from .verdicts import Hypothesis, no_spread, verdict_pvalues
 
 CONDITIONAL_POWER_FLOOR = 0.1  # an undecided row below this conditional power at n_K stops asking
 ZMAX = 12.0  # the grid's reach in standard deviations; beyond it nothing is left to integrate
@@ -162,50 +162,13 @@ def level_crossed(p: float, look: int, design: Design) -> float:
 # One row's nominal p-values at each look
 
 
-@dataclass(frozen=True)
-class Row:
-    """A family member: `kind` directional, equivalence or noninferiority; `margin` for the two
-    margin kinds; `sesoi` (directional only) adds the negligible verdict."""
-
-    kind: str = "directional"
-    margin: float = 0.0
-    sesoi: float | None = None
-
-
-def _t_stats(x: np.ndarray, n: int) -> tuple[float, float, float]:
+def look_pvalues(x: np.ndarray, n: int, row: Hypothesis) -> dict[str, float]:
+    """Nominal two-sided p-values of each verdict a row can reach with its first n values
+    (`harness.verdicts.verdict_pvalues`); none when they have no spread."""
     v = x[:n]
     m = math.fsum(v) / n
-    sd = math.sqrt(math.fsum((v - m) ** 2) / (n - 1))
-    return m, sd, sd / math.sqrt(n)
-
-
-def _p_two(tstat: float, df: int) -> float:
-    return float(min(1.0, 2 * special.stdtr(df, -abs(tstat))))
-
-
-def _p_one(tstat: float, df: int) -> float:
-    """p of 'the mean lies above the boundary' for t = (mean - boundary) / se."""
-    return float(special.stdtr(df, -tstat))
-
-
-def look_pvalues(x: np.ndarray, n: int, row: Row) -> dict[str, float]:
-    """Nominal two-sided p-values of each verdict a row can reach with its first n values:
-    supported / contradicted (directional and non-inferiority: the side the mean lies on; the
-    equivalence test: inside / outside the margin) and negligible (directional with a sesoi)."""
-    m, sd, se = _t_stats(x, n)
-    df = n - 1
-    if not se > 0:
-        return {}
-    if row.kind == "directional":
-        out = {"supported" if m > 0 else "contradicted": _p_two(m / se, df)}
-        if row.sesoi is not None:
-            out["negligible"] = min(1.0, 2 * max(_p_one((m + row.sesoi) / se, df), _p_one((row.sesoi - m) / se, df)))
-        return out
-    if row.kind == "noninferiority":
-        return {"supported" if m < row.margin else "contradicted": _p_two((m - row.margin) / se, df)}
-    inside = min(1.0, 2 * max(_p_one((m + row.margin) / se, df), _p_one((row.margin - m) / se, df)))
-    outside = min(1.0, 2 * min(_p_one((m - row.margin) / se, df), _p_one((-row.margin - m) / se, df)))
-    return {"supported": inside, "contradicted": outside}
+    se = math.sqrt(math.fsum((v - m) ** 2) / (n - 1)) / math.sqrt(n)
+    return verdict_pvalues(m, se, n - 1, row) if se > 0 else {}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -226,7 +189,7 @@ class Outcome:
     asks_more: bool
 
 
-def replay(values: list[np.ndarray], rows: list[Row], design: Design) -> list[Outcome]:
+def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> list[Outcome]:
     """The design replayed on each row's values in seed order (NaN dropped): at every look the
     rows that have its replicates are tested, Holm's step-down runs on the repeated p-values of
     every row with a test, and a verdict once reached is kept. A row with fewer values than the
@@ -273,7 +236,7 @@ def _flat(x: np.ndarray) -> bool:
     return len(x) >= 2 and bool(no_spread(x))
 
 
-def conditional_power(x: np.ndarray, row: Row, design: Design, level: float) -> float:
+def conditional_power(x: np.ndarray, row: Hypothesis, design: Design, level: float) -> float:
     """The chance that the row crosses the last look's boundary at total level `level`, given its
     replicates so far, if the true standardized effect is the observed one (Brownian motion on
     the information scale). For a directional row with a sesoi, the larger of its two tests'."""
@@ -348,7 +311,7 @@ def simulate(effects: list[float], studies: list[int], design: Design, distribut
     verdict: supported or contradicted on a row with effect 0, the wrong sign on a real effect, or
     negligible on a row whose |effect| is at least the sesoi."""
     rng = np.random.default_rng(seed)
-    rows = [Row("directional", sesoi=sesoi) for _ in effects]
+    rows = [Hypothesis("directional", sesoi=sesoi) for _ in effects]
     eff = np.asarray(effects, dtype=float)
     study_ids = sorted(set(studies))
     false_families, fixed_false, right, real, total_n = 0, 0, 0, 0, 0
@@ -387,7 +350,7 @@ def simulate(effects: list[float], studies: list[int], design: Design, distribut
 # The alternatives the design was chosen over
 
 
-def fixed_design(values: list[np.ndarray], rows: list[Row], n: int, alpha: float = ALPHA) -> list[str]:
+def fixed_design(values: list[np.ndarray], rows: list[Hypothesis], n: int, alpha: float = ALPHA) -> list[str]:
     """Verdicts of the fixed design at n replicates: one t-test per row, Holm across the family."""
     ps, sides = [], []
     for x, row in zip(values, rows):
@@ -431,7 +394,7 @@ def compare_designs(effects: list[float], design: Design, reps: int = 400, seed:
     design at n_1 and at n_K, this group-sequential design with Holm (every study to n_K), and
     e-values with e-Holm read at every look; one family of directional rows (no sesoi)."""
     rng = np.random.default_rng(seed)
-    rows = [Row("directional") for _ in effects]
+    rows = [Hypothesis("directional") for _ in effects]
     eff = np.asarray(effects, dtype=float)
     names = (f"fixed n = {design.looks[0]}", f"fixed n = {design.n_max}", "group-sequential + Holm", "e-values + e-Holm")
     right = dict.fromkeys(names, 0)

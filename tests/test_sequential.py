@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 from harness import sequential as S
-from harness.sequential import Design, Row, boundaries, level_crossed, obf_spent, replay, simulate
+from harness.sequential import Design, boundaries, level_crossed, obf_spent, replay, simulate
+from harness.verdicts import Hypothesis
 
 STUDIES = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
 
@@ -43,7 +44,7 @@ def test_boundaries_spend_what_the_spending_function_says():
 
 def test_a_row_decided_early_one_that_continues_and_one_that_stops():
     design = Design((5, 10, 20))
-    rows = [Row("directional", sesoi=0.5)] * 3
+    rows = [Hypothesis("directional", sesoi=0.5)] * 3
     rng = np.random.default_rng(1)
     huge = 10 + 0.1 * rng.standard_normal(5)  # decided at the first look
     promising = 0.7 + rng.standard_normal(5)  # undecided, but likely decided by n = 20
@@ -55,22 +56,22 @@ def test_a_row_decided_early_one_that_continues_and_one_that_stops():
     # the replay is a pure function of the values and the design
     assert replay([huge, promising, hopeless], rows, design) == out
     # at the last look nothing asks for more
-    full = replay([np.full(20, 0.0) + rng.standard_normal(20)] * 2, [Row()] * 2, design)
+    full = replay([np.full(20, 0.0) + rng.standard_normal(20)] * 2, [Hypothesis()] * 2, design)
     assert not any(o.asks_more for o in full) and all(o.n == 20 for o in full)
 
 
 def test_negligible_is_a_verdict():
     design = Design((5, 10, 20))
     tight = np.array([0.02, -0.03, 0.01, 0.0, -0.01, 0.03, -0.02, 0.01, 0.0, -0.01])
-    (out,) = replay([tight], [Row("directional", sesoi=0.5)], design)
+    (out,) = replay([tight], [Hypothesis("directional", sesoi=0.5)], design)
     assert out.verdict == "negligible" and out.look in (1, 2)
-    (none,) = replay([tight], [Row("directional")], design)  # without a smallest effect of interest: never negligible
+    (none,) = replay([tight], [Hypothesis("directional")], design)  # without a smallest effect of interest: never negligible
     assert none.verdict == "inconclusive"
 
 
 def test_too_few_values_are_withheld_and_flat_ones_get_no_test():
     design = Design((5, 10, 20))
-    withheld, flat = replay([np.ones(4), np.full(6, 0.3)], [Row(), Row()], design)
+    withheld, flat = replay([np.ones(4), np.full(6, 0.3)], [Hypothesis(), Hypothesis()], design)
     assert (withheld.verdict, withheld.n) == ("withheld", 4)
     assert (flat.verdict, flat.look, flat.asks_more) == ("inconclusive", 0, False) and math.isnan(flat.repeated_p)
 
