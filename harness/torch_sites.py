@@ -185,7 +185,7 @@ def unsampled_randomness(model: nn.Module, x: torch.Tensor, sites: list[Site]) -
                     return None
                 k = replayed[name] = replayed.get(name, -1) + 1
                 if k >= len(inputs.get(name, [])):
-                    fed_otherwise.add(name.rpartition(".")[0] if name else name)
+                    fed_otherwise.add(name.rpartition(".")[0])
                     return None
                 if not _same(_tensors((args, kwargs)), _tensors(inputs[name][k])):
                     fed_otherwise.add(name.rpartition(".")[0])
