@@ -96,15 +96,17 @@ figures: $(FIGURES:%=$(FIGDIR)/%.png) ## draw every figure (PDF and PNG)
 
 report: $(REPORT)/index.html ## the report: Markdown, CSV and one HTML page with every table and figure
 
-$(STAMPS)/%: experiments/%.py $(LIB) $(DATAFILE) | $(INSTALLED)
-	$(PY) -m harness run $< --profile $(PROFILE) $(DSFLAG) --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
-	@mkdir -p $(@D) && touch $@
+# a study's runs, look by look (analysis/looks.py): the next look's seeds only while a claim row is
+# still open; the stamp holds the look reached, and the tables collect that look's runs
+$(STAMPS)/%: experiments/%.py $(LIB) analysis/looks.py analysis/claims.py $(DATAFILE) | $(INSTALLED)
+	@mkdir -p $(@D)
+	$(PY) -m analysis.looks $* --profile $(PROFILE) $(DSFLAG) --stamp $@ --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
 
 # shift analyses the runs that ensemble_vs_dropout lists
 $(STAMPS)/shift: experiments/ensemble_vs_dropout.py
 
 $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
-	$(PY) -m analysis.tables $* --profile $(PROFILE) $(DSFLAG)
+	$(PY) -m analysis.tables $* --profile $(PROFILE) $(DSFLAG) --look "$$(sed -n 1p $<)"
 
 # a study's tables that do not match their folder's manifest (a changed, truncated or missing file, or
 # a collection killed half-way) are collected again, whatever their times say

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.profiles import LOOKS
+from harness.sequential import Design, decide_in_looks
 from harness.setting import setting_name
-from harness.verdicts import MIN_N, Hypothesis, assess, decide
+from harness.verdicts import MIN_N, Hypothesis
 
 from .labels import label_keep, label_method, label_placement
 from .presentation import claim_lines, load_setting, show_claims, study_adaptation
@@ -61,8 +63,13 @@ CLAIMS = {
     "C10": "under shift, averaging subnetworks is better calibrated than weight scaling, and a true ensemble is better still",
 }
 COLUMNS = ["claim", "statement", "study", "statistic", "unit", "test", "margin", "estimate", "ci_low", "ci_high", "method", "n",
-           "p_value", "p_adjusted", "effect_sd", "mde", "seeds_needed", "stopped_by_patience", "verdict", "reason"]
-CONVERGED_SHARE = 0.5  # a tested claim whose study's runs mostly hit the budget is flagged
+           "look", "design", "p_value", "repeated_p", "p_adjusted", "conditional_power", "asks_more", "effect_sd", "mde", "seeds_needed",
+           "stopped_by_patience", "verdict", "reason"]
+CONVERGED_SHARE = 0.5  # a study whose runs mostly hit the budget is flagged in the report's run summary
+# a tested claim is withheld unless, in every arm it reads, at least this share of the runs stopped by
+# patience: an arm cut short by the budget is not at its best, and "dropout hurts" may be the budget speaking
+ARM_PATIENCE = 0.9
+ARM_COLUMNS = ["model", "widths", "depth", "width", "p_drop_input", "p_drop_hidden", "p_drop_sites", "train_size", "lr", "dataset"]
 
 
 def _by_seed(per_run: pd.Series, runs_seed: pd.Series) -> pd.Series:
@@ -346,7 +353,8 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
         chosen cell), when its text names any of that."""
         used = runs if runs is not None else tables.get(study, {}).get("runs")
         return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit,
-                "stopped_by_patience": patience_share(used), "key": key or statistic}
+                "stopped_by_patience": patience_share(used), "weakest_arm": weakest_arm(used), "key": key or statistic,
+                "profile": profile_of(tables.get(study, {}))}
 
     def directional(unit: str = "error") -> Hypothesis:
         return Hypothesis("directional", sesoi=SESOI[unit])
@@ -440,6 +448,32 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     return specs
 
 
+def profile_of(study_tables: dict[str, pd.DataFrame]) -> str | None:
+    """The profile a study's tables were collected for (its runs table says), else None."""
+    runs = study_tables.get("runs")
+    if runs is None or "profile" not in runs or runs.empty:
+        return None
+    return str(runs.profile.iloc[0])
+
+
+def design_of(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> tuple[Design, str]:
+    """The sequential design the specs' values were collected under, and its description: the
+    profile's looks (`harness.profiles.LOOKS`) when every tested row holds a look's replicates;
+    otherwise (tables of an experiment that lists its own seeds) one look per replicate count found
+    among the tested rows, said so in the description."""
+    profiles = {m.get("profile") for m, _, _ in specs} - {None}
+    ns = sorted({int(v.notna().sum()) for _, v, h in specs if h.kind != "descriptive"})
+    planned = LOOKS.get(profiles.pop()) if len(profiles) == 1 else None
+    if planned and all(n in planned or n < planned[0] for n in ns):
+        design, how = Design(planned), "planned"
+    else:
+        design, how = Design(tuple(n for n in ns if n >= MIN_N) or (MIN_N,)), "from the replicate counts found (no planned looks)"
+    looks = ", ".join(map(str, design.looks))
+    text = (f"looks at {looks} replicates ({how}); O'Brien-Fleming-type alpha spending (Lan-DeMets), Holm on repeated p-values"
+            if len(design.looks) > 1 else f"one look at {looks} replicates ({how}); t-test, Holm")
+    return design, text
+
+
 def patience_share(runs: pd.DataFrame | None) -> float:
     """The share of `runs` whose training stopped by patience (NaN without a runs table that says
     why runs stopped)."""
@@ -448,37 +482,67 @@ def patience_share(runs: pd.DataFrame | None) -> float:
     return float((runs.stopped_by == "patience").mean())
 
 
-def claims_table(tables: dict[str, dict[str, pd.DataFrame]], min_n: int = MIN_N, **margins) -> pd.DataFrame:
+def weakest_arm(runs: pd.DataFrame | None) -> tuple[float, str]:
+    """The arm (runs that differ only in their seed) with the smallest share of runs stopped by
+    patience: (share, the arm in words); (NaN, "") without a runs table that says why runs stopped."""
+    if runs is None or "stopped_by" not in runs or runs.empty:
+        return float("nan"), ""
+    cols = [c for c in ARM_COLUMNS if c in runs]
+    keyed = runs.assign(**{c: runs[c].map(str) for c in cols})
+    shares = keyed.groupby(cols, sort=True, dropna=False).stopped_by.agg(lambda s: float((s == "patience").mean())) if cols else \
+        pd.Series([float((runs.stopped_by == "patience").mean())], index=["all runs"])
+    arm = shares.idxmin()
+    parts = arm if isinstance(arm, tuple) else (arm,)
+    shown = {c: v for c, v in zip(cols, parts) if v not in ("nan", "None", "")}
+    return float(shares.min()), ", ".join(f"{c} {v}" for c, v in shown.items() if c != "dataset") or "all runs"
+
+
+def budget_withheld(meta: dict, h: Hypothesis) -> str:
+    """Why a tested row is withheld for its training budget ("" when every arm it reads stopped by
+    patience often enough, or the tables do not say how runs stopped)."""
+    share, arm = meta.get("weakest_arm", (float("nan"), ""))
+    if h.kind == "descriptive" or not share < ARM_PATIENCE:
+        return ""
+    return (f"withheld: only {share:.0%} of the runs of one arm it reads ({arm}) stopped by patience, fewer than "
+            f"{ARM_PATIENCE:.0%}; the rest hit the training budget, so the arms may not be at their best: raise the setting's "
+            "budget (train.epochs, or train.steps) until they stop by patience")
+
+
+def claims_table(tables: dict[str, dict[str, pd.DataFrame]], **margins) -> pd.DataFrame:
     """The claims table: one row per tested or described statistic, with the columns of COLUMNS."""
-    return decide_specs(claim_specs(tables, **margins), min_n=min_n)[COLUMNS]
+    return decide_specs(claim_specs(tables, **margins))[COLUMNS]
 
 
-def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]], min_n: int = MIN_N) -> pd.DataFrame:
+def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> pd.DataFrame:
     """Verdicts on `specs` (as `claim_specs` returns them, from one setting or several) decided as
     ONE family: Holm's adjustment covers every tested row of every spec. One row per spec with its
     metadata (every key, COLUMNS' and any other, such as a setting), the verdict procedure's
     output and the test and margin, in the order of CLAIMS (stable: the specs' own order within a
-    claim). A tested row whose runs mostly hit the training budget says so in its reason."""
+    claim). A tested row is withheld when an arm it reads stopped by patience in fewer than ARM_PATIENCE
+    of its runs (`budget_withheld`)."""
     if not specs:
         return pd.DataFrame(columns=COLUMNS)
-    hyps = [h for _, _, h in specs]
-    rows = decide([assess(v.to_numpy(), h) for _, v, h in specs], hyps, min_n=min_n)
-    out = [m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan")}
-           for (m, _, h), r in zip(specs, rows)]
-    for row in out:
-        share = row["stopped_by_patience"]
-        if row["test"] != "descriptive" and share < CONVERGED_SHARE:
-            row["reason"] = "; ".join(filter(None, [row["reason"], f"caution: only {share:.0%} of the runs it reads stopped by patience, "
-                                                                      "the rest hit the training budget or diverged (arms may not be at their best)"]))
+    design, described = design_of(specs)
+    withheld = [budget_withheld(m, h) for m, _, h in specs]
+    # values in replicate order: a look's replicates are the first n; a row withheld for its budget
+    # enters no test (a descriptive row is estimated, not tested)
+    rows = decide_in_looks([v.sort_index().to_numpy() for _, v, _ in specs],
+                           [Hypothesis("descriptive") if why else h for (_, _, h), why in zip(specs, withheld)], design)
+    out = []
+    for (m, _, h), r, why in zip(specs, rows, withheld):
+        row = m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan"), "design": described}
+        if why:
+            row |= {"verdict": "withheld", "reason": why, "look": 0}
+        out.append(row)
     order = {c: i for i, c in enumerate(CLAIMS)}
     df = pd.DataFrame(out)
     return df.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
-def holm_family_size(claims: pd.DataFrame, min_n: int = MIN_N) -> int:
-    """The rows of a decided claims table that entered Holm's adjustment: tested, at least `min_n`
-    replicates and a p-value (`harness.verdicts.decide`'s family)."""
-    return int(((claims.test != "descriptive") & (claims.n >= min_n) & claims.p_value.notna()).sum())
+def holm_family_size(claims: pd.DataFrame) -> int:
+    """The rows of a decided claims table that entered Holm's adjustment: tested, with a repeated
+    p-value (`harness.sequential.decide_in_looks`'s family)."""
+    return int(((claims.test != "descriptive") & claims.repeated_p.notna()).sum())
 
 
 def main(argv: list[str] | None = None) -> int:

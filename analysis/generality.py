@@ -172,8 +172,7 @@ def assess_pooled(pooled: Pooled, h: Hypothesis) -> dict:
             "no_spread": False}
 
 
-def generality_table(tables: Mapping[str, dict[str, dict[str, pd.DataFrame]]], datasets: Mapping[str, str] | None = None,
-                     min_n: int = MIN_N) -> pd.DataFrame:
+def generality_table(tables: Mapping[str, dict[str, dict[str, pd.DataFrame]]], datasets: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The claims of every setting decided as one family: `tables[setting][study][name]` (the
     settings in column order), `datasets[setting]` the dataset each ran on (default: the setting's
     name). One row per claim statistic and setting, columns GENERALITY_COLUMNS, ordered by claim,
@@ -183,7 +182,7 @@ def generality_table(tables: Mapping[str, dict[str, dict[str, pd.DataFrame]]], d
     specs = [(m | {"setting": s, "dataset": datasets[s]}, v, h) for s in settings for m, v, h in claim_specs(tables[s])]
     if not specs:
         return pd.DataFrame(columns=GENERALITY_COLUMNS)
-    df = decide_specs(specs, min_n=min_n)
+    df = decide_specs(specs)
     twice = df[df.duplicated(["claim", "key", "setting"], keep=False)]
     if not twice.empty:
         raise ValueError(f"statistics that match more than one row of a setting (claim, key): {sorted(set(zip(twice.claim, twice.key)))}")
@@ -306,7 +305,7 @@ def n_text(table: pd.DataFrame, settings: list[str]) -> str:
     return ", ".join(parts)
 
 
-def build(profile: str, datasets: list[str], min_n: int = MIN_N) -> list[str]:
+def build(profile: str, datasets: list[str]) -> list[str]:
     """Write reports/generality/claims.csv and pooled.csv, figures/generality/verdicts.{pdf,png}
     and forest.{pdf,png}, and reports/generality/index.html; the paths written, relative to the
     output folder. The figures are drawn before any file is written, so a failure leaves the
@@ -315,7 +314,7 @@ def build(profile: str, datasets: list[str], min_n: int = MIN_N) -> list[str]:
     settings = [s.name for s in loaded]
     on = {s.name: setting_dataset(s) for s in loaded}
     names = display_names(settings, on, profile)
-    table = generality_table({s.name: t for s, t in loaded.items()}, on, min_n=min_n)
+    table = generality_table({s.name: t for s, t in loaded.items()}, on)
     pooled = pooled_table(table)
     studies = {s.name: set(t) for s, t in loaded.items()}
     fig, caption = draw(table, settings, names=names, pooled=pooled, reasons=missing_reasons(table, settings, skipped, studies))

@@ -211,12 +211,24 @@ def adaptation(setting: str, study: str) -> dict:
     return json.loads(read_bytes(setting, study, ADAPTATION))
 
 
+def _look(text: str) -> int | None:
+    """--look's value: a positive int, or empty for every listed run (a stamp written before looks)."""
+    if not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a look number: give 1, 2, ... (the profile's looks)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.splitlines()[0])
     ap.add_argument("study")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--dataset", help="the setting's dataset (as given to `harness run --dataset`); default: the study's own")
     ap.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    ap.add_argument("--look", type=_look, default=None, metavar="K",
+                    help="collect the runs of the first K looks (the look `analysis.looks` reached; empty: every listed run)")
     args = ap.parse_args(argv)
     from pyarrow.lib import ArrowException
 
@@ -237,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         where = tables_dir(setting.name, args.study)
         from harness.experiment import load_experiment
 
-        exp = load_experiment(ROOT / "experiments" / f"{args.study}.py", args.profile, setting.dataset)
+        exp = load_experiment(ROOT / "experiments" / f"{args.study}.py", args.profile, setting.dataset, look=args.look)
         exp_notes = {"dataset": setting.dataset, "skipped": exp.skipped, "notes": exp.notes} if setting.dataset or exp.notes else None
         tables = collect(args.study, args.profile, RunStore(args.store), setting.dataset, exp)
         try:

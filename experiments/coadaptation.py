@@ -1,11 +1,11 @@
 """Study 5 (C3): co-adaptation with and without dropout and across hidden rates.
 
-Correlation, DeCov, effective rank and ablation interaction of the hidden layers, at least 5 seeds
-per rate, inputs not dropped so that only the hidden rate varies.
+Correlation, DeCov, effective rank and ablation interaction of the hidden layers, seeds per rate
+in looks (`harness.profiles.LOOKS`), inputs not dropped so that only the hidden rate varies.
 """
 
 from harness.coadaptation import CoadaptSettings
-from harness.profiles import base, pick
+from harness.profiles import base, pick, replicates
 from harness.run import Evaluations
 
 NAME = "coadaptation"
@@ -15,7 +15,7 @@ P_DROP_HIDDEN = [0.0, 0.2, 0.5]
 def configs(profile: str):
     b = base(profile).replace(**{"model.p_drop_input": 0.0})
     widths = pick(profile, smoke=[16, 16], quick=[256, 256], paper=[1024, 1024])
-    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
     return [b.replace(seed=s, **{"model.widths": widths, "model.p_drop_hidden": [p]}) for p in P_DROP_HIDDEN for s in seeds]
 
 

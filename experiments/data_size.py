@@ -7,7 +7,7 @@ the largest set), so that early stopping treats small and large sets alike; each
 rate is chosen on validation.
 """
 
-from harness.profiles import base, pick
+from harness.profiles import base, pick, replicates
 
 NAME = "data_size"
 
@@ -16,9 +16,9 @@ def configs(profile: str):
     b = base(profile)
     sizes = pick(profile, smoke=[50, 200, 800], quick=[100, 1000, 3600], paper=[100, 500, 1000, 5000, 10000, 50000])
     widths = pick(profile, smoke=[8, 32], quick=[64, 256], paper=[256, 1024, 4096])
-    steps = pick(profile, smoke=40, quick=1800, paper=50_000)  # budgets: 50 epochs of the largest set (quick)
+    steps = pick(profile, smoke=40, quick=3600, paper=50_000)  # budgets: 100 epochs of the largest set (quick)
     check = pick(profile, smoke=8, quick=36, paper=500)
-    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
+    seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
     runs = []
     for size in sizes:
         for w in widths:

@@ -7,19 +7,19 @@ its subnetworks (mc_shared, mc_per_example) at k = M (equal members), at equal t
 (k subnetworks costing the multiply-adds of M full passes) and at k = T, and by weight scaling with
 and without temperature scaling. Error, NLL, ECE, Brier and the loss decomposition (member loss,
 diversity) of every ensemble, on the test split and (study `shift`, the same runs) on shifted and
-unseen data. Replicates are the M-seed groups (an ensemble is one replicate); 5 of them.
+unseen data. Replicates are the M-seed groups (an ensemble is one replicate): as many as the
+profile's largest look (`harness.profiles.LOOKS`), run look by look like every study's seeds.
 """
 
 from dataclasses import replace
 
 from harness.ensembles import ensembles_of, member_configs
-from harness.profiles import base, pick
+from harness.profiles import base, pick, replicates
 from harness.robustness import RobustnessSettings
 from harness.run import Evaluations
 from harness.shifts import ANGLES, CORRUPTIONS, unseen_available
 
 NAME = "ensemble_vs_dropout"
-REPLICATES = 5
 
 
 def members(profile: str) -> int:
@@ -29,7 +29,12 @@ def members(profile: str) -> int:
 def configs(profile: str):
     b = base(profile)
     arms = [b, b.replace(**{"model.p_drop_input": 0.0, "model.p_drop_hidden": [0.0]})]  # dropout, and its twin without
-    return [c for arm in arms for c in member_configs(arm, members(profile), REPLICATES)]
+    return [c for arm in arms for c in member_configs(arm, members(profile), len(replicates(profile)))]
+
+
+def replicate(profile: str, cfg) -> int:
+    """The replicate a run belongs to: its ensemble, the M-seed group r * M ... r * M + M - 1."""
+    return cfg.seed // members(profile)
 
 
 def ensembles(profile: str, runs=None):

@@ -5,7 +5,7 @@ geometric means of all 2^n subnetworks against weight scaling and against Monte-
 """
 
 from harness.evaluation import MCSettings
-from harness.profiles import base, pick
+from harness.profiles import base, pick, replicates
 from harness.run import Evaluations
 
 NAME = "exact"
@@ -14,7 +14,7 @@ NAME = "exact"
 def configs(profile: str):
     b = base(profile)
     width = pick(profile, smoke=8, quick=16, paper=20)
-    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
+    seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
     return [b.replace(seed=s, **{"model.widths": [width], "model.p_drop_input": 0.0, "model.p_drop_hidden": [0.5], "model.max_norm": None}) for s in seeds]
 
 

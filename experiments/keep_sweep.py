@@ -8,7 +8,7 @@ also trains n0 at every keep and, without dropout, n0 / keep for every keep test
 dropped, so the sweep isolates the hidden rate.
 """
 
-from harness.profiles import base, pick
+from harness.profiles import base, pick, replicates
 
 NAME = "keep_sweep"
 P_DROP = [0.0, 0.5, 0.8]  # keep = 1.0, 0.5, 0.2 (three keeps: the quick profile spends its time on seeds)
@@ -23,7 +23,7 @@ def configs(profile: str):
     b = base(profile).replace(**{"model.p_drop_input": 0.0})
     n = pick(profile, smoke=32, quick=256, paper=2048)
     depth = pick(profile, smoke=2, quick=2, paper=3)
-    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
+    seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
     n0 = n // 2
     cells = []  # (p_drop, width)
     for p in P_DROP:

@@ -7,7 +7,7 @@ seeds (seeds are the replicates; architectures are averaged within a seed).
 """
 
 from harness.evaluation import MCSettings
-from harness.profiles import base, pick
+from harness.profiles import base, pick, replicates
 from harness.run import Evaluations
 
 NAME = "mc_vs_ws"
@@ -16,7 +16,7 @@ NAME = "mc_vs_ws"
 def configs(profile: str):
     b = base(profile)
     architectures = pick(profile, smoke=[(32,), (32, 32)], quick=[(512, 512)], paper=[(1024, 1024, 1024), (4096, 4096)])
-    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
+    seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
     return [b.replace(seed=s, **{"model.widths": list(w)}) for w in architectures for s in seeds]
 
 

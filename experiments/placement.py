@@ -9,7 +9,7 @@ Monte-Carlo averaging.
 from dataclasses import replace
 
 from harness.evaluation import MCSettings
-from harness.profiles import base, pick
+from harness.profiles import base, pick, replicates
 from harness.run import Evaluations
 
 NAME = "placement"
@@ -25,8 +25,8 @@ def configs(profile: str):
     dataset = pick(profile, smoke="digits", quick="mnist5k", paper="cifar10")
     channels = pick(profile, smoke=[4, 8], quick=[8, 16], paper=[64, 128])
     fc = pick(profile, smoke=[32], quick=[64], paper=[1024, 1024])
-    epochs = pick(profile, smoke=2, quick=30, paper=300)  # budgets; early stopping ends most runs sooner
-    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
+    epochs = pick(profile, smoke=2, quick=60, paper=300)  # budgets; early stopping ends most runs sooner
+    seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
     return [
         b.replace(seed=s, **{"data.name": dataset, "model.kind": "cnn", "model.conv_channels": channels, "model.widths": fc,
                              "model.p_drop_input": p_in, "model.p_drop_conv": p_conv, "model.p_drop_hidden": p_hid,

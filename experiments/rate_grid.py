@@ -4,7 +4,7 @@ C5 compares the recommended rates (0.2 input, 0.5 hidden) with the cell of lowes
 on test error, per seed.
 """
 
-from harness.profiles import base, pick
+from harness.profiles import base, pick, replicates
 
 NAME = "rate_grid"
 P_DROP_INPUT = [0.0, 0.2, 0.5]
@@ -13,7 +13,7 @@ P_DROP_HIDDEN = [0.0, 0.5, 0.75]
 
 def configs(profile: str):
     b = base(profile)
-    seeds = pick(profile, smoke=[0, 1, 2, 3, 4], quick=[0, 1, 2, 3, 4], paper=[0, 1, 2, 3, 4])
+    seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
     return [
         b.replace(seed=s, **{"model.p_drop_input": pi, "model.p_drop_hidden": [ph]})
         for pi in P_DROP_INPUT

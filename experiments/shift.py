@@ -15,5 +15,6 @@ _design = sibling(__file__, "ensemble_vs_dropout")
 NAME = "shift"
 configs = _design.configs
 ensembles = _design.ensembles
+replicate = _design.replicate
 evaluations = _design.evaluations
 lr_grid = getattr(_design, "lr_grid", None)

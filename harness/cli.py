@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", default="quick", help="quick (default), paper or smoke")
     r.add_argument("--dataset", help="run the study on this dataset instead of its own: a name (harness data list) or the path of a .npz "
                    "file with arrays x, y and optionally x_test, y_test; outputs go beside the default's (PROFILE-DATASET)")
+    r.add_argument("--look", type=int, metavar="K", help="run only the first K looks' replicates (harness.profiles.LOOKS; e.g. quick: "
+                   "--look 1 runs 5 seeds, --look 2 runs 10); default: every listed run (the largest look). `make` drives the looks")
     r.add_argument("--executor", default=os.environ.get("HARNESS_EXECUTOR", "local"), help="local (default), processes or ray")
     r.add_argument("--workers", type=int, help="parallel runs for processes/ray (default: CPU count)")
     r.add_argument("--threads", type=int, help="torch CPU threads per run (default: all cores for local, cores/workers otherwise); equal threads give bit-identical runs")
@@ -295,9 +297,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .experiment import load_experiment
     from .store import default_root
 
-    exp = load_experiment(args.experiment, args.profile, args.dataset)  # a bad dataset is refused here, before the store folder is made
+    # a bad dataset or look is refused here, before the store folder is made
+    exp = load_experiment(args.experiment, args.profile, args.dataset, look=args.look)
     check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit, args.task_cpus, args.task_gpus)
-    where = f"{args.profile}{', ' + exp.dataset if exp.dataset else ''}"
+    where = f"{args.profile}{', ' + exp.dataset if exp.dataset else ''}{f', look {exp.look}: {exp.replicates} replicates' if exp.look else ''}"
     if exp.skipped:
         print(f"experiment {exp.name} ({where}): skipped: {exp.skipped}")
         return 0

@@ -8,6 +8,11 @@ evaluated from their members' stored predictions when the study's tables are col
 ``lr_grid(profile: str) -> list[float]``: the learning rates each arm is tuned over on validation
 (`harness.tuning`; default: the profile's `harness.profiles.lr_grid`). The configs' own rates are
 replaced by each arm's choice: `resolve` gives the tuned experiment once the tuning runs are stored.
+The configs list the seeds of the profile's largest look (`harness.profiles.replicates`); a study
+runs in looks (`harness.profiles.LOOKS`, `analysis.looks`), and `load_experiment(..., look=K)` keeps
+the runs of the first K looks: those whose replicate is below the K-th look's n. A run's replicate
+is its seed, or what the file's optional ``replicate(profile: str, cfg) -> int`` says (an ensemble
+of M seeds is one replicate).
 Every config's ``profile`` field is set to the profile it was made for, so profiles never share runs.
 """
 
@@ -43,6 +48,8 @@ class Experiment:
     dataset: str | None = None  # the setting's dataset (`harness.setting`); None: the study's own data
     notes: list[str] = field(default_factory=list)  # how the study was adapted to the dataset, in words
     skipped: str | None = None  # why the study cannot run on this dataset (then it has no configs)
+    look: int | None = None  # the runs of the first `look` looks (None: every listed run)
+    replicates: int = 0  # the replicates the configs hold (0: the study lists none with a replicate index)
 
     def tuning_configs(self) -> list[RunConfig]:
         """The runs that choose each arm's learning rate (none with a grid of one rate)."""
@@ -59,11 +66,13 @@ def resolve(exp: Experiment, store) -> Experiment:
     return replace(exp, configs=configs, ensembles=remap_ensembles(exp.ensembles, exp.configs, configs), tuned=True)
 
 
-def load_experiment(path: str | Path, profile: str = "quick", dataset: str | None = None, need_data: bool = True) -> Experiment:
+def load_experiment(path: str | Path, profile: str = "quick", dataset: str | None = None, need_data: bool = True,
+                    look: int | None = None) -> Experiment:
     """The study an experiment file describes, for `profile`, on `dataset` (None: the file's own
     data; else every config moved onto it by `harness.setting.adapt`, which says how in `notes`).
     With `need_data=False` no data file is read (a plan before the data are in place): ensembles,
-    which name their members by run identity, are left out. Under `make paper-check`
+    which name their members by run identity, are left out. `look=K` keeps the runs of the first K
+    of the profile's looks (None: every listed run). Under `make paper-check`
     (`harness.setting.checking`) every study is cut down by `harness.setting.check_caps`."""
     from .setting import Setting, adapt, cap_sizes, check_caps, checking
 
@@ -108,6 +117,10 @@ def load_experiment(path: str | Path, profile: str = "quick", dataset: str | Non
             said += capped
         notes += said
     configs = _distinct(configs)
+    replicate_of = _replicate_function(path, module, profile)
+    if look is not None:
+        configs = in_looks(configs, replicate_of, profile, look, str(path))
+    n_replicates = len({replicate_of(c) for c in configs})
     ensembles = []
     if need_data and not skipped and callable(getattr(module, "ensembles", None)):
         # ensembles(profile, runs) groups the configs it is given (moved onto a dataset, cut down for a check)
@@ -126,7 +139,35 @@ def load_experiment(path: str | Path, profile: str = "quick", dataset: str | Non
     grid = _guarded(path, f"lr_grid({profile!r})", module.lr_grid, profile) if callable(getattr(module, "lr_grid", None)) else profile_lr_grid(profile)
     grid = check_grid(grid, f"{path}")
     return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip(), ensembles, grid, dataset=dataset, notes=notes,
-                      skipped=skipped)
+                      skipped=skipped, look=look, replicates=n_replicates)
+
+
+def _replicate_function(path: Path, module: ModuleType, profile: str):
+    """cfg -> its replicate index: the file's replicate(profile, cfg), else the seed."""
+    fn = getattr(module, "replicate", None)
+    if fn is None:
+        return lambda cfg: cfg.seed
+    if not callable(fn):
+        raise ConfigError(f"{path}: replicate must be a function replicate(profile, cfg) -> int, got {type(fn).__name__}")
+
+    def replicate_of(cfg: RunConfig) -> int:
+        r = _guarded(path, f"replicate({profile!r}, cfg)", fn, profile, cfg)
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise ConfigError(f"{path}: replicate({profile!r}, cfg) returned {r!r}, expected a non-negative int")
+        return r
+
+    return replicate_of
+
+
+def in_looks(configs: list[RunConfig], replicate_of, profile: str, look: int, where: str) -> list[RunConfig]:
+    """The configs of the first `look` looks of the profile: replicate index below that look's n."""
+    from .profiles import looks
+
+    design = looks(profile)
+    if isinstance(look, bool) or not isinstance(look, int) or not 1 <= look <= len(design):
+        raise ConfigError(f"{where}: look={look!r}; the {profile} profile has {len(design)} looks "
+                          f"({', '.join(map(str, design))} replicates): give 1 to {len(design)}")
+    return [c for c in configs if replicate_of(c) < design[look - 1]]
 
 
 def _distinct(configs: list[RunConfig]) -> list[RunConfig]:

@@ -3,7 +3,7 @@
 - smoke: scikit-learn digits, tiny networks, two epochs: the test suite runs every study.
 - quick: the embedded mnist5k, networks chosen so that `make all` finishes in about 20 minutes on
   a 2-core CPU. The default. Every run keeps its best checkpoint on validation loss and stops
-  after 8 epochs without improvement (budget 50 epochs); each arm's learning rate is chosen on
+  after 8 epochs without improvement (budget 100 epochs: at 50 most MNIST-1D runs hit it); each arm's learning rate is chosen on
   validation from LR_GRIDS.
 - paper: full MNIST from data/ (CIFAR-10 for placement), the papers' architectures and training
   lengths (Srivastava et al. 2014: max-norm, SGD with momentum ramped from 0.5 to 0.99, decaying
@@ -29,8 +29,8 @@ _BASES = {
         data=DataConfig(name="mnist5k"),
         model=ModelConfig(widths=(256, 256)),
         # trained to its own best: the checkpoint with the lowest validation loss, stopped after 8
-        # epochs without improvement; 50 epochs is a budget that most runs do not reach
-        train=TrainConfig(epochs=50, lr=0.05, lr_decay=0.95, select_on_val=True, patience=8),
+        # epochs without improvement; 100 epochs is a budget that most runs do not reach (claims whose arms hit it are withheld)
+        train=TrainConfig(epochs=100, lr=0.05, lr_decay=0.95, select_on_val=True, patience=8),
     ),
     "paper": RunConfig(
         profile="paper",
@@ -59,6 +59,24 @@ LR_GRIDS = {"smoke": (0.05,), "quick": (0.02, 0.05), "paper": (0.03, 0.1)}
 # Each arm's rate is chosen on the mean validation loss over this many tuning seeds (`harness.tuning`):
 # one seed let float rounding pick between rates whose losses differed by less than a seed's noise.
 TUNING_SEEDS = {"smoke": 1, "quick": 3, "paper": 2}
+
+
+# Every study runs in looks of this many replicates (`harness.sequential`): a study gets the next look's
+# seeds only while one of its claim rows is undecided and could still be decided at the largest n
+# (`analysis.looks`). Experiment files list the largest n's seeds (`replicates`); `harness run
+# --look K` runs the first K looks' replicates. smoke: one look (the test suite checks the looks on
+# constructed values and a two-look toy study).
+LOOKS = {"smoke": (5,), "quick": (5, 10, 20), "paper": (5, 10, 20)}
+
+
+def looks(profile: str) -> tuple[int, ...]:
+    base(profile)  # an unknown profile is refused by name
+    return LOOKS[profile]
+
+
+def replicates(profile: str) -> list[int]:
+    """The replicate indices an experiment lists: 0 ... n_K - 1 for the profile's largest look."""
+    return list(range(looks(profile)[-1]))
 
 
 def lr_grid(profile: str) -> tuple[float, ...]:

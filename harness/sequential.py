@@ -42,7 +42,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from .stats import ALPHA, holm
-from .verdicts import Hypothesis, no_spread, verdict_pvalues
+from .verdicts import Hypothesis, assess, inconclusive_reason, no_spread, power_fields, verdict_pvalues
 
 CONDITIONAL_POWER_FLOOR = 0.1  # an undecided row below this conditional power at n_K stops asking
 ZMAX = 12.0  # the grid's reach in standard deviations; beyond it nothing is left to integrate
@@ -150,6 +150,8 @@ def level_crossed(p: float, look: int, design: Design) -> float:
     row's repeated p-value is the smallest of these over the looks so far."""
     if not p < 1 or math.isnan(p):
         return 1.0
+    if len(design.looks) == 1:  # one look spends the whole level there: the nominal p is the level
+        return float(p)
     table, log_levels = _log_table(design.looks, design.spending), np.log(LEVELS)
     row = table[look - 1]
     lp = math.log(max(p, 1e-300))
@@ -230,6 +232,56 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
         more = n_used < design.n_max and cp >= CONDITIONAL_POWER_FLOOR
         out.append(Outcome("inconclusive", 0, n_used, float(p_rep[i]), cp, more))
     return out
+
+
+def decide_in_looks(values: list, hypotheses: list[Hypothesis], design: Design) -> list[dict]:
+    """The claims table's fields for a family of rows decided by the design (`replay`): per row the
+    fields of `harness.verdicts.assess` at the replicates its verdict used (`n`), the repeated
+    p-value (`repeated_p`) and its Holm adjustment (`p_adjusted`), `verdict`, `reason`, `look`
+    (the look it was reached at, or the last look it was tested at; 0: none), `conditional_power`
+    (undecided rows), `asks_more`, and the power fields (`mde`, `mde_sd`, `seeds_needed`) at
+    Holm's first step. Descriptive rows are estimated on all their values and enter no test."""
+    xs = [np.asarray(v, dtype=float) for v in values]
+    xs = [x[~np.isnan(x)] for x in xs]
+    tested = [i for i, h in enumerate(hypotheses) if h.kind != "descriptive"]
+    outcomes = dict(zip(tested, replay([xs[i] for i in tested], [hypotheses[i] for i in tested], design)))
+    p_rep = [outcomes[i].repeated_p if i in outcomes else math.nan for i in range(len(xs))]
+    adjusted = holm(p_rep)
+    family = max(1, int(np.sum(~np.isnan(np.asarray(p_rep, dtype=float)))))
+    out = []
+    for i, (x, h) in enumerate(zip(xs, hypotheses)):
+        o = outcomes.get(i)
+        n = o.n if o is not None and o.verdict != "withheld" else len(x)
+        r = assess(x[:n], h) | {"repeated_p": p_rep[i], "p_adjusted": float(adjusted[i])}
+        r |= power_fields(r, h, design.alpha / family)
+        r |= {"look": design.looks.index(n) + 1 if o is not None and n in design.looks else 0,
+              "conditional_power": o.conditional_power if o is not None else math.nan,
+              "asks_more": bool(o.asks_more) if o is not None else False}
+        r |= {"verdict": o.verdict if o is not None else "descriptive", "reason": _looks_reason(r, h, o, design)}
+        out.append(r)
+    return out
+
+
+def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design) -> str:
+    """Why a row has its verdict, when it is not a decision: descriptive, withheld, no spread, open,
+    stopped for futility, or undecided at the largest n (with the effect it could have detected)."""
+    if o is None:
+        return "an estimate, not a test"
+    if o.verdict == "withheld":
+        return f"withheld: {r['n']} replicates, fewer than the first look's {design.looks[0]}"
+    if r.get("no_spread"):
+        return (f"no spread: all {r['n']} replicates are equal (value {r['estimate']:.6g}), so no test is possible; "
+                "a zero-variance sample is no evidence")
+    if o.verdict != "inconclusive":
+        return ""
+    cp = f"conditional power at n = {design.n_max}: {o.conditional_power:.2f}"
+    if o.asks_more:
+        return f"open at n = {r['n']}: asks for the next look's seeds ({cp}, floor {CONDITIONAL_POWER_FLOOR:g})"
+    detect = f"it could detect {r['mde']:.3g} ({r['mde_sd']:.2g} sd) at n = {r['n']}; " if r["mde"] == r["mde"] else ""
+    if r["n"] < design.n_max:
+        return (f"stopped at n = {r['n']} for futility ({cp}, below the floor {CONDITIONAL_POWER_FLOOR:g}); "
+                f"{detect}{inconclusive_reason(r, h)}")
+    return f"undecided at the largest n = {design.n_max}: {detect}{inconclusive_reason(r, h)}"
 
 
 def _flat(x: np.ndarray) -> bool:

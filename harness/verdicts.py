@@ -163,7 +163,7 @@ def decide(rows: list[dict], hypotheses: list[Hypothesis], alpha: float = ALPHA,
     for r, h, ok, p_adj in zip(rows, hypotheses, eligible, adjusted):
         r = dict(r, p_adjusted=float(p_adj))
         if power:
-            r |= _power(r, h, alpha / family)
+            r |= power_fields(r, h, alpha / family)
         if h.kind == "descriptive":
             r |= {"verdict": "descriptive", "reason": "an estimate, not a test"}
         elif r["n"] < min_n:
@@ -176,12 +176,12 @@ def decide(rows: list[dict], hypotheses: list[Hypothesis], alpha: float = ALPHA,
         elif p_adj < alpha and _interval_agrees(r, h):
             r |= {"verdict": r["side"], "reason": ""}
         else:
-            r |= {"verdict": "inconclusive", "reason": _reason(r, h) if power else ""}
+            r |= {"verdict": "inconclusive", "reason": inconclusive_reason(r, h) if power else ""}
         out.append(r)
     return out
 
 
-def _power(r: dict, h: Hypothesis, level: float) -> dict:
+def power_fields(r: dict, h: Hypothesis, level: float) -> dict:
     """MDE and replicates needed at the level of Holm's first step. The boundary is 0 for a
     directional claim and the margin for the others; tests at 95% two-sided intervals are one-sided
     at level / 2 against a margin. A directional claim with a smallest effect of interest is also
@@ -233,7 +233,7 @@ def _where(r: dict, h: Hypothesis) -> str:
     return f"the interval straddles the margin (+-{m:.3g}); "
 
 
-def _reason(r: dict, h: Hypothesis) -> str:
+def inconclusive_reason(r: dict, h: Hypothesis) -> str:
     """Why a tested claim is inconclusive. Directional: an interval within +-sesoi that did not
     survive Holm's adjustment (the MDE cannot stand in for a sesoi: at Holm's first step it is
     several sd wide, so any interval near 0 would lie within it), or too few seeds (with how many

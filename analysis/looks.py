@@ -1,0 +1,118 @@
+"""A study run in looks: ``python -m analysis.looks STUDY --profile P [--dataset D] [--stamp FILE] [harness run flags]``.
+
+For look k = 1, 2, ... of the profile's design (`harness.profiles.LOOKS`; quick: 5, 10, 20
+replicates): train and evaluate the first k looks' replicates (`harness run --look k`: the store
+caches every finished run, so a killed look resumes where it stopped), collect the study's tables
+in memory (`analysis.tables.collect`), decide its claim rows on the design (`harness.sequential`,
+the study's rows as their own Holm family) and go on to look k + 1 only while one of them is
+undecided and could still be decided at the largest n (its conditional power there at least
+`harness.sequential.CONDITIONAL_POWER_FLOOR`). A study without tested rows stops at its first look.
+
+The look reached is written to `--stamp` (make's target for the study's runs: the first line is
+the look, the second says it in words), which `analysis.tables --look` reads to collect the same
+runs. The continuation is decided per study; the report decides every study's rows again as one
+family from the collected tables: stopping early only removes chances to reject (futility), so the
+family's error control holds whatever the continuation rule (`tests/test_sequential.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from harness.files import atomic_write
+from harness.profiles import looks
+from harness.sequential import Design
+
+from .claims import claim_specs, decide_specs
+from .paths import ROOT
+
+
+@dataclass(frozen=True)
+class LookResult:
+    """After a look: its number, the replicates it holds, and the study's tested rows by state."""
+
+    look: int
+    replicates: int
+    decided: int
+    open: int  # undecided, asking for the next look's seeds
+    stopped: int  # undecided or withheld, not asking (futility, the largest n, or a budget the runs hit)
+
+    def line(self, study: str, of: int) -> str:
+        return (f"looks {study}: look {self.look} of {of} ({self.replicates} replicates): {self.decided} decided, "
+                f"{self.open} open (asking for more seeds), {self.stopped} undecided and not asking")
+
+    def asks_more(self) -> bool:
+        return self.open > 0
+
+
+def judge(study: str, tables: dict, look: int, replicates: int) -> LookResult:
+    """The study's tested rows decided from its collected tables as the claims table decides them
+    (`analysis.claims.decide_specs`: the profile's design, rows withheld for their budget)."""
+    specs = [s for s in claim_specs({study: tables}) if s[2].kind != "descriptive"]
+    if not specs:
+        return LookResult(look, replicates, 0, 0, 0)
+    rows = decide_specs(specs)
+    decided = int(rows.verdict.isin(["supported", "contradicted", "negligible"]).sum())
+    asking = int(rows.asks_more.astype(bool).sum())
+    return LookResult(look, replicates, decided, asking, len(rows) - decided - asking)
+
+
+def drive(study: str, profile: str, dataset: str | None = None, store: str | None = None, run_flags: list[str] = (),
+          stamp: str | None = None) -> int:
+    """Run `study` look by look until no row asks for more seeds or the last look is done; write
+    the look reached to `stamp`. Returns harness run's exit status when a look's sweep fails."""
+    from harness.cli import main as harness_main
+    from harness.experiment import load_experiment
+    from harness.store import RunStore
+
+    from .tables import collect
+
+    design = Design(looks(profile))
+    path = ROOT / "experiments" / f"{study}.py"
+    common = ["--profile", profile] + (["--dataset", dataset] if dataset else []) + (["--store", store] if store else [])
+    reached = None
+    for k in range(1, len(design.looks) + 1):
+        rc = harness_main(["run", str(path), "--look", str(k), *common, *run_flags])
+        if rc != 0:
+            return rc
+        exp = load_experiment(path, profile, dataset, look=k)
+        if exp.skipped:
+            reached = LookResult(k, 0, 0, 0, 0)
+            break
+        reached = judge(study, collect(study, profile, RunStore(store), dataset, exp), k, exp.replicates)
+        print(reached.line(study, len(design.looks)), flush=True)
+        if not reached.asks_more():
+            break
+    if stamp:
+        atomic_write(stamp, f"{reached.look}\nlook {reached.look} of {len(design.looks)}: {reached.replicates} replicates\n".encode())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m analysis.looks", description=__doc__.splitlines()[0],
+                                 epilog="Other flags (--executor, --workers, --threads, ...) go to `harness run` as they are.")
+    ap.add_argument("study")
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--dataset", help="the setting's dataset (as given to `harness run --dataset`); default: the study's own")
+    ap.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    ap.add_argument("--stamp", help="write the look reached here (make's target for the study's runs)")
+    args, run_flags = ap.parse_known_args(argv)
+    known = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if not p.name.startswith("_"))
+    if args.study not in known:
+        ap.error(f"unknown study {args.study!r}; studies: {', '.join(known)}")
+    from harness.errors import HarnessError
+
+    try:
+        looks(args.profile)
+        return drive(args.study, args.profile, args.dataset, args.store, run_flags, args.stamp)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    from .tables import exit_2
+
+    sys.exit(exit_2(main))

@@ -1,0 +1,116 @@
+"""Studies in looks: an experiment cut to its first K looks' replicates, the driver that runs the
+next look only while a row asks for more seeds, the stamp it leaves and the tables collected from
+it, and the claims table's look, design and reasons."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import looks as L
+from analysis.claims import decide_specs, design_of
+from analysis.paths import ROOT
+from harness import profiles
+from harness.errors import ConfigError
+from harness.experiment import load_experiment
+from harness.sequential import CONDITIONAL_POWER_FLOOR, Design, decide_in_looks
+from harness.verdicts import Hypothesis
+
+EXP = ROOT / "experiments"
+
+
+@pytest.fixture
+def two_looks(monkeypatch):
+    """The smoke profile with looks at 3 and 5 replicates."""
+    monkeypatch.setitem(profiles.LOOKS, "smoke", (3, 5))
+
+
+def test_a_look_keeps_its_replicates(two_looks):
+    one = load_experiment(EXP / "coadaptation.py", "smoke", look=1)
+    assert sorted({c.seed for c in one.configs}) == [0, 1, 2] and one.replicates == 3
+    every = load_experiment(EXP / "coadaptation.py", "smoke")
+    assert sorted({c.seed for c in every.configs}) == [0, 1, 2, 3, 4] and every.look is None
+    assert len(one.configs) == 3 * len(every.configs) // 5
+    # an ensemble of M seeds is one replicate: look 1 holds 3 ensembles per arm, each whole
+    ens = load_experiment(EXP / "ensemble_vs_dropout.py", "smoke", look=1)
+    m = 2  # the smoke profile's members
+    assert sorted({c.seed for c in ens.configs}) == list(range(3 * m)) and ens.replicates == 3
+    assert len(ens.ensembles) == 2 * 3 and all(len(e.run_ids) == m for e in ens.ensembles)
+
+
+@pytest.mark.parametrize("look", [0, 3, -1])
+def test_a_look_the_profile_lacks_is_refused_by_name(two_looks, look):
+    with pytest.raises(ConfigError, match=r"look=.*2 looks \(3, 5 replicates\): give 1 to 2"):
+        load_experiment(EXP / "exact.py", "smoke", look=look)
+
+
+def test_the_driver_runs_the_next_look_only_while_a_row_asks(two_looks, tmp_path, monkeypatch):
+    store, stamp = tmp_path / "runs", tmp_path / "stamp"
+    asked = []
+
+    def judge(study, tables, look, replicates):  # look 1 asks for more, look 2 is the last
+        asked.append((look, replicates, tables["runs"].seed.nunique()))
+        return L.LookResult(look, replicates, 0, int(look == 1), int(look == 2))
+
+    monkeypatch.setattr(L, "judge", judge)
+    assert L.drive("exact", "smoke", store=str(store), run_flags=["--executor", "local"], stamp=str(stamp)) == 0
+    assert asked == [(1, 3, 3), (2, 5, 5)]
+    assert stamp.read_text().splitlines() == ["2", "look 2 of 2: 5 replicates"]
+    # a study whose rows ask nothing stops at its first look; its finished runs are not trained again
+    monkeypatch.setattr(L, "judge", lambda study, tables, look, replicates: L.LookResult(look, replicates, 1, 0, 0))
+    assert L.drive("exact", "smoke", store=str(store), run_flags=["--executor", "local"], stamp=str(stamp)) == 0
+    assert stamp.read_text().splitlines()[0] == "1"
+    from analysis.tables import main as tables_main
+
+    monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
+    for look, seeds in (("1", 3), ("2", 5), ("", 5)):  # the stamp's look; empty: every listed run
+        assert tables_main(["exact", "--profile", "smoke", "--store", str(store), "--look", look]) == 0
+        assert pd.read_parquet(tmp_path / "reports" / "smoke" / "tables" / "exact" / "runs.parquet").seed.nunique() == seeds
+
+
+def test_the_real_judge_counts_rows_by_state():
+    """Constructed C2 rows of study exact: one decided, then judged at the first of two looks."""
+    rng = np.random.default_rng(3)
+    n = 5
+    ev = pd.DataFrame({"run_id": [f"r{s}" for s in range(n) for _ in range(2)], "seed": np.repeat(np.arange(n), 2),
+                       "mode": ["weight_scaled", "exact"] * n, "k": 0, "repeat": 0, "metric": "error",
+                       "value": np.ravel([(0.05, 0.05 + 1e-4 * d) for d in rng.standard_normal(n)])})
+    result = L.judge("exact", {"evaluations": ev}, 1, n)
+    assert (result.decided, result.open, result.stopped) == (1, 0, 0) and not result.asks_more()
+
+
+def test_claims_carry_the_look_the_design_and_why_a_row_is_undecided():
+    rng = np.random.default_rng(0)
+    design = Design((5, 10, 20))
+    decided = 1.0 + 0.1 * rng.standard_normal(20)  # decided at the first look
+    open_row = 0.45 + rng.standard_normal(5)  # open at n = 5: could still be decided at 20
+    hopeless = np.array([0.01, -0.012, 0.008, -0.009, 0.011, 0.01, -0.01, 0.009, -0.011, 0.012])  # far from deciding
+    rows = decide_in_looks([decided, open_row, hopeless], [Hypothesis(), Hypothesis(), Hypothesis()], design)
+    assert rows[0]["verdict"] == "supported" and rows[0]["look"] == 1 and rows[0]["n"] == 5
+    assert rows[1]["verdict"] == "inconclusive" and rows[1]["asks_more"] and rows[1]["conditional_power"] >= CONDITIONAL_POWER_FLOOR
+    assert "asks for the next look's seeds" in rows[1]["reason"]
+    assert rows[2]["verdict"] == "inconclusive" and not rows[2]["asks_more"] and rows[2]["n"] == 10 and rows[2]["look"] == 2
+    assert "stopped at n = 10 for futility" in rows[2]["reason"] and "it could detect" in rows[2]["reason"]
+    # the Holm adjustment runs on the repeated p-values
+    assert rows[0]["p_adjusted"] == pytest.approx(min(1.0, 3 * rows[0]["repeated_p"]))
+    # a row undecided at the largest n says so with the effect it could have detected there
+    flat20 = np.tile([0.3, -0.25, 0.2, -0.3, 0.1], 4) + 0.02
+    last = decide_in_looks([flat20], [Hypothesis()], design)[0]
+    if last["verdict"] == "inconclusive" and last["n"] == 20:
+        assert last["reason"].startswith("undecided at the largest n = 20: it could detect")
+
+
+def test_the_design_is_the_profiles_when_the_replicates_fit_its_looks():
+    def spec(n, profile="quick"):
+        return ({"profile": profile, "claim": "C1", "stopped_by_patience": 1.0}, pd.Series(np.arange(n, dtype=float) % 3), Hypothesis())
+
+    assert design_of([spec(5), spec(10)])[0] == Design((5, 10, 20))
+    assert "planned" in design_of([spec(5)])[1]
+    # tables of an experiment with its own seeds: one look per replicate count, said so
+    design, text = design_of([spec(8), spec(6)])
+    assert design == Design((6, 8)) and "no planned looks" in text
+    df = decide_specs([spec(8, None)])
+    assert df.design.iloc[0].startswith("one look at 8 replicates") and df.n.iloc[0] == 8 and not math.isnan(df.repeated_p.iloc[0])
