@@ -150,6 +150,7 @@ def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
         "estimate": [_num(v, k) for v, k in zip(claims["estimate"], scale)],
         "95% interval": [interval_text(lo, hi, u) for lo, hi, u in zip(claims["ci_low"], claims["ci_high"], claims["unit"])],
         "method": claims["method"], "n": claims["n"],
+        "look": ["-" if pd.isna(v) or v == 0 else f"{v:.0f}" for v in claims.get("look", pd.Series(0, index=claims.index))],
         "p": [_num(v) for v in claims["p_value"]], "p (Holm)": [_num(v) for v in claims["p_adjusted"]],
         "effect (sd)": [_num(v) for v in claims["effect_sd"]], "MDE": [_num(v, k) for v, k in zip(claims["mde"], scale)],
         "seeds needed": ["-" if pd.isna(v) else ("> 100000" if v == float("inf") else f"{v:.0f}") for v in claims["seeds_needed"]],
@@ -161,7 +162,7 @@ def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
 def claim_lines(shown: pd.DataFrame) -> list[str]:
     """One line per row of the claims table as `show_claims` formats it."""
     return [f"  {row['claim']:<4} {row['verdict']:<13} {row['statistic']}: {row['estimate']} {row['95% interval']} "
-            f"({row['unit']}, n={row['n']}, p Holm={row['p (Holm)']})" for _, row in shown.iterrows()]
+            f"({row['unit']}, n={row['n']}, look {row.get('look', '-')}, p Holm={row['p (Holm)']})" for _, row in shown.iterrows()]
 
 
 # -- Markdown and HTML ---------------------------------------------------------------------------

@@ -24,11 +24,11 @@ from harness.coadaptation import compare
 from harness.experiment import load_experiment
 from harness.files import atomic_write
 from harness.stats import interval
+from harness.sequential import CONDITIONAL_POWER_FLOOR
 from harness.setting import Setting
-from harness.verdicts import MIN_N
 
 from . import reference
-from .claims import BANDS, CONVERGED_SHARE, MILD_SHARE, SEVERE_SHARE, claims_table, n_classes_of, per_replicate, severity_bands
+from .claims import ARM_PATIENCE, BANDS, CONVERGED_SHARE, SESOI, MILD_SHARE, SEVERE_SHARE, claims_table, n_classes_of, per_replicate, severity_bands
 from .labels import label_keep, label_method, label_placement, sort_methods
 from .paths import ROOT, figures_dir, report_dir
 from .presentation import STUDIES, claim_lines, claims_html, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation, to_markdown
@@ -216,6 +216,19 @@ def _cell(m: float, lo: float, hi: float, scale: float) -> str:
     return f"{scale * m:.3g} [{scale * lo:.3g}, {scale * hi:.3g}]"
 
 
+def design_text(claims: pd.DataFrame) -> str:
+    """The sequential design the claims were decided by, in words (one per distinct design)."""
+    designs = [d for d in dict.fromkeys(claims.get("design", pd.Series(dtype=str)).dropna()) if d]
+    return "; ".join(designs) or "no tested claims"
+
+
+def sesoi_text() -> str:
+    """The smallest effects of interest per unit, as the report shows them."""
+    from .presentation import UNITS, unit_scale
+
+    return ", ".join(f"{v * unit_scale(u):g} {UNITS.get(u, u)}" for u, v in SESOI.items())
+
+
 def study_doc(study: str, profile: str) -> str:
     return load_experiment(ROOT / "experiments" / f"{study}.py", profile).doc
 
@@ -259,8 +272,14 @@ def build(profile: str, dataset: str | None = None) -> list[str]:
         "replicate is a group of M seeds: an ensemble and the M dropout nets trained beside it), then its mean, "
         "95% interval (method named) and n seeds. Directional claims use a two-sided t-test; C2 two one-sided tests against "
         "its equivalence margin; C5 a non-inferiority test against its margin, with the best cell chosen per seed on that seed's validation error. "
-        f"Raw p-values are adjusted by Holm's method across the tested claims; the adjusted p decides. No verdict below "
-        f"{MIN_N} seeds. Power at Holm's strictest level: MDE, the smallest effect (distance from 0 or from the margin) "
+        f"Seeds come in looks: {design_text(claims)}. A study gets the next look's seeds only while one of its rows is "
+        f"undecided and could still be decided at the largest n (conditional power there at least {CONDITIONAL_POWER_FLOOR:g}). "
+        "Each row is decided by a group-sequential design: Lan-DeMets alpha spending with O'Brien-Fleming-type boundaries "
+        "(Lan and DeMets 1983) and Holm's step-down on the repeated p-values across the tested claims (Maurer and Bretz 2013); "
+        "the adjusted repeated p decides, at the look named, from the n seeds of that look. Directional claims can also be "
+        f"negligible: the interval inside plus or minus the smallest effect of interest stated in advance ({sesoi_text()}). "
+        f"A tested claim is withheld when fewer than {ARM_PATIENCE:.0%} of the runs of an arm it reads stopped by patience. "
+        "Power at Holm's strictest level: MDE, the smallest effect (distance from 0 or from the margin) "
         "detected with 80% power at this n; seeds needed, to detect the observed effect with 80% power."
     )
     md += ["## Claims", "", intro, "", to_markdown(claims_show), ""]
@@ -291,8 +310,10 @@ def build(profile: str, dataset: str | None = None) -> list[str]:
         summaries = study_tables(study, t)
         if "tuning" in t:
             summaries["learning rate of each arm chosen on validation (tuning runs: the arm at every rate of the grid on each of its "
-                      "tuning seeds, none of them a replicate; the rate with the lowest mean monitored value is chosen; margin: the "
-                      "runner-up's mean minus the chosen one's, margin_se its standard error over the tuning seeds)"] = t["tuning"].drop(columns=["run_id"])
+                      "tuning seeds, none of them a replicate; the rate with the lowest mean monitored value is chosen, or the smallest rate "
+                      "within one standard error of it (tie: the margin is inside the tuning seeds' noise, so a stated rule decides, "
+                      "not float rounding); margin: the other rates' best mean minus the chosen one's, margin_se its standard error "
+                      "over the tuning seeds)"] = t["tuning"].drop(columns=["run_id"])
         for title, df in summaries.items():
             file = f"{study}__{title.split(' (')[0].replace(' ', '_')}"
             csv(file, df)

@@ -724,6 +724,13 @@ def format_plan(profile: str, dataset: str | None, rows: list[StudyPlan], missin
     lines += ["", table.to_string(index=False), ""]
     lines.append(f"replicates: the runs a study lists; tuning: the runs that choose each arm's learning rate; shared: of both, those an "
                  f"earlier study lists (trained and evaluated once, counted there). {sum(r.new for r in rows)} runs to train.")
+    from .profiles import looks
+
+    design = looks(profile)
+    if len(design) > 1:
+        lines.append(f"Studies run in looks of {', '.join(map(str, design))} replicates (`analysis.looks`): this plan counts every look, "
+                     f"the most the suite can run; a study stops earlier once none of its claims asks for more seeds (about "
+                     f"{design[0] / design[-1]:.0%} of these runs when every study stops at its first look).")
     for r in rows:
         if r.note:
             lines.append(f"  {r.study}: {r.note}")

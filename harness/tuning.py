@@ -12,8 +12,11 @@ compares a tuned arm with an untuned one. Each arm is therefore tuned, as the pa
 2. the rate whose runs end lowest on the arm's monitored validation quantity (`train.monitor`, at
    the kept checkpoint), averaged over the tuning seeds, is the arm's rate: validation data only,
    never the test split. One tuning seed let float rounding decide between two rates whose losses
-   differed by less than a seed's noise (a thread count flipped a CNN arm's choice); the table
-   shows each choice's margin over the runner-up with its standard error over the tuning seeds;
+   differed by less than a seed's noise (a thread count flipped a CNN arm's choice). A rate
+   within TIE_SE standard errors of the lowest mean (of the per-seed differences) is tied with it,
+   and ties go to the smaller rate, so a choice inside the seeds' noise is made by a stated rule,
+   not by rounding. The table shows each choice's margin over the runner-up with its standard
+   error over the tuning seeds, and whether it was a tie;
 3. every seed of the arm is trained at that rate. No replicate is a tuning run, so the winner of
    the choice is never one of the values compared, and every replicate is alike.
 
@@ -37,8 +40,12 @@ from .errors import ConfigError
 from .identity import run_id
 
 TUNING_SEED = 2**62  # far from any study's seeds: tuning runs are never replicates
+# a rate whose mean is within this many standard errors (of the per-seed differences) of the best
+# mean is tied with it, and ties go to the smaller rate: a margin inside the tuning seeds' noise is
+# not left for float rounding (a thread count) to decide
+TIE_SE = 1.0
 TUNING_COLUMNS = ["arm", "model", "widths", "p_drop_input", "p_drop_hidden", "train_size", "run_id", "seed", "lr", "monitored", "val_loss", "val_error",
-                  "best_epoch", "stopped_by", "status", "mean_monitored", "margin", "margin_se", "tuning_seeds", "chosen"]
+                  "best_epoch", "stopped_by", "status", "mean_monitored", "margin", "margin_se", "tuning_seeds", "tie", "chosen"]
 
 
 def tuning_seeds(profile: str) -> tuple[int, ...]:
@@ -120,26 +127,41 @@ def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd
 
 def _choose(table: pd.DataFrame) -> pd.DataFrame:
     """Per arm, the rate with the lowest mean monitored value over the tuning seeds (a diverged run
-    is infinitely bad; ties go to the smaller rate), marked `chosen` on its rows; every row gets its
-    rate's mean, and the chosen rate's rows the margin to the runner-up (its mean minus the
-    chosen mean) with the standard error of the per-seed differences (NaN with one seed)."""
+    is infinitely bad), or the smallest rate tied with it (within TIE_SE standard errors of the
+    per-seed differences; with one tuning seed, equal means only), marked `chosen` on its rows.
+    Every row gets its rate's mean; the chosen rate's rows get the margin to the best of the other
+    rates (its mean minus the chosen mean: negative when a tie gave the choice to a smaller rate),
+    the standard error of the per-seed differences (NaN with one seed) and `tie`."""
     table = table.copy()
     table["mean_monitored"] = table.groupby(["arm", "lr"])["monitored"].transform("mean")
     table["tuning_seeds"] = table.groupby(["arm", "lr"])["seed"].transform("count")
+    table["tie"] = False
     for arm, g in table.groupby("arm"):
         means = g.groupby("lr")["monitored"].mean().sort_index()
-        best = means.sort_values(kind="stable").index[0]  # sorted by rate first: ties go to the smaller rate
+        lowest = means.sort_values(kind="stable").index[0]  # sorted by rate first: equal means go to the smaller rate
+        by_seed = g.pivot_table(index="seed", columns="lr", values="monitored", aggfunc="first")
+        tied = [lr for lr in means.index if lr == lowest or _within_noise(by_seed[lr] - by_seed[lowest], means[lr] - means[lowest])]
+        best = min(tied)
         rows = g.index[g.lr == best]
         table.loc[rows, "chosen"] = True
+        table.loc[rows, "tie"] = len(tied) > 1
         if len(means) < 2:
             continue
         runner = means.drop(best).sort_values(kind="stable").index[0]
-        by_seed = g.pivot_table(index="seed", columns="lr", values="monitored", aggfunc="first")
         diff = (by_seed[runner] - by_seed[best]).to_numpy()
         table.loc[rows, "margin"] = float(means[runner] - means[best])
         finite = diff[np.isfinite(diff)]
         table.loc[rows, "margin_se"] = float(finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else math.nan
     return table
+
+
+def _within_noise(diff: pd.Series, margin: float) -> bool:
+    """Whether a rate whose mean exceeds the lowest by `margin` is tied with it: within TIE_SE
+    standard errors of its per-seed differences `diff` (a diverged run is never tied)."""
+    d = diff.to_numpy(dtype=float)
+    if not np.isfinite(d).all() or len(d) < 2:
+        return False
+    return bool(margin <= TIE_SE * d.std(ddof=1) / math.sqrt(len(d)))
 
 
 def chosen_rates(configs: list[RunConfig], grid: tuple[float, ...], store) -> dict[str, float]:

@@ -107,3 +107,30 @@ def test_every_arm_is_tuned_on_the_profiles_tuning_seeds(experiment, monkeypatch
     assert len(tuning) == 2 * 3 * 2 and {c.seed for c in tuning} == set(tuning_seeds("smoke"))
     # each tuning seed has its own split, like every seed
     assert len({c.resolved_data().split_seed for c in tuning}) == 3
+
+
+def test_a_margin_inside_the_tuning_seeds_noise_is_a_tie_that_goes_to_the_smaller_rate():
+    """Float rounding (a thread count) moves a run's loss by a few thousandths: a choice whose
+    margin is within one standard error is made by the stated rule, not by the rounding."""
+    import math
+
+    import pandas as pd
+
+    from harness.tuning import TIE_SE, TUNING_COLUMNS, _choose
+
+    def chosen(values):
+        rows = [{"arm": 0, "seed": s, "lr": lr, "monitored": v, "chosen": False} for lr, vs in values.items() for s, v in enumerate(vs)]
+        t = _choose(pd.DataFrame(rows, columns=TUNING_COLUMNS))
+        return t[t.chosen].iloc[0]
+
+    # 0.05 is lower by 0.002 on average, with per-seed differences of sd 0.01 (se 0.0058): a tie
+    noisy = chosen({0.02: [0.150, 0.150, 0.150], 0.05: [0.138, 0.148, 0.158 - 0.000]})
+    diffs = pd.Series([0.012, 0.002, -0.008])
+    assert diffs.mean() < TIE_SE * diffs.std() / math.sqrt(3)
+    assert noisy.lr == 0.02 and noisy.tie and noisy.margin == pytest.approx(-0.002)
+    # the same rounding-sized jitter either way gives the same choice
+    for jitter in (-0.001, 0.001):
+        assert chosen({0.02: [0.150 + jitter, 0.150, 0.150], 0.05: [0.138, 0.148, 0.158]}).lr == 0.02
+    # a margin of several standard errors is a choice, not a tie
+    clear = chosen({0.02: [0.150, 0.151, 0.149], 0.05: [0.140, 0.140, 0.139]})
+    assert clear.lr == 0.05 and not clear.tie and clear.margin > 3 * clear.margin_se
