@@ -119,7 +119,7 @@ FORCE:
 $(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py analysis/paths.py harness/stats.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
 	$(PY) -m analysis.fig_$* --profile $(PROFILE) $(DSFLAG)
 
-$(REPORT)/index.html: analysis/report.py analysis/claims.py analysis/presentation.py analysis/tables.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats.py harness/verdicts.py harness/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
+$(REPORT)/index.html: analysis/report.py analysis/claims.py harness/sequential.py analysis/presentation.py analysis/tables.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats.py harness/verdicts.py harness/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
 	$(PY) -m analysis.report --profile $(PROFILE) $(DSFLAG)
 
 $(STUDIES): %: $(TABLES)/%/runs.parquet

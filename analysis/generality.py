@@ -59,13 +59,13 @@ import pandas as pd
 from harness.files import atomic_write
 from harness.setting import GENERALITY, Setting
 from harness.stats import ALPHA, Pooled, holm, random_effects
-from harness.verdicts import MIN_N, Hypothesis, decide, verdict_pvalues
+from harness.verdicts import Hypothesis, decide, verdict_pvalues
 
 from .claims import CLAIMS, COLUMNS, SESOI, claim_specs, decide_specs, holm_family_size
 from .fig_forest import draw as draw_forest
 from .fig_verdicts import NAME, draw
 from .paths import figures_dir, report_dir
-from .presentation import (UNITS, claims_html, estimate_text, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation,
+from .presentation import (UNITS, claims_html, design_text, estimate_text, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation,
                            unit_scale)
 from .style import save
 from .tables import TableError
@@ -86,7 +86,7 @@ def consistency(verdicts: Mapping[str, str | None], heterogeneous: bool = False)
     """The consistency label of one statistic (or claim) from its verdict in each setting of the
     family, None where it was not tested, and whether the settings' estimates differ beyond chance
     (see the module docstring)."""
-    # withheld (fewer than MIN_N replicates) is no verdict: like a setting that did not test it
+    # withheld (fewer than the first look's replicates, or a budget the runs hit) is no verdict: like a setting that did not test it
     tested = [v for v in verdicts.values() if v not in (None, WITHHELD)]
     if not tested:
         return NO_VERDICT
@@ -246,10 +246,17 @@ def wide_table(table: pd.DataFrame, settings: list[str], pooled: pd.DataFrame | 
             row["pooled"] = "-" if r is None else estimate_text(r.estimate, r.ci_low, r.ci_high, r.unit)
             row["tau2, I2"] = "-" if r is None else f"{r.tau2 * unit_scale(r.unit) ** 2:.3g}, {r.i2:.0%}"
             row["pooled verdict"] = "not pooled" if r is None else r.verdict
-        row[f"n ({' / '.join(names[s] for s in settings)})"] = " / ".join("-" if s not in at else str(at[s].n) for s in settings)
+        row[f"n at look ({' / '.join(names[s] for s in settings)})"] = " / ".join(
+            "-" if s not in at else f"{at[s].n} at {_look_text(at[s])}" for s in settings)
         row["consistency"] = first.consistency
         rows.append(row)
     return pd.DataFrame(rows).assign(unit=lambda d: d.unit.map(UNITS)) if rows else pd.DataFrame(rows)
+
+
+def _look_text(r) -> str:
+    """The look a row's verdict came at, in words ("look 2"), or "-" when it has none."""
+    look = getattr(r, "look", 0)
+    return f"look {int(look)}" if look == look and look else "-"
 
 
 def display_names(settings: list[str], on: Mapping[str, str], profile: str) -> dict[str, str]:
@@ -347,7 +354,8 @@ def index_body(table: pd.DataFrame, profile: str, settings: list[str], on: Mappi
                 f"is computed per setting from that setting's tables, then all are decided as one family: Holm's adjustment across the "
                 f"{family} tested rows of all settings (each setting's own report adjusts within the setting, so its p (Holm) are smaller "
                 f"and a verdict there can differ). n per claim (seeds; for C9 and C10 groups of M seeds), by setting: "
-                f"{n_text(table, settings)}; no verdict below {MIN_N}.") + "</p>",
+                f"{n_text(table, settings)}; seeds in looks ({design_text(table)}), and a setting's study gets the next look only "
+                f"while one of its rows is open; no verdict below the first look.") + "</p>",
             "<p>" + html.escape(
                 "Pooled: each tested statistic over the settings that tested it, by a random-effects model (Paule-Mandel tau², "
                 "Hartung-Knapp 95% interval with k - 1 degrees of freedom, I², Cochran's Q, and the 95% prediction interval for a new "

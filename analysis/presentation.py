@@ -159,6 +159,12 @@ def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def design_text(claims: pd.DataFrame) -> str:
+    """The sequential design the claims were decided by, in words (one per distinct design)."""
+    designs = [d for d in dict.fromkeys(claims.get("design", pd.Series(dtype=str)).dropna()) if d]
+    return "; ".join(designs) or "no tested claims"
+
+
 def claim_lines(shown: pd.DataFrame) -> list[str]:
     """One line per row of the claims table as `show_claims` formats it."""
     return [f"  {row['claim']:<4} {row['verdict']:<13} {row['statistic']}: {row['estimate']} {row['95% interval']} "

@@ -31,7 +31,7 @@ from . import reference
 from .claims import ARM_PATIENCE, BANDS, CONVERGED_SHARE, SESOI, MILD_SHARE, SEVERE_SHARE, claims_table, n_classes_of, per_replicate, severity_bands
 from .labels import label_keep, label_method, label_placement, sort_methods
 from .paths import ROOT, figures_dir, report_dir
-from .presentation import STUDIES, claim_lines, claims_html, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation, to_markdown
+from .presentation import STUDIES, claim_lines, design_text, claims_html, html_table, load_setting, page, setting_dataset, show_claims, study_adaptation, to_markdown
 from .tables import TableError
 
 PERCENT = {"error", "train_error", "test_error", "ece", "overconfidence"}
@@ -214,12 +214,6 @@ def _cell(m: float, lo: float, hi: float, scale: float) -> str:
     if pd.isna(lo):
         return f"{scale * m:.3g}"
     return f"{scale * m:.3g} [{scale * lo:.3g}, {scale * hi:.3g}]"
-
-
-def design_text(claims: pd.DataFrame) -> str:
-    """The sequential design the claims were decided by, in words (one per distinct design)."""
-    designs = [d for d in dict.fromkeys(claims.get("design", pd.Series(dtype=str)).dropna()) if d]
-    return "; ".join(designs) or "no tested claims"
 
 
 def sesoi_text() -> str:

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--dataset", help="run the study on this dataset instead of its own: a name (harness data list) or the path of a .npz "
                    "file with arrays x, y and optionally x_test, y_test; outputs go beside the default's (PROFILE-DATASET)")
     st.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
+    st.add_argument("--look", type=int, metavar="K", help="only the first K looks' replicates (the stamp reports/SETTING/.runs/STUDY names the look "
+                    "make reached); default: every listed run, the largest look")
     st.add_argument("--all", action="store_true", help="one line per run, not only the counts")
     st.set_defaults(func=cmd_status)
 
@@ -372,7 +374,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .experiment import load_experiment, resolve
     from .run import Evaluations
 
-    exp = load_experiment(args.experiment, args.profile, args.dataset)
+    exp = load_experiment(args.experiment, args.profile, args.dataset, look=args.look)
     if exp.skipped:
         print(f"experiment {exp.name} ({args.profile}, {exp.dataset}): skipped: {exp.skipped}")
         return 0
@@ -388,7 +390,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = table["state"].value_counts()
     missing = (table["missing_evaluations"] != "").sum()
     broken = ((table["state"] == "done") & (table["note"] != "")).sum()  # done runs note only damaged evaluation files
-    print(f"experiment {exp.name} ({args.profile}): {len(table)} {what}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    look = f", look {exp.look}: {exp.replicates} replicates" if exp.look else ""
+    print(f"experiment {exp.name} ({args.profile}{look}): {len(table)} {what}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
           + (f"; {missing} finished runs lack evaluations" if missing else "")
           + (f" ({broken} because of damaged files: the notes say which)" if broken else ""))
     shown = table if args.all else table[(table["state"] != "done") | (table["note"] != "")]

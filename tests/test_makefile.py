@@ -49,7 +49,7 @@ def planned(tree: Path, touched: str) -> list[str]:
 def kinds(commands: list[str]) -> dict[str, set[str]]:
     out = {"runs": set(), "tables": set(), "figures": set(), "report": set()}
     for c in commands:
-        if m := re.search(r"harness run experiments/(\w+)\.py", c):
+        if m := re.search(r"harness run experiments/(\w+)\.py", c) or re.search(r"analysis\.looks (\w+)", c):
             out["runs"].add(m.group(1))
         elif m := re.search(r"analysis\.tables (\w+)", c):
             out["tables"].add(m.group(1))
@@ -72,7 +72,9 @@ def test_everything_up_to_date_runs_nothing(tree):
     ("harness/stats.py", "all", "all", "all"),
     ("analysis/tables.py", set(), "all", "all"),
     ("experiments/placement.py", {"placement"}, {"placement"}, {"placement"}),
-    ("analysis/claims.py", set(), set(), set()),
+    # a study's looks continue while its claims are open: the claims decide how many seeds it runs
+    ("analysis/claims.py", "all", "all", "all"),
+    ("analysis/looks.py", "all", "all", "all"),
     ("harness/verdicts.py", "all", "all", "all"),
     # shift analyses ensemble_vs_dropout's runs: editing that file reruns both
     ("experiments/ensemble_vs_dropout.py", {"ensemble_vs_dropout", "shift"}, {"ensemble_vs_dropout", "shift"}, {"diversity", "shift", "entropy"}),
@@ -157,7 +159,7 @@ def test_a_dataset_path_with_spaces_works_in_make_as_on_the_command_line(tmp_pat
     args = ["make", "-n", "experiments", "PROFILE=smoke", f"DATASET={folder / 'my data.npz'}", f"STORE={tmp_path / 'st'}", f"OUT={tmp_path / 'o'}"]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert f"harness run experiments/mc_vs_ws.py --profile smoke --dataset '{folder / 'my data.npz'}' --executor processes" in done.stdout
+    assert f"analysis.looks mc_vs_ws --profile smoke --dataset '{folder / 'my data.npz'}' --stamp" in done.stdout
     args[4] = f"DATASET={folder / 'no data.npz'}"
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and f"DATASET={folder / 'no data.npz'}: no such file" in done.stderr

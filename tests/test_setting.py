@@ -28,7 +28,7 @@ def test_setting_names_put_outputs_beside_the_default():
 
 def test_make_routes_every_step_of_a_setting_to_its_own_folders():
     out = subprocess.run(["make", "-n", "all", "DATASET=mnist1d", "OUT=."], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert "harness run experiments/placement.py --profile quick --dataset 'mnist1d'" in out  # one shell word, whatever the path holds
+    assert "analysis.looks placement --profile quick --dataset 'mnist1d' --stamp" in out  # one shell word, whatever the path holds
     assert "analysis.tables placement --profile quick --dataset 'mnist1d'" in out and "reports/quick-mnist1d/.runs/placement" in out
     assert "analysis.report --profile quick --dataset 'mnist1d'" in out
     default = subprocess.run(["make", "-n", "all", "DATASET=mnist5k", "OUT=."], cwd=ROOT, capture_output=True, text=True, check=True).stdout
