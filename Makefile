@@ -98,7 +98,7 @@ report: $(REPORT)/index.html ## the report: Markdown, CSV and one HTML page with
 
 # a study's runs, look by look (analysis/looks.py): the next look's seeds only while a claim row is
 # still open; the stamp holds the look reached, and the tables collect that look's runs
-$(STAMPS)/%: experiments/%.py $(LIB) analysis/looks.py analysis/claims.py $(DATAFILE) | $(INSTALLED)
+$(STAMPS)/%: experiments/%.py $(LIB) analysis/looks.py analysis/claims.py analysis/tables.py analysis/labels.py analysis/presentation.py $(DATAFILE) | $(INSTALLED)
 	@mkdir -p $(@D)
 	$(PY) -m analysis.looks $* --profile $(PROFILE) $(DSFLAG) --stamp $@ --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
 

@@ -414,9 +414,12 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
         specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)", runs=used), c7_values(tables["placement"]["evaluations"]), directional()))
     if has("ensemble_vs_dropout", "shift"):
         v9 = c9_values(tables["ensemble_vs_dropout"]["shift"])
+        nets = dropout_nets(tables["ensemble_vs_dropout"].get("runs"))  # what the tested rows read: the dropout nets only
         specs += [
-            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - M independently trained dropout nets", "nats"), v9["nll"], directional("nats")),
-            (meta("C9", "ensemble_vs_dropout", "Brier diversity (ambiguity), M independent dropout nets - M subnetworks", "brier"), v9["diversity"], directional("brier")),
+            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - M independently trained dropout nets", "nats", nets), v9["nll"],
+             directional("nats")),
+            (meta("C9", "ensemble_vs_dropout", "Brier diversity (ambiguity), M independent dropout nets - M subnetworks", "brier", nets),
+             v9["diversity"], directional("brier")),
             (meta("C9", "ensemble_vs_dropout", "test error, M subnetworks - M independent dropout nets"), v9["error"], described),
             (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - deep ensemble of M nets without dropout", "nats"), v9["nll_deep"], described),
             (meta("C9", "ensemble_vs_dropout", "test NLL, subnetworks at equal test-time compute - M independent dropout nets", "nats"), v9["nll_compute"], described),
@@ -425,14 +428,16 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
         ]
     if has("shift", "shift"):
         v10 = c10_values(tables["shift"]["shift"], n_classes_of(tables["shift"].get("runs")))
+        nets = dropout_nets(tables["shift"].get("runs"))  # the tested rows compare dropout nets only
         for band in BANDS:
             if f"mode_{band}" not in v10:
                 continue
             test = directional("ece") if band in TESTED_BANDS else described
             where = f"ECE over {band} shift"
             specs += [
-                (meta("C10", "shift", f"{where}, one net: weight scaling - T subnetworks", "ece"), v10[f"mode_{band}"], test),
-                (meta("C10", "shift", f"{where}, T subnetworks of one net - M dropout nets averaged over T / M each", "ece"), v10[f"independence_{band}"], test),
+                (meta("C10", "shift", f"{where}, one net: weight scaling - T subnetworks", "ece", nets), v10[f"mode_{band}"], test),
+                (meta("C10", "shift", f"{where}, T subnetworks of one net - M dropout nets averaged over T / M each", "ece", nets),
+                 v10[f"independence_{band}"], test),
                 (meta("C10", "shift", f"{where}, M dropout nets: weight scaled - averaged over T / M subnetworks each", "ece"), v10[f"mode_M_{band}"], described),
                 (meta("C10", "shift", f"{where}, T subnetworks - deep ensemble without dropout", "ece"), v10[f"deep_{band}"], described),
                 (meta("C10", "shift", f"{where}, temperature-scaled weight scaling - T subnetworks", "ece"), v10[f"ts_{band}"], described),
@@ -458,15 +463,16 @@ def profile_of(study_tables: dict[str, pd.DataFrame]) -> str | None:
 
 def design_of(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> tuple[Design, str]:
     """The sequential design the specs' values were collected under, and its description: the
-    profile's looks (`harness.profiles.LOOKS`) when every tested row holds a look's replicates;
-    otherwise (tables of an experiment that lists its own seeds) one look per replicate count found
-    among the tested rows, said so in the description."""
+    profile's looks (`harness.profiles.LOOKS`) whenever the tables say their profile (a row that
+    lost a replicate, to a diverged run say, is tested at the looks it still fills, never at a look
+    that did not happen); otherwise (tables of an experiment of your own) one look per replicate
+    count found among the tested rows, said so in the description."""
     profiles = {m.get("profile") for m, _, _ in specs} - {None}
-    ns = sorted({int(v.notna().sum()) for _, v, h in specs if h.kind != "descriptive"})
     planned = LOOKS.get(profiles.pop()) if len(profiles) == 1 else None
-    if planned and all(n in planned or n < planned[0] for n in ns):
+    if planned:
         design, how = Design(planned), "planned"
     else:
+        ns = sorted({int(v.notna().sum()) for _, v, h in specs if h.kind != "descriptive"})
         design, how = Design(tuple(n for n in ns if n >= MIN_N) or (MIN_N,)), "from the replicate counts found (no planned looks)"
     looks = ", ".join(map(str, design.looks))
     text = (f"looks at {looks} replicates ({how}); O'Brien-Fleming-type alpha spending (Lan-DeMets), Holm on repeated p-values"
@@ -480,6 +486,14 @@ def patience_share(runs: pd.DataFrame | None) -> float:
     if runs is None or "stopped_by" not in runs or runs.empty:
         return float("nan")
     return float((runs.stopped_by == "patience").mean())
+
+
+def dropout_nets(runs: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The runs with dropout (any input or hidden rate above 0) of an ensemble study's runs table."""
+    if runs is None or runs.empty or "p_drop_hidden" not in runs:
+        return runs
+    hidden = runs.p_drop_hidden.map(lambda v: max(v) if hasattr(v, "__len__") else v).astype(float)
+    return runs[(hidden > 0) | (runs.get("p_drop_input", 0.0) > 0)]
 
 
 def weakest_arm(runs: pd.DataFrame | None) -> tuple[float, str]:
@@ -504,8 +518,8 @@ def budget_withheld(meta: dict, h: Hypothesis) -> str:
     if h.kind == "descriptive" or not share < ARM_PATIENCE:
         return ""
     return (f"withheld: only {share:.0%} of the runs of one arm it reads ({arm}) stopped by patience, fewer than "
-            f"{ARM_PATIENCE:.0%}; the rest hit the training budget, so the arms may not be at their best: raise the setting's "
-            "budget (train.epochs, or train.steps) until they stop by patience")
+            f"{ARM_PATIENCE:.0%}; the rest hit the training budget or diverged, so the arms may not be at their best: raise the "
+            "setting's budget (train.epochs, or train.steps) until they stop by patience (or lower a rate that diverges)")
 
 
 def claims_table(tables: dict[str, dict[str, pd.DataFrame]], **margins) -> pd.DataFrame:

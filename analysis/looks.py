@@ -4,15 +4,17 @@ For look k = 1, 2, ... of the profile's design (`harness.profiles.LOOKS`; quick:
 replicates): train and evaluate the first k looks' replicates (`harness run --look k`: the store
 caches every finished run, so a killed look resumes where it stopped), collect the study's tables
 in memory (`analysis.tables.collect`), decide its claim rows on the design (`harness.sequential`,
-the study's rows as their own Holm family) and go on to look k + 1 only while one of them is
+in one Holm family with the rows of the setting's other studies whose tables are collected) and go on to look k + 1 only while one of them is
 undecided and could still be decided at the largest n (its conditional power there at least
 `harness.sequential.CONDITIONAL_POWER_FLOOR`). A study without tested rows stops at its first look.
 
 The look reached is written to `--stamp` (make's target for the study's runs: the first line is
 the look, the second says it in words), which `analysis.tables --look` reads to collect the same
-runs. The continuation is decided per study; the report decides every study's rows again as one
-family from the collected tables: stopping early only removes chances to reject (futility), so the
-family's error control holds whatever the continuation rule (`tests/test_sequential.py`).
+runs. The report decides every study's rows again as one family from the collected tables; where the
+driver saw fewer studies (the first study of a fresh `make all`), a study may stop while the
+report's larger family leaves a row open. Stopping early only removes chances to reject
+(futility), so the family's error control holds whatever the continuation rule
+(`tests/test_sequential.py`); it costs power, never error.
 """
 
 from __future__ import annotations
@@ -47,16 +49,39 @@ class LookResult:
         return self.open > 0
 
 
-def judge(study: str, tables: dict, look: int, replicates: int) -> LookResult:
+def judge(study: str, tables: dict, look: int, replicates: int, others: dict | None = None) -> LookResult:
     """The study's tested rows decided from its collected tables as the claims table decides them
-    (`analysis.claims.decide_specs`: the profile's design, rows withheld for their budget)."""
-    specs = [s for s in claim_specs({study: tables}) if s[2].kind != "descriptive"]
-    if not specs:
+    (`analysis.claims.decide_specs`: the profile's design, rows withheld for their budget), in the
+    family of every study: `others` are the other studies' collected tables of the setting (those
+    there are), so a row that would be decided in the study's family alone but not in the report's
+    does not stop the study."""
+    specs = [s for s in claim_specs({**(others or {}), study: tables}) if s[2].kind != "descriptive"]
+    rows = decide_specs(specs) if specs else None
+    rows = rows[rows.study == study] if rows is not None else None
+    if rows is None or rows.empty:
         return LookResult(look, replicates, 0, 0, 0)
-    rows = decide_specs(specs)
     decided = int(rows.verdict.isin(["supported", "contradicted", "negligible"]).sum())
     asking = int(rows.asks_more.astype(bool).sum())
     return LookResult(look, replicates, decided, asking, len(rows) - decided - asking)
+
+
+def other_studies(setting: str, study: str) -> dict:
+    """The collected tables of the setting's other studies (one whose folder is damaged or missing
+    is left out: the family is then the best available, and the report decides the whole one)."""
+    from .presentation import STUDIES, load_study
+    from .tables import TableError
+
+    out = {}
+    for other in STUDIES:
+        if other == study:
+            continue
+        try:
+            found = load_study(setting, other)
+        except TableError:
+            continue
+        if found:
+            out[other] = found
+    return out
 
 
 def drive(study: str, profile: str, dataset: str | None = None, store: str | None = None, run_flags: list[str] = (),
@@ -69,7 +94,10 @@ def drive(study: str, profile: str, dataset: str | None = None, store: str | Non
 
     from .tables import collect
 
+    from harness.setting import setting_name
+
     design = Design(looks(profile))
+    others = other_studies(setting_name(profile, dataset), study)
     path = ROOT / "experiments" / f"{study}.py"
     common = ["--profile", profile] + (["--dataset", dataset] if dataset else []) + (["--store", store] if store else [])
     reached = None
@@ -81,7 +109,7 @@ def drive(study: str, profile: str, dataset: str | None = None, store: str | Non
         if exp.skipped:
             reached = LookResult(k, 0, 0, 0, 0)
             break
-        reached = judge(study, collect(study, profile, RunStore(store), dataset, exp), k, exp.replicates)
+        reached = judge(study, collect(study, profile, RunStore(store), dataset, exp), k, exp.replicates, others)
         print(reached.line(study, len(design.looks)), flush=True)
         if not reached.asks_more():
             break

@@ -49,7 +49,7 @@ def collect(study: str, profile: str, store, dataset: str | None = None, exp=Non
         exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile, dataset)
     if exp.skipped:
         return {"runs": pd.DataFrame({"run_id": pd.Series(dtype=str)})}
-    flags = f"--profile {profile}" + (f" --dataset {dataset}" if dataset else "")
+    flags = f"--profile {profile}" + (f" --dataset {dataset}" if dataset else "") + (f" --look {exp.look}" if exp.look else "")
     try:
         tuned = resolve(exp, store)
     except ConfigError as exc:

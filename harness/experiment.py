@@ -165,8 +165,9 @@ def in_looks(configs: list[RunConfig], replicate_of, profile: str, look: int, wh
 
     design = looks(profile)
     if isinstance(look, bool) or not isinstance(look, int) or not 1 <= look <= len(design):
-        raise ConfigError(f"{where}: look={look!r}; the {profile} profile has {len(design)} looks "
-                          f"({', '.join(map(str, design))} replicates): give 1 to {len(design)}")
+        has = f"one look ({design[0]} replicates): give 1" if len(design) == 1 else \
+            f"{len(design)} looks ({', '.join(map(str, design))} replicates): give 1 to {len(design)}"
+        raise ConfigError(f"{where}: look={look!r}; the {profile} profile has {has}")
     return [c for c in configs if replicate_of(c) < design[look - 1]]
 
 

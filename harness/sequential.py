@@ -276,7 +276,8 @@ def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design) -> 
         return ""
     cp = f"conditional power at n = {design.n_max}: {o.conditional_power:.2f}"
     if o.asks_more:
-        return f"open at n = {r['n']}: asks for the next look's seeds ({cp}, floor {CONDITIONAL_POWER_FLOOR:g})"
+        return (f"undecided at n = {r['n']}; {cp}, at or above the floor {CONDITIONAL_POWER_FLOOR:g}: more seeds could decide it "
+                f"(its study runs the next look while such a row is open)")
     detect = f"it could detect {r['mde']:.3g} ({r['mde_sd']:.2g} sd) at n = {r['n']}; " if r["mde"] == r["mde"] else ""
     if r["n"] < design.n_max:
         return (f"stopped at n = {r['n']} for futility ({cp}, below the floor {CONDITIONAL_POWER_FLOOR:g}); "

@@ -51,7 +51,7 @@ def test_the_driver_runs_the_next_look_only_while_a_row_asks(two_looks, tmp_path
     store, stamp = tmp_path / "runs", tmp_path / "stamp"
     asked = []
 
-    def judge(study, tables, look, replicates):  # look 1 asks for more, look 2 is the last
+    def judge(study, tables, look, replicates, others):  # look 1 asks for more, look 2 is the last
         asked.append((look, replicates, tables["runs"].seed.nunique()))
         return L.LookResult(look, replicates, 0, int(look == 1), int(look == 2))
 
@@ -60,7 +60,7 @@ def test_the_driver_runs_the_next_look_only_while_a_row_asks(two_looks, tmp_path
     assert asked == [(1, 3, 3), (2, 5, 5)]
     assert stamp.read_text().splitlines() == ["2", "look 2 of 2: 5 replicates"]
     # a study whose rows ask nothing stops at its first look; its finished runs are not trained again
-    monkeypatch.setattr(L, "judge", lambda study, tables, look, replicates: L.LookResult(look, replicates, 1, 0, 0))
+    monkeypatch.setattr(L, "judge", lambda study, tables, look, replicates, others: L.LookResult(look, replicates, 1, 0, 0))
     assert L.drive("exact", "smoke", store=str(store), run_flags=["--executor", "local"], stamp=str(stamp)) == 0
     assert stamp.read_text().splitlines()[0] == "1"
     from analysis.tables import main as tables_main
@@ -91,26 +91,31 @@ def test_claims_carry_the_look_the_design_and_why_a_row_is_undecided():
     rows = decide_in_looks([decided, open_row, hopeless], [Hypothesis(), Hypothesis(), Hypothesis()], design)
     assert rows[0]["verdict"] == "supported" and rows[0]["look"] == 1 and rows[0]["n"] == 5
     assert rows[1]["verdict"] == "inconclusive" and rows[1]["asks_more"] and rows[1]["conditional_power"] >= CONDITIONAL_POWER_FLOOR
-    assert "asks for the next look's seeds" in rows[1]["reason"]
+    assert "more seeds could decide it" in rows[1]["reason"]
     assert rows[2]["verdict"] == "inconclusive" and not rows[2]["asks_more"] and rows[2]["n"] == 10 and rows[2]["look"] == 2
     assert "stopped at n = 10 for futility" in rows[2]["reason"] and "it could detect" in rows[2]["reason"]
     # the Holm adjustment runs on the repeated p-values
     assert rows[0]["p_adjusted"] == pytest.approx(min(1.0, 3 * rows[0]["repeated_p"]))
     # a row undecided at the largest n says so with the effect it could have detected there
     flat20 = np.tile([0.3, -0.25, 0.2, -0.3, 0.1], 4) + 0.02
-    last = decide_in_looks([flat20], [Hypothesis()], design)[0]
-    if last["verdict"] == "inconclusive" and last["n"] == 20:
-        assert last["reason"].startswith("undecided at the largest n = 20: it could detect")
+    last = decide_in_looks([flat20], [Hypothesis()], Design((5, 20)))[0]  # close to the floor at 5: continues, then undecided
+    assert last["verdict"] == "inconclusive" and last["n"] == 20 and last["look"] == 2
+    assert last["reason"].startswith("undecided at the largest n = 20: it could detect")
 
 
-def test_the_design_is_the_profiles_when_the_replicates_fit_its_looks():
+def test_the_design_is_the_profiles_whatever_the_replicates():
     def spec(n, profile="quick"):
         return ({"profile": profile, "claim": "C1", "stopped_by_patience": 1.0}, pd.Series(np.arange(n, dtype=float) % 3), Hypothesis())
 
     assert design_of([spec(5), spec(10)])[0] == Design((5, 10, 20))
     assert "planned" in design_of([spec(5)])[1]
-    # tables of an experiment with its own seeds: one look per replicate count, said so
-    design, text = design_of([spec(8), spec(6)])
+    # a row that lost a replicate (9 of 10) keeps the planned design for every row, and is tested at
+    # the looks it fills (5), never at a look of 9 that did not happen
+    assert design_of([spec(10), spec(9)])[0] == Design((5, 10, 20))
+    rows = decide_specs([spec(10), spec(9)])
+    assert rows.n.tolist() == [10, 5] and rows.look.tolist() == [2, 1]
+    # tables of an experiment with its own seeds (no profile): one look per replicate count, said so
+    design, text = design_of([spec(8, None), spec(6, None)])
     assert design == Design((6, 8)) and "no planned looks" in text
     df = decide_specs([spec(8, None)])
     assert df.design.iloc[0].startswith("one look at 8 replicates") and df.n.iloc[0] == 8 and not math.isnan(df.repeated_p.iloc[0])
