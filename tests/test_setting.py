@@ -43,7 +43,7 @@ def test_training_sizes_are_capped_at_the_examples_a_dataset_holds_and_said():
     sizes = sorted({c.data.train_size for c in exp.configs})
     assert sizes == [100, 1000, have] and all(c.data.name == "digits" for c in exp.configs)
     assert any(f"training sizes 3,600 capped at {have:,}, the training examples digits holds" in n for n in exp.notes)
-    assert len(exp.configs) == 60  # nothing merged: 3 sizes x 2 widths x 2 arms x 5 seeds
+    assert exp.replicates == 20 and len(exp.configs) == 3 * 2 * 2 * 20  # nothing merged: 3 sizes x 2 widths x 2 arms x 20 seeds
 
 
 def test_a_cnn_study_convolves_over_signals_and_is_skipped_on_flat_features(tmp_path):
