@@ -538,9 +538,14 @@ def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> pd.DataFram
         return pd.DataFrame(columns=COLUMNS)
     design, described = design_of(specs)
     withheld = [budget_withheld(m, h) for m, _, h in specs]
-    # values in replicate order: a look's replicates are the first n; a row withheld for its budget
-    # enters no test (a descriptive row is estimated, not tested)
-    rows = decide_in_looks([v.sort_index().to_numpy() for _, v, _ in specs],
+    # values in replicate order, NaN for a replicate of the study that a row lacks (so a look's
+    # replicates are the first n positions, the same for every row of a study); a row withheld for its
+    # budget enters no test (a descriptive row is estimated, not tested)
+    labels: dict[tuple, set] = {}
+    for m, v, _ in specs:
+        labels.setdefault((m.get("setting"), m.get("study")), set()).update(v.index)
+    values = [v.reindex(sorted(labels[(m.get("setting"), m.get("study"))])).to_numpy(dtype=float) for m, v, _ in specs]
+    rows = decide_in_looks(values,
                            [Hypothesis("descriptive") if why else h for (_, _, h), why in zip(specs, withheld)], design)
     out = []
     for (m, _, h), r, why in zip(specs, rows, withheld):

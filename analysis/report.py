@@ -26,6 +26,7 @@ from harness.files import atomic_write
 from harness.stats import interval
 from harness.sequential import CONDITIONAL_POWER_FLOOR
 from harness.setting import Setting
+from harness.tuning import TIE_SE
 
 from . import reference
 from .claims import ARM_PATIENCE, BANDS, CONVERGED_SHARE, SESOI, MILD_SHARE, SEVERE_SHARE, claims_table, n_classes_of, per_replicate, severity_bands
@@ -305,7 +306,7 @@ def build(profile: str, dataset: str | None = None) -> list[str]:
         if "tuning" in t:
             summaries["learning rate of each arm chosen on validation (tuning runs: the arm at every rate of the grid on each of its "
                       "tuning seeds, none of them a replicate; the rate with the lowest mean monitored value is chosen, or the smallest rate "
-                      "within one standard error of it (tie: the margin is inside the tuning seeds' noise, so a stated rule decides, "
+                      f"within {TIE_SE:g} standard errors of it (tie: the margin is inside the tuning seeds' noise, so a stated rule decides, "
                       "not float rounding); margin: the other rates' best mean minus the chosen one's, margin_se its standard error "
                       "over the tuning seeds)"] = t["tuning"].drop(columns=["run_id"])
         for title, df in summaries.items():

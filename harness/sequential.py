@@ -192,11 +192,14 @@ class Outcome:
 
 
 def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> list[Outcome]:
-    """The design replayed on each row's values in seed order (NaN dropped): at every look the
-    rows that have its replicates are tested, Holm's step-down runs on the repeated p-values of
-    every row with a test, and a verdict once reached is kept. A row with fewer values than the
-    first look is withheld; a row with zero spread gets no test (harness.verdicts' rule)."""
-    xs = [np.asarray(v, dtype=float)[~np.isnan(np.asarray(v, dtype=float))] for v in values]
+    """The design replayed on each row's values in replicate order: at every look the rows that
+    have its replicates are tested, Holm's step-down runs on the repeated p-values of every row with
+    a test, and a verdict once reached is kept. A look's replicates are the first n positions; a
+    NaN among them (a replicate that lost its value, to a diverged run say) is dropped there, and
+    never lets a later replicate into an earlier look. A look is tested when its values number at
+    least the first look's; a row tested at no look is withheld; a row with zero spread gets no
+    test (harness.verdicts' rule). `Outcome.n` is the replicates (positions) its verdict used."""
+    xs = [np.asarray(v, dtype=float) for v in values]
     m = len(rows)
     p_rep = np.full(m, np.nan)  # repeated p-value so far
     side = [""] * m
@@ -205,10 +208,11 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
     last = [0] * m
     for k, n in enumerate(design.looks, start=1):
         for i, (x, row) in enumerate(zip(xs, rows)):
-            if len(x) < n or _flat(x[:n]):
+            v = at_look(x, n)
+            if len(x) < n or len(v) < design.looks[0] or _flat(v):
                 continue
             last[i] = k
-            for verdict, p in look_pvalues(x, n, row).items():
+            for verdict, p in look_pvalues(v, len(v), row).items():
                 levels[i][verdict] = min(levels[i].get(verdict, 1.0), level_crossed(p, k, design))
             if reached[i] == 0 and levels[i]:
                 side[i] = min(levels[i], key=levels[i].get)
@@ -220,29 +224,38 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
     undecided = int(np.sum((reached == 0) & ~np.isnan(p_rep)))
     level = design.alpha / max(1, undecided)  # the Holm level an undecided row faces next
     for i, (x, row) in enumerate(zip(xs, rows)):
-        n_used = design.looks[last[i] - 1] if last[i] else len(x)
         if reached[i]:
             out.append(Outcome(side[i], int(reached[i]), design.looks[reached[i] - 1], float(p_rep[i]), math.nan, False))
             continue
         if last[i] == 0:
-            verdict = "withheld" if len(x) < design.looks[0] or not _flat(x[: design.looks[0]]) else "inconclusive"
-            out.append(Outcome(verdict, 0, len(x) if verdict == "withheld" else design.looks[0], math.nan, math.nan, False))
+            first = at_look(x, design.looks[0])
+            flat = len(x) >= design.looks[0] and len(first) >= design.looks[0] and _flat(first)
+            out.append(Outcome("inconclusive", 0, design.looks[0], math.nan, math.nan, False) if flat
+                       else Outcome("withheld", 0, len(x), math.nan, math.nan, False))
             continue
-        cp = conditional_power(x[:n_used], row, design, level)
+        n_used = design.looks[last[i] - 1]
+        cp = conditional_power(at_look(x, n_used), row, design, level)
         more = n_used < design.n_max and cp >= CONDITIONAL_POWER_FLOOR
         out.append(Outcome("inconclusive", 0, n_used, float(p_rep[i]), cp, more))
     return out
 
 
+def at_look(x: np.ndarray, n: int) -> np.ndarray:
+    """The values of the first n replicates (positions) of `x`, NaN dropped."""
+    v = np.asarray(x, dtype=float)[:n]
+    return v[~np.isnan(v)]
+
+
 def decide_in_looks(values: list, hypotheses: list[Hypothesis], design: Design) -> list[dict]:
     """The claims table's fields for a family of rows decided by the design (`replay`): per row the
-    fields of `harness.verdicts.assess` at the replicates its verdict used (`n`), the repeated
-    p-value (`repeated_p`) and its Holm adjustment (`p_adjusted`), `verdict`, `reason`, `look`
-    (the look it was reached at, or the last look it was tested at; 0: none), `conditional_power`
-    (undecided rows), `asks_more`, and the power fields (`mde`, `mde_sd`, `seeds_needed`) at
-    Holm's first step. Descriptive rows are estimated on all their values and enter no test."""
+    fields of `harness.verdicts.assess` at the replicates its verdict used (the first `Outcome.n`,
+    NaN dropped), the repeated p-value (`repeated_p`) and its Holm adjustment (`p_adjusted`),
+    `verdict`, `reason`, `look` (the look it was reached at, or the last look it was tested at; 0:
+    none), `conditional_power` (undecided rows), `asks_more`, and the power fields (`mde`,
+    `mde_sd`, `seeds_needed`) at Holm's first step. Values are in replicate order, NaN where a
+    replicate has none. Descriptive and withheld rows are estimated on all their values and enter
+    no test."""
     xs = [np.asarray(v, dtype=float) for v in values]
-    xs = [x[~np.isnan(x)] for x in xs]
     tested = [i for i, h in enumerate(hypotheses) if h.kind != "descriptive"]
     outcomes = dict(zip(tested, replay([xs[i] for i in tested], [hypotheses[i] for i in tested], design)))
     p_rep = [outcomes[i].repeated_p if i in outcomes else math.nan for i in range(len(xs))]
@@ -252,9 +265,9 @@ def decide_in_looks(values: list, hypotheses: list[Hypothesis], design: Design) 
     for i, (x, h) in enumerate(zip(xs, hypotheses)):
         o = outcomes.get(i)
         n = o.n if o is not None and o.verdict != "withheld" else len(x)
-        r = assess(x[:n], h) | {"repeated_p": p_rep[i], "p_adjusted": float(adjusted[i])}
+        r = assess(at_look(x, n), h) | {"repeated_p": p_rep[i], "p_adjusted": float(adjusted[i])}
         r |= power_fields(r, h, design.alpha / family)
-        r |= {"look": design.looks.index(n) + 1 if o is not None and n in design.looks else 0,
+        r |= {"look": design.looks.index(n) + 1 if o is not None and o.verdict != "withheld" and n in design.looks else 0,
               "conditional_power": o.conditional_power if o is not None else math.nan,
               "asks_more": bool(o.asks_more) if o is not None else False}
         r |= {"verdict": o.verdict if o is not None else "descriptive", "reason": _looks_reason(r, h, o, design)}
@@ -268,7 +281,7 @@ def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design) -> 
     if o is None:
         return "an estimate, not a test"
     if o.verdict == "withheld":
-        return f"withheld: {r['n']} replicates, fewer than the first look's {design.looks[0]}"
+        return f"withheld: {r['n']} replicates with a value, fewer than the first look's {design.looks[0]}"
     if r.get("no_spread"):
         return (f"no spread: all {r['n']} replicates are equal (value {r['estimate']:.6g}), so no test is possible; "
                 "a zero-variance sample is no evidence")

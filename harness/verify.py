@@ -119,10 +119,12 @@ class Listing:
     config: RunConfig
     evaluations: Evaluations
 
-    def command(self, store: RunStore) -> str:
-        """The sweep that trains and evaluates this study's runs in `store`."""
+    def command(self, store: RunStore, look: int | None = None) -> str:
+        """The sweep that trains and evaluates this study's runs in `store` (those of its first
+        `look` looks; None: every run it lists)."""
         dataset = f" --dataset {shlex.quote(self.dataset)}" if self.dataset else ""
-        return (f"`python -m harness run experiments/{self.study}.py --profile {self.profile}{dataset} "
+        looks = f" --look {look}" if look else ""
+        return (f"`python -m harness run experiments/{self.study}.py --profile {self.profile}{dataset}{looks} "
                 f"--store {shlex.quote(str(store.root))}`")
 
 
@@ -135,7 +137,9 @@ class StudyIndex:
     def __init__(self, store: RunStore, experiments: Path | None = None):
         self.store, self.experiments = store, experiments or EXPERIMENTS
         self._runs: dict[str, list[Listing]] | None = None
-        self.studies: dict[tuple[str, str, str | None], dict[str, Evaluations]] = {}  # (study, profile, dataset): {run id: its evaluations}
+        # (study, profile, dataset): per look of the profile, in order, {run id: its evaluations} of the
+        # runs of the study's first looks (a study runs in looks: its later looks may never have run)
+        self.studies: dict[tuple[str, str, str | None], list[tuple[int, dict[str, Evaluations]]]] = {}
 
     def listings(self, rid: str) -> list[Listing]:
         if self._runs is None:
@@ -167,6 +171,7 @@ class StudyIndex:
 
     def _build(self) -> dict[str, list[Listing]]:
         from .experiment import load_experiment, resolve
+        from .profiles import looks
         from .setting import Setting
 
         runs: dict[str, list[Listing]] = {}
@@ -191,9 +196,17 @@ class StudyIndex:
                         except HarnessError:  # the arms' rates are not chosen yet: the tuning runs are what it lists
                             pass
                         ids = [(run_id(c), c, ev) for c, ev in listed]
-                    except HarnessError:  # a study that cannot be loaded here (its data absent) lists nothing here
+                        by_look = []
+                        for k in range(1, len(looks(profile)) + 1):
+                            try:
+                                first = resolve(load_experiment(path, profile, dataset, look=k), self.store).configs
+                            except HarnessError:  # rates not chosen yet: as above
+                                first = []
+                            keep = {run_id(c) for c in exp.tuning_configs()} | {run_id(c) for c in first}
+                            by_look.append((k, {i: ev for i, _, ev in ids if i in keep}))
+                    except HarnessError:  # a study that cannot be loaded here (its data absent, its rates not chosen) lists nothing here
                         continue
-                    self.studies[(path.stem, profile, dataset)] = {i: ev for i, _, ev in ids}
+                    self.studies[(path.stem, profile, dataset)] = by_look
                     for rid, cfg, ev in ids:
                         runs.setdefault(rid, []).append(Listing(path.stem, profile, dataset, cfg, ev))
         return runs
@@ -209,15 +222,19 @@ class StudyIndex:
 
     def missing(self, rids: list[str]) -> list[str]:
         """For each study listing one of `rids` (the repaired runs) whose other runs are all in the
-        store: what its tables still need (runs not trained or damaged, evaluations missing), with
+        store, at the largest look it has run: what its tables still need (runs not trained or damaged, evaluations missing), with
         the command that brings it back. A study with runs never trained here (another study's
         sweep shares a run with it, but it was never run itself) is not this repair's to report."""
         for rid in rids:
             self.listings(rid)
         out = []
-        for (study, profile, dataset), wanted in self.studies.items():
-            if not set(wanted) & set(rids) or any(not self.store.is_complete(r) for r in wanted if r not in rids):
+        for (study, profile, dataset), by_look in self.studies.items():
+            # the largest look the study has run: its other runs all in the store
+            ran = [(k, wanted) for k, wanted in reversed(by_look)
+                   if set(wanted) & set(rids) and all(self.store.is_complete(r) for r in wanted if r not in rids)]
+            if not ran:
                 continue
+            look, wanted = ran[0]
             listing = next(x for rid in rids for x in self.listings(rid) if (x.study, x.profile, x.dataset) == (study, profile, dataset))
             lacking = []
             for rid, ev in wanted.items():
@@ -228,7 +245,7 @@ class StudyIndex:
                 where = f"{profile}{', ' + dataset if dataset else ''}"
                 shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
                 out.append(f"still missing for the tables of {study} ({where}): {len(lacking)} run{'s' if len(lacking) > 1 else ''} not "
-                           f"trained or lacking evaluations: {shown}; {listing.command(self.store)} brings {'them' if len(lacking) > 1 else 'it'} back")
+                           f"trained or lacking evaluations: {shown}; {listing.command(self.store, look)} brings {'them' if len(lacking) > 1 else 'it'} back")
         return out
 
 

@@ -55,7 +55,7 @@ def test_too_few_seeds_withhold_the_verdict():
     table = claims_table({"mc_vs_ws": {"evaluations": ev, "subnetworks": subs}})
     tested = table[table.test != "descriptive"]
     assert set(tested.verdict) == {"withheld"} and set(tested.n) == {3}
-    assert tested.reason.str.contains("3 replicates, fewer than the first look's 5").all()
+    assert tested.reason.str.contains("3 replicates with a value, fewer than the first look's 5").all()
 
 
 JITTER = [1.0, -1.0, 0.5, -0.5, 0.0]  # per seed: replicate values that are not all equal (zero spread gets no test)

@@ -110,12 +110,31 @@ def test_the_design_is_the_profiles_whatever_the_replicates():
     assert design_of([spec(5), spec(10)])[0] == Design((5, 10, 20))
     assert "planned" in design_of([spec(5)])[1]
     # a row that lost a replicate (9 of 10) keeps the planned design for every row, and is tested at
-    # the looks it fills (5), never at a look of 9 that did not happen
+    # the second look with the 9 values it has there, never at a look of 9 that did not happen
     assert design_of([spec(10), spec(9)])[0] == Design((5, 10, 20))
     rows = decide_specs([spec(10), spec(9)])
-    assert rows.n.tolist() == [10, 5] and rows.look.tolist() == [2, 1]
+    assert rows.n.tolist() == [10, 9] and rows.look.tolist() == [2, 2]
     # tables of an experiment with its own seeds (no profile): one look per replicate count, said so
     design, text = design_of([spec(8, None), spec(6, None)])
     assert design == Design((6, 8)) and "no planned looks" in text
     df = decide_specs([spec(8, None)])
     assert df.design.iloc[0].startswith("one look at 8 replicates") and df.n.iloc[0] == 8 and not math.isnan(df.repeated_p.iloc[0])
+
+
+def test_a_lost_replicate_never_lets_a_later_one_into_an_earlier_look():
+    """A look's replicates are the first n positions: a replicate without a value (NaN, or a row
+    that lacks a replicate its study has) leaves a gap there, not a place for the next one."""
+    rng = np.random.default_rng(5)
+    design = Design((5, 10))
+    good = 1.0 + 0.1 * rng.standard_normal(9)
+    lost_first = decide_in_looks([np.r_[np.nan, good]], [Hypothesis()], design)[0]
+    # look 1 holds 4 values, fewer than its 5: untested; look 2 decides with the 9 it holds
+    assert (lost_first["verdict"], lost_first["look"], lost_first["n"]) == ("supported", 2, 9)
+    lost_last = decide_in_looks([np.r_[good, np.nan]], [Hypothesis()], design)[0]
+    assert (lost_last["verdict"], lost_last["look"], lost_last["n"]) == ("supported", 1, 5)
+    # in the claims table, a row lacking replicate 0 of its study gets the same gap
+    meta = {"profile": "quick", "claim": "C1", "study": "mc_vs_ws", "stopped_by_patience": 1.0}
+    full = pd.Series(np.r_[1.0, good], index=range(10))
+    short = pd.Series(good, index=range(1, 10))
+    rows = decide_specs([(meta, full, Hypothesis()), (meta, short, Hypothesis())])
+    assert rows.look.tolist() == [1, 2] and rows.n.tolist() == [5, 9]

@@ -239,7 +239,7 @@ def test_repair_names_what_the_tables_still_need_and_the_command(study, capsys):
     out = capsys.readouterr().out
     assert f"run {rid}: computed its mc evaluation again, with the settings of the study that asks for it" in out
     assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other} (mc); "
-            f"`python -m harness run experiments/mini.py --profile smoke --store {store.root}` brings it back") in out
+            f"`python -m harness run experiments/mini.py --profile smoke --look 1 --store {store.root}` brings it back") in out
     assert "the tables of 1 study cannot be collected yet" in out
     assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
     assert set(tables.collect("mini", "smoke", store)) == {"runs", "evaluations", "subnetworks"}
@@ -309,3 +309,28 @@ def test_a_run_repaired_beside_a_damaged_tuning_run_gets_the_evaluation_its_stud
     assert f"run {evaluated[0]}: computed its mc evaluation, with the settings of the study that asks for it" in out
     assert "still missing" not in out
     assert set(tables.collect("mini", "smoke", store)) == {"runs", "tuning", "evaluations", "subnetworks"}
+
+
+def test_repair_checks_the_tables_of_the_looks_a_study_has_run(tmp_path, monkeypatch, capsys):
+    """A study runs in looks, and its later looks may never run (no row asked for them): a repair
+    checks the tables of the looks it ran, and the command it gives runs those looks."""
+    from harness import profiles
+
+    monkeypatch.setitem(profiles.LOOKS, "smoke", (2, 3))  # look 1: seeds 0 and 1; look 2 adds seed 2
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mini.py").write_text(MINI.replace("return [base, base.replace(seed=1)]",
+                                                                  "return [base.replace(seed=s) for s in range(3)]"))
+    monkeypatch.setattr(verify, "EXPERIMENTS", tmp_path / "experiments")
+    exp, store = str(tmp_path / "experiments" / "mini.py"), RunStore(tmp_path / "s")
+    assert main(["run", exp, "--profile", "smoke", "--look", "1", "--store", str(store.root)]) == 0
+    rid, other = store.run_ids()
+    assert len(store.run_ids()) == 2  # the second look never ran
+    store.drop_evaluation(other, "mc")
+    damage(store.path(rid) / "mc_settings.json", "flip")
+    capsys.readouterr()
+    assert main(["verify", "--repair", "--store", str(store.root)]) == 1
+    out = capsys.readouterr().out
+    assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other} (mc); "
+            f"`python -m harness run experiments/mini.py --profile smoke --look 1 --store {store.root}` brings it back") in out
+    assert main(["run", exp, "--profile", "smoke", "--look", "1", "--store", str(store.root)]) == 0
+    assert main(["verify", "--repair", "--store", str(store.root)]) == 0

@@ -111,7 +111,7 @@ def test_every_arm_is_tuned_on_the_profiles_tuning_seeds(experiment, monkeypatch
 
 def test_a_margin_inside_the_tuning_seeds_noise_is_a_tie_that_goes_to_the_smaller_rate():
     """Float rounding (a thread count) moves a run's loss by a few thousandths: a choice whose
-    margin is within one standard error is made by the stated rule, not by the rounding."""
+    margin is within TIE_SE standard errors is made by the stated rule, not by the rounding."""
     import math
 
     import pandas as pd
