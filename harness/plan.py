@@ -729,8 +729,9 @@ def format_plan(profile: str, dataset: str | None, rows: list[StudyPlan], missin
     design = looks(profile)
     if len(design) > 1:
         lines.append(f"Studies run in looks of {', '.join(map(str, design))} replicates (`analysis.looks`): this plan counts every look, "
-                     f"the most the suite can run; a study stops earlier once none of its claims asks for more seeds (about "
-                     f"{design[0] / design[-1]:.0%} of these runs when every study stops at its first look).")
+                     f"the most the suite can run; a study stops earlier once none of its claims asks for more seeds (when every "
+                     f"study stops at its first look, the replicates shrink to about {design[0] / design[-1]:.0%}; the tuning runs "
+                     f"do not shrink).")
     for r in rows:
         if r.note:
             lines.append(f"  {r.study}: {r.note}")

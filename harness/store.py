@@ -483,10 +483,24 @@ class RunStore:
             phost, pid = "-".join(parts[2:-2]), parts[-2]
             if phost == host and pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
-        for p in self.root.glob(f"*/.*{TMP_SUFFIX}"):  # files of writers killed inside add_files
-            writer = p.name[: -len(TMP_SUFFIX)].rsplit("-", 2)
-            if len(writer) == 3 and writer[0].endswith(f".{host}") and writer[1].isdigit() and not _pid_alive(int(writer[1])):
-                p.unlink(missing_ok=True)
+        for p in _entries(self.root):  # files of writers killed inside add_files, in run folders
+            if p.name.startswith(".") or not p.is_dir():
+                continue  # a temporary folder: a live writer may rename it away while we look
+            for f in _entries(p):
+                if not (f.name.startswith(".") and f.name.endswith(TMP_SUFFIX)):
+                    continue
+                writer = f.name[: -len(TMP_SUFFIX)].rsplit("-", 2)
+                if len(writer) == 3 and writer[0].endswith(f".{host}") and writer[1].isdigit() and not _pid_alive(int(writer[1])):
+                    f.unlink(missing_ok=True)
+
+
+def _entries(folder: Path) -> list[Path]:
+    """A folder's entries; none when it vanished meanwhile (another process renamed or removed it:
+    `make -j2` runs two sweeps on one store)."""
+    try:
+        return [Path(e.path) for e in os.scandir(folder)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def evaluation_groups(names: Iterable[str]) -> dict[str, list[str]]:

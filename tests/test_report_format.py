@@ -49,6 +49,28 @@ def test_a_dead_writers_temporary_file_is_removed_by_the_run_store(tmp_path):
     RunStore(tmp_path / "runs")
     assert not theirs.exists() and live.exists()  # a live writer's file is kept
 
+
+def test_the_run_store_opens_while_another_process_moves_folders_away(tmp_path, monkeypatch):
+    """`make -j2`: a sweep renamed its temporary folder away while another opened the store and
+    looked for dead writers' files (FileNotFoundError from the scan, make exited 2)."""
+    import shutil
+
+    from harness import store as store_module
+
+    root = tmp_path / "runs"
+    for name in ("r1", "r2", ".tmp-r3-host-1-abc"):
+        (root / name).mkdir(parents=True)
+    real = os.scandir
+
+    def vanishing(path):
+        if not isinstance(path, int) and os.path.basename(path) in ("r2", ".tmp-r3-host-1-abc") and os.path.exists(path):
+            shutil.rmtree(path)  # gone between the listing of the store and the scan of the folder
+        return real(path)
+
+    monkeypatch.setattr(store_module.os, "scandir", vanishing)
+    store_module.RunStore(root)
+    assert (root / "r1").is_dir() and not (root / "r2").exists()
+
 def test_html_table_wraps_text_columns_and_scrolls_in_its_box():
     long_reason = "too few seeds: the interval straddles the margin; about 37 replicates would decide it <if> the true value is the observed one"
     df = pd.DataFrame({"claim": ["C1", "C2"], "p (Holm)": [0.01234567, float("nan")], "95% interval": ["[0.1, 0.2]", "-"],
