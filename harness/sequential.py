@@ -230,8 +230,11 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
         if last[i] == 0:
             first = at_look(x, design.looks[0])
             flat = len(x) >= design.looks[0] and len(first) >= design.looks[0] and _flat(first)
+            # a row whose replicates lost values (NaN) in a look its study ran asks for the next look,
+            # which may hold enough of them
+            more = not flat and design.looks[0] <= len(x) < design.n_max and bool(np.any(~np.isnan(x)))
             out.append(Outcome("inconclusive", 0, design.looks[0], math.nan, math.nan, False) if flat
-                       else Outcome("withheld", 0, len(x), math.nan, math.nan, False))
+                       else Outcome("withheld", 0, len(x), math.nan, math.nan, more))
             continue
         n_used = design.looks[last[i] - 1]
         cp = conditional_power(at_look(x, n_used), row, design, level)
@@ -281,7 +284,8 @@ def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design) -> 
     if o is None:
         return "an estimate, not a test"
     if o.verdict == "withheld":
-        return f"withheld: {r['n']} replicates with a value, fewer than the first look's {design.looks[0]}"
+        more = "; its study runs the next look, which may hold enough" if o.asks_more else ""
+        return f"withheld: {r['n']} replicates with a value, fewer than the first look's {design.looks[0]}{more}"
     if r.get("no_spread"):
         return (f"no spread: all {r['n']} replicates are equal (value {r['estimate']:.6g}), so no test is possible; "
                 "a zero-variance sample is no evidence")

@@ -130,6 +130,9 @@ def test_a_lost_replicate_never_lets_a_later_one_into_an_earlier_look():
     lost_first = decide_in_looks([np.r_[np.nan, good]], [Hypothesis()], design)[0]
     # look 1 holds 4 values, fewer than its 5: untested; look 2 decides with the 9 it holds
     assert (lost_first["verdict"], lost_first["look"], lost_first["n"]) == ("supported", 2, 9)
+    # after the first look alone, that row is withheld and asks for the next look
+    early = decide_in_looks([np.r_[np.nan, good[:4]]], [Hypothesis()], design)[0]
+    assert early["verdict"] == "withheld" and early["asks_more"] and "its study runs the next look" in early["reason"]
     lost_last = decide_in_looks([np.r_[good, np.nan]], [Hypothesis()], design)[0]
     assert (lost_last["verdict"], lost_last["look"], lost_last["n"]) == ("supported", 1, 5)
     # in the claims table, a row lacking replicate 0 of its study gets the same gap
