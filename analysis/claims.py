@@ -18,6 +18,7 @@ error and compared on its test error.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from harness.profiles import LOOKS
@@ -538,13 +539,11 @@ def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> pd.DataFram
         return pd.DataFrame(columns=COLUMNS)
     design, described = design_of(specs)
     withheld = [budget_withheld(m, h) for m, _, h in specs]
-    # values in replicate order, NaN for a replicate of the study that a row lacks (so a look's
-    # replicates are the first n positions, the same for every row of a study); a row withheld for its
-    # budget enters no test (a descriptive row is estimated, not tested)
-    labels: dict[tuple, set] = {}
-    for m, v, _ in specs:
-        labels.setdefault((m.get("setting"), m.get("study")), set()).update(v.index)
-    values = [v.reindex(sorted(labels[(m.get("setting"), m.get("study"))])).to_numpy(dtype=float) for m, v, _ in specs]
+    # values in replicate order, NaN for a replicate a row lacks, so that a look's replicates are the
+    # first n positions for every row; a row withheld for its budget enters no test (a descriptive row
+    # is estimated, not tested)
+    planned = "(planned)" in described  # the profile's looks: replicate r sits at position r
+    values = [replicate_positions(v, design) if planned else v.sort_index().to_numpy(dtype=float) for _, v, _ in specs]
     rows = decide_in_looks(values,
                            [Hypothesis("descriptive") if why else h for (_, _, h), why in zip(specs, withheld)], design)
     out = []
@@ -556,6 +555,20 @@ def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> pd.DataFram
     order = {c: i for i, c in enumerate(CLAIMS)}
     df = pd.DataFrame(out)
     return df.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+
+
+def replicate_positions(values: pd.Series, design: Design) -> np.ndarray:
+    """A row's values (indexed by replicate) at their positions in the design: replicate r at
+    position r (`harness.experiment.in_looks` puts replicate r in the first look whose n exceeds
+    it), NaN where the row lacks one, up to the smallest look that holds its largest replicate. A
+    replicate lost from every row of a study still leaves its gap. (Without planned looks, as for
+    an experiment of your own, values keep their order.)"""
+    index = values.index
+    if len(index) == 0 or not all(isinstance(r, (int, np.integer)) and r >= 0 for r in index):
+        return values.sort_index().to_numpy(dtype=float)
+    top = int(max(index)) + 1
+    n = next((k for k in design.looks if k >= top), top)
+    return values.reindex(range(n)).to_numpy(dtype=float)
 
 
 def holm_family_size(claims: pd.DataFrame) -> int:

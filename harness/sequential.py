@@ -198,18 +198,30 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
     NaN among them (a replicate that lost its value, to a diverged run say) is dropped there, and
     never lets a later replicate into an earlier look. A look is tested when its values number at
     least the first look's; a row tested at no look is withheld; a row with zero spread gets no
-    test (harness.verdicts' rule). `Outcome.n` is the replicates (positions) its verdict used."""
+    test (harness.verdicts' rule). `Outcome.n` is the replicates (positions) its verdict used.
+
+    Holm's family at each look counts every row whose study reached it: a row that lost values
+    there (too few to test) enters with p = 1, so that a gap never shrinks the family the others
+    are judged in (its outcome carries that repeated p of 1 while it stays untested)."""
     xs = [np.asarray(v, dtype=float) for v in values]
     m = len(rows)
     p_rep = np.full(m, np.nan)  # repeated p-value so far
     side = [""] * m
     reached = np.zeros(m, dtype=int)
     levels: list[dict[str, float]] = [{} for _ in range(m)]  # per verdict, the smallest level crossed so far
-    last = [0] * m
+    last = [0] * m  # the last look a row was tested at
+    flat_at = [0] * m  # the last look a row had enough values but no spread
+    gap = np.zeros(m, dtype=bool)  # a look its study reached held too few of its values
     for k, n in enumerate(design.looks, start=1):
         for i, (x, row) in enumerate(zip(xs, rows)):
             v = at_look(x, n)
-            if len(x) < n or len(v) < design.looks[0] or _flat(v):
+            if len(x) < n:
+                continue
+            if len(v) < design.looks[0]:
+                gap[i] = True
+                continue
+            if _flat(v):
+                flat_at[i] = k
                 continue
             last[i] = k
             for verdict, p in look_pvalues(v, len(v), row).items():
@@ -217,27 +229,28 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
             if reached[i] == 0 and levels[i]:
                 side[i] = min(levels[i], key=levels[i].get)
                 p_rep[i] = levels[i][side[i]]
-        adjusted = holm(p_rep)
+        adjusted = holm(np.where(np.isnan(p_rep) & gap, 1.0, p_rep))
         newly = (reached == 0) & (adjusted <= design.alpha)
         reached[newly] = k
     out = []
-    undecided = int(np.sum((reached == 0) & ~np.isnan(p_rep)))
+    undecided = int(np.sum((reached == 0) & (~np.isnan(p_rep) | gap)))
     level = design.alpha / max(1, undecided)  # the Holm level an undecided row faces next
     for i, (x, row) in enumerate(zip(xs, rows)):
         if reached[i]:
             out.append(Outcome(side[i], int(reached[i]), design.looks[reached[i] - 1], float(p_rep[i]), math.nan, False))
             continue
+        p_gap = 1.0 if gap[i] else math.nan
+        if last[i] == 0 and flat_at[i]:  # values without spread: no test, and more seeds of the same will not give one
+            out.append(Outcome("inconclusive", 0, design.looks[flat_at[i] - 1], p_gap, math.nan, False))
+            continue
         if last[i] == 0:
-            first = at_look(x, design.looks[0])
-            flat = len(x) >= design.looks[0] and len(first) >= design.looks[0] and _flat(first)
             # a row whose replicates lost values (NaN) in a look its study ran asks for the next look,
             # which may hold enough of them
-            more = not flat and design.looks[0] <= len(x) < design.n_max and bool(np.any(~np.isnan(x)))
-            out.append(Outcome("inconclusive", 0, design.looks[0], math.nan, math.nan, False) if flat
-                       else Outcome("withheld", 0, len(x), math.nan, math.nan, more))
+            more = design.looks[0] <= len(x) < design.n_max and bool(np.any(~np.isnan(x)))
+            out.append(Outcome("withheld", 0, len(x), p_gap, math.nan, more))
             continue
         n_used = design.looks[last[i] - 1]
-        cp = conditional_power(at_look(x, n_used), row, design, level)
+        cp = conditional_power(at_look(x, n_used), row, design, level, n=n_used)
         more = n_used < design.n_max and cp >= CONDITIONAL_POWER_FLOOR
         out.append(Outcome("inconclusive", 0, n_used, float(p_rep[i]), cp, more))
     return out
@@ -296,8 +309,8 @@ def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design) -> 
         return (f"undecided at n = {r['n']}; {cp}, at or above the floor {CONDITIONAL_POWER_FLOOR:g}: more seeds could decide it "
                 f"(its study runs the next look while such a row is open)")
     detect = f"it could detect {r['mde']:.3g} ({r['mde_sd']:.2g} sd) at n = {r['n']}; " if r["mde"] == r["mde"] else ""
-    if r["n"] < design.n_max:
-        return (f"stopped at n = {r['n']} for futility ({cp}, below the floor {CONDITIONAL_POWER_FLOOR:g}); "
+    if o.n < design.n_max:  # the look's replicates (r['n'] counts those with a value)
+        return (f"stopped at n = {o.n} for futility ({cp}, below the floor {CONDITIONAL_POWER_FLOOR:g}); "
                 f"{detect}{inconclusive_reason(r, h)}")
     return f"undecided at the largest n = {design.n_max}: {detect}{inconclusive_reason(r, h)}"
 
@@ -306,11 +319,12 @@ def _flat(x: np.ndarray) -> bool:
     return len(x) >= 2 and bool(no_spread(x))
 
 
-def conditional_power(x: np.ndarray, row: Hypothesis, design: Design, level: float) -> float:
+def conditional_power(x: np.ndarray, row: Hypothesis, design: Design, level: float, n: int | None = None) -> float:
     """The chance that the row crosses the last look's boundary at total level `level`, given its
-    replicates so far, if the true standardized effect is the observed one (Brownian motion on
-    the information scale). For a directional row with a sesoi, the larger of its two tests'."""
-    n = len(x)
+    replicates so far (`x`, from the first `n` replicates of the design: len(x) unless some lost
+    their values), if the true standardized effect is the observed one (Brownian motion on the
+    information scale). For a directional row with a sesoi, the larger of its two tests'."""
+    n = len(x) if n is None else n
     if n >= design.n_max:
         return 0.0
     m, sd = float(x.mean()), float(x.std(ddof=1))
@@ -320,7 +334,7 @@ def conditional_power(x: np.ndarray, row: Hypothesis, design: Design, level: flo
     t = n / design.n_max
 
     def cp(distance: float, two_sided: bool) -> float:
-        z = distance / sd * math.sqrt(n)  # the standardized distance's z statistic now
+        z = distance / sd * math.sqrt(len(x))  # the standardized distance's z statistic now
         drift = distance / sd * math.sqrt(design.n_max) * (1 - t)
         mean, scale = z * math.sqrt(t) + drift, math.sqrt(1 - t)
         up = special.ndtr((mean - c) / scale)

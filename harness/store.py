@@ -483,9 +483,10 @@ class RunStore:
             phost, pid = "-".join(parts[2:-2]), parts[-2]
             if phost == host and pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
-        for p in _entries(self.root):  # files of writers killed inside add_files, in run folders
-            if p.name.startswith(".") or not p.is_dir():
-                continue  # a temporary folder: a live writer may rename it away while we look
+        # files of writers killed inside add_files (run folders) or atomic_write (.claims, .failed);
+        # temporary folders are skipped: a live writer may rename one away while we look
+        folders = [p for p in _entries(self.root) if not p.name.startswith(".") and p.is_dir()]
+        for p in folders + [self.root / ".claims", self.root / ".failed"]:
             for f in _entries(p):
                 if not (f.name.startswith(".") and f.name.endswith(TMP_SUFFIX)):
                     continue
@@ -496,10 +497,10 @@ class RunStore:
 
 def _entries(folder: Path) -> list[Path]:
     """A folder's entries; none when it vanished meanwhile (another process renamed or removed it:
-    `make -j2` runs two sweeps on one store)."""
+    `make -j2` runs two sweeps on one store) or cannot be read (its own checks name it later)."""
     try:
         return [Path(e.path) for e in os.scandir(folder)]
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return []
 
 

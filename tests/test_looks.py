@@ -141,3 +141,44 @@ def test_a_lost_replicate_never_lets_a_later_one_into_an_earlier_look():
     short = pd.Series(good, index=range(1, 10))
     rows = decide_specs([(meta, full, Hypothesis()), (meta, short, Hypothesis())])
     assert rows.look.tolist() == [1, 2] and rows.n.tolist() == [5, 9]
+
+
+def test_a_study_that_lost_a_replicate_in_every_row_keeps_its_gap():
+    """One tested row (C7's placement) lacking replicate 4: replicate 5 must not enter look 1."""
+    rng = np.random.default_rng(6)
+    meta = {"profile": "quick", "claim": "C7", "study": "placement", "stopped_by_patience": 1.0}
+    good = 1.0 + 0.1 * rng.standard_normal(10)
+    row = decide_specs([(meta, pd.Series(np.delete(good, 4), index=[r for r in range(10) if r != 4]), Hypothesis())]).iloc[0]
+    assert (row.verdict, row.look, row.n) == ("supported", 2, 9)
+    # after look 1 alone, with replicate 2 lost: withheld, and asking for the next look
+    early = decide_specs([(meta, pd.Series(good[[0, 1, 3, 4]], index=[0, 1, 3, 4]), Hypothesis())]).iloc[0]
+    assert early.verdict == "withheld" and early.asks_more
+
+
+def test_a_row_that_lost_a_value_at_the_last_look_is_not_stopped_for_futility():
+    x = np.r_[np.tile([0.3, -0.25, 0.2, -0.3, 0.1], 4)[:19] + 0.02, np.nan]
+    row = decide_in_looks([x], [Hypothesis()], Design((5, 20)))[0]
+    assert row["verdict"] == "inconclusive" and not row["asks_more"] and row["look"] == 2
+    assert row["reason"].startswith("undecided at the largest n = 20") and row["conditional_power"] == 0.0
+
+
+def test_a_row_without_spread_after_a_gap_is_no_test_not_withheld():
+    row = decide_in_looks([np.r_[np.nan, np.full(9, 0.5)]], [Hypothesis()], Design((5, 10)))[0]
+    assert row["verdict"] == "inconclusive" and not row["asks_more"] and row["reason"].startswith("no spread")
+
+
+def test_a_row_that_lost_values_stays_in_the_holm_family():
+    """At look 1, a row too short to test still counts in the family (with p = 1): the row beside
+    it faces alpha / 2, not alpha."""
+    from harness.sequential import level_crossed, look_pvalues
+
+    design = Design((5, 10))
+    # a row whose look-1 repeated p lies between alpha / 2 and alpha
+    x = np.array([0.9, 1.3, 0.4, 1.6, 0.7]) * 0.35 + 0.12
+    p1 = min(level_crossed(p, 1, design) for p in look_pvalues(x, 5, Hypothesis()).values())
+    assert design.alpha / 2 < p1 <= design.alpha
+    alone = decide_in_looks([x[:5]], [Hypothesis()], design)[0]
+    assert alone["verdict"] == "supported" and alone["look"] == 1
+    short = np.r_[np.nan, np.nan, 1.0, 2.0, 3.0]
+    beside = decide_in_looks([x[:5], short], [Hypothesis(), Hypothesis()], design)
+    assert beside[0]["verdict"] == "inconclusive" and beside[1]["verdict"] == "withheld" and beside[1]["repeated_p"] == 1.0

@@ -67,9 +67,18 @@ def test_the_run_store_opens_while_another_process_moves_folders_away(tmp_path, 
             shutil.rmtree(path)  # gone between the listing of the store and the scan of the folder
         return real(path)
 
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = []
+    for folder in ("r1", ".claims", ".failed"):  # a dead writer's file in each place one can be left
+        (root / folder).mkdir(exist_ok=True)
+        fd, mine = create_tmp(root / folder, tmp_prefix("x.json"))
+        os.close(fd)
+        stale.append(mine.rename(mine.with_name(mine.name.replace(f"-{os.getpid()}-", f"-{dead.pid}-"))))
     monkeypatch.setattr(store_module.os, "scandir", vanishing)
     store_module.RunStore(root)
     assert (root / "r1").is_dir() and not (root / "r2").exists()
+    assert not any(p.exists() for p in stale)  # and the other folders were still cleaned
 
 def test_html_table_wraps_text_columns_and_scrolls_in_its_box():
     long_reason = "too few seeds: the interval straddles the margin; about 37 replicates would decide it <if> the true value is the observed one"
