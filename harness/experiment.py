@@ -24,6 +24,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
+from collections.abc import Callable
 
 from .config import PROFILES, RunConfig
 from .ensembles import Ensemble
@@ -50,6 +51,7 @@ class Experiment:
     skipped: str | None = None  # why the study cannot run on this dataset (then it has no configs)
     look: int | None = None  # the runs of the first `look` looks (None: every listed run)
     replicates: int = 0  # the replicates the configs hold (0: the study lists none with a replicate index)
+    replicate_of: Callable[[RunConfig], int] | None = field(default=None, repr=False, compare=False)  # cfg -> its replicate index
 
     def tuning_configs(self) -> list[RunConfig]:
         """The runs that choose each arm's learning rate (none with a grid of one rate)."""
@@ -139,7 +141,7 @@ def load_experiment(path: str | Path, profile: str = "quick", dataset: str | Non
     grid = _guarded(path, f"lr_grid({profile!r})", module.lr_grid, profile) if callable(getattr(module, "lr_grid", None)) else profile_lr_grid(profile)
     grid = check_grid(grid, f"{path}")
     return Experiment(name, path, profile, configs, evals, (module.__doc__ or "").strip(), ensembles, grid, dataset=dataset, notes=notes,
-                      skipped=skipped, look=look, replicates=n_replicates)
+                      skipped=skipped, look=look, replicates=n_replicates, replicate_of=replicate_of)
 
 
 def _replicate_function(path: Path, module: ModuleType, profile: str):

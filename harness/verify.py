@@ -191,20 +191,18 @@ class StudyIndex:
                         if exp.skipped:
                             continue
                         listed = [(c, Evaluations()) for c in exp.tuning_configs()]
+                        n_tuning = len(listed)
                         try:
                             listed += [(c, exp.evaluations) for c in resolve(exp, self.store).configs]
                         except HarnessError:  # the arms' rates are not chosen yet: the tuning runs are what it lists
                             pass
                         ids = [(run_id(c), c, ev) for c, ev in listed]
-                        by_look = []
-                        for k in range(1, len(looks(profile)) + 1):
-                            try:
-                                first = resolve(load_experiment(path, profile, dataset, look=k), self.store).configs
-                            except HarnessError:  # rates not chosen yet: as above
-                                first = []
-                            keep = {run_id(c) for c in exp.tuning_configs()} | {run_id(c) for c in first}
-                            by_look.append((k, {i: ev for i, _, ev in ids if i in keep}))
-                    except HarnessError:  # a study that cannot be loaded here (its data absent, its rates not chosen) lists nothing here
+                        # per look, the runs of the first looks (the tuning runs in every one); the last, all
+                        design, tuning = looks(profile), {run_id(c) for c in exp.tuning_configs()}
+                        replicate = {run_id(c): exp.replicate_of(c) for c, _ in listed[n_tuning:]} if exp.replicate_of else {}
+                        by_look = [(k, {i: ev for i, _, ev in ids if i in tuning or (k == len(design) or replicate.get(i, 0) < n)})
+                                   for k, n in enumerate(design, start=1)]
+                    except HarnessError:  # a study that cannot be loaded here (its data absent) lists nothing here
                         continue
                     self.studies[(path.stem, profile, dataset)] = by_look
                     for rid, cfg, ev in ids:
@@ -229,12 +227,13 @@ class StudyIndex:
             self.listings(rid)
         out = []
         for (study, profile, dataset), by_look in self.studies.items():
-            # the largest look the study has run: its other runs all in the store
-            ran = [(k, wanted) for k, wanted in reversed(by_look)
-                   if set(wanted) & set(rids) and all(self.store.is_complete(r) for r in wanted if r not in rids)]
-            if not ran:
+            # the largest look the study has run: one that holds a run of the store beyond the look
+            # before; at the first look, a study whose other runs are not all there never ran itself
+            present = set(self.store.run_ids())
+            look, wanted = next(((k, w) for k, w in reversed(by_look)
+                                 if k == 1 or (set(w) - set(by_look[k - 2][1])) & present), by_look[0])
+            if not set(wanted) & set(rids) or (look == 1 and any(not self.store.is_complete(r) for r in wanted if r not in rids)):
                 continue
-            look, wanted = ran[0]
             listing = next(x for rid in rids for x in self.listings(rid) if (x.study, x.profile, x.dataset) == (study, profile, dataset))
             lacking = []
             for rid, ev in wanted.items():
@@ -245,7 +244,7 @@ class StudyIndex:
                 where = f"{profile}{', ' + dataset if dataset else ''}"
                 shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
                 out.append(f"still missing for the tables of {study} ({where}): {len(lacking)} run{'s' if len(lacking) > 1 else ''} not "
-                           f"trained or lacking evaluations: {shown}; {listing.command(self.store, look)} brings {'them' if len(lacking) > 1 else 'it'} back")
+                           f"trained or lacking evaluations: {shown}; {listing.command(self.store, look if look < len(by_look) else None)} brings {'them' if len(lacking) > 1 else 'it'} back")
         return out
 
 

@@ -239,7 +239,7 @@ def test_repair_names_what_the_tables_still_need_and_the_command(study, capsys):
     out = capsys.readouterr().out
     assert f"run {rid}: computed its mc evaluation again, with the settings of the study that asks for it" in out
     assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other} (mc); "
-            f"`python -m harness run experiments/mini.py --profile smoke --look 1 --store {store.root}` brings it back") in out
+            f"`python -m harness run experiments/mini.py --profile smoke --store {store.root}` brings it back") in out
     assert "the tables of 1 study cannot be collected yet" in out
     assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
     assert set(tables.collect("mini", "smoke", store)) == {"runs", "evaluations", "subnetworks"}
@@ -334,3 +334,12 @@ def test_repair_checks_the_tables_of_the_looks_a_study_has_run(tmp_path, monkeyp
             f"`python -m harness run experiments/mini.py --profile smoke --look 1 --store {store.root}` brings it back") in out
     assert main(["run", exp, "--profile", "smoke", "--look", "1", "--store", str(store.root)]) == 0
     assert main(["verify", "--repair", "--store", str(store.root)]) == 0
+    # the second look ran, and a run of it lost its evaluation: the check is of the second look's tables
+    assert main(["run", exp, "--profile", "smoke", "--look", "2", "--store", str(store.root)]) == 0
+    (third,) = set(store.run_ids()) - {rid, other}
+    store.drop_evaluation(third, "mc")
+    damage(store.path(rid) / "mc_settings.json", "flip")
+    capsys.readouterr()
+    assert main(["verify", "--repair", "--store", str(store.root)]) == 1
+    assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {third} (mc); "
+            f"`python -m harness run experiments/mini.py --profile smoke --store {store.root}` brings it back") in capsys.readouterr().out
