@@ -367,3 +367,56 @@ def bench_per_example(T: int = 100, streams: int = 2, widths: tuple[int, ...] = 
         out |= {f"{name}_total_s": best[name], f"{name}_per_example_share": (best[name] - best["none"]) / best[name]}
     out["speedup"] = best["before"] / best["after"]
     return out
+
+
+def bench_cnn(epochs: int = 2) -> dict:
+    """Seconds per training epoch of placement's quick CNN (dropout at every site, mnist5k, one
+    thread) as it ran before (contiguous NCHW activations, masks from `bernoulli_`) and as it runs
+    now (`build_model`'s channels_last convolutions, masks as uniform < keep); after a warm-up
+    epoch, the fastest of three alternated runs each. The two draw other masks from one seed, so
+    only their speed is compared."""
+    from .models import DropoutSite
+    from .profiles import base
+
+    # placement's quick "everywhere" arm: dropout after both conv blocks and the fc layer
+    cfg = base("quick").replace(**{"model.kind": "cnn", "model.conv_channels": [8, 16], "model.widths": [64],
+                                   "model.p_drop_conv": [0.25, 0.25], "model.p_drop_hidden": [0.5], "train.lr": 0.03})
+    data = load_dataset(cfg.data)
+    now = DropoutSite.forward
+
+    def bernoulli_forward(self, x):  # the mask of before: the same Bernoulli(keep), drawn by bernoulli_
+        if self.p_drop == 0.0 or not self.training:
+            return now(self, x)
+        mask = torch.empty_like(x).bernoulli_(self.keep)
+        return x * (mask / self.keep) if self.convention == "inverted" else x * mask
+
+    def epoch_time(before: bool) -> float:
+        torch.manual_seed(0)
+        model = build_model(cfg.model, data.input_shape, data.n_classes)
+        if before:
+            model = model.to(memory_format=torch.contiguous_format)
+        DropoutSite.forward = bernoulli_forward if before else now
+        opt = make_optimizer(model, cfg.train)
+        model.train()
+        gen = torch.Generator().manual_seed(0)
+        perm = torch.randperm(len(data.y_train), generator=gen)
+        steps = math.ceil(len(data.y_train) / cfg.train.batch_size)
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            run_epoch(model, opt, data.x_train, data.y_train, perm, cfg.train.batch_size, steps, cfg.model.max_norm, lambda s: None)
+        return (time.perf_counter() - t0) / epochs
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    best: dict[str, float] = {}
+    try:
+        epoch_time(False)  # warm-up
+        for _ in range(3):
+            for name in ("before", "after"):
+                best[name] = min(best.get(name, math.inf), epoch_time(name == "before"))
+        machine = machine_line("cpu")
+    finally:
+        DropoutSite.forward = now
+        torch.set_num_threads(threads)
+    return {"benchmark": "cnn", "machine": machine, "model": "placement quick CNN, dropout everywhere", "epochs": epochs,
+            "before_epoch_s": best["before"], "after_epoch_s": best["after"], "speedup": best["before"] / best["after"]}

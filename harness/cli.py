@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     bp = bsub.add_parser("per-example", help="share of an MC evaluation spent in the per-example idiom, on every stream vs the first only")
     bp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bp.set_defaults(func=cmd_bench_per_example)
+    bn = bsub.add_parser("cnn", help="seconds per epoch of placement's quick CNN, before and after channels_last and uniform masks")
+    bn.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bn.set_defaults(func=cmd_bench_cnn)
     bq = bsub.add_parser("sequential", help="the verdict design by simulation: family-wise error and power beside the fixed design and e-values")
     bq.add_argument("--reps", type=int, default=1000, help="families simulated per scenario")
     bq.set_defaults(func=cmd_bench_sequential)
@@ -688,6 +691,14 @@ def cmd_bench_per_example(args: argparse.Namespace) -> int:
     from .bench import bench_per_example, format_result
 
     res = bench_per_example()
+    print(json.dumps(res, indent=2) if args.json else format_result(res))
+    return 0
+
+
+def cmd_bench_cnn(args: argparse.Namespace) -> int:
+    from .bench import bench_cnn, format_result
+
+    res = bench_cnn()
     print(json.dumps(res, indent=2) if args.json else format_result(res))
     return 0
 

@@ -21,7 +21,8 @@ from .errors import ConfigError
 
 # Bump when the meaning of a stored run changes (files, metrics, training semantics): old runs are
 # then trained again instead of being mistaken for new ones.
-FORMAT_VERSION = 3  # 2: schedules by training progress (per step); 3: early stopping (patience, monitor, check interval), stopped_by
+FORMAT_VERSION = 4  # 2: schedules by training progress (per step); 3: early stopping (patience, monitor, check interval), stopped_by;
+# 4: dropout masks drawn as uniform < keep, 2-D convolutions in channels_last, train.min_improvement
 
 DATASETS = ("mnist5k", "mnist1d", "digits", "mnist", "fashion-mnist", "cifar10")
 MODEL_KINDS = ("mlp", "cnn")
@@ -139,10 +140,15 @@ class TrainConfig:
 
     Early stopping: with `select_on_val` the model keeps the weights of the validation check with
     the lowest `monitor` (validation loss or error); with `patience` as well, training stops after
-    that many checks without a strict improvement (`stopped_by` patience), else at the budget
+    that many checks without an improvement (`stopped_by` patience), else at the budget
     (`epochs` or `steps`; `stopped_by` budget). Checks come once per epoch, or every
     `check_every_steps` steps rounded up to whole epochs, so that runs on training sets of
-    different sizes are checked about equally often in optimizer steps.
+    different sizes are checked about equally often in optimizer steps. A check improves only when
+    it lowers the monitored value below (1 - `min_improvement`) times the value that last reset the
+    patience count (a relative threshold, as torch's ReduceLROnPlateau's `threshold_mode="rel"`):
+    late in an exponential schedule the learning rate is so small that validation loss creeps down
+    by hundredths of a percent per check, and without a threshold such a run never stops by patience.
+    The checkpoint kept is still the lowest value seen.
 
     Schedules are functions of training progress (step / total steps), updated before every step,
     so a study that fixes `steps` gives every training size the same schedule. They are stated in
@@ -166,6 +172,7 @@ class TrainConfig:
     monitor: str = "val_loss"
     patience: int | None = None  # validation checks without improvement before stopping; null: train to the budget
     check_every_steps: int | None = None  # null: a validation check every epoch
+    min_improvement: float = 0.0  # relative drop of the monitored value that resets the patience count
 
     def __post_init__(self) -> None:
         _check_finite("train.", self)
@@ -175,6 +182,9 @@ class TrainConfig:
             raise ConfigError(f"train.patience={self.patience}: must be a positive number of validation checks, or null to train to the budget")
         if self.patience is not None and not self.select_on_val:
             raise ConfigError("train.patience needs train.select_on_val=true: early stopping keeps the best checkpoint on validation")
+        if not 0 <= self.min_improvement < 1:
+            raise ConfigError(f"train.min_improvement={self.min_improvement}: must lie in [0, 1) (a relative drop of the monitored "
+                              "validation value, 0.001 for 0.1%)")
         if self.check_every_steps is not None and self.check_every_steps < 1:
             raise ConfigError(f"train.check_every_steps={self.check_every_steps}: must be a positive number of steps, or null for every epoch")
         _check_choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)

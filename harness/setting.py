@@ -108,6 +108,8 @@ def adapt(configs: list, evaluations, dataset: str, files: bool = True) -> Adapt
                          "in place of Conv2d, the same sites, channels and widths")
     out, said = cap_sizes(out, info, files)
     notes += said
+    out, said = scale_budgets(out, dataset)
+    notes += said
     robustness = getattr(evaluations, "robustness", None)
     if robustness is not None:
         from .robustness import fit_robustness
@@ -116,6 +118,30 @@ def adapt(configs: list, evaluations, dataset: str, files: bool = True) -> Adapt
         evaluations = replace(evaluations, robustness=fitted)
         notes += said
     return Adapted(out, evaluations, notes)
+
+
+def scale_budgets(configs: list, dataset: str) -> tuple[list, list[str]]:
+    """Configs with their training budget (`train.epochs`, and `train.steps` when set) multiplied by
+    the profile's `harness.profiles.budget_scale` for `dataset`, and a note saying so. The learning
+    rate at a given step does not change: an exponential schedule is stated in units of `epochs`
+    over `steps`, and both grow by the same factor."""
+    from .profiles import budget_scale
+
+    out, scaled = [], set()
+    for c in configs:
+        k = budget_scale(c.profile, dataset)
+        if k == 1:
+            out.append(c)
+            continue
+        change = {"train.epochs": c.train.epochs * k} | ({"train.steps": c.train.steps * k} if c.train.steps else {})
+        out.append(c.replace(**change))
+        scaled.add(k)
+    if not scaled:
+        return out, []
+    label = Path(dataset).name if dataset.endswith(".npz") else dataset
+    times = " and ".join(f"{k}x" for k in sorted(scaled))
+    return out, [f"training budgets {times} the profile's (epochs, or steps where a study fixes steps): runs on {label} take longer "
+                 "to stop by patience (harness.profiles.BUDGET_SCALE); the learning rate at each step is unchanged"]
 
 
 def cap_sizes(configs: list, info=None, files: bool = True) -> tuple[list, list[str]]:

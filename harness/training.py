@@ -143,6 +143,12 @@ def check_subset(data: Dataset, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return data.x_train[idx], data.y_train[idx]
 
 
+def improves(value: float, reference: float, min_improvement: float) -> bool:
+    """Whether a validation check resets the patience count: `value` lies below `reference` (the
+    value that last reset it) by more than the relative `min_improvement`."""
+    return value < reference * (1 - min_improvement) if math.isfinite(reference) else math.isfinite(value)
+
+
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm: float | None = None, label: str = "train") -> TrainResult:
     """Train `model` in place on data.x_train, to the budget or, with `cfg.patience`, until the
     monitored validation quantity has not improved for that many checks (early stopping); with
@@ -167,7 +173,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
     opt = make_optimizer(model, cfg)
     rows, status, message, stopped_by = [], "ok", "", "budget"
     best = (math.inf, None, None)  # (monitored value, epoch, state)
-    since_best = 0  # validation checks since the best one
+    reference, since_best = math.inf, 0  # the value that last reset the patience count, and checks since
     step, loss_sum, loss_steps, epoch = 0, 0.0, 0, 0
     start = time.perf_counter()
     model.train()
@@ -220,7 +226,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm
         if cfg.select_on_val:
             monitored = val_loss if cfg.monitor == "val_loss" else val_error
             if monitored < best[0]:
-                best, since_best = (monitored, epoch + 1, copy.deepcopy(model.state_dict())), 0
+                best = (monitored, epoch + 1, copy.deepcopy(model.state_dict()))
+            if improves(monitored, reference, cfg.min_improvement):
+                reference, since_best = monitored, 0
             else:
                 since_best += 1
             if cfg.patience is not None and since_best >= cfg.patience:

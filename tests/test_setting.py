@@ -46,6 +46,25 @@ def test_training_sizes_are_capped_at_the_examples_a_dataset_holds_and_said():
     assert exp.replicates == 20 and len(exp.configs) == 3 * 2 * 2 * 20  # nothing merged: 3 sizes x 2 widths x 2 arms x 20 seeds
 
 
+def test_a_settings_budget_is_scaled_and_said_with_the_same_learning_rate_at_every_step():
+    from harness.profiles import BUDGET_SCALE
+    from harness.training import learning_rate
+
+    k = BUDGET_SCALE["quick"]["digits"]
+    assert k > 1 and BUDGET_SCALE["quick"].get("mnist5k", 1) == 1
+    default = load_experiment(EXPERIMENTS / "data_size.py", "quick")
+    digits = load_experiment(EXPERIMENTS / "data_size.py", "quick", "digits")
+    assert {c.train.steps for c in digits.configs} == {k * c.train.steps for c in default.configs}  # steps fixed by the study
+    assert {c.train.epochs for c in digits.configs} == {k * c.train.epochs for c in default.configs}
+    assert any(f"training budgets {k}x the profile's" in n for n in digits.notes)
+    assert not any("training budgets" in n for n in default.notes)
+    by_epochs = load_experiment(EXPERIMENTS / "placement.py", "quick", "mnist1d").configs[0].train
+    assert by_epochs.epochs == k * load_experiment(EXPERIMENTS / "placement.py", "quick").configs[0].train.epochs
+    old, new = default.configs[0].train, digits.configs[0].train
+    for step in (0, 1, 17, 1000, old.steps - 1):  # the same rate at every step the old budget reached
+        assert learning_rate(new, step / new.steps) == pytest.approx(learning_rate(old, step / old.steps), rel=1e-12)
+
+
 def test_a_cnn_study_convolves_over_signals_and_is_skipped_on_flat_features(tmp_path):
     signal = load_experiment(EXPERIMENTS / "placement.py", "smoke", "mnist1d")
     assert signal.skipped is None and all(c.data.name == "mnist1d" and c.model.kind == "cnn" for c in signal.configs)

@@ -149,6 +149,30 @@ def test_patience_stops_at_a_known_epoch_and_keeps_the_best_checkpoint(monkeypat
     assert result.stopped_by == "budget" and result.epochs == 8 and result.best_epoch == 8
 
 
+def test_a_check_must_improve_by_min_improvement_to_reset_patience_but_the_best_checkpoint_is_the_lowest(monkeypatch, tiny_cfg):
+    from harness.data import load_dataset
+    from harness.models import build_model
+    from harness.training import improves, train
+
+    assert improves(0.9989, 1.0, 0.001) and not improves(0.999, 1.0, 0.001) and improves(0.999, 1.0, 0.0)
+    assert improves(5.0, float("inf"), 0.5) and not improves(float("nan"), float("inf"), 0.0)
+    # a curve that creeps down by 0.02% per check after epoch 2: every check is a new best
+    curve = [2.0, 1.0] + [0.9998 ** k for k in range(1, 18)]
+    data = load_dataset(tiny_cfg.data)
+    cfg = tiny_cfg.replace(**{"train.epochs": 19, "train.select_on_val": True, "train.patience": 3})
+    for threshold, stopped_by, epochs in [(0.0, "budget", 19), (0.001, "patience", 5)]:
+        fake, states = scripted_validation(monkeypatch, curve)
+        fake.val_ptr = data.x_val.data_ptr()
+        torch.manual_seed(0)
+        model = build_model(cfg.model, data.input_shape, data.n_classes)
+        result = train(model, data, cfg.replace(**{"train.min_improvement": threshold}).train, seed=0)
+        # 0.1%: the reference stays at epoch 2's 1.0 until a check drops below 0.999; checks 3, 4 and 5
+        # (0.9998 ** 3 = 0.9994) do not, so the count reaches 3 at epoch 5
+        assert (result.stopped_by, result.epochs) == (stopped_by, epochs)
+        assert result.best_epoch == epochs  # the checkpoint is the lowest value seen, threshold or not
+        assert all(torch.equal(v, states[epochs - 1][k]) for k, v in model.state_dict().items())
+
+
 def test_checks_every_so_many_steps_in_whole_epochs(tiny_cfg):
     from harness.data import load_dataset
     from harness.models import build_model
@@ -173,6 +197,8 @@ def test_early_stopping_options_are_checked():
         TrainConfig(monitor="accuracy")
     with pytest.raises(ConfigError, match="train.patience=0"):
         TrainConfig(patience=0, select_on_val=True)
+    with pytest.raises(ConfigError, match=r"train.min_improvement=-0.1: must lie in \[0, 1\)"):
+        TrainConfig(min_improvement=-0.1)
 
 
 def test_checks_score_a_fixed_training_subsample_and_change_nothing_else(monkeypatch):
