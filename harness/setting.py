@@ -122,9 +122,10 @@ def adapt(configs: list, evaluations, dataset: str, files: bool = True) -> Adapt
 
 def scale_budgets(configs: list, dataset: str) -> tuple[list, list[str]]:
     """Configs with their training budget (`train.epochs`, and `train.steps` when set) multiplied by
-    the profile's `harness.profiles.budget_scale` for `dataset`, and a note saying so. The learning
-    rate at a given step does not change: an exponential schedule is stated in units of `epochs`
-    over `steps`, and both grow by the same factor."""
+    the profile's `harness.profiles.budget_scale` for `dataset`, and a note saying so. Under the
+    exponential (and constant) schedules the learning rate at a given step does not change: the
+    decay is stated in units of `epochs` over `steps`, and both grow by the same factor (a cosine
+    schedule would stretch)."""
     from .profiles import budget_scale
 
     out, scaled = [], set()
