@@ -454,6 +454,25 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     return specs
 
 
+# The most tested rows `claim_specs` gives each study, known before its tables exist (the looks
+# driver counts the rows of the studies a setting has not collected yet at p = 1 in Holm's family;
+# tests/test_looks.py checks the bound on every study's collected tables). coadaptation gives one
+# row per hidden layer; shift two per tested band (fewer when no shifted set falls in a band).
+TESTED_ROWS = {"mc_vs_ws": 2, "keep_sweep": 1, "data_size": 3, "features": 0, "coadaptation": None, "rate_grid": 1, "placement": 1,
+               "exact": 1, "ensemble_vs_dropout": 2, "shift": 2 * len(TESTED_BANDS)}
+
+
+def tested_rows_at_most(study: str, configs: list, skipped: bool = False) -> int:
+    """At most how many tested rows `claim_specs` gives `study` whose runs are `configs` (the
+    experiment's, as `harness.experiment.load_experiment` lists them): 0 for a study its setting
+    skips, one per hidden layer for coadaptation."""
+    if skipped:
+        return 0
+    if study == "coadaptation":
+        return max((len(c.model.widths) for c in configs), default=0)
+    return TESTED_ROWS.get(study, 0)
+
+
 def profile_of(study_tables: dict[str, pd.DataFrame]) -> str | None:
     """The profile a study's tables were collected for (its runs table says), else None."""
     runs = study_tables.get("runs")

@@ -4,17 +4,19 @@ For look k = 1, 2, ... of the profile's design (`harness.profiles.LOOKS`; quick:
 replicates): train and evaluate the first k looks' replicates (`harness run --look k`: the store
 caches every finished run, so a killed look resumes where it stopped), collect the study's tables
 in memory (`analysis.tables.collect`), decide its claim rows on the design (`harness.sequential`,
-in one Holm family with the rows of the setting's other studies whose tables are collected) and go on to look k + 1 only while one of them is
+in one Holm family with the rows of the setting's other studies: those collected with their
+values, those not collected yet at p = 1) and go on to look k + 1 only while one of them is
 undecided and could still be decided at the largest n (its conditional power there at least
 `harness.sequential.CONDITIONAL_POWER_FLOOR`). A study without tested rows stops at its first look.
 
 The look reached is written to `--stamp` (make's target for the study's runs: the first line is
 the look, the second says it in words), which `analysis.tables --look` reads to collect the same
-runs. The report decides every study's rows again as one family from the collected tables; where the
-driver saw fewer studies (the first study of a fresh `make all`), a study may stop while the
-report's larger family leaves a row open. Stopping early only removes chances to reject
-(futility), so the family's error control holds whatever the continuation rule
-(`tests/test_sequential.py`); it costs power, never error.
+runs. The report decides every study's rows again as one family from the collected tables. A row
+the driver calls decided is decided there too (the rows it counted at p = 1 can only have lower
+p-values there); a row the driver stopped for futility may show a higher conditional power in the
+report's family, whose other rows are known. Stopping early only removes chances to reject, so
+the family's error control holds whatever the continuation rule (`tests/test_sequential.py`); it
+costs power, never error.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 from harness.files import atomic_write
+from harness.profiles import LOOKS as PLANNED
 from harness.profiles import looks
 from harness.sequential import Design
+from harness.verdicts import Hypothesis
 
-from .claims import claim_specs, decide_specs
+from .claims import claim_specs, decide_specs, tested_rows_at_most
 from .paths import ROOT
 
 
@@ -49,13 +56,19 @@ class LookResult:
         return self.open > 0
 
 
-def judge(study: str, tables: dict, look: int, replicates: int, others: dict | None = None) -> LookResult:
+def judge(study: str, tables: dict, look: int, replicates: int, others: dict | None = None, pending: int = 0) -> LookResult:
     """The study's tested rows decided from its collected tables as the claims table decides them
     (`analysis.claims.decide_specs`: the profile's design, rows withheld for their budget), in the
-    family of every study: `others` are the other studies' collected tables of the setting (those
-    there are), so a row that would be decided in the study's family alone but not in the report's
-    does not stop the study."""
+    family of every study of the setting: `others` are the other studies' collected tables (those
+    there are), and `pending` counts the tested rows of the studies not collected yet, which enter
+    Holm's family with p = 1 at every look. The report's family holds the same rows with their real
+    p-values (at most 1), and Holm rejects more when p-values fall, so a row this judge calls
+    decided is decided in the report too, at the same look."""
     specs = [s for s in claim_specs({**(others or {}), study: tables}) if s[2].kind != "descriptive"]
+    if specs and pending:
+        slots = max(max(n) for n in PLANNED.values())  # NaN at every position: p = 1 at every look of any design
+        blank = pd.Series(np.nan, index=range(slots))
+        specs += [({"claim": "", "study": "", "statistic": "a row of a study not collected yet"}, blank, Hypothesis())] * pending
     rows = decide_specs(specs) if specs else None
     rows = rows[rows.study == study] if rows is not None else None
     if rows is None or rows.empty:
@@ -63,6 +76,22 @@ def judge(study: str, tables: dict, look: int, replicates: int, others: dict | N
     decided = int(rows.verdict.isin(["supported", "contradicted", "negligible"]).sum())
     asking = int(rows.asks_more.astype(bool).sum())
     return LookResult(look, replicates, decided, asking, len(rows) - decided - asking)
+
+
+def pending_rows(profile: str, dataset: str | None, study: str, others: dict) -> int:
+    """The tested rows the setting's studies other than `study` whose tables are not in `others`
+    will give at most (`analysis.claims.tested_rows_at_most`, from their experiment files)."""
+    from harness.experiment import load_experiment
+
+    from .presentation import STUDIES
+
+    count = 0
+    for other in STUDIES:
+        if other == study or other in others:
+            continue
+        exp = load_experiment(ROOT / "experiments" / f"{other}.py", profile, dataset, need_data=False)
+        count += tested_rows_at_most(other, exp.configs, bool(exp.skipped))
+    return count
 
 
 def other_studies(setting: str, study: str) -> dict:
@@ -98,6 +127,7 @@ def drive(study: str, profile: str, dataset: str | None = None, store: str | Non
 
     design = Design(looks(profile))
     others = other_studies(setting_name(profile, dataset), study)
+    pending = pending_rows(profile, dataset, study, others)
     path = ROOT / "experiments" / f"{study}.py"
     common = ["--profile", profile] + (["--dataset", dataset] if dataset else []) + (["--store", store] if store else [])
     reached = None
@@ -109,7 +139,7 @@ def drive(study: str, profile: str, dataset: str | None = None, store: str | Non
         if exp.skipped:
             reached = LookResult(k, 0, 0, 0, 0)
             break
-        reached = judge(study, collect(study, profile, RunStore(store), dataset, exp), k, exp.replicates, others)
+        reached = judge(study, collect(study, profile, RunStore(store), dataset, exp), k, exp.replicates, others, pending)
         print(reached.line(study, len(design.looks)), flush=True)
         if not reached.asks_more():
             break

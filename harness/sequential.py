@@ -286,14 +286,16 @@ def decide_in_looks(values: list, hypotheses: list[Hypothesis], design: Design) 
         r |= {"look": design.looks.index(n) + 1 if o is not None and o.verdict != "withheld" and n in design.looks else 0,
               "conditional_power": o.conditional_power if o is not None else math.nan,
               "asks_more": bool(o.asks_more) if o is not None else False}
-        r |= {"verdict": o.verdict if o is not None else "descriptive", "reason": _looks_reason(r, h, o, design)}
+        r |= {"verdict": o.verdict if o is not None else "descriptive", "reason": _looks_reason(r, h, o, design, len(x))}
         out.append(r)
     return out
 
 
-def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design) -> str:
+def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design, positions: int | None = None) -> str:
     """Why a row has its verdict, when it is not a decision: descriptive, withheld, no spread, open,
-    stopped for futility, or undecided at the largest n (with the effect it could have detected)."""
+    stopped for futility, or undecided at the largest n (with the effect it could have detected);
+    and for a decision reached at a look its study did not run (`positions`: the replicates its
+    study ran), how: Holm's recycling at that look."""
     if o is None:
         return "an estimate, not a test"
     if o.verdict == "withheld":
@@ -303,6 +305,9 @@ def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design) -> 
         return (f"no spread: all {r['n']} replicates are equal (value {r['estimate']:.6g}), so no test is possible; "
                 "a zero-variance sample is no evidence")
     if o.verdict != "inconclusive":
+        if positions is not None and positions < o.n:
+            return (f"decided at the family's look {o.look} ({o.n} replicates), which its study did not run: its repeated p from "
+                    f"its last look, n = {positions}, met Holm's level once other rows were decided there (Maurer and Bretz's recycling)")
         return ""
     cp = f"conditional power at n = {design.n_max}: {o.conditional_power:.2f}"
     if o.asks_more:
