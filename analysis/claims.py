@@ -454,10 +454,10 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     return specs
 
 
-# The most tested rows `claim_specs` gives each study, known before its tables exist (the looks
-# driver counts the rows of the studies a setting has not collected yet at p = 1 in Holm's family;
-# tests/test_looks.py checks the bound on every study's collected tables). coadaptation gives one
-# row per hidden layer; shift two per tested band (fewer when no shifted set falls in a band).
+# The most tested rows `claim_specs` gives each study, known before its tables exist: the looks
+# driver counts every other study's rows at p = 1 in Holm's family (tests/test_suite.py checks the
+# bound on every study's collected tables). coadaptation gives one row per hidden site of its MLPs;
+# shift two per tested band (fewer when no shifted set falls in a band).
 TESTED_ROWS = {"mc_vs_ws": 2, "keep_sweep": 1, "data_size": 3, "features": 0, "coadaptation": None, "rate_grid": 1, "placement": 1,
                "exact": 1, "ensemble_vs_dropout": 2, "shift": 2 * len(TESTED_BANDS)}
 
@@ -468,9 +468,13 @@ def tested_rows_at_most(study: str, configs: list, skipped: bool = False) -> int
     skips, one per hidden layer for coadaptation."""
     if skipped:
         return 0
+    if study not in TESTED_ROWS:
+        raise ValueError(f"study {study!r} is not in analysis.claims.TESTED_ROWS: add its most tested rows there")
     if study == "coadaptation":
+        if any(c.model.kind != "mlp" for c in configs):
+            raise ValueError("coadaptation's tested rows are counted per hidden layer of an MLP; count a CNN's sites in tested_rows_at_most")
         return max((len(c.model.widths) for c in configs), default=0)
-    return TESTED_ROWS.get(study, 0)
+    return TESTED_ROWS[study]
 
 
 def profile_of(study_tables: dict[str, pd.DataFrame]) -> str | None:
@@ -547,13 +551,14 @@ def claims_table(tables: dict[str, dict[str, pd.DataFrame]], **margins) -> pd.Da
     return decide_specs(claim_specs(tables, **margins))[COLUMNS]
 
 
-def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> pd.DataFrame:
+def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]], best_case: bool = False) -> pd.DataFrame:
     """Verdicts on `specs` (as `claim_specs` returns them, from one setting or several) decided as
     ONE family: Holm's adjustment covers every tested row of every spec. One row per spec with its
     metadata (every key, COLUMNS' and any other, such as a setting), the verdict procedure's
     output and the test and margin, in the order of CLAIMS (stable: the specs' own order within a
     claim). A tested row is withheld when an arm it reads stopped by patience in fewer than ARM_PATIENCE
-    of its runs (`budget_withheld`)."""
+    of its runs (`budget_withheld`). `best_case`: conditional power at the whole alpha
+    (`harness.sequential.replay`; the looks driver's rule)."""
     if not specs:
         return pd.DataFrame(columns=COLUMNS)
     design, described = design_of(specs)
@@ -564,7 +569,7 @@ def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> pd.DataFram
     planned = "(planned)" in described  # the profile's looks: replicate r sits at position r
     values = [replicate_positions(v, design) if planned else v.sort_index().to_numpy(dtype=float) for _, v, _ in specs]
     rows = decide_in_looks(values,
-                           [Hypothesis("descriptive") if why else h for (_, _, h), why in zip(specs, withheld)], design)
+                           [Hypothesis("descriptive") if why else h for (_, _, h), why in zip(specs, withheld)], design, best_case)
     out = []
     for (m, _, h), r, why in zip(specs, rows, withheld):
         row = m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan"), "design": described}

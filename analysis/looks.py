@@ -4,19 +4,21 @@ For look k = 1, 2, ... of the profile's design (`harness.profiles.LOOKS`; quick:
 replicates): train and evaluate the first k looks' replicates (`harness run --look k`: the store
 caches every finished run, so a killed look resumes where it stopped), collect the study's tables
 in memory (`analysis.tables.collect`), decide its claim rows on the design (`harness.sequential`,
-in one Holm family with the rows of the setting's other studies: those collected with their
-values, those not collected yet at p = 1) and go on to look k + 1 only while one of them is
-undecided and could still be decided at the largest n (its conditional power there at least
-`harness.sequential.CONDITIONAL_POWER_FLOOR`). A study without tested rows stops at its first look.
+in one Holm family with the most tested rows the setting's other studies give, at p = 1: `judge`)
+and go on to look k + 1 only while one of them is undecided and could still be decided at the
+largest n (its conditional power there at least `harness.sequential.CONDITIONAL_POWER_FLOOR`, at
+the whole alpha: the level it faces once every other row is decided). A study without tested rows
+stops at its first look. The looks a study runs depend on its own values only: not on the order
+make runs the studies in, nor on tables an earlier build left.
 
 The look reached is written to `--stamp` (make's target for the study's runs: the first line is
 the look, the second says it in words), which `analysis.tables --look` reads to collect the same
 runs. The report decides every study's rows again as one family from the collected tables. A row
-the driver calls decided is decided there too (the rows it counted at p = 1 can only have lower
-p-values there); a row the driver stopped for futility may show a higher conditional power in the
-report's family, whose other rows are known. Stopping early only removes chances to reject, so
-the family's error control holds whatever the continuation rule (`tests/test_sequential.py`); it
-costs power, never error.
+the driver calls decided is decided there too, at the same look or earlier (the rows it counted at
+p = 1 have lower p-values there, or are fewer), and the report asks no more seeds of a study the
+driver stopped (its conditional power there is computed at a level no higher). Stopping early only
+removes chances to reject, so the family's error control holds whatever the continuation rule
+(`tests/test_sequential.py`); it costs power, never error.
 """
 
 from __future__ import annotations
@@ -56,20 +58,26 @@ class LookResult:
         return self.open > 0
 
 
-def judge(study: str, tables: dict, look: int, replicates: int, others: dict | None = None, pending: int = 0) -> LookResult:
+def judge(study: str, tables: dict, look: int, replicates: int, pending: int = 0) -> LookResult:
     """The study's tested rows decided from its collected tables as the claims table decides them
-    (`analysis.claims.decide_specs`: the profile's design, rows withheld for their budget), in the
-    family of every study of the setting: `others` are the other studies' collected tables (those
-    there are), and `pending` counts the tested rows of the studies not collected yet, which enter
-    Holm's family with p = 1 at every look. The report's family holds the same rows with their real
-    p-values (at most 1), and Holm rejects more when p-values fall, so a row this judge calls
-    decided is decided in the report too, at the same look."""
-    specs = [s for s in claim_specs({**(others or {}), study: tables}) if s[2].kind != "descriptive"]
+    (`analysis.claims.decide_specs`: the profile's design, rows withheld for their budget), in a
+    family that also holds `pending` rows at p = 1 at every look: the most tested rows the
+    setting's other studies give (`pending_rows`). The report decides the same rows of this study
+    in the family of every study, where the others' rows have p-values of at most 1 (or are fewer),
+    and Holm with Maurer and Bretz's recycling rejects more when p-values fall: a row this judge
+    calls decided is decided in the report too, at this look or earlier. Other studies' tables are
+    not read, so the looks a study runs depend on its own values only, never on the order make runs
+    the studies in or on tables left by an earlier build.
+
+    A row asks for the next look when its conditional power at the largest n reaches the floor at
+    the whole alpha, the level it would face once every other row of the family is decided: the
+    report, whose level is never higher, asks no more of a study that stopped."""
+    specs = [s for s in claim_specs({study: tables}) if s[2].kind != "descriptive"]
     if specs and pending:
         slots = max(max(n) for n in PLANNED.values())  # NaN at every position: p = 1 at every look of any design
         blank = pd.Series(np.nan, index=range(slots))
-        specs += [({"claim": "", "study": "", "statistic": "a row of a study not collected yet"}, blank, Hypothesis())] * pending
-    rows = decide_specs(specs) if specs else None
+        specs += [({"claim": "", "study": "", "statistic": "a row of another study"}, blank, Hypothesis())] * pending
+    rows = decide_specs(specs, best_case=True) if specs else None
     rows = rows[rows.study == study] if rows is not None else None
     if rows is None or rows.empty:
         return LookResult(look, replicates, 0, 0, 0)
@@ -78,39 +86,21 @@ def judge(study: str, tables: dict, look: int, replicates: int, others: dict | N
     return LookResult(look, replicates, decided, asking, len(rows) - decided - asking)
 
 
-def pending_rows(profile: str, dataset: str | None, study: str, others: dict) -> int:
-    """The tested rows the setting's studies other than `study` whose tables are not in `others`
-    will give at most (`analysis.claims.tested_rows_at_most`, from their experiment files)."""
+def pending_rows(profile: str, dataset: str | None, study: str) -> int:
+    """The most tested rows the setting's studies other than `study` give
+    (`analysis.claims.tested_rows_at_most`, from their experiment files; a study the setting skips
+    gives none)."""
     from harness.experiment import load_experiment
 
     from .presentation import STUDIES
 
     count = 0
     for other in STUDIES:
-        if other == study or other in others:
+        if other == study:
             continue
         exp = load_experiment(ROOT / "experiments" / f"{other}.py", profile, dataset, need_data=False)
         count += tested_rows_at_most(other, exp.configs, bool(exp.skipped))
     return count
-
-
-def other_studies(setting: str, study: str) -> dict:
-    """The collected tables of the setting's other studies (one whose folder is damaged or missing
-    is left out: the family is then the best available, and the report decides the whole one)."""
-    from .presentation import STUDIES, load_study
-    from .tables import TableError
-
-    out = {}
-    for other in STUDIES:
-        if other == study:
-            continue
-        try:
-            found = load_study(setting, other)
-        except TableError:
-            continue
-        if found:
-            out[other] = found
-    return out
 
 
 def drive(study: str, profile: str, dataset: str | None = None, store: str | None = None, run_flags: list[str] = (),
@@ -123,11 +113,8 @@ def drive(study: str, profile: str, dataset: str | None = None, store: str | Non
 
     from .tables import collect
 
-    from harness.setting import setting_name
-
     design = Design(looks(profile))
-    others = other_studies(setting_name(profile, dataset), study)
-    pending = pending_rows(profile, dataset, study, others)
+    pending = pending_rows(profile, dataset, study)
     path = ROOT / "experiments" / f"{study}.py"
     common = ["--profile", profile] + (["--dataset", dataset] if dataset else []) + (["--store", store] if store else [])
     reached = None
@@ -139,7 +126,7 @@ def drive(study: str, profile: str, dataset: str | None = None, store: str | Non
         if exp.skipped:
             reached = LookResult(k, 0, 0, 0, 0)
             break
-        reached = judge(study, collect(study, profile, RunStore(store), dataset, exp), k, exp.replicates, others, pending)
+        reached = judge(study, collect(study, profile, RunStore(store), dataset, exp), k, exp.replicates, pending)
         print(reached.line(study, len(design.looks)), flush=True)
         if not reached.asks_more():
             break

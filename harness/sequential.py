@@ -181,7 +181,8 @@ def look_pvalues(x: np.ndarray, n: int, row: Hypothesis) -> dict[str, float]:
 class Outcome:
     """A row's verdict (supported, contradicted, negligible, inconclusive, withheld), the look it
     was reached at (0: none), the replicates it used, its repeated p-value, its conditional power
-    at the largest n and whether it asks for the next look's seeds."""
+    at the largest n, whether it asks for the next look's seeds, and its adjusted p (at most alpha
+    exactly when it was decided)."""
 
     verdict: str
     look: int
@@ -189,9 +190,10 @@ class Outcome:
     repeated_p: float
     conditional_power: float
     asks_more: bool
+    p_adjusted: float = math.nan  # Holm's adjusted repeated p at the look it was decided at, else at the last look
 
 
-def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> list[Outcome]:
+def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design, best_case: bool = False) -> list[Outcome]:
     """The design replayed on each row's values in replicate order: at every look the rows that
     have its replicates are tested, Holm's step-down runs on the repeated p-values of every row with
     a test, and a verdict once reached is kept. A look's replicates are the first n positions; a
@@ -202,7 +204,15 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
 
     Holm's family at each look counts every row whose study reached it: a row that lost values
     there (too few to test) enters with p = 1, so that a gap never shrinks the family the others
-    are judged in (its outcome carries that repeated p of 1 while it stays untested)."""
+    are judged in (its outcome carries that repeated p of 1 while it stays untested). A row once
+    decided enters later looks with p = 0: it stays rejected and passes its level on (Maurer and
+    Bretz's sequentially rejective rule), so a row that joins the family at a later look (one
+    without spread before) cannot undo a level the decided rows had freed.
+
+    An undecided row's conditional power is computed at Holm's level for the next undecided row,
+    alpha / (undecided rows); with `best_case`, at alpha, the level a row faces once every other
+    row of the family is decided (the looks driver's rule: more seeds could decide the row in some
+    family, so the report, whose level is never higher, asks no more of a study the driver stopped)."""
     xs = [np.asarray(v, dtype=float) for v in values]
     m = len(rows)
     p_rep = np.full(m, np.nan)  # repeated p-value so far
@@ -212,6 +222,7 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
     last = [0] * m  # the last look a row was tested at
     flat_at = [0] * m  # the last look a row had enough values but no spread
     gap = np.zeros(m, dtype=bool)  # a look its study reached held too few of its values
+    p_adj = np.full(m, np.nan)  # Holm's adjusted repeated p at the look a row was decided at, else the last
     for k, n in enumerate(design.looks, start=1):
         for i, (x, row) in enumerate(zip(xs, rows)):
             v = at_look(x, n)
@@ -229,30 +240,31 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design) -> 
             if reached[i] == 0 and levels[i]:
                 side[i] = min(levels[i], key=levels[i].get)
                 p_rep[i] = levels[i][side[i]]
-        adjusted = holm(np.where(np.isnan(p_rep) & gap, 1.0, p_rep))
-        newly = (reached == 0) & (adjusted <= design.alpha)
-        reached[newly] = k
+        adjusted = holm(np.where(reached > 0, 0.0, np.where(np.isnan(p_rep) & gap, 1.0, p_rep)))
+        open_ = reached == 0
+        p_adj[open_] = adjusted[open_]  # a decided row keeps the adjusted p it was decided with
+        reached[open_ & (adjusted <= design.alpha)] = k
     out = []
     undecided = int(np.sum((reached == 0) & (~np.isnan(p_rep) | gap)))
-    level = design.alpha / max(1, undecided)  # the Holm level an undecided row faces next
+    level = design.alpha / (1 if best_case else max(1, undecided))  # the Holm level an undecided row faces next
     for i, (x, row) in enumerate(zip(xs, rows)):
         if reached[i]:
-            out.append(Outcome(side[i], int(reached[i]), design.looks[reached[i] - 1], float(p_rep[i]), math.nan, False))
+            out.append(Outcome(side[i], int(reached[i]), design.looks[reached[i] - 1], float(p_rep[i]), math.nan, False, float(p_adj[i])))
             continue
         p_gap = 1.0 if gap[i] else math.nan
         if last[i] == 0 and flat_at[i]:  # values without spread: no test, and more seeds of the same will not give one
-            out.append(Outcome("inconclusive", 0, design.looks[flat_at[i] - 1], p_gap, math.nan, False))
+            out.append(Outcome("inconclusive", 0, design.looks[flat_at[i] - 1], p_gap, math.nan, False, float(p_adj[i])))
             continue
         if last[i] == 0:
             # a row whose replicates lost values (NaN) in a look its study ran asks for the next look,
             # which may hold enough of them
             more = design.looks[0] <= len(x) < design.n_max and bool(np.any(~np.isnan(x)))
-            out.append(Outcome("withheld", 0, len(x), p_gap, math.nan, more))
+            out.append(Outcome("withheld", 0, len(x), p_gap, math.nan, more, float(p_adj[i])))
             continue
         n_used = design.looks[last[i] - 1]
         cp = conditional_power(at_look(x, n_used), row, design, level, n=n_used)
         more = n_used < design.n_max and cp >= CONDITIONAL_POWER_FLOOR
-        out.append(Outcome("inconclusive", 0, n_used, float(p_rep[i]), cp, more))
+        out.append(Outcome("inconclusive", 0, n_used, float(p_rep[i]), cp, more, float(p_adj[i])))
     return out
 
 
@@ -262,7 +274,7 @@ def at_look(x: np.ndarray, n: int) -> np.ndarray:
     return v[~np.isnan(v)]
 
 
-def decide_in_looks(values: list, hypotheses: list[Hypothesis], design: Design) -> list[dict]:
+def decide_in_looks(values: list, hypotheses: list[Hypothesis], design: Design, best_case: bool = False) -> list[dict]:
     """The claims table's fields for a family of rows decided by the design (`replay`): per row the
     fields of `harness.verdicts.assess` at the replicates its verdict used (the first `Outcome.n`,
     NaN dropped), the repeated p-value (`repeated_p`) and its Holm adjustment (`p_adjusted`),
@@ -270,12 +282,12 @@ def decide_in_looks(values: list, hypotheses: list[Hypothesis], design: Design) 
     none), `conditional_power` (undecided rows), `asks_more`, and the power fields (`mde`,
     `mde_sd`, `seeds_needed`) at Holm's first step. Values are in replicate order, NaN where a
     replicate has none. Descriptive and withheld rows are estimated on all their values and enter
-    no test."""
+    no test. `best_case`: as `replay`'s."""
     xs = [np.asarray(v, dtype=float) for v in values]
     tested = [i for i, h in enumerate(hypotheses) if h.kind != "descriptive"]
-    outcomes = dict(zip(tested, replay([xs[i] for i in tested], [hypotheses[i] for i in tested], design)))
+    outcomes = dict(zip(tested, replay([xs[i] for i in tested], [hypotheses[i] for i in tested], design, best_case)))
     p_rep = [outcomes[i].repeated_p if i in outcomes else math.nan for i in range(len(xs))]
-    adjusted = holm(p_rep)
+    adjusted = [outcomes[i].p_adjusted if i in outcomes else math.nan for i in range(len(xs))]
     family = max(1, int(np.sum(~np.isnan(np.asarray(p_rep, dtype=float)))))
     out = []
     for i, (x, h) in enumerate(zip(xs, hypotheses)):
