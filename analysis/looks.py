@@ -1,6 +1,6 @@
 """A study run in looks: ``python -m analysis.looks STUDY --profile P [--dataset D] [--stamp FILE] [harness run flags]``.
 
-For look k = 1, 2, ... of the profile's design (`harness.profiles.LOOKS`; quick: 5, 10, 20
+For look k = 1, 2, ... of the profile's design (`harness.profiles.LOOKS`; quick: 5, 10, 15
 replicates): train and evaluate the first k looks' replicates (`harness run --look k`: the store
 caches every finished run, so a killed look resumes where it stopped), collect the study's tables
 in memory (`analysis.tables.collect`), decide its claim rows on the design (`harness.sequential`,

@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.set_defaults(func=cmd_bench_cnn)
     bq = bsub.add_parser("sequential", help="the verdict design by simulation: family-wise error and power beside the fixed design and e-values")
     bq.add_argument("--reps", type=int, default=1000, help="families simulated per scenario")
+    bq.add_argument("--profile", default="quick", help="whose looks to simulate (harness.profiles.LOOKS; default quick)")
     bq.set_defaults(func=cmd_bench_sequential)
     return p
 
@@ -704,11 +705,15 @@ def cmd_bench_cnn(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_sequential(args: argparse.Namespace) -> int:
-    from .sequential import benchmark
+    from .profiles import looks
+    from .sequential import Design, benchmark
 
     if args.reps < 10:
         raise HarnessError(f"--reps {args.reps}: simulate at least 10 families per scenario")
-    print(benchmark(args.reps))
+    design = Design(looks(args.profile))
+    if len(design.looks) < 2:
+        raise HarnessError(f"--profile {args.profile}: its design has one look {design.looks}; simulate a profile with looks (quick, paper)")
+    print(benchmark(args.reps, design))
     return 0
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from harness import profiles
 from harness import sequential as S
 from harness.sequential import Design, boundaries, level_crossed, obf_spent, replay, simulate
 from harness.verdicts import Hypothesis
@@ -91,11 +92,13 @@ def test_family_wise_error_of_the_whole_procedure(effects, distribution):
     """Looks, the data-dependent continuation and Holm together: false verdicts in at most 5% of
     families, within the simulation's Monte Carlo error (1,000 families of 12 rows in 4 studies).
     Skewed values push the t-test itself past its level at Holm's small levels (the fixed design
-    at n = 20 on the same draws, `fixed_fwer`); there the looks must add nothing to that."""
-    r = simulate(effects, STUDIES, Design((5, 10, 20)), distribution, reps=1000, seed=7)
+    at the largest n on the same draws, `fixed_fwer`); there the looks must add nothing to that.
+    The design is the quick profile's, the one `make all` decides its claims with."""
+    design = Design(profiles.LOOKS["quick"])
+    r = simulate(effects, STUDIES, design, distribution, reps=1000, seed=7)
     bound = 0.05 if distribution != "skewed" else max(0.05, r.fixed_fwer)
     assert r.fwer <= bound + 1.96 * r.fwer_se, r
-    assert 5 < r.mean_n <= 20
+    assert design.looks[0] < r.mean_n <= design.looks[-1]
 
 
 def test_the_simulation_catches_looks_without_spending():
@@ -103,3 +106,12 @@ def test_the_simulation_catches_looks_without_spending():
     inflates the family-wise error well beyond 5%."""
     r = simulate([0.0] * 12, STUDIES, Design((5, 10, 20), spending="none"), "normal", reps=600, seed=3, adaptive=False)
     assert r.fwer > 0.05 + 3 * r.fwer_se, r
+
+
+def test_the_benchmark_simulates_a_profiles_looks_and_refuses_a_one_look_profile(capsys):
+    from harness.cli import main
+
+    assert main(["bench", "sequential", "--profile", "smoke", "--reps", "10"]) == 2
+    assert "--profile smoke: its design has one look (5,)" in capsys.readouterr().err
+    assert main(["bench", "sequential", "--profile", "nosuch", "--reps", "10"]) == 2
+    assert "nosuch" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 from harness.cli import main
 from harness.data import TEST_FRACTION, load_raw
 from harness.experiment import load_experiment
+from harness.profiles import looks
 from harness.setting import Setting, available_train, setting_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,8 @@ def test_training_sizes_are_capped_at_the_examples_a_dataset_holds_and_said():
     sizes = sorted({c.data.train_size for c in exp.configs})
     assert sizes == [100, 1000, have] and all(c.data.name == "digits" for c in exp.configs)
     assert any(f"training sizes 3,600 capped at {have:,}, the training examples digits holds" in n for n in exp.notes)
-    assert exp.replicates == 20 and len(exp.configs) == 3 * 2 * 2 * 20  # nothing merged: 3 sizes x 2 widths x 2 arms x 20 seeds
+    n = looks("quick")[-1]
+    assert exp.replicates == n and len(exp.configs) == 3 * 2 * 2 * n  # nothing merged: 3 sizes x 2 widths x 2 arms x n seeds
 
 
 def test_a_settings_budget_is_scaled_and_said_with_the_same_learning_rate_at_every_step():
