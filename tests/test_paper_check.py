@@ -9,6 +9,7 @@ import pandas as pd
 
 from harness.data import load_raw
 from harness.standins import write_all
+from harness.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES = ("mc_vs_ws", "keep_sweep", "data_size", "features", "coadaptation", "rate_grid", "placement", "exact", "ensemble_vs_dropout", "shift")
@@ -23,6 +24,10 @@ def test_stand_ins_are_read_by_the_real_loaders(tmp_path, monkeypatch):
 
 
 def test_paper_check_runs_every_study_of_the_paper_profile_end_to_end(tmp_path):
+    """`make -j2 paper-check` on a fresh store exits 0 with every study's tables, the claims and the
+    page. It is also the make -j2 regression test on a fresh store: before, the `shift` sweep met the
+    runs the concurrent `ensemble_vs_dropout` sweep had claimed and exited 1, so make exited 2; no
+    claim may be left behind."""
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_OUT", "HARNESS_STORE", "HARNESS_DATA_DIR", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     # -j2: two studies at a time (each with two one-thread workers) overlap the start-up of the
     # processes that dominate a three-step check: 257 s against 288 s one study at a time (2-core CPU)
@@ -30,6 +35,8 @@ def test_paper_check_runs_every_study_of_the_paper_profile_end_to_end(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "paper-check passed" in done.stdout
+    assert "claimed by another sweep" not in done.stderr
+    assert RunStore(tmp_path / "runs").claimed() == {}
     report = tmp_path / "reports" / "paper"
     for study in STUDIES:
         runs = pd.read_parquet(report / "tables" / study / "runs.parquet")
