@@ -308,7 +308,8 @@ def build(profile: str, dataset: str | None = None) -> list[str]:
                       "tuning seeds, none of them a replicate; the rate with the lowest mean monitored value is chosen, or the smallest rate "
                       f"within {TIE_SE:g} standard errors of it (tie: the margin is inside the tuning seeds' noise, so a stated rule decides, "
                       "not float rounding; a margin close to the band can still fall either side of it); margin: the other rates' best "
-                      "mean minus the chosen one's, margin_se its standard error over the tuning seeds)"] = t["tuning"].drop(columns=["run_id"])
+                      "mean minus the chosen one's, margin_se its standard error: per-seed differences pooled over the study's arms, with se_df "
+                      "degrees of freedom)"] = t["tuning"].drop(columns=["run_id"])
         for title, df in summaries.items():
             file = f"{study}__{title.split(' (')[0].replace(' ', '_')}"
             csv(file, df)

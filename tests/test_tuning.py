@@ -90,8 +90,11 @@ def test_the_rate_is_chosen_on_the_mean_over_the_tuning_seeds_with_its_margin():
     table = _choose(pd.DataFrame(rows, columns=TUNING_COLUMNS))
     chosen = table[table.chosen].groupby("arm").agg(lr=("lr", "first"), margin=("margin", "first"), se=("margin_se", "first"), n=("seed", "count"))
     assert chosen.lr.tolist() == [0.01, 0.01, 0.03] and (chosen.n == 3).all()
-    assert chosen.margin[0] == pytest.approx(0.2 / 3) and chosen.se[0] == pytest.approx(pd.Series([-0.1, 0.2, 0.1]).std() / math.sqrt(3))
-    assert chosen.margin[1] == 0 and chosen.se[1] == 0
+    # the standard error is pooled over the arms whose two rates both finished: arm 0 (differences
+    # -0.1, 0.2, 0.1) and arm 1 (0, 0, 0), 2 degrees of freedom each
+    pooled = (pd.Series([-0.1, 0.2, 0.1]).var() * 2 + 0.0 * 2) / 4
+    assert chosen.margin[0] == pytest.approx(0.2 / 3) and chosen.se.tolist() == pytest.approx([math.sqrt(pooled / 3)] * 3)
+    assert chosen.margin[1] == 0 and (table[table.chosen].se_df == 4).all()
     assert chosen.margin[2] == math.inf  # the runner-up diverged once: no finite margin
     assert table.loc[table.arm == 0].groupby("lr").mean_monitored.first().to_dict() == pytest.approx({0.01: 1.1, 0.03: 3.5 / 3})
 
@@ -134,3 +137,38 @@ def test_a_margin_inside_the_tuning_seeds_noise_is_a_tie_that_goes_to_the_smalle
     # a margin of several standard errors is a choice, not a tie
     clear = chosen({0.02: [0.150, 0.151, 0.149], 0.05: [0.140, 0.140, 0.139]})
     assert clear.lr == 0.05 and not clear.tie and clear.margin > 3 * clear.margin_se
+
+
+def test_the_tie_band_pools_the_seed_noise_of_a_studys_arms():
+    """Three tuning seeds give an arm's own standard error 2 degrees of freedom: rounding that
+    happens to make its three differences alike shrinks it, and a margin inside the seeds' noise
+    reads as a clear choice. Pooled over the study's arms, the band is the same on both sides."""
+    import math
+
+    import pandas as pd
+
+    from harness.tuning import TIE_SE, TUNING_COLUMNS, _choose, _pooled_variance
+
+    def table(values):
+        rows = [{"arm": arm, "seed": s, "lr": lr, "monitored": v, "chosen": False}
+                for arm, arm_values in enumerate(values) for lr, vs in arm_values.items() for s, v in enumerate(vs)]
+        return _choose(pd.DataFrame(rows, columns=TUNING_COLUMNS))
+
+    # arm 0: 0.03 lower by 0.004 on every seed, give or take 0.0005: alone, 0.004 is about 14 of its
+    # own standard errors; three other arms show the per-seed differences spread by 0.01
+    alike = {0.01: [0.150, 0.150, 0.150], 0.03: [0.1455, 0.146, 0.1465]}
+    others = [{0.01: [0.20, 0.20, 0.20], 0.03: [0.21 + e for e in (-0.01, 0.0, 0.01)]} for _ in range(3)]
+    alone = table([alike])
+    assert alone[alone.chosen].lr.iloc[0] == 0.03 and not alone[alone.chosen].tie.iloc[0]
+    pooled = table([alike] + others)
+    first = pooled[pooled.chosen & (pooled.arm == 0)].iloc[0]
+    variance, dof = _pooled_variance(pooled)
+    assert dof == 8 and variance == pytest.approx((0.0005**2 * 2 + 3 * 0.01**2 * 2) / 8)
+    assert first.margin_se == pytest.approx(math.sqrt(variance / 3)) and first.se_df == 8
+    assert first.lr == 0.01 and first.tie and -first.margin < TIE_SE * first.margin_se  # inside the pooled band: the smaller rate
+    # the other arms keep their lower-mean rate
+    assert (pooled[pooled.chosen & (pooled.arm > 0)].lr == 0.01).all()
+    # an arm whose runner-up diverged on a seed gives no degrees of freedom; one seed gives none at all
+    assert _pooled_variance(table([{0.01: [0.1, math.inf, 0.1], 0.03: [0.2, 0.2, 0.2]}]))[1] == 0
+    single = table([{0.01: [0.150], 0.03: [0.149]}])
+    assert single[single.chosen].lr.iloc[0] == 0.03 and math.isnan(single[single.chosen].margin_se.iloc[0])
