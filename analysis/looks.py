@@ -2,7 +2,8 @@
 
 For look k = 1, 2, ... of the profile's design (`harness.profiles.LOOKS`): train and evaluate the
 first k looks' replicates (`harness run --look k`: the store caches every finished run, so a
-killed look resumes where it stopped), collect the study's tables in memory (`analysis.tables.collect`), decide its claim rows on the design (`harness.sequential`,
+killed look resumes where it stopped), collect the study's tables in memory
+(`analysis.tables.collect`), decide its claim rows on the design (`harness.sequential`,
 in one Holm family with the most tested rows the setting's other studies give, at p = 1: `judge`)
 and go on to look k + 1 only while one of them is undecided and could still be decided at the
 largest n (its conditional power there at least `harness.sequential.CONDITIONAL_POWER_FLOOR`, at

@@ -2,7 +2,8 @@
 
 A study is run in looks of n_1 < n_2 < ... < n_K replicates (`Design`; each profile's looks are in
 `harness.profiles.LOOKS`). After each look every claim row is decided again from all its
-replicates so far, and a study gets the next look's seeds only while one of its rows is undecided and could still be decided at n_K.
+replicates so far, and a study gets the next look's seeds only while one of its rows is undecided
+and could still be decided at n_K.
 
 The procedure (`replay`) is a pure function of the rows' values in seed order and the design:
 

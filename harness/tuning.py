@@ -144,8 +144,8 @@ def _choose(table: pd.DataFrame) -> pd.DataFrame:
     table["tie"] = False
     variance, dof = _pooled_variance(table)
     for arm, g in table.groupby("arm"):
-        means = g.groupby("lr")["monitored"].mean().sort_index()
-        lowest = means.sort_values(kind="stable").index[0]  # sorted by rate first: equal means go to the smaller rate
+        means, ranked = _ranked(g)
+        lowest = ranked[0]
         se = math.sqrt(variance / g.seed.nunique()) if dof else math.nan
         tied = [lr for lr in means.index if lr == lowest or means[lr] - means[lowest] <= TIE_SE * se]  # NaN or inf: never tied
         best = min(tied)
@@ -161,6 +161,13 @@ def _choose(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _ranked(arm: pd.DataFrame) -> tuple[pd.Series, pd.Index]:
+    """One arm's mean monitored value per rate (by rate) and its rates from the lowest mean up;
+    sorted by rate first, so equal means rank the smaller rate first."""
+    means = arm.groupby("lr")["monitored"].mean().sort_index()
+    return means, means.sort_values(kind="stable").index
+
+
 def _pooled_variance(table: pd.DataFrame) -> tuple[float, int]:
     """The variance of a per-seed difference between two rates, pooled over the arms of the table
     (one study), and its degrees of freedom: each arm gives the differences between its runner-up
@@ -168,15 +175,13 @@ def _pooled_variance(table: pd.DataFrame) -> tuple[float, int]:
     rate diverged on a seed). One arm's three tuning seeds give 2 degrees of freedom, and a
     standard error from 2 degrees of freedom is itself so noisy that float rounding (a thread
     count) moved a placement arm's margin from 1.05 of its own standard errors to 2.46, across the
-    band; the
-    arms of a study differ in one factor each and share the data, the model family and the grid,
-    so their seed-to-seed noise is one quantity, estimated from all of them."""
+    band; the arms of a study differ in one factor each and share the data, the model family and
+    the grid, so their seed-to-seed noise is one quantity, estimated from all of them."""
     squares, dof = 0.0, 0
     for _, g in table.groupby("arm"):
-        means = g.groupby("lr")["monitored"].mean().sort_index()
+        means, order = _ranked(g)
         if len(means) < 2:
             continue
-        order = means.sort_values(kind="stable").index
         by_seed = g.pivot_table(index="seed", columns="lr", values="monitored", aggfunc="first")
         d = (by_seed[order[1]] - by_seed[order[0]]).to_numpy(dtype=float)
         if len(d) > 1 and np.isfinite(d).all():
