@@ -16,13 +16,13 @@ PROFILE ?= quick
 DATASET ?=
 default_dataset_quick := mnist5k
 default_dataset_smoke := digits
-# the setting's name, as harness/setting.py gives it (one definition: a .npz file adds a hash of its path)
+# the setting's name, as harness/sweep/setting.py gives it (one definition: a .npz file adds a hash of its path)
 # A path may hold spaces (and quotes): make splits words on spaces, so DATASET is used as one
 # shell-quoted word (DATASET_Q) in commands and with escaped spaces as a prerequisite (DATAFILE).
 empty :=
 space := $(empty) $(empty)
 DATASET_Q := '$(subst ','\'',$(DATASET))'
-SETTING := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),$(shell $(PYTHON) -m harness.setting name '$(PROFILE)' $(DATASET_Q)),$(PROFILE))
+SETTING := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),$(shell $(PYTHON) -m harness.sweep.setting name '$(PROFILE)' $(DATASET_Q)),$(PROFILE))
 DSFLAG := $(if $(filter-out $(default_dataset_$(PROFILE)),$(DATASET)),--dataset $(DATASET_Q))
 DATAFILE := $(if $(filter %.npz,$(lastword $(DATASET))),$(subst $(space),\ ,$(DATASET)))
 $(if $(DATAFILE),$(if $(shell test -f $(DATASET_Q) && echo yes),,$(error DATASET=$(DATASET): no such file; give the path of a .npz file with arrays x and y (and optionally x_test, y_test))))
@@ -63,7 +63,7 @@ REPORT := $(OUTDIR)reports/$(SETTING)
 TABLES := $(REPORT)/tables
 FIGDIR := $(OUTDIR)figures/$(SETTING)
 STAMPS := $(REPORT)/.runs
-LIB := $(wildcard harness/*.py)
+LIB := $(wildcard harness/*.py harness/*/*.py)
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
@@ -110,16 +110,16 @@ $(TABLES)/%/runs.parquet: $(STAMPS)/% analysis/tables.py | $(INSTALLED)
 
 # a study's tables that do not match their folder's manifest (a changed, truncated or missing file, or
 # a collection killed half-way) are collected again, whatever their times say
-DAMAGED_TABLES := $(if $(wildcard $(TABLES)),$(shell test -x $(PY) && $(PY) -m harness.output_manifest damaged '$(TABLES)' 2>/dev/null))
+DAMAGED_TABLES := $(if $(wildcard $(TABLES)),$(shell test -x $(PY) && $(PY) -m harness.store.output_manifest damaged '$(TABLES)' 2>/dev/null))
 $(DAMAGED_TABLES:%=$(TABLES)/%/runs.parquet): FORCE
 .PHONY: FORCE
 FORCE:
 
 .SECONDEXPANSION:
-$(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py analysis/paths.py harness/stats.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
+$(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py analysis/paths.py harness/stats/intervals.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
 	$(PY) -m analysis.fig_$* --profile $(PROFILE) $(DSFLAG)
 
-$(REPORT)/index.html: analysis/report.py analysis/claims.py harness/sequential.py analysis/presentation.py analysis/tables.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats.py harness/verdicts.py harness/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
+$(REPORT)/index.html: analysis/report.py analysis/claims.py harness/stats/sequential.py analysis/presentation.py analysis/tables.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats/intervals.py harness/stats/verdicts.py harness/inference/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
 	$(PY) -m analysis.report --profile $(PROFILE) $(DSFLAG)
 
 $(STUDIES): %: $(TABLES)/%/runs.parquet
@@ -136,14 +136,14 @@ generality: $(INSTALLED) ## the quick design on mnist5k, MNIST-1D and digits: on
 	$(PY) -m analysis.generality --profile quick --datasets $(subst $(space),$(comma),$(GENERALITY))
 
 plan: $(INSTALLED) ## before training: every study's runs, FLOPs and estimated time on DEVICE (works without the data)
-	$(PY) -m harness.plan --profile $(PROFILE) $(DSFLAG) --device $(DEVICE)
+	$(PY) -m harness.sweep.plan --profile $(PROFILE) $(DSFLAG) --device $(DEVICE)
 
 # every study of the paper profile end to end (runs, tables, figures, report) on stand-in files in
 # the paper's data layout, cut down to a few steps, in a temporary folder (CHECK_DIR to choose it)
 CHECK_DIR ?=
 paper-check: $(INSTALLED) ## prove the paper profile end to end on stand-in data in minutes, before launching it
 	@dir="$(CHECK_DIR)"; dir="$${dir:-$$(mktemp -d -t paper-check.XXXXXX)}"; \
-	$(PY) -m harness.standins "$$dir/data" && \
+	$(PY) -m harness.data.standins "$$dir/data" && \
 	HARNESS_CHECK=1 HARNESS_DATA_DIR="$$dir/data" $(MAKE) --no-print-directory all PROFILE=paper DATASET= OUT="$$dir" STORE="$$dir/runs" && \
 	echo "paper-check passed: every study of the paper profile ran end to end on stand-in data; report: $$dir/reports/paper/index.html"
 

@@ -2,7 +2,7 @@
 
 Every claim is a pure function from the tables to one value per independent replicate (a seed:
 runs that share a seed are matched pairs, and design cells such as architectures, sizes, widths or
-keep probabilities are averaged within the seed first), tested by `harness.verdicts` with the
+keep probabilities are averaged within the seed first), tested by `harness.stats.verdicts` with the
 right kind of test, Holm's adjustment across the family and a power analysis. n is always the
 number of seeds. Nothing is typed by hand: flip the data and the verdict flips.
 
@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.profiles import LOOKS
-from harness.sequential import Design, decide_in_looks
-from harness.setting import setting_name
-from harness.verdicts import MIN_N, Hypothesis
+from harness.stats.sequential import Design, decide_in_looks
+from harness.stats.verdicts import MIN_N, Hypothesis
+from harness.sweep.profiles import LOOKS
+from harness.sweep.setting import setting_name
 
 from .labels import label_keep, label_method, label_placement
 from .presentation import claim_lines, load_setting, show_claims, study_adaptation
@@ -61,16 +61,52 @@ CLAIMS = {
     "C7": "dropout after convolutions can hurt; it belongs after fully connected layers",
     "C8": "bigger networks benefit more from dropout",
     "C9": "the dropout subnetworks are a weaker ensemble than the same number of independently trained networks",
-    "C10": "under shift, averaging subnetworks is better calibrated than weight scaling, and a true ensemble is better still",
+    "C10": "under shift, averaging subnetworks is better calibrated than weight scaling, and a true ensemble is "
+    "better still",
 }
-COLUMNS = ["claim", "statement", "study", "statistic", "unit", "test", "margin", "estimate", "ci_low", "ci_high", "method", "n",
-           "look", "design", "p_value", "repeated_p", "p_adjusted", "conditional_power", "asks_more", "effect_sd", "mde", "seeds_needed",
-           "stopped_by_patience", "verdict", "reason"]
+COLUMNS = [
+    "claim",
+    "statement",
+    "study",
+    "statistic",
+    "unit",
+    "test",
+    "margin",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "method",
+    "n",
+    "look",
+    "design",
+    "p_value",
+    "repeated_p",
+    "p_adjusted",
+    "conditional_power",
+    "asks_more",
+    "effect_sd",
+    "mde",
+    "seeds_needed",
+    "stopped_by_patience",
+    "verdict",
+    "reason",
+]
 CONVERGED_SHARE = 0.5  # a study whose runs mostly hit the budget is flagged in the report's run summary
 # a tested claim is withheld unless, in every arm it reads, at least this share of the runs stopped by
 # patience: an arm cut short by the budget is not at its best, and "dropout hurts" may be the budget speaking
 ARM_PATIENCE = 0.9
-ARM_COLUMNS = ["model", "widths", "depth", "width", "p_drop_input", "p_drop_hidden", "p_drop_sites", "train_size", "lr", "dataset"]
+ARM_COLUMNS = [
+    "model",
+    "widths",
+    "depth",
+    "width",
+    "p_drop_input",
+    "p_drop_hidden",
+    "p_drop_sites",
+    "train_size",
+    "lr",
+    "dataset",
+]
 
 
 def _by_seed(per_run: pd.Series, runs_seed: pd.Series) -> pd.Series:
@@ -152,8 +188,11 @@ def c5_best_cells(runs: pd.DataFrame) -> pd.Series:
     all seeds; chosen on validation, never on the test errors it is then compared with."""
     ordered = runs.sort_values(["seed", "p_drop_input", "p_drop_hidden"], kind="stable")
     best = ordered.loc[ordered.groupby("seed")["val_error"].idxmin()]
-    return pd.Series([(float(a), float(b)) for a, b in zip(best.p_drop_input, best.p_drop_hidden)], index=best.seed.to_numpy(),
-                     dtype=object).rename_axis("seed")
+    return pd.Series(
+        [(float(a), float(b)) for a, b in zip(best.p_drop_input, best.p_drop_hidden, strict=False)],
+        index=best.seed.to_numpy(),
+        dtype=object,
+    ).rename_axis("seed")
 
 
 def c5_values(runs: pd.DataFrame) -> pd.Series:
@@ -167,7 +206,9 @@ def c5_values(runs: pd.DataFrame) -> pd.Series:
 def cells_text(best: pd.Series) -> str:
     """The cells chosen, most often first: "(0.2, 0.5) in 3 seeds, (0.0, 0.5) in 2"."""
     counts = best.value_counts()
-    return ", ".join(f"{c} in {k} seed{'s' * (k != 1)}" if i == 0 else f"{c} in {k}" for i, (c, k) in enumerate(counts.items()))
+    return ", ".join(
+        f"{c} in {k} seed{'s' * (k != 1)}" if i == 0 else f"{c} in {k}" for i, (c, k) in enumerate(counts.items())
+    )
 
 
 def _keeps(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -183,7 +224,10 @@ def c6_runs(runs: pd.DataFrame) -> pd.DataFrame:
     r, n0 = _keeps(runs)
     keeps = sorted(set(r.keep) - {1.0})
     wide = {round(n0 / k) for k in keeps}
-    return runs[((r.keep < 1) & ((r.width == n0) | (r.width == (n0 / r.keep).round()))) | ((r.keep == 1) & r.width.isin(wide | {n0}))]
+    return runs[
+        ((r.keep < 1) & ((r.width == n0) | (r.width == (n0 / r.keep).round())))
+        | ((r.keep == 1) & r.width.isin(wide | {n0}))
+    ]
 
 
 def c6_values(runs: pd.DataFrame, control: bool = True) -> pd.Series:
@@ -229,7 +273,9 @@ def per_replicate(df: pd.DataFrame, by: list[str] = ()) -> pd.Series:
 def replicate_values(shift: pd.DataFrame, method: str, metric: str, sets: pd.Series | None = None) -> pd.Series:
     """Per replicate: `metric` of `method` averaged over the chosen sets within each run or
     ensemble, then over the replicate's runs."""
-    return per_replicate(method_rows(shift if sets is None else shift[sets.reindex(shift.index, fill_value=False)], method, metric))
+    return per_replicate(
+        method_rows(shift if sets is None else shift[sets.reindex(shift.index, fill_value=False)], method, metric)
+    )
 
 
 def shifted(shift: pd.DataFrame) -> pd.Series:
@@ -259,9 +305,9 @@ def severity_bands(shift: pd.DataFrame, n_classes: int = DEFAULT_CLASSES) -> pd.
 
 
 def n_classes_of(runs: pd.DataFrame | None) -> int:
-    """K of the dataset a study's runs table names (`harness.data.describe`, from metadata for a
+    """K of the dataset a study's runs table names (`harness.data.datasets.describe`, from metadata for a
     named dataset); DEFAULT_CLASSES when the table names none or the file is gone."""
-    from harness.data import describe
+    from harness.data.datasets import describe
     from harness.errors import HarnessError
 
     if runs is None or "dataset" not in runs or runs.empty:
@@ -295,7 +341,8 @@ def c9_values(shift: pd.DataFrame) -> dict[str, pd.Series]:
     }
 
 
-C10_METHODS = {  # {one net, M independent nets} x {weight scaled, averaged over subnetworks}: T subnetworks in all either way
+# {one net, M independent nets} x {weight scaled, averaged over subnetworks}: T subnetworks in all either way
+C10_METHODS = {
     ("one net", "weight scaled"): "weight scaling",
     ("one net", "subnetworks"): "subnetworks (k = T)",
     ("M nets", "weight scaled"): "dropout ensemble",
@@ -319,7 +366,7 @@ def c10_values(shift: pd.DataFrame, n_classes: int = DEFAULT_CLASSES) -> dict[st
         if not sets.any():
             continue
 
-        def v(method, metric="ece"):
+        def v(method, metric="ece", sets=sets):
             return replicate_values(shift, method, metric, sets)
 
         one, many = v(C10_METHODS[("one net", "subnetworks")]), v(C10_METHODS[("M nets", "subnetworks")])
@@ -341,10 +388,14 @@ def ood_values(ood: pd.DataFrame, method: str, score: str) -> dict[str, pd.Serie
     return {s: g.droplevel("set") for s, g in per_replicate(d, ["set"]).groupby(level="set")}
 
 
-def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: float = EQUIVALENCE_MARGIN,
-                noninferiority_margin: float = NONINFERIORITY_MARGIN) -> list[tuple[dict, pd.Series, Hypothesis]]:
+def claim_specs(
+    tables: dict[str, dict[str, pd.DataFrame]],
+    equivalence_margin: float = EQUIVALENCE_MARGIN,
+    noninferiority_margin: float = NONINFERIORITY_MARGIN,
+) -> list[tuple[dict, pd.Series, Hypothesis]]:
     """(row metadata, values per seed, hypothesis) for every claim whose study is in `tables`
     (`tables[study][name]`); a missing study is skipped, so a partial suite still gets verdicts."""
+
     def has(study, *names):
         return study in tables and all(n in tables[study] and not tables[study][n].empty for n in names)
 
@@ -353,9 +404,17 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
         share; `key`: the statistic named without what its setting decides (sizes, widths, the
         chosen cell), when its text names any of that."""
         used = runs if runs is not None else tables.get(study, {}).get("runs")
-        return {"claim": claim, "statement": CLAIMS[claim], "study": study, "statistic": statistic, "unit": unit,
-                "stopped_by_patience": patience_share(used), "weakest_arm": weakest_arm(used), "key": key or statistic,
-                "profile": profile_of(tables.get(study, {}))}
+        return {
+            "claim": claim,
+            "statement": CLAIMS[claim],
+            "study": study,
+            "statistic": statistic,
+            "unit": unit,
+            "stopped_by_patience": patience_share(used),
+            "weakest_arm": weakest_arm(used),
+            "key": key or statistic,
+            "profile": profile_of(tables.get(study, {})),
+        }
 
     def directional(unit: str = "error") -> Hypothesis:
         return Hypothesis("directional", sesoi=SESOI[unit])
@@ -367,65 +426,208 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
     if has("mc_vs_ws", "evaluations", "subnetworks"):
         ev = tables["mc_vs_ws"]["evaluations"]
         specs += [
-            (meta("C1", "mc_vs_ws", "mean single-subnetwork error - error of their MC average (sanity check)"), c1_values(ev, tables["mc_vs_ws"]["subnetworks"]), directional()),
-            (meta("C1", "mc_vs_ws", "pairwise disagreement of the subnetworks", "fraction"), mc_values(ev, "disagreement"), described),
+            (
+                meta("C1", "mc_vs_ws", "mean single-subnetwork error - error of their MC average (sanity check)"),
+                c1_values(ev, tables["mc_vs_ws"]["subnetworks"]),
+                directional(),
+            ),
+            (
+                meta("C1", "mc_vs_ws", "pairwise disagreement of the subnetworks", "fraction"),
+                mc_values(ev, "disagreement"),
+                described,
+            ),
             (meta("C2", "mc_vs_ws", f"weight-scaled error - MC-average error ({eq})"), c2_values(ev), equivalent),
-            (meta("C2", "mc_vs_ws", "weight-scaled error - MC-average error (positive: the ensemble is better)"), c2_values(ev), described),
-            (meta("C2", "mc_vs_ws", "inference gap: L2 distance of MC-average and weight-scaled softmax", "L2"), mc_values(ev, "inference_gap"), described),
+            (
+                meta("C2", "mc_vs_ws", "weight-scaled error - MC-average error (positive: the ensemble is better)"),
+                c2_values(ev),
+                described,
+            ),
+            (
+                meta("C2", "mc_vs_ws", "inference gap: L2 distance of MC-average and weight-scaled softmax", "L2"),
+                mc_values(ev, "inference_gap"),
+                described,
+            ),
         ]
     if has("exact", "evaluations"):
-        specs.append((meta("C2", "exact", f"weight-scaled error - exact-ensemble error ({eq})"), c2_values(tables["exact"]["evaluations"], "exact"), equivalent))
+        specs.append(
+            (
+                meta("C2", "exact", f"weight-scaled error - exact-ensemble error ({eq})"),
+                c2_values(tables["exact"]["evaluations"], "exact"),
+                equivalent,
+            )
+        )
     if has("coadaptation", "coadaptation", "runs"):
         runs = tables["coadaptation"]["runs"]
         top = runs.p_drop_hidden.max()
         used = runs[runs.p_drop_hidden.isin([0.0, top])]
         for layer, v in c3_values(tables["coadaptation"]["coadaptation"], runs).items():
-            specs.append((meta("C3", "coadaptation", f"{layer}: mean |r|, no dropout - p_drop {top:g}", "r", used,
-                               key=f"{layer}: mean |r|, no dropout - the highest hidden drop rate"), v, directional("r")))
+            specs.append(
+                (
+                    meta(
+                        "C3",
+                        "coadaptation",
+                        f"{layer}: mean |r|, no dropout - p_drop {top:g}",
+                        "r",
+                        used,
+                        key=f"{layer}: mean |r|, no dropout - the highest hidden drop rate",
+                    ),
+                    v,
+                    directional("r"),
+                )
+            )
     if has("data_size", "runs"):
         runs = tables["data_size"]["runs"]
         v = c4_values(runs)
         sizes, widths = sorted(runs.train_size.unique()), sorted(runs.width.unique())
         specs += [
-            (meta("C4", "data_size", "test error without - with dropout (sizes and widths averaged)"), v["C4"], directional()),
-            (meta("C4b", "data_size", f"gain of dropout at {sizes[0]} examples - at {sizes[-1]} (widths averaged)",
-                  key="gain of dropout at the smallest training size - at the largest (widths averaged)"), v["C4b"], directional()),
+            (
+                meta("C4", "data_size", "test error without - with dropout (sizes and widths averaged)"),
+                v["C4"],
+                directional(),
+            ),
+            (
+                meta(
+                    "C4b",
+                    "data_size",
+                    f"gain of dropout at {sizes[0]} examples - at {sizes[-1]} (widths averaged)",
+                    key="gain of dropout at the smallest training size - at the largest (widths averaged)",
+                ),
+                v["C4b"],
+                directional(),
+            ),
         ]
     if has("rate_grid", "runs"):
         grid = tables["rate_grid"]["runs"]
         best = c5_best_cells(grid)
-        used = grid[[(pi, ph) in (RECOMMENDED, best.get(s)) for s, pi, ph in zip(grid.seed, grid.p_drop_input, grid.p_drop_hidden)]]
+        used = grid[
+            [
+                (pi, ph) in (RECOMMENDED, best.get(s))
+                for s, pi, ph in zip(grid.seed, grid.p_drop_input, grid.p_drop_hidden, strict=False)
+            ]
+        ]
         within = f"(non-inferior within {100 * noninferiority_margin:g} points)"
-        specs.append((meta("C5", "rate_grid", f"test error at {RECOMMENDED} - at each seed's best cell on its own validation split "
-                                              f"({cells_text(best)}) {within}", runs=used,
-                           key=f"test error at {RECOMMENDED} - at each seed's best cell on validation {within}"),
-                      c5_values(grid), Hypothesis("noninferiority", noninferiority_margin)))
+        specs.append(
+            (
+                meta(
+                    "C5",
+                    "rate_grid",
+                    f"test error at {RECOMMENDED} - at each seed's best cell on its own validation split "
+                    f"({cells_text(best)}) {within}",
+                    runs=used,
+                    key=f"test error at {RECOMMENDED} - at each seed's best cell on validation {within}",
+                ),
+                c5_values(grid),
+                Hypothesis("noninferiority", noninferiority_margin),
+            )
+        )
     if has("keep_sweep", "runs"):
         ks = tables["keep_sweep"]["runs"]
         specs += [
-            (meta("C6", "keep_sweep", "gain of widening n0 to n0 / keep with dropout - the same widening without dropout (keeps < 1 averaged)",
-                  runs=c6_runs(ks)),
-             c6_values(ks), directional()),
-            (meta("C6", "keep_sweep", "test error at n0 - at n0 / keep, same keep, no control (keeps < 1 averaged)", runs=c6_runs(ks)),
-             c6_values(ks, control=False), described),
+            (
+                meta(
+                    "C6",
+                    "keep_sweep",
+                    "gain of widening n0 to n0 / keep with dropout - the same widening without dropout (keeps < 1 "
+                    "averaged)",
+                    runs=c6_runs(ks),
+                ),
+                c6_values(ks),
+                directional(),
+            ),
+            (
+                meta(
+                    "C6",
+                    "keep_sweep",
+                    "test error at n0 - at n0 / keep, same keep, no control (keeps < 1 averaged)",
+                    runs=c6_runs(ks),
+                ),
+                c6_values(ks, control=False),
+                described,
+            ),
         ]
     if has("placement", "evaluations"):
         pr = tables["placement"].get("runs")
         used = label_placement(pr).query("placement != 'none'") if pr is not None and "p_drop_sites" in pr else None
-        specs.append((meta("C7", "placement", "test error, dropout at conv blocks and FC - at FC only (weight scaled)", runs=used), c7_values(tables["placement"]["evaluations"]), directional()))
+        specs.append(
+            (
+                meta(
+                    "C7",
+                    "placement",
+                    "test error, dropout at conv blocks and FC - at FC only (weight scaled)",
+                    runs=used,
+                ),
+                c7_values(tables["placement"]["evaluations"]),
+                directional(),
+            )
+        )
     if has("ensemble_vs_dropout", "shift"):
         v9 = c9_values(tables["ensemble_vs_dropout"]["shift"])
-        nets = dropout_nets(tables["ensemble_vs_dropout"].get("runs"))  # what the tested rows read: the dropout nets only
+        nets = dropout_nets(
+            tables["ensemble_vs_dropout"].get("runs")
+        )  # what the tested rows read: the dropout nets only
         specs += [
-            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - M independently trained dropout nets", "nats", nets), v9["nll"],
-             directional("nats")),
-            (meta("C9", "ensemble_vs_dropout", "Brier diversity (ambiguity), M independent dropout nets - M subnetworks", "brier", nets),
-             v9["diversity"], directional("brier")),
-            (meta("C9", "ensemble_vs_dropout", "test error, M subnetworks - M independent dropout nets"), v9["error"], described),
-            (meta("C9", "ensemble_vs_dropout", "test NLL, M subnetworks - deep ensemble of M nets without dropout", "nats"), v9["nll_deep"], described),
-            (meta("C9", "ensemble_vs_dropout", "test NLL, subnetworks at equal test-time compute - M independent dropout nets", "nats"), v9["nll_compute"], described),
-            (meta("C9", "ensemble_vs_dropout", "ensemble gain: test NLL of M subnetworks - their mean NLL", "nats"), v9["gain_subnetworks"], described),
-            (meta("C9", "ensemble_vs_dropout", "ensemble gain: test NLL of M independent dropout nets - their mean NLL", "nats"), v9["gain_ensemble"], described),
+            (
+                meta(
+                    "C9",
+                    "ensemble_vs_dropout",
+                    "test NLL, M subnetworks - M independently trained dropout nets",
+                    "nats",
+                    nets,
+                ),
+                v9["nll"],
+                directional("nats"),
+            ),
+            (
+                meta(
+                    "C9",
+                    "ensemble_vs_dropout",
+                    "Brier diversity (ambiguity), M independent dropout nets - M subnetworks",
+                    "brier",
+                    nets,
+                ),
+                v9["diversity"],
+                directional("brier"),
+            ),
+            (
+                meta("C9", "ensemble_vs_dropout", "test error, M subnetworks - M independent dropout nets"),
+                v9["error"],
+                described,
+            ),
+            (
+                meta(
+                    "C9",
+                    "ensemble_vs_dropout",
+                    "test NLL, M subnetworks - deep ensemble of M nets without dropout",
+                    "nats",
+                ),
+                v9["nll_deep"],
+                described,
+            ),
+            (
+                meta(
+                    "C9",
+                    "ensemble_vs_dropout",
+                    "test NLL, subnetworks at equal test-time compute - M independent dropout nets",
+                    "nats",
+                ),
+                v9["nll_compute"],
+                described,
+            ),
+            (
+                meta("C9", "ensemble_vs_dropout", "ensemble gain: test NLL of M subnetworks - their mean NLL", "nats"),
+                v9["gain_subnetworks"],
+                described,
+            ),
+            (
+                meta(
+                    "C9",
+                    "ensemble_vs_dropout",
+                    "ensemble gain: test NLL of M independent dropout nets - their mean NLL",
+                    "nats",
+                ),
+                v9["gain_ensemble"],
+                described,
+            ),
         ]
     if has("shift", "shift"):
         v10 = c10_values(tables["shift"]["shift"], n_classes_of(tables["shift"].get("runs")))
@@ -436,21 +638,78 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
             test = directional("ece") if band in TESTED_BANDS else described
             where = f"ECE over {band} shift"
             specs += [
-                (meta("C10", "shift", f"{where}, one net: weight scaling - T subnetworks", "ece", nets), v10[f"mode_{band}"], test),
-                (meta("C10", "shift", f"{where}, T subnetworks of one net - M dropout nets averaged over T / M each", "ece", nets),
-                 v10[f"independence_{band}"], test),
-                (meta("C10", "shift", f"{where}, M dropout nets: weight scaled - averaged over T / M subnetworks each", "ece"), v10[f"mode_M_{band}"], described),
-                (meta("C10", "shift", f"{where}, T subnetworks - deep ensemble without dropout", "ece"), v10[f"deep_{band}"], described),
-                (meta("C10", "shift", f"{where}, temperature-scaled weight scaling - T subnetworks", "ece"), v10[f"ts_{band}"], described),
+                (
+                    meta("C10", "shift", f"{where}, one net: weight scaling - T subnetworks", "ece", nets),
+                    v10[f"mode_{band}"],
+                    test,
+                ),
+                (
+                    meta(
+                        "C10",
+                        "shift",
+                        f"{where}, T subnetworks of one net - M dropout nets averaged over T / M each",
+                        "ece",
+                        nets,
+                    ),
+                    v10[f"independence_{band}"],
+                    test,
+                ),
+                (
+                    meta(
+                        "C10",
+                        "shift",
+                        f"{where}, M dropout nets: weight scaled - averaged over T / M subnetworks each",
+                        "ece",
+                    ),
+                    v10[f"mode_M_{band}"],
+                    described,
+                ),
+                (
+                    meta("C10", "shift", f"{where}, T subnetworks - deep ensemble without dropout", "ece"),
+                    v10[f"deep_{band}"],
+                    described,
+                ),
+                (
+                    meta("C10", "shift", f"{where}, temperature-scaled weight scaling - T subnetworks", "ece"),
+                    v10[f"ts_{band}"],
+                    described,
+                ),
             ]
-            specs += [(meta("C10", "shift", f"overconfidence (mean confidence - accuracy) over {band} shift, {cell}", "overconfidence"),
-                       v10[f"over_{band}_{cell}"], described) for cell in (f"{n}, {m}" for n, m in C10_METHODS)]
+            specs += [
+                (
+                    meta(
+                        "C10",
+                        "shift",
+                        f"overconfidence (mean confidence - accuracy) over {band} shift, {cell}",
+                        "overconfidence",
+                    ),
+                    v10[f"over_{band}_{cell}"],
+                    described,
+                )
+                for cell in (f"{n}, {m}" for n, m in C10_METHODS)
+            ]
         if has("shift", "ood"):
             for unseen, values in ood_values(tables["shift"]["ood"], "subnetworks (k = T)", "disagreement").items():
-                specs.append((meta("C10", "shift", f"AUROC of subnetwork disagreement, test split against {unseen}", "auroc"), values, described))
+                specs.append(
+                    (
+                        meta("C10", "shift", f"AUROC of subnetwork disagreement, test split against {unseen}", "auroc"),
+                        values,
+                        described,
+                    )
+                )
     if has("data_size", "runs"):
-        specs.append((meta("C8", "data_size", f"gain of dropout at width {widths[-1]} - at width {widths[0]} (sizes averaged)",
-                           key="gain of dropout at the widest width - at the narrowest (sizes averaged)"), v["C8"], directional()))
+        specs.append(
+            (
+                meta(
+                    "C8",
+                    "data_size",
+                    f"gain of dropout at width {widths[-1]} - at width {widths[0]} (sizes averaged)",
+                    key="gain of dropout at the widest width - at the narrowest (sizes averaged)",
+                ),
+                v["C8"],
+                directional(),
+            )
+        )
     return specs
 
 
@@ -458,13 +717,23 @@ def claim_specs(tables: dict[str, dict[str, pd.DataFrame]], equivalence_margin: 
 # driver counts every other study's rows at p = 1 in Holm's family (tests/test_suite.py checks the
 # bound on every study's collected tables). coadaptation gives one row per hidden site of its MLPs;
 # shift two per tested band (fewer when no shifted set falls in a band).
-TESTED_ROWS = {"mc_vs_ws": 2, "keep_sweep": 1, "data_size": 3, "features": 0, "coadaptation": None, "rate_grid": 1, "placement": 1,
-               "exact": 1, "ensemble_vs_dropout": 2, "shift": 2 * len(TESTED_BANDS)}
+TESTED_ROWS = {
+    "mc_vs_ws": 2,
+    "keep_sweep": 1,
+    "data_size": 3,
+    "features": 0,
+    "coadaptation": None,
+    "rate_grid": 1,
+    "placement": 1,
+    "exact": 1,
+    "ensemble_vs_dropout": 2,
+    "shift": 2 * len(TESTED_BANDS),
+}
 
 
 def tested_rows_at_most(study: str, configs: list, skipped: bool = False) -> int:
     """At most how many tested rows `claim_specs` gives `study` whose runs are `configs` (the
-    experiment's, as `harness.experiment.load_experiment` lists them): 0 for a study its setting
+    experiment's, as `harness.sweep.experiment.load_experiment` lists them): 0 for a study its setting
     skips, one per hidden layer for coadaptation."""
     if skipped:
         return 0
@@ -472,7 +741,10 @@ def tested_rows_at_most(study: str, configs: list, skipped: bool = False) -> int
         raise ValueError(f"study {study!r} is not in analysis.claims.TESTED_ROWS: add its most tested rows there")
     if study == "coadaptation":
         if any(c.model.kind != "mlp" for c in configs):
-            raise ValueError("coadaptation's tested rows are counted per hidden layer of an MLP; count a CNN's sites in tested_rows_at_most")
+            raise ValueError(
+                "coadaptation's tested rows are counted per hidden layer of an MLP; count a CNN's sites in "
+                "tested_rows_at_most"
+            )
         return max((len(c.model.widths) for c in configs), default=0)
     return TESTED_ROWS[study]
 
@@ -487,7 +759,7 @@ def profile_of(study_tables: dict[str, pd.DataFrame]) -> str | None:
 
 def design_of(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> tuple[Design, str]:
     """The sequential design the specs' values were collected under, and its description: the
-    profile's looks (`harness.profiles.LOOKS`) whenever the tables say their profile (a row that
+    profile's looks (`harness.sweep.profiles.LOOKS`) whenever the tables say their profile (a row that
     lost a replicate, to a diverged run say, is tested at the looks it still fills, never at a look
     that did not happen); otherwise (tables of an experiment of your own) one look per replicate
     count found among the tested rows, said so in the description."""
@@ -497,10 +769,17 @@ def design_of(specs: list[tuple[dict, pd.Series, Hypothesis]]) -> tuple[Design, 
         design, how = Design(planned), "planned"
     else:
         ns = sorted({int(v.notna().sum()) for _, v, h in specs if h.kind != "descriptive"})
-        design, how = Design(tuple(n for n in ns if n >= MIN_N) or (MIN_N,)), "from the replicate counts found (no planned looks)"
+        design, how = (
+            Design(tuple(n for n in ns if n >= MIN_N) or (MIN_N,)),
+            "from the replicate counts found (no planned looks)",
+        )
     looks = ", ".join(map(str, design.looks))
-    text = (f"looks at {looks} replicates ({how}); O'Brien-Fleming-type alpha spending (Lan-DeMets), Holm on repeated p-values"
-            if len(design.looks) > 1 else f"one look at {looks} replicates ({how}); t-test, Holm")
+    text = (
+        f"looks at {looks} replicates ({how}); O'Brien-Fleming-type alpha spending (Lan-DeMets), Holm on repeated "
+        "p-values"
+        if len(design.looks) > 1
+        else f"one look at {looks} replicates ({how}); t-test, Holm"
+    )
     return design, text
 
 
@@ -527,11 +806,14 @@ def weakest_arm(runs: pd.DataFrame | None) -> tuple[float, str]:
         return float("nan"), ""
     cols = [c for c in ARM_COLUMNS if c in runs]
     keyed = runs.assign(**{c: runs[c].map(str) for c in cols})
-    shares = keyed.groupby(cols, sort=True, dropna=False).stopped_by.agg(lambda s: float((s == "patience").mean())) if cols else \
-        pd.Series([float((runs.stopped_by == "patience").mean())], index=["all runs"])
+    shares = (
+        keyed.groupby(cols, sort=True, dropna=False).stopped_by.agg(lambda s: float((s == "patience").mean()))
+        if cols
+        else pd.Series([float((runs.stopped_by == "patience").mean())], index=["all runs"])
+    )
     arm = shares.idxmin()
     parts = arm if isinstance(arm, tuple) else (arm,)
-    shown = {c: v for c, v in zip(cols, parts) if v not in ("nan", "None", "")}
+    shown = {c: v for c, v in zip(cols, parts, strict=False) if v not in ("nan", "None", "")}
     return float(shares.min()), ", ".join(f"{c} {v}" for c, v in shown.items() if c != "dataset") or "all runs"
 
 
@@ -541,9 +823,12 @@ def budget_withheld(meta: dict, h: Hypothesis) -> str:
     share, arm = meta.get("weakest_arm", (float("nan"), ""))
     if h.kind == "descriptive" or not share < ARM_PATIENCE:
         return ""
-    return (f"withheld: only {share:.0%} of the runs of one arm it reads ({arm}) stopped by patience, fewer than "
-            f"{ARM_PATIENCE:.0%}; the rest hit the training budget or diverged, so the arms may not be at their best: raise the "
-            "setting's budget (train.epochs, or train.steps) until they stop by patience (or lower a rate that diverges)")
+    return (
+        f"withheld: only {share:.0%} of the runs of one arm it reads ({arm}) stopped by patience, fewer than "
+        f"{ARM_PATIENCE:.0%}; the rest hit the training budget or diverged, so the arms may not be at their best: "
+        "raise the "
+        "setting's budget (train.epochs, or train.steps) until they stop by patience (or lower a rate that diverges)"
+    )
 
 
 def claims_table(tables: dict[str, dict[str, pd.DataFrame]], **margins) -> pd.DataFrame:
@@ -558,7 +843,7 @@ def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]], best_case: boo
     output and the test and margin, in the order of CLAIMS (stable: the specs' own order within a
     claim). A tested row is withheld when an arm it reads stopped by patience in fewer than ARM_PATIENCE
     of its runs (`budget_withheld`). `best_case`: conditional power at the whole alpha
-    (`harness.sequential.replay`; the looks driver's rule)."""
+    (`harness.stats.sequential.replay`; the looks driver's rule)."""
     if not specs:
         return pd.DataFrame(columns=COLUMNS)
     design, described = design_of(specs)
@@ -568,11 +853,23 @@ def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]], best_case: boo
     # is estimated, not tested)
     planned = "(planned)" in described  # the profile's looks: replicate r sits at position r
     values = [replicate_positions(v, design) if planned else v.sort_index().to_numpy(dtype=float) for _, v, _ in specs]
-    rows = decide_in_looks(values,
-                           [Hypothesis("descriptive") if why else h for (_, _, h), why in zip(specs, withheld)], design, best_case)
+    rows = decide_in_looks(
+        values,
+        [Hypothesis("descriptive") if why else h for (_, _, h), why in zip(specs, withheld, strict=False)],
+        design,
+        best_case,
+    )
     out = []
-    for (m, _, h), r, why in zip(specs, rows, withheld):
-        row = m | r | {"test": h.kind, "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan"), "design": described}
+    for (m, _, h), r, why in zip(specs, rows, withheld, strict=False):
+        row = (
+            m
+            | r
+            | {
+                "test": h.kind,
+                "margin": h.margin if h.kind in ("equivalence", "noninferiority") else float("nan"),
+                "design": described,
+            }
+        )
         if why:
             row |= {"verdict": "withheld", "reason": why, "look": 0}
         out.append(row)
@@ -583,7 +880,7 @@ def decide_specs(specs: list[tuple[dict, pd.Series, Hypothesis]], best_case: boo
 
 def replicate_positions(values: pd.Series, design: Design) -> np.ndarray:
     """A row's values (indexed by replicate) at their positions in the design: replicate r at
-    position r (`harness.experiment.in_looks` puts replicate r in the first look whose n exceeds
+    position r (`harness.sweep.experiment.in_looks` puts replicate r in the first look whose n exceeds
     it), NaN where the row lacks one, up to the smallest look that holds its largest replicate. A
     replicate lost from every row of a study still leaves its gap. (Without planned looks, as for
     an experiment of your own, values keep their order.)"""
@@ -597,7 +894,7 @@ def replicate_positions(values: pd.Series, design: Design) -> np.ndarray:
 
 def holm_family_size(claims: pd.DataFrame) -> int:
     """The rows of a decided claims table that entered Holm's adjustment: tested, with a repeated
-    p-value (`harness.sequential.decide_in_looks`'s family)."""
+    p-value (`harness.stats.sequential.decide_in_looks`'s family)."""
     return int(((claims.test != "descriptive") & claims.repeated_p.notna()).sum())
 
 
@@ -620,7 +917,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tables = {s: t for s, t in tables.items() if s not in skipped}
     if args.study and args.study not in tables:
-        make = f"make {args.study} PROFILE={args.profile}" + (f" DATASET={args.dataset}" if setting != args.profile else "")
+        make = f"make {args.study} PROFILE={args.profile}" + (
+            f" DATASET={args.dataset}" if setting != args.profile else ""
+        )
         raise TableError(f"no tables of {args.study} ({setting}); run `{make}` first")
     claims = claims_table(tables)
     family = holm_family_size(claims)  # the rows that entered the adjustment, not every tested one

@@ -16,7 +16,7 @@ METRICS = {
 def draw(profile: str):
     co = load(profile, "coadaptation", "coadaptation")
     fig, axes = style.figure(ncols=len(METRICS), width=3.3, height=3.0)
-    for ax, (metric, label) in zip(axes[0], METRICS.items()):
+    for ax, (metric, label) in zip(axes[0], METRICS.items(), strict=False):
         d = co[co.metric == metric]
         for i, layer in enumerate(sorted(d.layer.unique())):
             style.band(ax, d[d.layer == layer], "p_drop_hidden", "value", layer, style.PALETTE[i])
@@ -24,7 +24,11 @@ def draw(profile: str):
         ax.set_ylabel(label)
         if metric != "mean_abs_r" and ax.get_legend():
             ax.get_legend().remove()
-    caption = f"Co-adaptation measures of each hidden layer against the hidden drop rate (inputs kept); 95% Student-t bands over seeds; n = {style.n_runs(co)} runs ({co.groupby('p_drop_hidden').run_id.nunique().min()} per rate)."
+    per_rate = co.groupby("p_drop_hidden").run_id.nunique().min()
+    caption = (
+        "Co-adaptation measures of each hidden layer against the hidden drop rate (inputs kept); 95% Student-t bands "
+        f"over seeds; n = {style.n_runs(co)} runs ({per_rate} per rate)."
+    )
     return fig, caption
 
 

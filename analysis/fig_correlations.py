@@ -2,7 +2,6 @@
 
 import sys
 
-
 from . import style
 from .tables import load
 
@@ -15,7 +14,7 @@ def draw(profile: str):
     layer = "hidden1"
     seed = runs["seed"].min()
     fig, axes = style.figure(ncols=len(rates) + 1, width=3.2, height=3.0)
-    for ax, p in zip(axes[0], rates):
+    for ax, p in zip(axes[0], rates, strict=False):
         run = runs[(runs.seed == seed) & (runs.p_drop_hidden == p)].iloc[0]
         s = sample[(sample.run_id == run.run_id) & (sample.layer == layer)]
         m = s.pivot(index="unit_i", columns="unit_j", values="r").to_numpy()
@@ -31,12 +30,19 @@ def draw(profile: str):
         g = h[h.p_drop_hidden == p]
         width = (g["bin_right"] - g["bin_left"]).iloc[0]
         d = g.groupby("bin_left")["count"].sum()
-        ax.plot(d.index + width / 2, d / d.sum() / width, label=f"p_drop {p:g}", color=style.PALETTE[i], drawstyle="steps-mid")
+        ax.plot(
+            d.index + width / 2,
+            d / d.sum() / width,
+            label=f"p_drop {p:g}",
+            color=style.PALETTE[i],
+            drawstyle="steps-mid",
+        )
     ax.set_xlabel("Pearson r between two units")
     ax.set_ylabel("density of pairs")
     ax.legend(fontsize=7)
     caption = (
-        f"Left: correlations among the first units of hidden layer 1 (seed {seed}) for each hidden drop rate; right: the "
+        f"Left: correlations among the first units of hidden layer 1 (seed {seed}) for each hidden drop rate; right: "
+        "the "
         f"distribution of r over all pairs of alive units, pooled over seeds; n = {style.n_runs(runs)} runs."
     )
     return fig, caption

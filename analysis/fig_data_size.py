@@ -11,7 +11,7 @@ def draw(profile: str):
     runs = label_dropout(load(profile, "data_size", "runs"))
     widths = sorted(runs["width"].unique())
     fig, axes = style.figure(ncols=len(widths), width=3.4, height=3.0, sharey=True)
-    for ax, w in zip(axes[0], widths):
+    for ax, w in zip(axes[0], widths, strict=False):
         d = runs[runs["width"] == w]
         for kind, color in style.DROPOUT_COLORS.items():
             style.band(ax, d[d["dropout"] == kind], "train_size", "test_error", kind, color, log_x=True)
@@ -23,7 +23,8 @@ def draw(profile: str):
             ax.get_legend().remove()
     caption = (
         "Test error against the number of training examples (log scale) for three widths, with dropout (0.2 input, "
-        f"0.5 hidden) and without; equal optimisation steps and learning-rate schedule for every size; 95% Student-t bands over seeds; n = {style.n_runs(runs)} runs ({runs.seed.nunique()} seeds per point). "
+        "0.5 hidden) and without; equal optimisation steps and learning-rate schedule for every size; 95% Student-t "
+        f"bands over seeds; n = {style.n_runs(runs)} runs ({runs.seed.nunique()} seeds per point). "
         "Counterpart of Srivastava et al. 2014, Figure 10."
     )
     return fig, caption

@@ -25,7 +25,13 @@ def draw(profile: str):
     ax.set_ylabel("mean L2 distance to exact mean")
     ax.legend(fontsize=7)
     ax = axes[0][1]
-    err = ev[(ev.metric == "error") & ((ev["mode"].isin(["weight_scaled", "exact", "exact_geometric"])) | (ev.k == ev.k[ev["mode"] == "mc_shared"].max()))]
+    err = ev[
+        (ev.metric == "error")
+        & (
+            (ev["mode"].isin(["weight_scaled", "exact", "exact_geometric"]))
+            | (ev.k == ev.k[ev["mode"] == "mc_shared"].max())
+        )
+    ]
     err = err[err["mode"] != "mc_per_example"]
     order = ["weight_scaled", "exact_geometric", "exact", "mc_shared", "geometric"]
     means = err.groupby("mode")["value"].mean().reindex([o for o in order if o in set(err["mode"])])
@@ -38,8 +44,10 @@ def draw(profile: str):
         label.set_ha("right")
     count = int(ev[ev["mode"] == "exact"].k.max())
     caption = (
-        f"A one-hidden-layer MLP whose {count} subnetworks are all enumerated. Left: distance of the Monte-Carlo averages "
-        f"from the exact arithmetic (mc_shared, mc_per_example) and geometric (geometric) means against k, with the 1/sqrt(k) "
+        f"A one-hidden-layer MLP whose {count} subnetworks are all enumerated. Left: distance of the Monte-Carlo "
+        "averages "
+        "from the exact arithmetic (mc_shared, mc_per_example) and geometric (geometric) means against k, with the "
+        "1/sqrt(k) "
         f"rate dotted; right: test error of each inference mode; n = {style.n_runs(ev)} runs."
     )
     return fig, caption

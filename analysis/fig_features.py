@@ -5,8 +5,7 @@ curves over the signal's positions, and on flat features a heat map of units by 
 
 import sys
 
-
-from harness.coadaptation import tile_images
+from harness.inference.coadaptation import tile_images
 
 from . import style
 from .tables import load
@@ -18,7 +17,7 @@ def data_kind(dataset: str, feats) -> str:
     """image, signal or features: from the dataset's description (metadata, no arrays read for a
     standard dataset), else from the table (one row per unit means non-image data)."""
     try:
-        from harness.data import describe
+        from harness.data.datasets import describe
 
         return describe(dataset, files=False).kind
     except Exception:  # a user's file no longer there: the table still tells images from the rest
@@ -56,16 +55,23 @@ def draw(profile: str):
     seed = runs["seed"].min()
     kind = data_kind(str(runs["dataset"].iloc[0]), feats)
     fig, axes = style.figure(ncols=2, width=4.0, height=4.2)
-    for ax, dropout in zip(axes[0], (False, True)):
+    for ax, dropout in zip(axes[0], (False, True), strict=False):
         run = runs[(runs["seed"] == seed) & (runs["p_drop_hidden"].gt(0) == dropout)].iloc[0]
         f = feats[feats.run_id == run.run_id].sort_values(["unit", "y", "x"])
         n = draw_units(ax, f, kind)
-        ax.set_title(f"{'dropout (0.2 / 0.5)' if dropout else 'no dropout'}: test error {100 * run.test_error:.2f}%", fontsize=9)
-    drawn = {"image": "tiled as images", "signal": "drawn as curves over the signal's positions, one lane per unit",
-             "features": "drawn as a heat map of units (rows) by input features (columns)"}[kind]
+        ax.set_title(
+            f"{'dropout (0.2 / 0.5)' if dropout else 'no dropout'}: test error {100 * run.test_error:.2f}%", fontsize=9
+        )
+    drawn = {
+        "image": "tiled as images",
+        "signal": "drawn as curves over the signal's positions, one lane per unit",
+        "features": "drawn as a heat map of units (rows) by input features (columns)",
+    }[kind]
     caption = (
-        f"Incoming weights of the first {n} hidden units of a one-hidden-layer MLP ({int(runs['width'].iloc[0])} units, seed {seed}), "
-        f"each scaled to its own range and {drawn}, without and with dropout. Counterpart of Srivastava et al. 2014, Figure 7."
+        f"Incoming weights of the first {n} hidden units of a one-hidden-layer MLP ({int(runs['width'].iloc[0])} "
+        f"units, seed {seed}), "
+        f"each scaled to its own range and {drawn}, without and with dropout. Counterpart of Srivastava et al. 2014, "
+        "Figure 7."
     )
     return fig, caption
 

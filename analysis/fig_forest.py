@@ -27,13 +27,13 @@ def draw(table: pd.DataFrame, pooled: pd.DataFrame, settings: list[str], names: 
     Returns (figure, caption)."""
     names = dict(names or {s: s for s in settings})
     tested = table[(table.test != "descriptive") & table.estimate.notna()]
-    keys = list(dict.fromkeys(zip(tested.claim, tested.key)))
+    keys = list(dict.fromkeys(zip(tested.claim, tested.key, strict=False)))
     pool = {(r.claim, r.key): r for r in pooled.itertuples(index=False)}
     n = max(1, len(keys))
     rows = math.ceil(n / COLUMNS)
     fig, axes = figure(ncols=min(COLUMNS, n), nrows=rows, width=4.2, height=2.3)
     flat = [ax for line in axes for ax in line]
-    for ax, (claim, key) in zip(flat, keys):
+    for ax, (claim, key) in zip(flat, keys, strict=False):
         g = tested[(tested.claim == claim) & (tested.key == key)]
         k = unit_scale(g.unit.iloc[0])
         labels = []
@@ -51,7 +51,12 @@ def draw(table: pd.DataFrame, pooled: pd.DataFrame, settings: list[str], names: 
         if p is not None:
             if not math.isnan(p.pred_low):
                 ax.plot([p.pred_low * k, p.pred_high * k], [y, y], color="0.4", linewidth=0.8)
-            ax.fill([p.ci_low * k, p.estimate * k, p.ci_high * k, p.estimate * k], [y, y - 0.25, y, y + 0.25], color=PALETTE[3], alpha=0.8)
+            ax.fill(
+                [p.ci_low * k, p.estimate * k, p.ci_high * k, p.estimate * k],
+                [y, y - 0.25, y, y + 0.25],
+                color=PALETTE[3],
+                alpha=0.8,
+            )
         ax.axvline(0, color="0.3", linewidth=0.8)
         bound = g.margin.iloc[0] if g.test.iloc[0] in ("equivalence", "noninferiority") else SESOI.get(g.unit.iloc[0])
         if bound is not None and not pd.isna(bound):
@@ -63,15 +68,21 @@ def draw(table: pd.DataFrame, pooled: pd.DataFrame, settings: list[str], names: 
         ax.set_xlabel(UNITS.get(g.unit.iloc[0], g.unit.iloc[0]), fontsize=7)
         verdict = "" if p is None else f" [pooled: {p.verdict}]"
         ax.set_title("\n".join(textwrap.wrap(f"{claim}: {key}{verdict}", WIDTH)[:4]), fontsize=7)
-    for ax in flat[len(keys):]:
+    for ax in flat[len(keys) :]:
         ax.axis("off")
     if not keys:
-        flat[0].text(0.5, 0.5, "no tested statistic in any setting", ha="center", va="center", transform=flat[0].transAxes)
+        flat[0].text(
+            0.5, 0.5, "no tested statistic in any setting", ha="center", va="center", transform=flat[0].transAxes
+        )
     caption = (
-        f"Forest plots of the {len(keys)} tested claim statistics across {len(settings)} settings: each setting's estimate and 95% "
-        "interval (dots and lines, unadjusted), the random-effects pooled estimate with its Hartung-Knapp 95% interval (diamond) "
-        "and the 95% prediction interval for a new setting (thin grey line; none below three settings), in the statistic's unit "
-        "(points of % for errors and ECE). Dashed: the margin of an equivalence or non-inferiority claim, or the smallest effect "
+        f"Forest plots of the {len(keys)} tested claim statistics across {len(settings)} settings: each setting's "
+        "estimate and 95% "
+        "interval (dots and lines, unadjusted), the random-effects pooled estimate with its Hartung-Knapp 95% "
+        "interval (diamond) "
+        "and the 95% prediction interval for a new setting (thin grey line; none below three settings), in the "
+        "statistic's unit "
+        "(points of % for errors and ECE). Dashed: the margin of an equivalence or non-inferiority claim, or the "
+        "smallest effect "
         "of interest of a directional one."
     )
     return fig, caption

@@ -29,7 +29,7 @@ def draw(profile: str):
     runs = load(profile, "keep_sweep", "runs")
     panels, base, widened, controls, n = designs(runs)
     fig, axes = style.figure(ncols=3, width=3.6, height=3.2, sharey=True)
-    for ax, (title, d) in zip(axes[0], panels.items()):
+    for ax, (title, d) in zip(axes[0], panels.items(), strict=False):
         for col, label, color in (("train_error", "train", style.PALETTE[1]), ("test_error", "test", style.PALETTE[0])):
             style.band(ax, d, "keep", col, label, color)
         ax.set_title(f"{title}, n = {n}", fontsize=9)
@@ -43,10 +43,14 @@ def draw(profile: str):
         ax.set_xlabel("keep probability of hidden units")
         ax.set_ylabel("error (%)")
     caption = (
-        "Train and test error against the keep probability of the hidden layers (inputs kept), with (a) the width fixed "
-        "and (b) keep x width fixed, so that low keep comes with wider layers; (c) C6's comparison: test error of the base "
-        f"width {n // 2} against {n // 2} / keep at the same keep, and the same widths without dropout (its control: C6 is the "
-        f"difference of the two widening gains), drawn at the keep they control. 95% Student-t bands over seeds; n = {style.n_runs(runs)} runs "
+        "Train and test error against the keep probability of the hidden layers (inputs kept), with (a) the width "
+        "fixed "
+        "and (b) keep x width fixed, so that low keep comes with wider layers; (c) C6's comparison: test error of the "
+        "base "
+        f"width {n // 2} against {n // 2} / keep at the same keep, and the same widths without dropout (its control: "
+        "C6 is the "
+        "difference of the two widening gains), drawn at the keep they control. 95% Student-t bands over seeds; n = "
+        f"{style.n_runs(runs)} runs "
         f"({runs.seed.nunique()} seeds per point). Counterpart of Srivastava et al. 2014, Figure 9."
     )
     return fig, caption

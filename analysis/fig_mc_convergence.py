@@ -36,7 +36,8 @@ def draw(profile: str):
                 ax.get_legend().remove()
     n = style.n_runs(ev)
     caption = (
-        f"Metrics of the average of k subnetworks against k (log scale); each run's subnetwork streams are averaged first, "
+        "Metrics of the average of k subnetworks against k (log scale); each run's subnetwork streams are averaged "
+        "first, "
         f"then lines are means over runs with 95% Student-t bands; dashed: the weight-scaled network. n = {n} runs. "
         "Counterpart of Srivastava et al. 2014, Figure 11."
     )

@@ -24,17 +24,33 @@ def draw(profile: str):
         stats = {p: (m, lo, hi) for p, m, lo, hi, _ in style.intervals(d, "placement", "value")}
         xs = np.arange(len(ORDER)) + (j - 0.5) * width
         means = np.array([stats.get(p, (np.nan,) * 3)[0] for p in ORDER])
-        err = np.array([[m - stats.get(p, (np.nan,) * 3)[1], stats.get(p, (np.nan,) * 3)[2] - m] for p, m in zip(ORDER, means)]).T
-        ax.bar(xs, means, width, yerr=err, capsize=3, color=style.MODE_COLORS[mode], label=mode if mode == "weight_scaled" else f"mc_shared (k={k})")
+        err = np.array(
+            [
+                [m - stats.get(p, (np.nan,) * 3)[1], stats.get(p, (np.nan,) * 3)[2] - m]
+                for p, m in zip(ORDER, means, strict=False)
+            ]
+        ).T
+        ax.bar(
+            xs,
+            means,
+            width,
+            yerr=err,
+            capsize=3,
+            color=style.MODE_COLORS[mode],
+            label=mode if mode == "weight_scaled" else f"mc_shared (k={k})",
+        )
     ax.set_xticks(np.arange(len(ORDER)), ORDER)
     ax.legend(title="inference", fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
     style.percent(ax)
     ax.set_xlabel("dropout placement")
     ax.set_ylabel("test error (%)")
     caption = (
-        f"Test error of a LeNet-style CNN without dropout, with dropout after the fully connected layer only, and after every "
-        f"conv block too (inputs never dropped); weight scaling against the average of {k} subnetworks (streams averaged "
-        f"within a run); 95% Student-t intervals over seeds; n = {style.n_runs(ev)} runs ({ev.seed.nunique()} seeds per bar)."
+        "Test error of a LeNet-style CNN without dropout, with dropout after the fully connected layer only, and "
+        "after every "
+        f"conv block too (inputs never dropped); weight scaling against the average of {k} subnetworks (streams "
+        "averaged "
+        f"within a run); 95% Student-t intervals over seeds; n = {style.n_runs(ev)} runs ({ev.seed.nunique()} seeds "
+        "per bar)."
     )
     return fig, caption
 

@@ -10,8 +10,16 @@ from . import style
 from .labels import label_method
 from .tables import load
 
-SHOWN = ["single net", "weight scaling", "temperature scaling", "subnetworks (k = T)", "per-example masks (k = T)", "dropout ensemble",
-         "dropout ensemble of subnetwork averages", "deep ensemble"]
+SHOWN = [
+    "single net",
+    "weight scaling",
+    "temperature scaling",
+    "subnetworks (k = T)",
+    "per-example masks (k = T)",
+    "dropout ensemble",
+    "dropout ensemble of subnetwork averages",
+    "deep ensemble",
+]
 
 
 def rotation_rows(shift: pd.DataFrame) -> pd.DataFrame:
@@ -20,7 +28,12 @@ def rotation_rows(shift: pd.DataFrame) -> pd.DataFrame:
     return d.assign(angle=d.intensity.where(d["shift"] == "rotation", 0.0))
 
 
-CURVES = {"error": "test error (%)", "nll": "NLL (nats)", "ece": "ECE (%)", "overconfidence": "overconfidence (points of %)"}
+CURVES = {
+    "error": "test error (%)",
+    "nll": "NLL (nats)",
+    "ece": "ECE (%)",
+    "overconfidence": "overconfidence (points of %)",
+}
 
 
 def plot(shift: pd.DataFrame):
@@ -30,7 +43,7 @@ def plot(shift: pd.DataFrame):
     shift = shift[shift.method.isin(SHOWN)]
     rot = rotation_rows(shift)
     fig, axes = style.figure(ncols=len(CURVES) + 1, width=3.4, height=3.2)
-    for ax, (metric, label) in zip(axes[0], CURVES.items()):
+    for ax, (metric, label) in zip(axes[0], CURVES.items(), strict=False):
         d = rot[rot.metric == metric]
         for method in SHOWN:
             m = d[d.method == method]
@@ -51,9 +64,15 @@ def plot(shift: pd.DataFrame):
     c = shift[(shift["shift"] == "corruption") & (shift.metric == "ece")]
     per = c.groupby(["method", "set", "replicate"])["value"].mean().reset_index()
     order = [m for m in SHOWN if m in set(per.method)][::-1]  # top to bottom as in the legend
-    boxes = ax.boxplot([per.loc[per.method == m, "value"] for m in order], orientation="horizontal", patch_artist=True, widths=0.6,
-                       flierprops={"markersize": 2}, medianprops={"color": "black"})
-    for patch, m in zip(boxes["boxes"], order):
+    boxes = ax.boxplot(
+        [per.loc[per.method == m, "value"] for m in order],
+        orientation="horizontal",
+        patch_artist=True,
+        widths=0.6,
+        flierprops={"markersize": 2},
+        medianprops={"color": "black"},
+    )
+    for patch, m in zip(boxes["boxes"], order, strict=False):
         patch.set_facecolor(style.METHOD_COLORS[m])
     ax.set_yticks(range(1, len(order) + 1), order)
     style.percent(ax, "x")
@@ -64,11 +83,15 @@ def plot(shift: pd.DataFrame):
     n_rep = shift.replicate.nunique()
     kinds = c["set"].str.rsplit("_", n=1).str[0].nunique()  # sets are named corruption_severity
     caption = (
-        f"Left four: test error, NLL, expected calibration error and overconfidence (mean confidence minus accuracy, in "
+        "Left four: test error, NLL, expected calibration error and overconfidence (mean confidence minus accuracy, "
+        "in "
         f"points of %: above zero the method is overconfident, below underconfident) against the rotation of the test "
-        f"images, per method; lines are means over {n_rep} replicates with 95% Student-t bands (a replicate's {members} "
-        f"dropout nets are averaged first). Subnetwork averages use T = {t}; ensembles have M = {members} members, trained "
-        f"independently. Right: ECE over {c['set'].nunique()} corrupted test sets ({kinds} MNIST-C-style corruptions at the "
+        f"images, per method; lines are means over {n_rep} replicates with 95% Student-t bands (a replicate's "
+        f"{members} "
+        f"dropout nets are averaged first). Subnetwork averages use T = {t}; ensembles have M = {members} members, "
+        "trained "
+        f"independently. Right: ECE over {c['set'].nunique()} corrupted test sets ({kinds} MNIST-C-style corruptions "
+        "at the "
         f"stated severities), one point per replicate and set."
     )
     return fig, caption

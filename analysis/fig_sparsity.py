@@ -16,7 +16,17 @@ def draw(profile: str):
     co = label_dropout(load(profile, "features", "coadaptation"))
     fig, axes = style.figure(ncols=2, width=4.2, height=3.2)
     ax = axes[0][0]
-    sns.histplot(data=units, x="mean_activation", hue="dropout", palette=style.DROPOUT_COLORS, bins=30, stat="density", common_norm=False, element="step", ax=ax)
+    sns.histplot(
+        data=units,
+        x="mean_activation",
+        hue="dropout",
+        palette=style.DROPOUT_COLORS,
+        bins=30,
+        stat="density",
+        common_norm=False,
+        element="step",
+        ax=ax,
+    )
     ax.set_xlabel("mean activation of a hidden unit")
     ax.set_ylabel("density of units")
     ax = axes[0][1]
@@ -32,7 +42,8 @@ def draw(profile: str):
     ax.legend(title=" / ".join(f"{k}: {100 * v:.0f}% zeros" for k, v in zero.items()), fontsize=7, title_fontsize=7)
     caption = (
         "Left: mean activation of each hidden unit over the test set; right: the distribution of all activation values "
-        f"(log scale), pooled over seeds; n = {style.n_runs(units)} runs. Counterpart of Srivastava et al. 2014, Figure 8."
+        f"(log scale), pooled over seeds; n = {style.n_runs(units)} runs. Counterpart of Srivastava et al. 2014, "
+        "Figure 8."
     )
     return fig, caption
 

@@ -20,7 +20,12 @@ def draw(profile: str):
         e = ev[(ev["widths"] == arch) & (ev.metric == "error")]
         top = e[(e["mode"] == "mc_shared") & (e.k == e[e["mode"] == "mc_shared"].k.max())]["value"].mean()
         ws = e[e["mode"] == "weight_scaled"]["value"].mean()
-        ax.axvline(top, color=style.MODE_COLORS["mc_shared"], lw=2, label=f"MC ensemble (k={int(e[e['mode'] == 'mc_shared'].k.max())})")
+        ax.axvline(
+            top,
+            color=style.MODE_COLORS["mc_shared"],
+            lw=2,
+            label=f"MC ensemble (k={int(e[e['mode'] == 'mc_shared'].k.max())})",
+        )
         ax.axvline(ws, color=style.MODE_COLORS["weight_scaled"], lw=2, ls="--", label="weight scaled")
         style.percent(ax, "x")
         ax.set_xlabel("test error (%)")

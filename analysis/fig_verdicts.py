@@ -22,8 +22,13 @@ from .presentation import UNITS, estimate_text
 from .style import PALETTE, figure, save
 
 NAME = "generality"  # the folder of the generality family under reports/ and figures/
-VERDICT_COLORS = {"supported": PALETTE[2], "contradicted": PALETTE[3], "negligible": PALETTE[0], "inconclusive": PALETTE[7],
-                  "withheld": PALETTE[8]}
+VERDICT_COLORS = {
+    "supported": PALETTE[2],
+    "contradicted": PALETTE[3],
+    "negligible": PALETTE[0],
+    "inconclusive": PALETTE[7],
+    "withheld": PALETTE[8],
+}
 POOLED = "pooled"  # the column of the random-effects pooled rows
 UNTESTED = "not tested"  # a cell whose setting has no such row (its study skipped there)
 FILL_ALPHA = 0.45  # light enough for black text on every verdict colour
@@ -32,7 +37,11 @@ LABEL_WIDTH = 58  # characters per line of a row label
 
 def tested_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The matrix's rows: one per tested statistic (claim, key), in the table's order."""
-    return table[table.test != "descriptive"].drop_duplicates(["claim", "key"])[["claim", "key", "unit", "consistency"]].reset_index(drop=True)
+    return (
+        table[table.test != "descriptive"]
+        .drop_duplicates(["claim", "key"])[["claim", "key", "unit", "consistency"]]
+        .reset_index(drop=True)
+    )
 
 
 def row_label(claim: str, key: str, unit: str) -> str:
@@ -40,8 +49,13 @@ def row_label(claim: str, key: str, unit: str) -> str:
     return f"{claim}: " + "\n".join(textwrap.wrap(f"{key} [{UNITS.get(unit, unit)}]", LABEL_WIDTH))
 
 
-def draw(table: pd.DataFrame, settings: list[str] | None = None, names: dict[str, str] | None = None, pooled: pd.DataFrame | None = None,
-         reasons: dict[tuple[str, str, str], str] | None = None):
+def draw(
+    table: pd.DataFrame,
+    settings: list[str] | None = None,
+    names: dict[str, str] | None = None,
+    pooled: pd.DataFrame | None = None,
+    reasons: dict[tuple[str, str, str], str] | None = None,
+):
     """The matrix of the generality table `table` (`analysis.generality.generality_table`:
     columns setting, claim, key, unit, test, estimate, ci_low, ci_high, n, verdict, consistency);
     `settings` in column order (default: their order in the table), shown by `names`; `pooled`
@@ -65,11 +79,27 @@ def draw(table: pd.DataFrame, settings: list[str] | None = None, names: dict[str
             if c is None:
                 why = "fewer than two settings to pool" if s == POOLED else reasons.get((row.claim, row.key, s), "")
                 ax.add_patch(Rectangle((j, i), 1, 1, facecolor="white", edgecolor="0.75", hatch="///", linewidth=0.0))
-                ax.text(j + 0.5, i + 0.5, "\n".join([UNTESTED, *textwrap.wrap(why, 30)[:2]]), ha="center", va="center", fontsize=6,
-                        color="0.35")
+                ax.text(
+                    j + 0.5,
+                    i + 0.5,
+                    "\n".join([UNTESTED, *textwrap.wrap(why, 30)[:2]]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="0.35",
+                )
                 continue
-            ax.add_patch(Rectangle((j, i), 1, 1, facecolor=to_rgba(VERDICT_COLORS[c.verdict], FILL_ALPHA), linewidth=0.0))
-            ax.text(j + 0.5, i + 0.42, estimate_text(c.estimate, c.ci_low, c.ci_high, c.unit), ha="center", va="center", fontsize=7.5)
+            ax.add_patch(
+                Rectangle((j, i), 1, 1, facecolor=to_rgba(VERDICT_COLORS[c.verdict], FILL_ALPHA), linewidth=0.0)
+            )
+            ax.text(
+                j + 0.5,
+                i + 0.42,
+                estimate_text(c.estimate, c.ci_low, c.ci_high, c.unit),
+                ha="center",
+                va="center",
+                fontsize=7.5,
+            )
             n = f"k = {len(c.settings.split(', '))} settings" if s == POOLED else f"n = {c.n}"
             ax.text(j + 0.5, i + 0.75, f"{c.verdict}, {n}", ha="center", va="center", fontsize=6.5, color="0.25")
         ax.text(nc + 0.08, i + 0.5, row.consistency, ha="left", va="center", fontsize=7, color="0.2")
@@ -87,20 +117,35 @@ def draw(table: pd.DataFrame, settings: list[str] | None = None, names: dict[str
     ax.set_xticks([j + 0.5 for j in range(len(settings))], [names[s] for s in settings], fontsize=9)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
-    ax.set_yticks([i + 0.5 for i in range(len(rows))], [row_label(r.claim, r.key, r.unit) for r in rows.itertuples()], fontsize=7)
+    ax.set_yticks(
+        [i + 0.5 for i in range(len(rows))], [row_label(r.claim, r.key, r.unit) for r in rows.itertuples()], fontsize=7
+    )
     ax.text(nc + 0.08, -0.15, "consistency", ha="left", va="bottom", fontsize=8, transform=ax.transData)
     handles = [Patch(facecolor=to_rgba(c, FILL_ALPHA), label=v) for v, c in VERDICT_COLORS.items()]
     handles.append(Patch(facecolor="white", edgecolor="0.75", hatch="///", label=UNTESTED))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02 / max(1, nr / 20)), ncol=len(handles), fontsize=8, frameon=False)
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.02 / max(1, nr / 20)),
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+    )
     shown = [names[s] for s in settings if s != POOLED]
     caption = (
-        f"Verdicts of the dropout claims in {len(shown)} settings ({', '.join(shown)}): {len(rows)} tested statistics (rows; "
-        "unit in brackets) by setting (columns). Each cell: the estimate and its 95% interval (unadjusted, by the method the "
+        f"Verdicts of the dropout claims in {len(shown)} settings ({', '.join(shown)}): {len(rows)} tested statistics "
+        "(rows; "
+        "unit in brackets) by setting (columns). Each cell: the estimate and its 95% interval (unadjusted, by the "
+        "method the "
         "setting's claims table names per row) in the statistic's unit (points of % "
         "for errors and ECE), its verdict and n replicates; colour: the verdict after Holm's adjustment across all "
         f"{holm_family_size(table)} tested rows of all settings; hatched: not tested in that setting, with the reason. "
-        + ("Last column: the settings pooled by a random-effects model (Hartung-Knapp interval), decided as a family of their own. "
-           if pooled is not None else "")
+        + (
+            "Last column: the settings pooled by a random-effects model (Hartung-Knapp interval), decided as a family "
+            "of their own. "
+            if pooled is not None
+            else ""
+        )
         + "Right: the statistic's consistency across settings."
     )
     return fig, caption

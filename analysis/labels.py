@@ -19,7 +19,12 @@ def label_keep(df: pd.DataFrame) -> pd.DataFrame:
 def label_placement(df: pd.DataFrame) -> pd.DataFrame:
     """Adds `placement` for CNN runs: none, fc_only (hidden sites only) or everywhere (conv blocks too)."""
     conv = df["p_drop_sites"].str.contains(r"block[12]=0\.[1-9]")
-    return df.assign(placement=[("everywhere" if c else ("fc_only" if h > 0 else "none")) for c, h in zip(conv, df["p_drop_hidden"])])
+    return df.assign(
+        placement=[
+            ("everywhere" if c else ("fc_only" if h > 0 else "none"))
+            for c, h in zip(conv, df["p_drop_hidden"], strict=False)
+        ]
+    )
 
 
 METHODS = {  # (group, mode, which k): method; k is M (members), compute (equal test-time compute), T (all) or 0
@@ -66,4 +71,8 @@ def label_method(df: pd.DataFrame) -> pd.DataFrame:
             return "T"
         return "member" if m and k == max(1, t // m) else "compute"
 
-    return df.assign(method=[METHODS.get((g, mode, which(mode, k))) for g, mode, k in zip(df["group"], df["mode"], df["k"])])
+    return df.assign(
+        method=[
+            METHODS.get((g, mode, which(mode, k))) for g, mode, k in zip(df["group"], df["mode"], df["k"], strict=False)
+        ]
+    )

@@ -1,12 +1,14 @@
-"""A study run in looks: ``python -m analysis.looks STUDY --profile P [--dataset D] [--stamp FILE] [harness run flags]``.
+"""A study run in looks.
 
-For look k = 1, 2, ... of the profile's design (`harness.profiles.LOOKS`): train and evaluate the
+``python -m analysis.looks STUDY --profile P [--dataset D] [--stamp FILE] [harness run flags]``
+
+For look k = 1, 2, ... of the profile's design (`harness.sweep.profiles.LOOKS`): train and evaluate the
 first k looks' replicates (`harness run --look k`: the store caches every finished run, so a
 killed look resumes where it stopped), collect the study's tables in memory
-(`analysis.tables.collect`), decide its claim rows on the design (`harness.sequential`,
+(`analysis.tables.collect`), decide its claim rows on the design (`harness.stats.sequential`,
 in one Holm family with the most tested rows the setting's other studies give, at p = 1: `judge`)
 and go on to look k + 1 only while one of them is undecided and could still be decided at the
-largest n (its conditional power there at least `harness.sequential.CONDITIONAL_POWER_FLOOR`, at
+largest n (its conditional power there at least `harness.stats.sequential.CONDITIONAL_POWER_FLOOR`, at
 the whole alpha: the level it faces once every other row is decided). A study without tested rows
 stops at its first look. The looks a study runs depend on its own values only: not on the order
 make runs the studies in, nor on tables an earlier build left.
@@ -31,10 +33,10 @@ import numpy as np
 import pandas as pd
 
 from harness.files import atomic_write
-from harness.profiles import LOOKS as PLANNED
-from harness.profiles import looks
-from harness.sequential import Design
-from harness.verdicts import Hypothesis
+from harness.stats.sequential import Design
+from harness.stats.verdicts import Hypothesis
+from harness.sweep.profiles import LOOKS as PLANNED
+from harness.sweep.profiles import looks
 
 from .claims import claim_specs, decide_specs, tested_rows_at_most
 from .paths import ROOT
@@ -51,8 +53,10 @@ class LookResult:
     stopped: int  # undecided or withheld, not asking (futility, the largest n, or a budget the runs hit)
 
     def line(self, study: str, of: int) -> str:
-        return (f"looks {study}: look {self.look} of {of} ({self.replicates} replicates): {self.decided} decided, "
-                f"{self.open} open (asking for more seeds), {self.stopped} undecided and not asking")
+        return (
+            f"looks {study}: look {self.look} of {of} ({self.replicates} replicates): {self.decided} decided, "
+            f"{self.open} open (asking for more seeds), {self.stopped} undecided and not asking"
+        )
 
     def asks_more(self) -> bool:
         return self.open > 0
@@ -90,7 +94,7 @@ def pending_rows(profile: str, dataset: str | None, study: str) -> int:
     """The most tested rows the setting's studies other than `study` give
     (`analysis.claims.tested_rows_at_most`, from their experiment files; a study the setting skips
     gives none)."""
-    from harness.experiment import load_experiment
+    from harness.sweep.experiment import load_experiment
 
     from .presentation import STUDIES
 
@@ -103,20 +107,28 @@ def pending_rows(profile: str, dataset: str | None, study: str) -> int:
     return count
 
 
-def drive(study: str, profile: str, dataset: str | None = None, store: str | None = None, run_flags: list[str] = (),
-          stamp: str | None = None) -> int:
+def drive(
+    study: str,
+    profile: str,
+    dataset: str | None = None,
+    store: str | None = None,
+    run_flags: list[str] = (),
+    stamp: str | None = None,
+) -> int:
     """Run `study` look by look until no row asks for more seeds or the last look is done; write
     the look reached to `stamp`. Returns harness run's exit status when a look's sweep fails."""
     from harness.cli import main as harness_main
-    from harness.experiment import load_experiment
-    from harness.store import RunStore
+    from harness.store.runs import RunStore
+    from harness.sweep.experiment import load_experiment
 
     from .tables import collect
 
     design = Design(looks(profile))
     pending = pending_rows(profile, dataset, study)
     path = ROOT / "experiments" / f"{study}.py"
-    common = ["--profile", profile] + (["--dataset", dataset] if dataset else []) + (["--store", store] if store else [])
+    common = (
+        ["--profile", profile] + (["--dataset", dataset] if dataset else []) + (["--store", store] if store else [])
+    )
     reached = None
     for k in range(1, len(design.looks) + 1):
         rc = harness_main(["run", str(path), "--look", str(k), *common, *run_flags])
@@ -131,16 +143,24 @@ def drive(study: str, profile: str, dataset: str | None = None, store: str | Non
         if not reached.asks_more():
             break
     if stamp:
-        atomic_write(stamp, f"{reached.look}\nlook {reached.look} of {len(design.looks)}: {reached.replicates} replicates\n".encode())
+        atomic_write(
+            stamp,
+            f"{reached.look}\nlook {reached.look} of {len(design.looks)}: {reached.replicates} replicates\n".encode(),
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m analysis.looks", description=__doc__.splitlines()[0],
-                                 epilog="Other flags (--executor, --workers, --threads, ...) go to `harness run` as they are.")
+    ap = argparse.ArgumentParser(
+        prog="python -m analysis.looks",
+        description=__doc__.splitlines()[0],
+        epilog="Other flags (--executor, --workers, --threads, ...) go to `harness run` as they are.",
+    )
     ap.add_argument("study")
     ap.add_argument("--profile", default="quick")
-    ap.add_argument("--dataset", help="the setting's dataset (as given to `harness run --dataset`); default: the study's own")
+    ap.add_argument(
+        "--dataset", help="the setting's dataset (as given to `harness run --dataset`); default: the study's own"
+    )
     ap.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     ap.add_argument("--stamp", help="write the look reached here (make's target for the study's runs)")
     args, run_flags = ap.parse_known_args(argv)

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.setting import DEFAULT_DATASETS, Setting, dataset_label
-from harness.verdicts import VERDICTS
-
-from harness import output_manifest
+from harness.stats.verdicts import VERDICTS
+from harness.store import output_manifest
+from harness.sweep.setting import DEFAULT_DATASETS, Setting, dataset_label
 
 from .paths import tables_dir
 from .tables import TableError, adaptation, read_bytes, rebuild_command
@@ -41,12 +40,22 @@ STUDIES = {  # study: figures drawn from its tables
     "ensemble_vs_dropout": ["diversity"],
     "shift": ["shift", "entropy"],
 }
-UNITS = {"error": "points of %", "r": "r", "fraction": "%", "L2": "L2", "nats": "nats", "brier": "Brier", "ece": "ECE points (%)",
-         "auroc": "AUROC", "overconfidence": "points of % (confidence - accuracy)"}  # how a claim's unit is shown
+UNITS = {
+    "error": "points of %",
+    "r": "r",
+    "fraction": "%",
+    "L2": "L2",
+    "nats": "nats",
+    "brier": "Brier",
+    "ece": "ECE points (%)",
+    "auroc": "AUROC",
+    "overconfidence": "points of % (confidence - accuracy)",
+}  # how a claim's unit is shown
 PERCENT_UNITS = {"error", "fraction", "ece", "overconfidence"}  # stored as fractions, shown in points of %
 
 
 # -- a setting's tables --------------------------------------------------------------------------
+
 
 def setting_dataset(setting: Setting) -> str:
     """The dataset a setting runs on, in words: its own, the profile's only one, or each study's own."""
@@ -65,10 +74,16 @@ def load_study(setting: str, study: str) -> dict[str, pd.DataFrame]:
     damage = output_manifest.damage(folder)
     if damage:
         listed = "; ".join(f"{name}: {what}" for name, what in damage.items())
-        raise TableError(f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {listed}; "
-                         f"collect them again: {rebuild_command(setting, study)}")
+        raise TableError(
+            f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {listed}; "
+            f"collect them again: {rebuild_command(setting, study)}"
+        )
     files, _ = output_manifest.load(folder)
-    return {Path(name).stem: pd.read_parquet(io.BytesIO(read_bytes(setting, study, name))) for name in sorted(files) if name.endswith(".parquet")}
+    return {
+        Path(name).stem: pd.read_parquet(io.BytesIO(read_bytes(setting, study, name)))
+        for name in sorted(files)
+        if name.endswith(".parquet")
+    }
 
 
 def load_setting(setting: str) -> dict[str, dict[str, pd.DataFrame]]:
@@ -76,7 +91,11 @@ def load_setting(setting: str) -> dict[str, dict[str, pd.DataFrame]]:
     STUDIES order: `tables[study][name]`. A study its setting skipped is here too, with an empty
     runs table. A damaged or incomplete folder raises TableError (`load_study`): the claims family
     spans every study, so none is left out for its damage."""
-    return {s: load_study(setting, s) for s in STUDIES if tables_dir(setting, s).is_dir() and any(tables_dir(setting, s).iterdir())}
+    return {
+        s: load_study(setting, s)
+        for s in STUDIES
+        if tables_dir(setting, s).is_dir() and any(tables_dir(setting, s).iterdir())
+    }
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,7 @@ def study_adaptation(setting: str, study: str) -> Adaptation:
 
 # -- the claims table for reading ----------------------------------------------------------------
 
+
 def unit_scale(unit: str) -> float:
     """The factor from a claim's stored unit to the unit it is shown in (UNITS): 100 for fractions."""
     return 100.0 if unit in PERCENT_UNITS else 1.0
@@ -136,27 +156,48 @@ def estimate_text(estimate: float, low: float, high: float, unit: str) -> str:
     difference of 0.012 [0.005, 0.019]; the estimate alone without an interval."""
     if pd.isna(estimate):
         return "-"
-    return _num(estimate, unit_scale(unit)) if pd.isna(low) else f"{_num(estimate, unit_scale(unit))} {interval_text(low, high, unit)}"
+    return (
+        _num(estimate, unit_scale(unit))
+        if pd.isna(low)
+        else f"{_num(estimate, unit_scale(unit))} {interval_text(low, high, unit)}"
+    )
 
 
 def show_claims(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims table for reading: estimates, intervals, margins and MDE in the unit the report
     shows (points of % for errors), p-values to 3 digits, seeds needed as a count."""
     scale = claims["unit"].map(unit_scale)
-    return pd.DataFrame({
-        "claim": claims["claim"], "statement": claims["statement"], "statistic": claims["statistic"],
-        "unit": claims["unit"].map(UNITS), "test": claims["test"],
-        "margin": [_num(v, k) for v, k in zip(claims["margin"], scale)],
-        "estimate": [_num(v, k) for v, k in zip(claims["estimate"], scale)],
-        "95% interval": [interval_text(lo, hi, u) for lo, hi, u in zip(claims["ci_low"], claims["ci_high"], claims["unit"])],
-        "method": claims["method"], "n": claims["n"],
-        "look": ["-" if pd.isna(v) or v == 0 else f"{v:.0f}" for v in claims.get("look", pd.Series(0, index=claims.index))],
-        "p": [_num(v) for v in claims["p_value"]], "p (Holm)": [_num(v) for v in claims["p_adjusted"]],
-        "effect (sd)": [_num(v) for v in claims["effect_sd"]], "MDE": [_num(v, k) for v, k in zip(claims["mde"], scale)],
-        "seeds needed": ["-" if pd.isna(v) else ("> 100000" if v == float("inf") else f"{v:.0f}") for v in claims["seeds_needed"]],
-        "stopped by patience": ["-" if pd.isna(v) else f"{v:.0%}" for v in claims["stopped_by_patience"]],
-        "verdict": claims["verdict"], "reason": claims["reason"],
-    })
+    return pd.DataFrame(
+        {
+            "claim": claims["claim"],
+            "statement": claims["statement"],
+            "statistic": claims["statistic"],
+            "unit": claims["unit"].map(UNITS),
+            "test": claims["test"],
+            "margin": [_num(v, k) for v, k in zip(claims["margin"], scale, strict=False)],
+            "estimate": [_num(v, k) for v, k in zip(claims["estimate"], scale, strict=False)],
+            "95% interval": [
+                interval_text(lo, hi, u)
+                for lo, hi, u in zip(claims["ci_low"], claims["ci_high"], claims["unit"], strict=False)
+            ],
+            "method": claims["method"],
+            "n": claims["n"],
+            "look": [
+                "-" if pd.isna(v) or v == 0 else f"{v:.0f}"
+                for v in claims.get("look", pd.Series(0, index=claims.index))
+            ],
+            "p": [_num(v) for v in claims["p_value"]],
+            "p (Holm)": [_num(v) for v in claims["p_adjusted"]],
+            "effect (sd)": [_num(v) for v in claims["effect_sd"]],
+            "MDE": [_num(v, k) for v, k in zip(claims["mde"], scale, strict=False)],
+            "seeds needed": [
+                "-" if pd.isna(v) else ("> 100000" if v == float("inf") else f"{v:.0f}") for v in claims["seeds_needed"]
+            ],
+            "stopped by patience": ["-" if pd.isna(v) else f"{v:.0%}" for v in claims["stopped_by_patience"]],
+            "verdict": claims["verdict"],
+            "reason": claims["reason"],
+        }
+    )
 
 
 def design_text(claims: pd.DataFrame) -> str:
@@ -167,11 +208,15 @@ def design_text(claims: pd.DataFrame) -> str:
 
 def claim_lines(shown: pd.DataFrame) -> list[str]:
     """One line per row of the claims table as `show_claims` formats it."""
-    return [f"  {row['claim']:<4} {row['verdict']:<13} {row['statistic']}: {row['estimate']} {row['95% interval']} "
-            f"({row['unit']}, n={row['n']}, look {row.get('look', '-')}, p Holm={row['p (Holm)']})" for _, row in shown.iterrows()]
+    return [
+        f"  {row['claim']:<4} {row['verdict']:<13} {row['statistic']}: {row['estimate']} {row['95% interval']} "
+        f"({row['unit']}, n={row['n']}, look {row.get('look', '-')}, p Holm={row['p (Holm)']})"
+        for _, row in shown.iterrows()
+    ]
 
 
 # -- Markdown and HTML ---------------------------------------------------------------------------
+
 
 def to_markdown(df: pd.DataFrame) -> str:
     def cell(v):
@@ -185,7 +230,9 @@ def to_markdown(df: pd.DataFrame) -> str:
 ESTIMATE_CELL = re.compile(r"(\S+) (\[\S+, \S+\])")  # a cell "mean [low, high]" (report.fmt_cell, estimate_text)
 
 
-def html_table(df: pd.DataFrame, highlight: str | tuple[str, ...] | None = None, classes: str = "t", wrap: tuple[str, ...] = ()) -> str:
+def html_table(
+    df: pd.DataFrame, highlight: str | tuple[str, ...] | None = None, classes: str = "t", wrap: tuple[str, ...] = ()
+) -> str:
     """`df` as an HTML table inside a box that scrolls sideways when the table is wider than the
     page, so the page itself never does. Every cell has the class of its column (`column_class`),
     so the style addresses columns by name, not position. Cells stay on one line, except those of
@@ -194,18 +241,31 @@ def html_table(df: pd.DataFrame, highlight: str | tuple[str, ...] | None = None,
     name or several) holding a verdict also has the verdict as class."""
     marked = {highlight} if isinstance(highlight, str) else set(highlight or ())
     columns = [column_class(c) for c in df.columns]
-    head = "".join(f"<th class='{c}'>{html.escape(str(name))}</th>" for c, name in zip(columns, df.columns))
+    head = "".join(
+        f"<th class='{c}'>{html.escape(str(name))}</th>" for c, name in zip(columns, df.columns, strict=False)
+    )
     rows = []
     for row in df.itertuples(index=False):
         cells = []
-        for name, c, v in zip(df.columns, columns, row):
+        for name, c, v in zip(df.columns, columns, row, strict=False):
             text = _html_value(v)
             estimate = ESTIMATE_CELL.fullmatch(text)
-            classes_of = [c] + ["wrap"] * (name in wrap) + ["est"] * bool(estimate) + [str(v)] * (name in marked and v in VERDICTS)
-            shown = f"{html.escape(estimate[1])} <span class='ci'>{html.escape(estimate[2])}</span>" if estimate else html.escape(text)
+            classes_of = (
+                [c]
+                + ["wrap"] * (name in wrap)
+                + ["est"] * bool(estimate)
+                + [str(v)] * (name in marked and v in VERDICTS)
+            )
+            shown = (
+                f"{html.escape(estimate[1])} <span class='ci'>{html.escape(estimate[2])}</span>"
+                if estimate
+                else html.escape(text)
+            )
             cells.append(f"<td class='{' '.join(classes_of)}'>{shown}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<div class='scroll'><table class='{classes}'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    body = "".join(rows)
+    table = f"<table class='{classes}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='scroll'>{table}</div>"
 
 
 def column_class(name: object) -> str:
@@ -225,14 +285,25 @@ def claims_html(shown: pd.DataFrame, intro: str, legend: bool = True) -> list[st
     method, the method is named once in the intro and its column dropped, so the reason column
     keeps its room."""
     statements = shown.drop_duplicates("claim")[["claim", "statement"]]
-    dl = "".join(f"<dt>{html.escape(str(c))}</dt><dd>{html.escape(str(t))}</dd>" for c, t in statements.itertuples(index=False))
+    dl = "".join(
+        f"<dt>{html.escape(str(c))}</dt><dd>{html.escape(str(t))}</dd>" for c, t in statements.itertuples(index=False)
+    )
     table = shown.drop(columns="statement")
     methods = sorted(table["method"].dropna().unique())
     if len(methods) == 1:
         table, intro = table.drop(columns="method"), f"{intro} Every interval here is {methods[0]}."
-    return ([f"<p>{html.escape(intro)}</p>"] + [f"<dl class='claims'>{dl}</dl>"] * legend
-            + [html_table(table.rename(columns={"stopped by patience": "by patience"}), highlight="verdict", classes="t claims",
-                          wrap=("statistic", "reason"))])
+    return (
+        [f"<p>{html.escape(intro)}</p>"]
+        + [f"<dl class='claims'>{dl}</dl>"] * legend
+        + [
+            html_table(
+                table.rename(columns={"stopped by patience": "by patience"}),
+                highlight="verdict",
+                classes="t claims",
+                wrap=("statistic", "reason"),
+            )
+        ]
+    )
 
 
 CSS = """
@@ -249,11 +320,13 @@ table.claims td.c-unit,table.claims td.c-test{white-space:normal}
 table.claims th.c-statistic,table.claims th.c-reason{text-align:left}
 table.claims td.c-statistic{min-width:10em;max-width:22em} table.claims td.c-reason{min-width:15em;max-width:30em}
 td.supported{background:#d9f0d3} td.contradicted{background:#f6d5d5}
-td.inconclusive{background:#eee} td.negligible{background:#d6e6f4} td.withheld{background:#fbe9c7} td.descriptive{color:#666}
+td.inconclusive{background:#eee} td.negligible{background:#d6e6f4} td.withheld{background:#fbe9c7}
+td.descriptive{color:#666}
 figure{margin:1em 0} img{max-width:100%} figcaption{font-size:0.9em;color:#444}
 .setup{font-size:0.9em;color:#555}"""
 
 
 def page(body: str, title: str) -> str:
     """A self-contained HTML page: `body` under the shared style, with `title` in the tab."""
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{body}</body></html>"
+    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from harness.stats import interval  # noqa: E402
+from harness.stats.intervals import interval  # noqa: E402
 
 from .paths import figures_dir  # noqa: E402
 
@@ -42,7 +42,9 @@ def setup() -> None:
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.2, **kw):
     setup()
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained", **kw)
+    return plt.subplots(
+        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained", **kw
+    )
 
 
 def save(fig, name: str, profile: str, caption: str) -> None:
@@ -74,7 +76,7 @@ def intervals(df, x: str, y: str, unit: str = "run_id"):
 
 def band(ax, df, x: str, y: str, label: str, color, log_x: bool = False, unit: str = "run_id"):
     """Mean line with the 95% interval band of `y` over runs at each `x` (Student-t at small n;
-    harness.stats.interval)."""
+    harness.stats.intervals.interval)."""
     rows = intervals(df, x, y, unit)
     xs = [r[0] for r in rows]
     ax.plot(xs, [r[1] for r in rows], color=color, label=label, marker="o", markersize=3)
@@ -96,11 +98,11 @@ def percent(ax, axis: str = "y"):
 def run(name: str, draw, argv: list[str] | None = None) -> int:
     """Command line of a figure script: ``python -m analysis.fig_NAME --profile P [--dataset D]``.
     `draw(setting)` returns (figure, caption), where `setting` names the tables' folder (the profile,
-    or `harness.setting.Setting(profile, dataset).name`). A figure of a study that its setting's
+    or `harness.sweep.setting.Setting(profile, dataset).name`). A figure of a study that its setting's
     dataset does not allow is a panel that says why."""
     import argparse
 
-    from harness.setting import setting_name
+    from harness.sweep.setting import setting_name
 
     from .tables import StudySkipped, TableError
 
@@ -113,7 +115,9 @@ def run(name: str, draw, argv: list[str] | None = None) -> int:
         fig, caption = draw(setting)
     except StudySkipped as why:
         fig, caption = skipped_figure(str(why))
-    except TableError as exc:  # a missing or damaged table: named with the command that collects it again, never drawn from
+    except (
+        TableError
+    ) as exc:  # a missing or damaged table: named with the command that collects it again, never drawn from
         import sys
 
         print(f"error: {exc}", file=sys.stderr)
@@ -130,7 +134,15 @@ def skipped_figure(reason: str):
     fig, axes = figure(width=5.0, height=1.6)
     ax = axes[0][0]
     ax.axis("off")
-    ax.text(0.5, 0.5, "Not drawn in this setting:\n" + textwrap.fill(reason, 70), ha="center", va="center", fontsize=8, wrap=True)
+    ax.text(
+        0.5,
+        0.5,
+        "Not drawn in this setting:\n" + textwrap.fill(reason, 70),
+        ha="center",
+        va="center",
+        fontsize=8,
+        wrap=True,
+    )
     return fig, f"Not drawn in this setting: {reason}."
 
 

@@ -6,9 +6,9 @@ on every row so that each table can be filtered and grouped with plain pandas. A
 ensembles also gets their rows in its robustness tables (shift, ood, entropy_hist; mode
 `ensemble`), computed here from the members' stored predictions, and a `members` table; every row
 of those tables carries `replicate` and `group` (dropout, no dropout). `tuning` lists each arm's
-tuning runs (`harness.tuning`) and the learning rate chosen on validation.
+tuning runs (`harness.sweep.tuning`) and the learning rate chosen on validation.
 
-The folder's `manifest.json` (`harness.output_manifest`) records every file's size and SHA-256 and
+The folder's `manifest.json` (`harness.store.output_manifest`) records every file's size and SHA-256 and
 is written last; every reader of the tables (`load`, `read_bytes`, `analysis.presentation`) checks
 the bytes it reads against it, and a missing or damaged table stops the reader (TableError, exit
 status 2) with the command that collects the study again.
@@ -22,51 +22,86 @@ import sys
 
 import pandas as pd
 
-from harness import output_manifest
 from harness.files import atomic_write
-from harness.output_manifest import MANIFEST, manifest_bytes
+from harness.store import output_manifest
+from harness.store.output_manifest import MANIFEST, manifest_bytes
 
 from .paths import ROOT, tables_dir
 
-ROBUSTNESS_TABLES = ("shift", "ood", "entropy_hist")  # `predictions` stays in the store: ensembles are built from it here
-CONFIG_COLUMNS = ["experiment", "profile", "dataset", "model", "widths", "depth", "width", "p_drop_input", "p_drop_hidden", "p_drop_sites", "seed", "train_size",
-                  "lr", "stopped_by", "status"]
+ROBUSTNESS_TABLES = (
+    "shift",
+    "ood",
+    "entropy_hist",
+)  # `predictions` stays in the store: ensembles are built from it here
+CONFIG_COLUMNS = [
+    "experiment",
+    "profile",
+    "dataset",
+    "model",
+    "widths",
+    "depth",
+    "width",
+    "p_drop_input",
+    "p_drop_hidden",
+    "p_drop_sites",
+    "seed",
+    "train_size",
+    "lr",
+    "stopped_by",
+    "status",
+]
 
 
 def collect(study: str, profile: str, store, dataset: str | None = None, exp=None) -> dict[str, pd.DataFrame]:
-    """Every table of the study's runs from `store` (a harness.store.RunStore), on `dataset`
+    """Every table of the study's runs from `store` (a harness.store.runs.RunStore), on `dataset`
     (None: the study's own data); a study skipped on that data has one empty `runs` table."""
     # the library (and torch) is imported here, not at module level: figure scripts import `load`
     # from this module and need only pandas
-    from harness.coadaptation import COADAPT_TABLES
     from harness.errors import ConfigError
-    from harness.experiment import load_experiment, resolve
-    from harness.identity import run_id
-    from harness.run import run_state
-    from harness.tuning import tuning_table
+    from harness.inference.coadaptation import COADAPT_TABLES
+    from harness.store.identity import run_id
+    from harness.sweep.experiment import load_experiment, resolve
+    from harness.sweep.run import run_state
+    from harness.sweep.tuning import tuning_table
 
     if exp is None:  # main passes the experiment it loaded for adaptation.json: loaded once
         exp = load_experiment(ROOT / "experiments" / f"{study}.py", profile, dataset)
     if exp.skipped:
         return {"runs": pd.DataFrame({"run_id": pd.Series(dtype=str)})}
-    flags = f"--profile {profile}" + (f" --dataset {dataset}" if dataset else "") + (f" --look {exp.look}" if exp.look else "")
+    flags = (
+        f"--profile {profile}"
+        + (f" --dataset {dataset}" if dataset else "")
+        + (f" --look {exp.look}" if exp.look else "")
+    )
     try:
         tuned = resolve(exp, store)
     except ConfigError as exc:
         raise SystemExit(f"error: {study} ({profile}): {exc}") from None
     ids = [run_id(c) for c in tuned.configs]
-    states = {i: run_state(store, i, tuned.evaluations, claimed={}) for i in ids}  # every file checked against its manifest
+    states = {
+        i: run_state(store, i, tuned.evaluations, claimed={}) for i in ids
+    }  # every file checked against its manifest
     damaged = {i: st for i, st in states.items() if st.damage}
     if damaged:  # never a table collected from partial data: the claims would be computed on the rest
-        listed = "\n".join(f"  run {i}: " + "; ".join(f"{name} ({what})" for name, what in st.damage.items()) for i, st in damaged.items())
-        raise SystemExit(f"error: {len(damaged)} runs of {study} ({profile}) have damaged files, so its tables are not collected:\n{listed}\n"
-                         f"repair: `python -m harness verify --repair --store {store.root}` (retrains damaged runs, computes damaged evaluations "
-                         f"again), or run `python -m harness run experiments/{study}.py {flags}` again")
+        listed = "\n".join(
+            f"  run {i}: " + "; ".join(f"{name} ({what})" for name, what in st.damage.items())
+            for i, st in damaged.items()
+        )
+        raise SystemExit(
+            f"error: {len(damaged)} runs of {study} ({profile}) have damaged files, so its tables are not "
+            f"collected:\n{listed}\n"
+            f"repair: `python -m harness verify --repair --store {store.root}` (retrains damaged runs, computes "
+            "damaged evaluations "
+            f"again), or run `python -m harness run experiments/{study}.py {flags}` again"
+        )
     # a run not trained, or whose evaluation is unfinished (tables without their settings file)
     missing = [i for i, st in states.items() if not st.trained or st.pending.kinds()]
     if missing:
-        raise SystemExit(f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack evaluations, e.g. {missing[0]}; "
-                         f"run `python -m harness run experiments/{study}.py {flags}` first")
+        raise SystemExit(
+            f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack "
+            f"evaluations, e.g. {missing[0]}; "
+            f"run `python -m harness run experiments/{study}.py {flags}` first"
+        )
     runs = store.read_table("run", ids)
     # runs are shared between studies: the collected tables carry this study's labels
     runs = runs.assign(experiment=exp.name, profile=profile).reset_index(drop=True)
@@ -85,17 +120,22 @@ def collect(study: str, profile: str, store, dataset: str | None = None, exp=Non
         out |= ensemble_tables(tuned, store, out, runs)
     late = [why for rid, why in store.damaged.items() if rid in set(ids)]
     if late:  # damaged since the check above (read_table skipped the file): refused as above
-        raise SystemExit(f"error: files of {study} ({profile}) were damaged while they were collected:\n" + "\n".join(f"  {why}" for why in late))
+        raise SystemExit(
+            f"error: files of {study} ({profile}) were damaged while they were collected:\n"
+            + "\n".join(f"  {why}" for why in late)
+        )
     return out
 
 
 def ensemble_tables(exp, store, collected: dict[str, pd.DataFrame], runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The robustness tables with every deep ensemble's rows added (computed from its members'
     stored predictions), and the `members` table: ensemble, group, replicate, run_id."""
-    from harness.ensembles import evaluate_ensemble
+    from harness.inference.ensembles import evaluate_ensemble
 
-    members = pd.DataFrame([(e.name, e.group, e.replicate, r) for e in exp.ensembles for r in e.run_ids],
-                           columns=["ensemble", "group", "replicate", "run_id"])
+    members = pd.DataFrame(
+        [(e.name, e.group, e.replicate, r) for e in exp.ensembles for r in e.run_ids],
+        columns=["ensemble", "group", "replicate", "run_id"],
+    )
     member_ids = list(members.run_id.unique())
     predictions = store.read_table("predictions", member_ids)
     bins = exp.evaluations.robustness.bins
@@ -117,7 +157,7 @@ def ensemble_tables(exp, store, collected: dict[str, pd.DataFrame], runs: pd.Dat
 
 
 def write(tables: dict[str, pd.DataFrame], folder, adapted: dict | None = None) -> None:
-    """Write every table atomically, then the folder's manifest (`harness.output_manifest`: size and
+    """Write every table atomically, then the folder's manifest (`harness.store.output_manifest`: size and
     SHA-256 of each file), last. The old manifest goes first, so a collection killed half-way leaves
     a folder that every reader refuses and make collects again, never tables taken as whole.
     `adapted` (how the study was moved onto its setting's dataset) goes to adaptation.json;
@@ -126,7 +166,9 @@ def write(tables: dict[str, pd.DataFrame], folder, adapted: dict | None = None) 
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)
-    for stale in folder.glob("*.parquet"):  # a table an earlier collection wrote and this one does not (e.g. now skipped)
+    for stale in folder.glob(
+        "*.parquet"
+    ):  # a table an earlier collection wrote and this one does not (e.g. now skipped)
         if stale.stem not in tables:
             stale.unlink()
     written = {}
@@ -160,10 +202,12 @@ def exit_2(main, argv: list[str] | None = None) -> int:
 
 
 def rebuild_command(setting: str, study: str) -> str:
-    """The commands that collect a study's tables of a setting again (`harness.output_manifest`)."""
+    """The commands that collect a study's tables of a setting again (`harness.store.output_manifest`)."""
     import os
 
-    return output_manifest.rebuild_command(setting, study, os.environ.get("HARNESS_OUT") or None, tables_dir(setting, study))
+    return output_manifest.rebuild_command(
+        setting, study, os.environ.get("HARNESS_OUT") or None, tables_dir(setting, study)
+    )
 
 
 def read_bytes(setting: str, study: str, name: str) -> bytes:
@@ -171,18 +215,22 @@ def read_bytes(setting: str, study: str, name: str) -> bytes:
     naming the file, what is wrong and the command that rebuilds it."""
     folder = tables_dir(setting, study)
     if not folder.is_dir():
-        raise TableError(f"the tables of {study} ({setting}) are not collected: {folder} does not exist; "
-                         f"collect them: {rebuild_command(setting, study)}")
+        raise TableError(
+            f"the tables of {study} ({setting}) are not collected: {folder} does not exist; "
+            f"collect them: {rebuild_command(setting, study)}"
+        )
     data, what = output_manifest.read(folder, name)
     if data is None:
-        raise TableError(f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {what}; "
-                         f"collect them again: {rebuild_command(setting, study)}")
+        raise TableError(
+            f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {what}; "
+            f"collect them again: {rebuild_command(setting, study)}"
+        )
     return data
 
 
 def load(profile: str, study: str, name: str) -> pd.DataFrame:
     """Read one collected table (what figure and report scripts use), checked against its folder's
-    manifest; `profile` is a setting's name (`harness.setting.Setting.name`). A study its setting
+    manifest; `profile` is a setting's name (`harness.sweep.setting.Setting.name`). A study its setting
     skipped raises StudySkipped; a missing or damaged table, TableError."""
     skipped = adaptation(profile, study).get("skipped")
     if skipped:
@@ -218,23 +266,32 @@ def _look(text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a look number: give 1, 2, ... (the profile's looks)") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a look number: give 1, 2, ... (the profile's looks)"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.splitlines()[0])
     ap.add_argument("study")
     ap.add_argument("--profile", default="quick")
-    ap.add_argument("--dataset", help="the setting's dataset (as given to `harness run --dataset`); default: the study's own")
+    ap.add_argument(
+        "--dataset", help="the setting's dataset (as given to `harness run --dataset`); default: the study's own"
+    )
     ap.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
-    ap.add_argument("--look", type=_look, default=None, metavar="K",
-                    help="collect the runs of the first K looks (the look `analysis.looks` reached; empty: every listed run)")
+    ap.add_argument(
+        "--look",
+        type=_look,
+        default=None,
+        metavar="K",
+        help="collect the runs of the first K looks (the look `analysis.looks` reached; empty: every listed run)",
+    )
     args = ap.parse_args(argv)
     from pyarrow.lib import ArrowException
 
     from harness.config import PROFILES
     from harness.errors import HarnessError
-    from harness.store import RunStore
+    from harness.store.runs import RunStore
 
     # checked before the store is opened (which creates its folder): a refused command writes nothing
     known = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if not p.name.startswith("_"))
@@ -243,20 +300,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile not in PROFILES:
         ap.error(f"--profile {args.profile!r} is not known; profiles: {', '.join(PROFILES)}")
     try:
-        from harness.setting import Setting
+        from harness.sweep.setting import Setting
 
         setting = Setting(args.profile, args.dataset)
         where = tables_dir(setting.name, args.study)
-        from harness.experiment import load_experiment
+        from harness.sweep.experiment import load_experiment
 
         exp = load_experiment(ROOT / "experiments" / f"{args.study}.py", args.profile, setting.dataset, look=args.look)
-        exp_notes = {"dataset": setting.dataset, "skipped": exp.skipped, "notes": exp.notes} if setting.dataset or exp.notes else None
+        exp_notes = (
+            {"dataset": setting.dataset, "skipped": exp.skipped, "notes": exp.notes}
+            if setting.dataset or exp.notes
+            else None
+        )
         tables = collect(args.study, args.profile, RunStore(args.store), setting.dataset, exp)
         try:
             write(tables, where, exp_notes)
         except OSError as exc:  # only the writing: an Arrow error there is a bug, and shows its traceback
-            print(f"error: {args.study} ({setting.name}): cannot write {getattr(exc, 'filename', None) or where} "
-                  f"({exc.strerror or exc}); make {where} writable", file=sys.stderr)
+            print(
+                f"error: {args.study} ({setting.name}): cannot write {getattr(exc, 'filename', None) or where} "
+                f"({exc.strerror or exc}); make {where} writable",
+                file=sys.stderr,
+            )
             return 2
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -268,9 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except (OSError, ArrowException) as exc:  # a damaged stored table, or a reports folder that cannot be written
         where = getattr(exc, "filename", None) or "a table of the store or a file of the reports folder"
-        print(f"error: {args.study} ({args.profile}): cannot read or write {where} ({type(exc).__name__}: {exc}); "
-              f"rerun the study's sweep to repair the store (`make {args.study}`), or make the reports folder writable",
-              file=sys.stderr)
+        print(
+            f"error: {args.study} ({args.profile}): cannot read or write {where} ({type(exc).__name__}: {exc}); "
+            f"rerun the study's sweep to repair the store (`make {args.study}`), or make the reports folder writable",
+            file=sys.stderr,
+        )
         return 2
     print(f"{args.study} ({setting.name}): {', '.join(f'{k} {len(v)} rows' for k, v in tables.items())}")
     return 0

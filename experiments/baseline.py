@@ -5,7 +5,7 @@ max-norm 3, SGD with momentum 0.9, 20 epochs on mnist5k (3,600 training examples
 """
 
 from harness.config import RunConfig
-from harness.profiles import base as profile_base
+from harness.sweep.profiles import base as profile_base
 
 NAME = "baseline"
 SEEDS = {"smoke": [0], "quick": [0], "paper": [0, 1, 2]}

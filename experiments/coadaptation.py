@@ -1,12 +1,12 @@
 """Study 5 (C3): co-adaptation with and without dropout and across hidden rates.
 
 Correlation, DeCov, effective rank and ablation interaction of the hidden layers, seeds per rate
-in looks (`harness.profiles.LOOKS`), inputs not dropped so that only the hidden rate varies.
+in looks (`harness.sweep.profiles.LOOKS`), inputs not dropped so that only the hidden rate varies.
 """
 
-from harness.coadaptation import CoadaptSettings
-from harness.profiles import base, pick, replicates
-from harness.run import Evaluations
+from harness.inference.coadaptation import CoadaptSettings
+from harness.sweep.profiles import base, pick, replicates
+from harness.sweep.run import Evaluations
 
 NAME = "coadaptation"
 P_DROP_HIDDEN = [0.0, 0.2, 0.5]
@@ -16,7 +16,9 @@ def configs(profile: str):
     b = base(profile).replace(**{"model.p_drop_input": 0.0})
     widths = pick(profile, smoke=[16, 16], quick=[256, 256], paper=[1024, 1024])
     seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
-    return [b.replace(seed=s, **{"model.widths": widths, "model.p_drop_hidden": [p]}) for p in P_DROP_HIDDEN for s in seeds]
+    return [
+        b.replace(seed=s, **{"model.widths": widths, "model.p_drop_hidden": [p]}) for p in P_DROP_HIDDEN for s in seeds
+    ]
 
 
 def evaluations(profile: str) -> Evaluations:

@@ -7,7 +7,7 @@ the largest set), so that early stopping treats small and large sets alike; each
 rate is chosen on validation.
 """
 
-from harness.profiles import base, pick, replicates
+from harness.sweep.profiles import base, pick, replicates
 
 NAME = "data_size"
 
@@ -24,7 +24,17 @@ def configs(profile: str):
         for w in widths:
             for p_in, p_hid in ((0.2, 0.5), (0.0, 0.0)):
                 for s in seeds:
-                    runs.append(b.replace(seed=s, **{"data.train_size": size, "model.widths": [w, w], "model.p_drop_input": p_in,
-                                                     "model.p_drop_hidden": [p_hid], "train.steps": steps,
-                                                     "train.check_every_steps": check}))
+                    runs.append(
+                        b.replace(
+                            seed=s,
+                            **{
+                                "data.train_size": size,
+                                "model.widths": [w, w],
+                                "model.p_drop_input": p_in,
+                                "model.p_drop_hidden": [p_hid],
+                                "train.steps": steps,
+                                "train.check_every_steps": check,
+                            },
+                        )
+                    )
     return runs

@@ -8,16 +8,16 @@ its subnetworks (mc_shared, mc_per_example) at k = M (equal members), at equal t
 and without temperature scaling. Error, NLL, ECE, Brier and the loss decomposition (member loss,
 diversity) of every ensemble, on the test split and (study `shift`, the same runs) on shifted and
 unseen data. Replicates are the M-seed groups (an ensemble is one replicate): as many as the
-profile's largest look (`harness.profiles.LOOKS`), run look by look like every study's seeds.
+profile's largest look (`harness.sweep.profiles.LOOKS`), run look by look like every study's seeds.
 """
 
 from dataclasses import replace
 
-from harness.ensembles import ensembles_of, member_configs
-from harness.profiles import base, pick, replicates
-from harness.robustness import RobustnessSettings
-from harness.run import Evaluations
-from harness.shifts import ANGLES, CORRUPTIONS, unseen_available
+from harness.data.shifts import ANGLES, CORRUPTIONS, unseen_available
+from harness.inference.ensembles import ensembles_of, member_configs
+from harness.inference.robustness import RobustnessSettings
+from harness.sweep.profiles import base, pick, replicates
+from harness.sweep.run import Evaluations
 
 NAME = "ensemble_vs_dropout"
 
@@ -46,10 +46,21 @@ def evaluations(profile: str) -> Evaluations:
     shape = pick(profile, smoke=(1, 8, 8), quick=(1, 28, 28), paper=(1, 28, 28))
     settings = pick(
         profile,
-        smoke=RobustnessSettings(T=6, members=2, angles=(0, 90, 180), corruptions=("shot_noise", "centre_band"), severities=(2,)),
+        smoke=RobustnessSettings(
+            T=6, members=2, angles=(0, 90, 180), corruptions=("shot_noise", "centre_band"), severities=(2,)
+        ),
         # the per-example idiom (4 times the cost of shared masks here) on the test split and its rotations only
-        quick=RobustnessSettings(T=20, members=5, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 3), per_example=("none", "rotation")),
-        paper=RobustnessSettings(T=100, members=10, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 2, 3)),
+        quick=RobustnessSettings(
+            T=20,
+            members=5,
+            angles=ANGLES,
+            corruptions=tuple(CORRUPTIONS),
+            severities=(1, 3),
+            per_example=("none", "rotation"),
+        ),
+        paper=RobustnessSettings(
+            T=100, members=10, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 2, 3)
+        ),
     )
     # Fashion-MNIST joins the unseen sets where its files are in data/ (`make data`)
     return Evaluations(robustness=replace(settings, members=members(profile), unseen=unseen_available(shape)))

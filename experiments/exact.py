@@ -4,9 +4,9 @@ One hidden layer of n units with dropout 0.5 (inputs not dropped): the exact ari
 geometric means of all 2^n subnetworks against weight scaling and against Monte-Carlo averages.
 """
 
-from harness.evaluation import MCSettings
-from harness.profiles import base, pick, replicates
-from harness.run import Evaluations
+from harness.inference.evaluation import MCSettings
+from harness.sweep.profiles import base, pick, replicates
+from harness.sweep.run import Evaluations
 
 NAME = "exact"
 
@@ -15,8 +15,26 @@ def configs(profile: str):
     b = base(profile)
     width = pick(profile, smoke=8, quick=16, paper=20)
     seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
-    return [b.replace(seed=s, **{"model.widths": [width], "model.p_drop_input": 0.0, "model.p_drop_hidden": [0.5], "model.max_norm": None}) for s in seeds]
+    return [
+        b.replace(
+            seed=s,
+            **{
+                "model.widths": [width],
+                "model.p_drop_input": 0.0,
+                "model.p_drop_hidden": [0.5],
+                "model.max_norm": None,
+            },
+        )
+        for s in seeds
+    ]
 
 
 def evaluations(profile: str) -> Evaluations:
-    return Evaluations(mc=pick(profile, smoke=MCSettings(T=20, streams=3), quick=MCSettings(T=100, streams=3), paper=MCSettings(T=10000, streams=10)))
+    return Evaluations(
+        mc=pick(
+            profile,
+            smoke=MCSettings(T=20, streams=3),
+            quick=MCSettings(T=100, streams=3),
+            paper=MCSettings(T=10000, streams=10),
+        )
+    )

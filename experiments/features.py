@@ -4,9 +4,9 @@ One hidden layer, so its units' incoming weights are image-sized features; activ
 (mean activation per unit, fraction of zero activations) come from the co-adaptation measures.
 """
 
-from harness.coadaptation import CoadaptSettings
-from harness.profiles import base, pick
-from harness.run import Evaluations
+from harness.inference.coadaptation import CoadaptSettings
+from harness.sweep.profiles import base, pick
+from harness.sweep.run import Evaluations
 
 NAME = "features"
 

@@ -8,7 +8,7 @@ also trains n0 at every keep and, without dropout, n0 / keep for every keep test
 dropped, so the sweep isolates the hidden rate.
 """
 
-from harness.profiles import base, pick, replicates
+from harness.sweep.profiles import base, pick, replicates
 
 NAME = "keep_sweep"
 P_DROP = [0.0, 0.5, 0.8]  # keep = 1.0, 0.5, 0.2 (three keeps: the quick profile spends its time on seeds)

@@ -6,9 +6,9 @@ subnetworks' errors against their ensemble's. The quick profile trains one archi
 seeds (seeds are the replicates; architectures are averaged within a seed).
 """
 
-from harness.evaluation import MCSettings
-from harness.profiles import base, pick, replicates
-from harness.run import Evaluations
+from harness.inference.evaluation import MCSettings
+from harness.sweep.profiles import base, pick, replicates
+from harness.sweep.run import Evaluations
 
 NAME = "mc_vs_ws"
 
@@ -21,4 +21,11 @@ def configs(profile: str):
 
 
 def evaluations(profile: str) -> Evaluations:
-    return Evaluations(mc=pick(profile, smoke=MCSettings(T=10, streams=2), quick=MCSettings(T=100, streams=2), paper=MCSettings(T=1000, streams=5)))
+    return Evaluations(
+        mc=pick(
+            profile,
+            smoke=MCSettings(T=10, streams=2),
+            quick=MCSettings(T=100, streams=2),
+            paper=MCSettings(T=1000, streams=5),
+        )
+    )

@@ -8,9 +8,9 @@ Monte-Carlo averaging.
 
 from dataclasses import replace
 
-from harness.evaluation import MCSettings
-from harness.profiles import base, pick, replicates
-from harness.run import Evaluations
+from harness.inference.evaluation import MCSettings
+from harness.sweep.profiles import base, pick, replicates
+from harness.sweep.run import Evaluations
 
 NAME = "placement"
 PLACEMENTS = {  # name: (p_drop_input, p_drop_conv, p_drop_hidden)
@@ -30,9 +30,19 @@ def configs(profile: str):
     epochs = pick(profile, smoke=2, quick=100, paper=300)
     seeds = replicates(profile)  # the largest look's; `harness run --look K` runs the first K looks'
     return [
-        b.replace(seed=s, **{"data.name": dataset, "model.kind": "cnn", "model.conv_channels": channels, "model.widths": fc,
-                             "model.p_drop_input": p_in, "model.p_drop_conv": p_conv, "model.p_drop_hidden": p_hid,
-                             "train.epochs": epochs})
+        b.replace(
+            seed=s,
+            **{
+                "data.name": dataset,
+                "model.kind": "cnn",
+                "model.conv_channels": channels,
+                "model.widths": fc,
+                "model.p_drop_input": p_in,
+                "model.p_drop_conv": p_conv,
+                "model.p_drop_hidden": p_hid,
+                "train.epochs": epochs,
+            },
+        )
         for p_in, p_conv, p_hid in PLACEMENTS.values()
         for s in seeds
     ]
@@ -44,5 +54,7 @@ def lr_grid(profile: str) -> list[float]:
 
 def evaluations(profile: str) -> Evaluations:
     # weight scaling against the shared-mask average is the comparison; the per-example idiom is not needed here
-    mc = pick(profile, smoke=MCSettings(T=5, streams=2), quick=MCSettings(T=20, streams=2), paper=MCSettings(T=500, streams=5))
+    mc = pick(
+        profile, smoke=MCSettings(T=5, streams=2), quick=MCSettings(T=20, streams=2), paper=MCSettings(T=500, streams=5)
+    )
     return Evaluations(mc=replace(mc, per_example=False))

@@ -4,7 +4,7 @@ C5 compares the recommended rates (0.2 input, 0.5 hidden) with the cell of lowes
 on test error, per seed.
 """
 
-from harness.profiles import base, pick, replicates
+from harness.sweep.profiles import base, replicates
 
 NAME = "rate_grid"
 P_DROP_INPUT = [0.0, 0.2, 0.5]

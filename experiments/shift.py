@@ -8,7 +8,7 @@ image patches, Fashion-MNIST where present). Error, NLL, ECE, Brier and entropy 
 intensity; AUROC, AUPR and FPR at 95% TPR of each uncertainty score against the unseen sets.
 """
 
-from harness.experiment import sibling
+from harness.sweep.experiment import sibling
 
 _design = sibling(__file__, "ensemble_vs_dropout")
 

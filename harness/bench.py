@@ -9,16 +9,16 @@ from __future__ import annotations
 import math
 import platform
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DataConfig, ModelConfig, TrainConfig
-from .data import load_dataset
-from .models import apply_max_norm, build_model
-from .training import make_optimizer, run_epoch
+from harness.config import DataConfig, ModelConfig, TrainConfig
+from harness.data.datasets import load_dataset
+from harness.nets.models import apply_max_norm, build_model
+from harness.nets.training import make_optimizer, run_epoch
 
 
 def sync(device: torch.device | str) -> None:
@@ -59,11 +59,17 @@ def linear_macs(model: nn.Module) -> int:
 
 
 def machine_line(device: str) -> str:
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else (platform.processor() or platform.machine())
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.startswith("cuda")
+        else (platform.processor() or platform.machine())
+    )
     return f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def bench_train(device: str = "cpu", epochs: int = 2, batch_size: int = 100, widths: tuple[int, ...] = (1024, 1024)) -> dict:
+def bench_train(
+    device: str = "cpu", epochs: int = 2, batch_size: int = 100, widths: tuple[int, ...] = (1024, 1024)
+) -> dict:
     """Examples per second of the harness's epoch loop against a DataLoader loop on the same model,
     data and batch size, and the fraction of the measured matmul peak the harness loop reaches."""
     from torch.utils.data import DataLoader, TensorDataset
@@ -85,7 +91,9 @@ def bench_train(device: str = "cpu", epochs: int = 2, batch_size: int = 100, wid
 
     def harness_loop() -> None:
         for _ in range(epochs):
-            run_epoch(model, opt, x, y, torch.randperm(n, generator=gen, device=device), batch_size, steps, mcfg.max_norm)
+            run_epoch(
+                model, opt, x, y, torch.randperm(n, generator=gen, device=device), batch_size, steps, mcfg.max_norm
+            )
 
     model2, opt2 = fresh()
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
@@ -141,11 +149,13 @@ def _mlp_with_nn_dropout(model, p_in: float, p_hidden: float) -> nn.Sequential:
 
 
 @torch.no_grad()
-def bench_mc(device: str = "cpu", T: int = 100, n: int = 10_000, widths: tuple[int, ...] = (1024, 1024), repeat_chunk: int = 10) -> dict:
+def bench_mc(
+    device: str = "cpu", T: int = 100, n: int = 10_000, widths: tuple[int, ...] = (1024, 1024), repeat_chunk: int = 10
+) -> dict:
     """mc_shared by compaction against (a) the usual idiom, nn.Dropout in train mode looped T times,
     and (b) the batch-repeat idiom (copies of the batch in one pass, `repeat_chunk` copies at a
     time to bound memory), on the same model and examples; each accumulates the mean softmax."""
-    from .subnetworks import SubnetworkEngine, sample_masks
+    from harness.nets.subnetworks import SubnetworkEngine, sample_masks
 
     data = load_dataset(DataConfig(), device)
     pool = torch.cat([data.x_train, data.x_val, data.x_test])
@@ -208,9 +218,9 @@ def bench_mc(device: str = "cpu", T: int = 100, n: int = 10_000, widths: tuple[i
 _MEMORY_SCRIPT = """
 import sys, torch
 from harness.config import DataConfig, ModelConfig
-from harness.data import load_dataset
-from harness.evaluation import MCSettings, evaluate_model
-from harness.models import build_model
+from harness.data.datasets import load_dataset
+from harness.inference.evaluation import MCSettings, evaluate_model
+from harness.nets.models import build_model
 torch.manual_seed(0)
 d = load_dataset(DataConfig())
 m = build_model(ModelConfig(), d.input_shape, d.n_classes).eval()
@@ -253,11 +263,13 @@ def bench_sweep(n_runs: int = 16, workers: int = 2) -> dict:
 
     import ray
 
-    from .config import RunConfig
-    from .executors import run_sweep
-    from .store import RunStore
+    from harness.config import RunConfig
+    from harness.store.runs import RunStore
+    from harness.sweep.executors import run_sweep
 
-    base = RunConfig(experiment="bench_sweep", profile="smoke").replace(**{"model.widths": [128, 128], "train.epochs": 3})
+    base = RunConfig(experiment="bench_sweep", profile="smoke").replace(
+        **{"model.widths": [128, 128], "train.epochs": 3}
+    )
     cfgs = [base.replace(seed=s) for s in range(n_runs)]
     times = {}
     for name, executor in (("local", "local"), ("processes", "processes"), ("ray_cold", "ray"), ("ray_warm", "ray")):
@@ -266,7 +278,9 @@ def bench_sweep(n_runs: int = 16, workers: int = 2) -> dict:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                summary = run_sweep(cfgs, RunStore(tmp), executor=executor, workers=1 if executor == "local" else workers, threads=1)
+                summary = run_sweep(
+                    cfgs, RunStore(tmp), executor=executor, workers=1 if executor == "local" else workers, threads=1
+                )
                 times[name] = time.perf_counter() - t0
                 assert summary.done == n_runs, summary.line()
         finally:
@@ -276,7 +290,9 @@ def bench_sweep(n_runs: int = 16, workers: int = 2) -> dict:
     out |= {f"{k}_s": v for k, v in times.items()}
     out |= {f"speedup_{k}_vs_local": times["local"] / v for k, v in times.items() if k != "local"}
     # worker-seconds an executor spends per run beyond what the same run costs in-process
-    out |= {f"overhead_per_run_{k}_s": (v * workers - times["local"]) / n_runs for k, v in times.items() if k != "local"}
+    out |= {
+        f"overhead_per_run_{k}_s": (v * workers - times["local"]) / n_runs for k, v in times.items() if k != "local"
+    }
     return out
 
 
@@ -285,10 +301,10 @@ def bench_checks(epochs: int = 8, widths: tuple[int, ...] = (256, 256)) -> dict:
     at every check (before) and a fixed stratified subsample of CHECK_TRAIN_EXAMPLES (after): the
     quick profile's MLP on mnist5k, one thread, a check every epoch, in one process, after a
     warm-up run, the fastest of three alternated runs each."""
-    from . import training
-    from .config import DataConfig, ModelConfig, TrainConfig
-    from .data import load_dataset
-    from .models import build_model
+    from harness.config import DataConfig, ModelConfig, TrainConfig
+    from harness.data.datasets import load_dataset
+    from harness.nets import training
+    from harness.nets.models import build_model
 
     data = load_dataset(DataConfig(name="mnist5k"))
     real = training.evaluate
@@ -303,9 +319,15 @@ def bench_checks(epochs: int = 8, widths: tuple[int, ...] = (256, 256)) -> dict:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    out = {"benchmark": "checks", "machine": machine_line("cpu"), "epochs": epochs, "train_examples": len(data.y_train),
-           "check_train_examples": training.CHECK_TRAIN_EXAMPLES}
+    out = {
+        "benchmark": "checks",
+        "machine": machine_line("cpu"),
+        "epochs": epochs,
+        "train_examples": len(data.y_train),
+        "check_train_examples": training.CHECK_TRAIN_EXAMPLES,
+    }
     subsample = training.CHECK_TRAIN_EXAMPLES
+
     def once(limit: int, n_epochs: int) -> tuple[float, float]:
         training.CHECK_TRAIN_EXAMPLES = limit
         torch.manual_seed(0)
@@ -338,19 +360,21 @@ def bench_per_example(T: int = 100, streams: int = 2, widths: tuple[int, ...] = 
     streams, mnist5k's test split, the quick MLP, one thread) spent in the per-example idiom, with
     it on every stream (before) and on the first only (after, MCSettings.per_example_streams = 1);
     after a warm-up, the fastest of three alternated runs each."""
-    from .config import DataConfig, ModelConfig
-    from .data import load_dataset
-    from .evaluation import MCSettings, evaluate_model
-    from .models import build_model
+    from harness.config import DataConfig, ModelConfig
+    from harness.data.datasets import load_dataset
+    from harness.inference.evaluation import MCSettings, evaluate_model
+    from harness.nets.models import build_model
 
     data = load_dataset(DataConfig(name="mnist5k"))
     torch.manual_seed(0)
     model = build_model(ModelConfig(widths=widths), data.input_shape, data.n_classes).eval()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    settings = {"before": MCSettings(T=T, streams=streams, per_example_streams=streams, exact="no"),
-                "after": MCSettings(T=T, streams=streams, per_example_streams=1, exact="no"),
-                "none": MCSettings(T=T, streams=streams, per_example=False, exact="no")}
+    settings = {
+        "before": MCSettings(T=T, streams=streams, per_example_streams=streams, exact="no"),
+        "after": MCSettings(T=T, streams=streams, per_example_streams=1, exact="no"),
+        "none": MCSettings(T=T, streams=streams, per_example=False, exact="no"),
+    }
     best: dict[str, float] = {}
     try:
         evaluate_model(model, data.x_test, data.y_test, MCSettings(T=2, streams=1, exact="no"))  # warm-up
@@ -375,12 +399,20 @@ def bench_cnn(epochs: int = 2) -> dict:
     now (`build_model`'s channels_last convolutions, masks as uniform < keep); after a warm-up
     epoch, the fastest of three alternated runs each. The two draw other masks from one seed, so
     only their speed is compared."""
-    from .models import DropoutSite
-    from .profiles import base
+    from harness.nets.models import DropoutSite
+    from harness.sweep.profiles import base
 
     # placement's quick "everywhere" arm: dropout after both conv blocks and the fc layer
-    cfg = base("quick").replace(**{"model.kind": "cnn", "model.conv_channels": [8, 16], "model.widths": [64],
-                                   "model.p_drop_conv": [0.25, 0.25], "model.p_drop_hidden": [0.5], "train.lr": 0.03})
+    cfg = base("quick").replace(
+        **{
+            "model.kind": "cnn",
+            "model.conv_channels": [8, 16],
+            "model.widths": [64],
+            "model.p_drop_conv": [0.25, 0.25],
+            "model.p_drop_hidden": [0.5],
+            "train.lr": 0.03,
+        }
+    )
     data = load_dataset(cfg.data)
     now = DropoutSite.draw_mask
 
@@ -400,7 +432,17 @@ def bench_cnn(epochs: int = 2) -> dict:
         steps = math.ceil(len(data.y_train) / cfg.train.batch_size)
         t0 = time.perf_counter()
         for _ in range(epochs):
-            run_epoch(model, opt, data.x_train, data.y_train, perm, cfg.train.batch_size, steps, cfg.model.max_norm, lambda s: None)
+            run_epoch(
+                model,
+                opt,
+                data.x_train,
+                data.y_train,
+                perm,
+                cfg.train.batch_size,
+                steps,
+                cfg.model.max_norm,
+                lambda s: None,
+            )
         return (time.perf_counter() - t0) / epochs
 
     threads = torch.get_num_threads()
@@ -415,5 +457,12 @@ def bench_cnn(epochs: int = 2) -> dict:
     finally:
         DropoutSite.draw_mask = now
         torch.set_num_threads(threads)
-    return {"benchmark": "cnn", "machine": machine, "model": "placement quick CNN, dropout everywhere", "epochs": epochs,
-            "before_epoch_s": best["before"], "after_epoch_s": best["after"], "speedup": best["before"] / best["after"]}
+    return {
+        "benchmark": "cnn",
+        "machine": machine,
+        "model": "placement quick CNN, dropout everywhere",
+        "epochs": epochs,
+        "before_epoch_s": best["before"],
+        "after_epoch_s": best["after"],
+        "speedup": best["before"] / best["after"],
+    }

@@ -10,12 +10,29 @@ import sys
 
 import pandas as pd
 
-from .config import RunConfig, from_dict, load_config_file, parse_assignment, with_overrides
-from .errors import HarnessError
-from .identity import run_id
+from harness.config import RunConfig, from_dict, load_config_file, parse_assignment, with_overrides
+from harness.errors import HarnessError
+from harness.store.identity import run_id
 
-SUMMARY_COLUMNS = ["run_id", "experiment", "dataset", "model", "widths", "p_drop_input", "p_drop_hidden", "seed", "lr", "train_size", "epochs",
-                   "best_epoch", "stopped_by", "status", "wall_time_s", "train_error", "test_error"]
+SUMMARY_COLUMNS = [
+    "run_id",
+    "experiment",
+    "dataset",
+    "model",
+    "widths",
+    "p_drop_input",
+    "p_drop_hidden",
+    "seed",
+    "lr",
+    "train_size",
+    "epochs",
+    "best_epoch",
+    "stopped_by",
+    "status",
+    "wall_time_s",
+    "train_error",
+    "test_error",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,19 +52,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness", description="Dropout research harness: train, sample subnetworks, measure, report.")
+    p = argparse.ArgumentParser(
+        prog="python -m harness", description="Dropout research harness: train, sample subnetworks, measure, report."
+    )
     sub = p.add_subparsers(metavar="COMMAND")
 
     t = sub.add_parser("train", help="train one run from flags or a config file and print where its results are")
     t.add_argument("--config", help="JSON or TOML file with a (partial) run config")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any field, e.g. --set model.widths=512,512 (repeatable)")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any field, e.g. --set model.widths=512,512 (repeatable)",
+    )
     t.add_argument("--experiment", help="experiment name recorded with the run")
     t.add_argument("--dataset", help="dataset name (data.name)")
     t.add_argument("--train-size", type=int, help="number of training examples (data.train_size)")
     t.add_argument("--model", dest="kind", help="mlp or cnn (model.kind)")
     t.add_argument("--widths", help="hidden widths, comma-separated (model.widths)")
     t.add_argument("--p-drop-input", type=float, help="drop probability at the input (model.p_drop_input)")
-    t.add_argument("--p-drop-hidden", help="drop probability of hidden layers, one or one per layer (model.p_drop_hidden)")
+    t.add_argument(
+        "--p-drop-hidden", help="drop probability of hidden layers, one or one per layer (model.p_drop_hidden)"
+    )
     t.add_argument("--epochs", type=int, help="training epochs (train.epochs)")
     t.add_argument("--seed", type=int, help="seed of initialisation, dropout masks and batch order")
     t.add_argument("--device", help="cpu (default), cuda, cuda:N")
@@ -57,32 +85,68 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run every config an experiment file lists (cached runs are loaded, not retrained)")
     r.add_argument("experiment", help="path of an experiment file, e.g. experiments/baseline.py")
     r.add_argument("--profile", default="quick", help="quick (default), paper or smoke")
-    r.add_argument("--dataset", help="run the study on this dataset instead of its own: a name (harness data list) or the path of a .npz "
-                   "file with arrays x, y and optionally x_test, y_test; outputs go beside the default's (PROFILE-DATASET)")
-    r.add_argument("--look", type=int, metavar="K", help="run only the first K looks' replicates (harness.profiles.LOOKS; e.g. quick: "
-                   "--look 1 runs 5 seeds, --look 2 runs 10); default: every listed run (the largest look). `make` drives the looks")
-    r.add_argument("--executor", default=os.environ.get("HARNESS_EXECUTOR", "local"), help="local (default), processes or ray")
+    r.add_argument(
+        "--dataset",
+        help="run the study on this dataset instead of its own: a name (harness data list) or the path of a .npz "
+        "file with arrays x, y and optionally x_test, y_test; outputs go beside the default's (PROFILE-DATASET)",
+    )
+    r.add_argument(
+        "--look",
+        type=int,
+        metavar="K",
+        help="run only the first K looks' replicates (harness.sweep.profiles.LOOKS; e.g. quick: "
+        "--look 1 runs 5 seeds, --look 2 runs 10); default: every listed run (the largest look). `make` drives the "
+        "looks",
+    )
+    r.add_argument(
+        "--executor", default=os.environ.get("HARNESS_EXECUTOR", "local"), help="local (default), processes or ray"
+    )
     r.add_argument("--workers", type=int, help="parallel runs for processes/ray (default: CPU count)")
-    r.add_argument("--threads", type=int, help="torch CPU threads per run (default: all cores for local, cores/workers otherwise); equal threads give bit-identical runs")
+    r.add_argument(
+        "--threads",
+        type=int,
+        help=(
+            "torch CPU threads per run (default: all cores for local, cores/workers otherwise); equal threads give "
+            "bit-identical runs"
+        ),
+    )
     r.add_argument("--retry-failed", action="store_true", help="retry runs that raised or diverged before")
     r.add_argument("--ray-address", help="existing Ray cluster ('auto' or host:port); default: start a local one")
     r.add_argument("--task-cpus", type=float, default=1.0, help="CPUs per Ray task (default 1)")
-    r.add_argument("--task-gpus", type=float, default=0.0, help="GPUs per Ray task, fractional to share a GPU (default 0)")
-    r.add_argument("--no-wait", dest="wait", action="store_false",
-                   help="skip runs another sweep is computing (exit 1) instead of waiting for them and reading their results")
-    r.add_argument("--wait-limit", type=float, metavar="SECONDS",
-                   help="wait at most this long for runs another sweep holds, then skip them (default: until it finishes or dies)")
+    r.add_argument(
+        "--task-gpus", type=float, default=0.0, help="GPUs per Ray task, fractional to share a GPU (default 0)"
+    )
+    r.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="skip runs another sweep is computing (exit 1) instead of waiting for them and reading their results",
+    )
+    r.add_argument(
+        "--wait-limit",
+        type=float,
+        metavar="SECONDS",
+        help="wait at most this long for runs another sweep holds, then skip them (default: until it finishes or dies)",
+    )
     _store_args(r)
     r.set_defaults(func=cmd_run)
 
     st = sub.add_parser("status", help="a sweep's state from the store, without running anything")
     st.add_argument("experiment", help="path of an experiment file")
     st.add_argument("--profile", default="quick")
-    st.add_argument("--dataset", help="run the study on this dataset instead of its own: a name (harness data list) or the path of a .npz "
-                   "file with arrays x, y and optionally x_test, y_test; outputs go beside the default's (PROFILE-DATASET)")
+    st.add_argument(
+        "--dataset",
+        help="run the study on this dataset instead of its own: a name (harness data list) or the path of a .npz "
+        "file with arrays x, y and optionally x_test, y_test; outputs go beside the default's (PROFILE-DATASET)",
+    )
     st.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
-    st.add_argument("--look", type=int, metavar="K", help="only the first K looks' replicates (the stamp reports/SETTING/.runs/STUDY names the look "
-                    "make reached); default: every listed run, the largest look")
+    st.add_argument(
+        "--look",
+        type=int,
+        metavar="K",
+        help="only the first K looks' replicates (the stamp reports/SETTING/.runs/STUDY names the look "
+        "make reached); default: every listed run, the largest look",
+    )
     st.add_argument("--all", action="store_true", help="one line per run, not only the counts")
     st.set_defaults(func=cmd_status)
 
@@ -90,58 +154,125 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--experiment", help="only this experiment's runs")
     ls.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     ls.add_argument("--all-columns", action="store_true", help="every column, not the summary")
-    ls.add_argument("--stale", action="store_true", help="only runs trained by training code that has changed since (harness/config, data, models, training)")
+    ls.add_argument(
+        "--stale",
+        action="store_true",
+        help="only runs trained by training code that has changed since (harness/config, data, models, training)",
+    )
     ls.set_defaults(func=cmd_runs)
 
-    vf = sub.add_parser("verify", help="check every stored file against its run's manifest (like git fsck); exit 0 whole, 1 damaged, 3 runs held by a live "
-                        "process left unchecked; --repair retrains or re-evaluates what is damaged")
+    vf = sub.add_parser(
+        "verify",
+        help="check every stored file against its run's manifest (like git fsck); exit 0 whole, 1 damaged, 3 runs "
+        "held by a live process left unchecked; --repair retrains or re-evaluates what is damaged",
+    )
     vf.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
-    vf.add_argument("--repair", action="store_true", help="retrain damaged runs and compute damaged evaluations again (config and settings from the run's files, "
-                    "else from the study that lists it), then name what the studies' tables still need; exit 0 once the store is whole and those tables collectable")
-    vf.add_argument("--threads", type=int, help="torch CPU threads for repairs (default: the threads each run was trained with, for bit-identical results)")
-    vf.add_argument("--out", metavar="DIR", help="also check the collected tables under DIR/reports/*/tables/ against their manifests (make's OUT; the project folder by default: --out .)")
+    vf.add_argument(
+        "--repair",
+        action="store_true",
+        help="retrain damaged runs and compute damaged evaluations again (config and settings from the run's files, "
+        "else from the study that lists it), then name what the studies' tables still need; exit 0 once the store is "
+        "whole and those tables collectable",
+    )
+    vf.add_argument(
+        "--threads",
+        type=int,
+        help=(
+            "torch CPU threads for repairs (default: the threads each run was trained with, for bit-identical results)"
+        ),
+    )
+    vf.add_argument(
+        "--out",
+        metavar="DIR",
+        help=(
+            "also check the collected tables under DIR/reports/*/tables/ against their manifests (make's OUT; the "
+            "project folder by default: --out .)"
+        ),
+    )
     vf.set_defaults(func=cmd_verify)
 
-    mc = sub.add_parser("mc", help="evaluate a stored run's inference modes (weight scaling, MC subnetworks, exact) without retraining")
+    mc = sub.add_parser(
+        "mc", help="evaluate a stored run's inference modes (weight scaling, MC subnetworks, exact) without retraining"
+    )
     mc.add_argument("run", help="run id (or a unique prefix of one); see `python -m harness runs`")
     mc.add_argument("--T", type=int, default=100, help="subnetworks per stream (default 100)")
-    mc.add_argument("--streams", type=int, default=5, help="independent streams of subnetworks, for confidence bands (default 5)")
+    mc.add_argument(
+        "--streams", type=int, default=5, help="independent streams of subnetworks, for confidence bands (default 5)"
+    )
     mc.add_argument("--seed", type=int, default=0, help="seed of the subnetwork streams")
     mc.add_argument("--split", default="test", help="test (default), val or train")
-    mc.add_argument("--exact", default="auto", help="auto (default: when the net has at most 20 droppable units), yes or no")
+    mc.add_argument(
+        "--exact", default="auto", help="auto (default: when the net has at most 20 droppable units), yes or no"
+    )
     mc.add_argument("--no-per-example", dest="per_example", action="store_false", help="skip the mc_per_example mode")
     mc.add_argument("--device", default="cpu")
     _store_args(mc)
     mc.set_defaults(func=cmd_mc)
 
-    sh = sub.add_parser("shift", help="evaluate a stored run on rotated, corrupted and unseen inputs (weight scaling, temperature scaling, MC) without retraining")
+    sh = sub.add_parser(
+        "shift",
+        help=(
+            "evaluate a stored run on rotated, corrupted and unseen inputs (weight scaling, temperature scaling, MC) "
+            "without retraining"
+        ),
+    )
     sh.add_argument("run", help="run id (or a unique prefix of one); see `python -m harness runs`")
     sh.add_argument("--T", type=int, default=50, help="subnetworks per average (default 50)")
-    sh.add_argument("--members", type=int, default=5, help="k of the equal-members average, the size of deep ensembles it is set against (default 5)")
+    sh.add_argument(
+        "--members",
+        type=int,
+        default=5,
+        help="k of the equal-members average, the size of deep ensembles it is set against (default 5)",
+    )
     sh.add_argument("--seed", type=int, default=0, help="seed of the subnetworks")
     sh.add_argument("--angles", help="rotation angles in degrees, comma-separated (default 0,15,...,180)")
-    sh.add_argument("--corruptions", help="comma-separated corruptions (default all: shot_noise, impulse_noise, gaussian_blur, motion_blur, shear, translate, centre_band)")
-    sh.add_argument("--severities", default="1,2,3", help="corruption severities, comma-separated, each 1, 2 or 3 (default 1,2,3)")
+    sh.add_argument(
+        "--corruptions",
+        help=(
+            "comma-separated corruptions (default all: shot_noise, impulse_noise, gaussian_blur, motion_blur, shear, "
+            "translate, centre_band)"
+        ),
+    )
+    sh.add_argument(
+        "--severities", default="1,2,3", help="corruption severities, comma-separated, each 1, 2 or 3 (default 1,2,3)"
+    )
     sh.add_argument("--device", default="cpu")
     _store_args(sh)
     sh.set_defaults(func=cmd_shift)
 
-    co = sub.add_parser("coadapt", help="co-adaptation measures of stored runs (correlations, DeCov, effective rank, ablation)")
+    co = sub.add_parser(
+        "coadapt", help="co-adaptation measures of stored runs (correlations, DeCov, effective rank, ablation)"
+    )
     co.add_argument("runs", nargs="*", help="run ids or unique prefixes (default: every run of --experiment)")
     co.add_argument("--experiment", help="all runs of this experiment")
     co.add_argument("--split", default="test", help="held-out split: test (default) or val")
-    co.add_argument("--pairs", type=int, default=200, help="unit pairs sampled per layer for the ablation interaction (default 200)")
+    co.add_argument(
+        "--pairs", type=int, default=200, help="unit pairs sampled per layer for the ablation interaction (default 200)"
+    )
     co.add_argument("--seed", type=int, default=0)
-    co.add_argument("--features", metavar="DIR", help="also save each MLP's first-layer features as DIR/features_RUN.png")
+    co.add_argument(
+        "--features", metavar="DIR", help="also save each MLP's first-layer features as DIR/features_RUN.png"
+    )
     co.add_argument("--device", default="cpu")
     _store_args(co)
     co.set_defaults(func=cmd_coadapt)
 
-    cp = sub.add_parser("compare", help="compare co-adaptation between groups of runs (Welch-t interval, Mann-Whitney U, Benjamini-Hochberg)")
+    cp = sub.add_parser(
+        "compare",
+        help="compare co-adaptation between groups of runs (Welch-t interval, Mann-Whitney U, Benjamini-Hochberg)",
+    )
     cp.add_argument("--experiment", required=True, help="the experiment whose runs are compared")
-    cp.add_argument("--by", default="p_drop_hidden", help="runs-table column that defines the groups (default p_drop_hidden)")
-    cp.add_argument("--baseline", type=float, help="the group the others are compared with (default: the smallest value)")
-    cp.add_argument("--metrics", default="mean_abs_r,decov_normalized,effective_rank,interaction_abs_mean", help="comma-separated metrics to print (all are saved)")
+    cp.add_argument(
+        "--by", default="p_drop_hidden", help="runs-table column that defines the groups (default p_drop_hidden)"
+    )
+    cp.add_argument(
+        "--baseline", type=float, help="the group the others are compared with (default: the smallest value)"
+    )
+    cp.add_argument(
+        "--metrics",
+        default="mean_abs_r,decov_normalized,effective_rank,interaction_abs_mean",
+        help="comma-separated metrics to print (all are saved)",
+    )
     cp.add_argument("--out", help="write the full comparison table as CSV here")
     cp.add_argument("--store", help="run store folder (default: $HARNESS_STORE or runs/)")
     cp.set_defaults(func=cmd_compare)
@@ -178,19 +309,31 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--workers", type=int, default=2)
     bs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bs.set_defaults(func=cmd_bench_sweep)
-    bc = bsub.add_parser("checks", help="share of a quick run spent in validation checks, whole training split vs a fixed subsample")
+    bc = bsub.add_parser(
+        "checks", help="share of a quick run spent in validation checks, whole training split vs a fixed subsample"
+    )
     bc.add_argument("--epochs", type=int, default=8)
     bc.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bc.set_defaults(func=cmd_bench_checks)
-    bp = bsub.add_parser("per-example", help="share of an MC evaluation spent in the per-example idiom, on every stream vs the first only")
+    bp = bsub.add_parser(
+        "per-example",
+        help="share of an MC evaluation spent in the per-example idiom, on every stream vs the first only",
+    )
     bp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bp.set_defaults(func=cmd_bench_per_example)
-    bn = bsub.add_parser("cnn", help="seconds per epoch of placement's quick CNN, before and after channels_last and uniform masks")
+    bn = bsub.add_parser(
+        "cnn", help="seconds per epoch of placement's quick CNN, before and after channels_last and uniform masks"
+    )
     bn.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bn.set_defaults(func=cmd_bench_cnn)
-    bq = bsub.add_parser("sequential", help="the verdict design by simulation: family-wise error and power beside the fixed design and e-values")
+    bq = bsub.add_parser(
+        "sequential",
+        help="the verdict design by simulation: family-wise error and power beside the fixed design and e-values",
+    )
     bq.add_argument("--reps", type=int, default=1000, help="families simulated per scenario")
-    bq.add_argument("--profile", default="quick", help="whose looks to simulate (harness.profiles.LOOKS; default quick)")
+    bq.add_argument(
+        "--profile", default="quick", help="whose looks to simulate (harness.sweep.profiles.LOOKS; default quick)"
+    )
     bq.set_defaults(func=cmd_bench_sequential)
     return p
 
@@ -227,16 +370,21 @@ def _list(text: str | None, tp: type, flag: str) -> list | None:
         return None
     parts = [v.strip() for v in text.split(",")]
     if "" in parts and parts != [""]:  # `8,,8` is a typo, not [8, 8]
-        raise HarnessError(f"{flag} {text}: element {parts.index('') + 1} is empty; give comma-separated {tp.__name__} values, "
-                           f"e.g. {'512,512' if tp is int else '0.5,0.5'}")
+        raise HarnessError(
+            f"{flag} {text}: element {parts.index('') + 1} is empty; give comma-separated {tp.__name__} values, "
+            f"e.g. {'512,512' if tp is int else '0.5,0.5'}"
+        )
     try:
         return [tp(v) for v in parts if v]
     except ValueError:
-        raise HarnessError(f"{flag} {text}: expected comma-separated {tp.__name__} values, e.g. {'512,512' if tp is int else '0.5,0.5'}") from None
+        raise HarnessError(
+            f"{flag} {text}: expected comma-separated {tp.__name__} values, e.g. "
+            f"{'512,512' if tp is int else '0.5,0.5'}"
+        ) from None
 
 
 def _store(args: argparse.Namespace):
-    from .store import RunStore
+    from harness.store.runs import RunStore
 
     return RunStore(args.store)
 
@@ -246,12 +394,15 @@ def _existing_store(args: argparse.Namespace):
     folder that does not exist is refused, not created empty."""
     from pathlib import Path
 
-    from .store import default_root
+    from harness.store.runs import default_root
 
     root = Path(args.store) if args.store else default_root()
     if str(root).strip() and not root.exists():
-        raise HarnessError(f"the run store {root} does not exist: name the folder of your runs with --store (default: $HARNESS_STORE or runs/), "
-                           "or train runs first (`python -m harness run EXPERIMENT_FILE`)")
+        raise HarnessError(
+            f"the run store {root} does not exist: name the folder of your runs with --store (default: $HARNESS_STORE "
+            "or runs/), "
+            "or train runs first (`python -m harness run EXPERIMENT_FILE`)"
+        )
     return _store(args)
 
 
@@ -262,19 +413,25 @@ def _check_out(out: str) -> None:
 
     path = Path(out)
     if not out.strip() or path.is_dir():
-        raise HarnessError(f"--out {out or repr(out)} is {'empty' if not out.strip() else 'a folder'}: name a file, e.g. --out compare.csv")
+        raise HarnessError(
+            f"--out {out or repr(out)} is {'empty' if not out.strip() else 'a folder'}: name a file, e.g. --out "
+            "compare.csv"
+        )
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise HarnessError(f"--out {out}: {folder} is {'not a folder' if not folder.is_dir() else 'not writable'}; choose a writable file path")
+        raise HarnessError(
+            f"--out {out}: {folder} is {'not a folder' if not folder.is_dir() else 'not writable'}; choose a writable "
+            "file path"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .run import execute
-    from .store import default_root
+    from harness.store.runs import default_root
+    from harness.sweep.run import execute
 
     cfg = config_from_args(args)
     root = Path(args.store) if args.store else default_root()
@@ -299,26 +456,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .executors import check_sweep_flags
-    from .experiment import load_experiment
-    from .store import default_root
+    from harness.store.runs import default_root
+    from harness.sweep.executors import check_sweep_flags
+    from harness.sweep.experiment import load_experiment
 
     # a bad dataset or look is refused here, before the store folder is made
     exp = load_experiment(args.experiment, args.profile, args.dataset, look=args.look)
     check_sweep_flags(args.executor, args.workers, args.threads, args.wait_limit, args.task_cpus, args.task_gpus)
-    where = f"{args.profile}{', ' + exp.dataset if exp.dataset else ''}{f', look {exp.look}: {exp.replicates} replicates' if exp.look else ''}"
+    where = args.profile + (f", {exp.dataset}" if exp.dataset else "")
+    where += f", look {exp.look}: {exp.replicates} replicates" if exp.look else ""
     if exp.skipped:
         print(f"experiment {exp.name} ({where}): skipped: {exp.skipped}")
         return 0
     for note in exp.notes:
         print(f"experiment {exp.name} ({where}): {note}")
-    for name in {c.data.name: None for c in exp.configs}:  # data files that are missing or broken: refused before the store is made
+    for name in {
+        c.data.name: None for c in exp.configs
+    }:  # data files that are missing or broken: refused before the store is made
         run_id(next(c for c in exp.configs if c.data.name == name))
     root = Path(args.store) if args.store else default_root()
     existed = root.exists()
     try:
         return _run_study(args, exp, where, _store(args))
-    except HarnessError:  # refused (data that fail when loaded for training): a store made for this command alone goes again
+    except (
+        HarnessError
+    ):  # refused (data that fail when loaded for training): a store made for this command alone goes again
         if not existed:
             _remove_if_empty(root)
         raise
@@ -337,22 +499,37 @@ def _remove_if_empty(root) -> None:
 
 
 def _run_study(args: argparse.Namespace, exp, where: str, store) -> int:
-    from .executors import run_sweep
-    from .experiment import resolve
-    from .run import Evaluations
+    from harness.sweep.executors import run_sweep
+    from harness.sweep.experiment import resolve
+    from harness.sweep.run import Evaluations
 
-    sweep = dict(executor=args.executor, workers=args.workers, threads=args.threads, force=args.force, retry_failed=args.retry_failed,
-                 ray_address=args.ray_address, task_cpus=args.task_cpus, task_gpus=args.task_gpus,
-                 wait=args.wait, wait_limit_s=args.wait_limit)  # both sweeps below (tuning, then the tuned configs)
+    sweep = dict(
+        executor=args.executor,
+        workers=args.workers,
+        threads=args.threads,
+        force=args.force,
+        retry_failed=args.retry_failed,
+        ray_address=args.ray_address,
+        task_cpus=args.task_cpus,
+        task_gpus=args.task_gpus,
+        wait=args.wait,
+        wait_limit_s=args.wait_limit,
+    )  # both sweeps below (tuning, then the tuned configs)
     failed = False
     tuning = exp.tuning_configs()
     if tuning:  # each arm's first seed at every rate of the grid, before the arms' other seeds
         summary = run_sweep(tuning, store, evaluations=Evaluations(), **sweep)
-        print(f"experiment {exp.name} ({where}, {args.executor}): tuning the learning rate of each arm over "
-              f"{', '.join(f'{r:g}' for r in exp.lr_grid)} on validation: {summary.line()}")
+        print(
+            f"experiment {exp.name} ({where}, {args.executor}): tuning the learning rate of each arm over "
+            f"{', '.join(f'{r:g}' for r in exp.lr_grid)} on validation: {summary.line()}"
+        )
         failed = _report_problems(summary)
         if failed:
-            print("error: the tuning runs above did not finish, so the arms' rates cannot be chosen; rerun when they are fixed", file=sys.stderr)
+            print(
+                "error: the tuning runs above did not finish, so the arms' rates cannot be chosen; rerun when they "
+                "are fixed",
+                file=sys.stderr,
+            )
             return 1
     exp = resolve(exp, store)
     summary = run_sweep(exp.configs, store, evaluations=exp.evaluations, **sweep)
@@ -373,16 +550,18 @@ def _report_problems(summary) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .executors import sweep_status
-    from .experiment import load_experiment, resolve
-    from .run import Evaluations
+    from harness.errors import ConfigError
+    from harness.sweep.executors import sweep_status
+    from harness.sweep.experiment import load_experiment, resolve
+    from harness.sweep.run import Evaluations
 
     exp = load_experiment(args.experiment, args.profile, args.dataset, look=args.look)
     if exp.skipped:
         print(f"experiment {exp.name} ({args.profile}, {exp.dataset}): skipped: {exp.skipped}")
         return 0
-    for name in {c.data.name: None for c in exp.configs}:  # data files that are missing or broken: refused before the store is made
+    for name in {
+        c.data.name: None for c in exp.configs
+    }:  # data files that are missing or broken: refused before the store is made
         run_id(next(c for c in exp.configs if c.data.name == name))
     store = _store(args)
     try:
@@ -395,9 +574,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     missing = (table["missing_evaluations"] != "").sum()
     broken = ((table["state"] == "done") & (table["note"] != "")).sum()  # done runs note only damaged evaluation files
     look = f", look {exp.look}: {exp.replicates} replicates" if exp.look else ""
-    print(f"experiment {exp.name} ({args.profile}{look}): {len(table)} {what}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-          + (f"; {missing} finished runs lack evaluations" if missing else "")
-          + (f" ({broken} because of damaged files: the notes say which)" if broken else ""))
+    print(
+        f"experiment {exp.name} ({args.profile}{look}): {len(table)} {what}: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + (f"; {missing} finished runs lack evaluations" if missing else "")
+        + (f" ({broken} because of damaged files: the notes say which)" if broken else "")
+    )
     shown = table if args.all else table[(table["state"] != "done") | (table["note"] != "")]
     if not shown.empty:
         print(shown.to_string(index=False))
@@ -405,16 +587,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .run import run_state
+    from harness.sweep.run import run_state
 
     store = _existing_store(args)
     df = store.runs_table(args.experiment)  # warns of each run whose run.parquet is damaged, and leaves its row out
-    if store.damaged:  # ... which is shown as a row marked damaged: nothing of it is read, so its study is unknown ("?")
+    if (
+        store.damaged
+    ):  # ... which is shown as a row marked damaged: nothing of it is read, so its study is unknown ("?")
         unread = pd.DataFrame({"run_id": sorted(store.damaged), "experiment": "?", "status": "damaged"})
-        df = df.astype({c: "Int64" for c in df.columns if pd.api.types.is_integer_dtype(df[c])})  # integers stay integers beside the gaps
+        df = df.astype(
+            {c: "Int64" for c in df.columns if pd.api.types.is_integer_dtype(df[c])}
+        )  # integers stay integers beside the gaps
         df = unread if df.empty else pd.concat([df, unread], ignore_index=True)
     if not df.empty:  # runs whose row reads but another run file (or the manifest) is damaged: shown as damaged
-        damaged = {rid: st.note for rid in df.run_id if rid not in store.damaged and (st := run_state(store, rid, claimed={})).state == "damaged"}
+        damaged = {
+            rid: st.note
+            for rid in df.run_id
+            if rid not in store.damaged and (st := run_state(store, rid, claimed={})).state == "damaged"
+        }
         for note in damaged.values():
             print(f"warning: {note}", file=sys.stderr)
         df.loc[df.run_id.isin(damaged), "status"] = "damaged"
@@ -424,7 +614,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if df.empty:
             print("no stale runs: every run was trained by this harness's training code")
             return 0
-        print(f"{len(df)} runs were trained by training code that has changed since (retrain with --force to refresh them):")
+        print(
+            f"{len(df)} runs were trained by training code that has changed since (retrain with --force to refresh "
+            "them):"
+        )
     if df.empty:
         print("no runs in the store")
         return 0
@@ -433,26 +626,39 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from harness.sweep.verify import verify
 
     if args.threads is not None and args.threads < 1:
-        raise HarnessError(f"--threads {args.threads}: must be a positive integer (or left out for the threads each run was trained with)")
+        raise HarnessError(
+            f"--threads {args.threads}: must be a positive integer (or left out for the threads each run was trained "
+            "with)"
+        )
     out = None
     if args.out is not None:
         from pathlib import Path
 
         out = Path(args.out)
         if not (out / "reports").is_dir():
-            raise HarnessError(f"--out {args.out}: no reports/ folder there: name the folder that holds reports/ (make's OUT; the project folder by default)")
+            raise HarnessError(
+                f"--out {args.out}: no reports/ folder there: name the folder that holds reports/ (make's OUT; the "
+                "project folder by default)"
+            )
     code = verify(_existing_store(args), do_repair=args.repair, threads=args.threads)
     if out is None:
         return code
-    from .output_manifest import check_output
+    from harness.store.output_manifest import check_output
 
     checked, damaged = check_output(out)
     for line in damaged:
         print(line)
-    print(f"{checked} table folders checked under {out / 'reports'}: " + (f"{len(damaged)} damaged or incomplete (see above)" if damaged else "every file matches its folder's manifest"))
+    print(
+        f"{checked} table folders checked under {out / 'reports'}: "
+        + (
+            f"{len(damaged)} damaged or incomplete (see above)"
+            if damaged
+            else "every file matches its folder's manifest"
+        )
+    )
     return 1 if damaged else code  # damage outranks runs left unchecked (3)
 
 
@@ -468,13 +674,15 @@ def format_runs(df: pd.DataFrame) -> str:
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
-    from .config import DATASETS
-    from .data import SOURCES, data_dir
+    from harness.config import DATASETS
+    from harness.data.datasets import SOURCES, data_dir
 
     for name in DATASETS:
         if name in SOURCES:
             folder = data_dir() / SOURCES[name].folder
-            ready = "present" if folder.is_dir() and any(folder.iterdir()) else f"missing: place files in {folder} or fetch"
+            ready = (
+                "present" if folder.is_dir() and any(folder.iterdir()) else f"missing: place files in {folder} or fetch"
+            )
             print(f"{name:<14} files under data/  ({ready})")
         else:
             print(f"{name:<14} embedded")
@@ -482,7 +690,7 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from .data import load_raw
+    from harness.data.datasets import load_raw
 
     for name in args.names:
         raw = load_raw(name)
@@ -491,7 +699,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from .data import fetch
+    from harness.data.datasets import fetch
 
     for path in fetch(args.name, base_url=args.mirror):
         print(f"verified {path}")
@@ -499,7 +707,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from .bench import bench_train, format_result
+    from harness.bench import bench_train, format_result
 
     res = bench_train(device=args.device, epochs=args.epochs)
     print(json.dumps(res, indent=2) if args.json else format_result(res))
@@ -518,50 +726,67 @@ def resolve_run(store, text: str) -> str:
 def _finished(store, run_id: str, wanted):
     """The run's state when it is a finished run (status ok), the only kind that can be evaluated;
     otherwise a HarnessError (exit 2) that says what the run is."""
-    from .run import run_state
+    from harness.sweep.run import run_state
 
     st = run_state(store, run_id, wanted)
     if st.state == "damaged":  # the note names the run, the file and the repair
         raise HarnessError(f"{st.note}; a damaged run is never evaluated")
     if st.state != "done":
-        raise HarnessError(f"run {run_id} is {st.state}{': ' + st.note if st.note else ''}; only a finished run (status ok) can be evaluated")
+        raise HarnessError(
+            f"run {run_id} is {st.state}{': ' + st.note if st.note else ''}; only a finished run (status ok) can be "
+            "evaluated"
+        )
     return st
 
 
 def cmd_mc(args: argparse.Namespace) -> int:
-    from .evaluation import MCSettings, summarize
-    from .run import Evaluations, check_device, evaluate_stored
+    from harness.inference.evaluation import MCSettings, summarize
+    from harness.sweep.run import Evaluations, check_device, evaluate_stored
 
     store = _existing_store(args)
     run_id = resolve_run(store, args.run)
-    settings = MCSettings(T=args.T, streams=args.streams, seed=args.seed, split=args.split, per_example=args.per_example, exact=args.exact)
+    settings = MCSettings(
+        T=args.T, streams=args.streams, seed=args.seed, split=args.split, per_example=args.per_example, exact=args.exact
+    )
     check_device(args.device)
     wanted = Evaluations(mc=settings)
     cached = not args.force and not _finished(store, run_id, wanted).pending.kinds()
     evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)
     evaluations, subnetworks = store.read_table("evaluations", [run_id]), store.read_table("subnetworks", [run_id])
     print(f"run {run_id}: {'loaded from the store' if cached else 'evaluated'}; tables in {store.path(run_id)}")
-    print(f"{settings.streams} streams x {settings.T} subnetworks on the {settings.split} split; metrics averaged over streams")
+    print(
+        f"{settings.streams} streams x {settings.T} subnetworks on the {settings.split} split; metrics averaged over "
+        "streams"
+    )
     print(summarize(evaluations).round(4).to_string(index=False))
     errs = 100 * subnetworks["error"]
-    print(f"single subnetworks: error {errs.mean():.2f}% on average (min {errs.min():.2f}%, max {errs.max():.2f}%, n={len(errs)})")
+    print(
+        f"single subnetworks: error {errs.mean():.2f}% on average (min {errs.min():.2f}%, max {errs.max():.2f}%, "
+        f"n={len(errs)})"
+    )
     return 0
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
-    from .data import describe, load_dataset
-    from .robustness import RobustnessSettings, fit_robustness
-    from .run import Evaluations, check_device, evaluate_stored
-    from .shifts import ANGLES, CORRUPTIONS, unseen_available
+    from harness.data.datasets import describe, load_dataset
+    from harness.data.shifts import ANGLES, CORRUPTIONS, unseen_available
+    from harness.inference.robustness import RobustnessSettings, fit_robustness
+    from harness.sweep.run import Evaluations, check_device, evaluate_stored
 
     store = _existing_store(args)
     run_id = resolve_run(store, args.run)
     check_device(args.device)
     data_cfg = store.load_config(run_id).data
     shape = load_dataset(data_cfg).input_shape
-    settings = RobustnessSettings(T=args.T, members=args.members, seed=args.seed, angles=tuple(_list(args.angles, int, "--angles") or ANGLES),
-                                  corruptions=tuple(_list(args.corruptions, str, "--corruptions") or CORRUPTIONS),
-                                  severities=tuple(_list(args.severities, int, "--severities")), unseen=unseen_available(shape))
+    settings = RobustnessSettings(
+        T=args.T,
+        members=args.members,
+        seed=args.seed,
+        angles=tuple(_list(args.angles, int, "--angles") or ANGLES),
+        corruptions=tuple(_list(args.corruptions, str, "--corruptions") or CORRUPTIONS),
+        severities=tuple(_list(args.severities, int, "--severities")),
+        unseen=unseen_available(shape),
+    )
     settings, notes = fit_robustness(settings, describe(data_cfg.name))  # only the shifts that fit the run's data
     for note in notes:
         print(f"run {run_id}: {note}")
@@ -572,16 +797,23 @@ def cmd_shift(args: argparse.Namespace) -> int:
     print(f"run {run_id}: {'loaded from the store' if cached else 'evaluated'}; tables in {store.path(run_id)}")
     top = sh[(sh.k == sh.groupby("mode")["k"].transform("max")) & sh.metric.isin(["error", "nll", "ece"])]
     top = top.assign(where=top["shift"].map({"none": "test", "rotation": "rotations", "corruption": "corruptions"}))
-    table = top.dropna(subset=["where"]).pivot_table(index=["mode", "k"], columns=["where", "metric"], values="value", aggfunc="mean")
+    table = top.dropna(subset=["where"]).pivot_table(
+        index=["mode", "k"], columns=["where", "metric"], values="value", aggfunc="mean"
+    )
     print("mean over the sets of each kind (errors and ECE as fractions), each mode at its largest k:")
     print(table.round(4).to_string())
     print("out-of-distribution detection, AUROC against the test split:")
-    print(ood[ood.metric == "auroc"].pivot_table(index=["mode", "score"], columns="set", values="value").round(3).to_string())
+    print(
+        ood[ood.metric == "auroc"]
+        .pivot_table(index=["mode", "score"], columns="set", values="value")
+        .round(3)
+        .to_string()
+    )
     return 0
 
 
 def cmd_bench_mc(args: argparse.Namespace) -> int:
-    from .bench import bench_mc, bench_mc_memory, format_result
+    from harness.bench import bench_mc, bench_mc_memory, format_result
 
     widths = tuple(_list(args.widths, int, "--widths"))
     res = bench_mc(device=args.device, T=args.T, n=args.examples, widths=widths)
@@ -603,46 +835,51 @@ def _select_runs(store, ids: list[str], experiment: str | None) -> list[str]:
 
 
 def cmd_coadapt(args: argparse.Namespace) -> int:
-    from .coadaptation import CoadaptSettings, feature_grid
-    from .run import Evaluations, check_device, evaluate_stored, load_model
+    from harness.inference.coadaptation import CoadaptSettings, feature_grid
+    from harness.sweep.run import Evaluations, check_device, evaluate_stored, load_model
 
     wanted = Evaluations(coadapt=CoadaptSettings(args.split, args.pairs, args.seed))  # checks split and pairs
     check_device(args.device)
     store = _existing_store(args)
     shown = ["mean_abs_r", "frac_abs_r_gt_0.5", "n_dead", "decov_normalized", "effective_rank", "interaction_abs_mean"]
-    for run_id in _select_runs(store, args.runs, args.experiment):
-        cached = not args.force and not _finished(store, run_id, wanted).pending.kinds()
-        evaluate_stored(store, run_id, wanted, force=args.force, device=args.device)
-        co = store.read_table("coadaptation", [run_id])
+    for rid in _select_runs(store, args.runs, args.experiment):
+        cached = not args.force and not _finished(store, rid, wanted).pending.kinds()
+        evaluate_stored(store, rid, wanted, force=args.force, device=args.device)
+        co = store.read_table("coadaptation", [rid])
         wide = co[co.metric.isin(shown)].pivot(index="layer", columns="metric", values="value")
-        print(f"run {run_id}: {'loaded' if cached else 'measured'} ({args.split} split); tables in {store.path(run_id)}")
+        print(f"run {rid}: {'loaded' if cached else 'measured'} ({args.split} split); tables in {store.path(rid)}")
         print(wide[[c for c in shown if c in wide.columns]].to_string(float_format=lambda v: f"{v:.4g}"))
         if args.features:
-            import matplotlib.pyplot as plt
             from pathlib import Path
 
-            _, model, _ = load_model(store, run_id)
+            import matplotlib.pyplot as plt
+
+            _, model, _ = load_model(store, rid)
             try:
                 grid = feature_grid(model)
             except ValueError as exc:
                 print(f"  no feature grid: {exc}")
                 continue
-            out = Path(args.features) / f"features_{run_id}.png"
+            out = Path(args.features) / f"features_{rid}.png"
             try:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 plt.imsave(out, grid, cmap="gray", vmin=0, vmax=1)
             except OSError as exc:
-                raise HarnessError(f"--features {args.features}: cannot write {out} ({exc.strerror or exc}); choose a writable folder") from None
+                raise HarnessError(
+                    f"--features {args.features}: cannot write {out} ({exc.strerror or exc}); choose a writable folder"
+                ) from None
             print(f"  first-layer features: {out}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .coadaptation import compare
+    from harness.inference.coadaptation import compare
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not metrics:
-        raise HarnessError(f"--metrics {args.metrics!r}: name at least one metric, e.g. --metrics mean_abs_r,effective_rank")
+        raise HarnessError(
+            f"--metrics {args.metrics!r}: name at least one metric, e.g. --metrics mean_abs_r,effective_rank"
+        )
     if args.out:
         _check_out(args.out)
     store = _existing_store(args)
@@ -652,10 +889,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     runs = runs[runs["status"] == "ok"]
     measures = store.read_table("coadaptation", list(runs["run_id"]))
     if store.damaged:  # never a comparison of what is left: the warnings above name each file and the repair
-        raise HarnessError(f"{len(store.damaged)} runs of experiment {args.experiment!r} have damaged files (see the warnings above); "
-                           f"repair them with `python -m harness verify --repair --store {store.root}` and compare again")
+        raise HarnessError(
+            f"{len(store.damaged)} runs of experiment {args.experiment!r} have damaged files (see the warnings above); "
+            f"repair them with `python -m harness verify --repair --store {store.root}` and compare again"
+        )
     if measures.empty:
-        raise HarnessError(f"no co-adaptation tables yet: run `python -m harness coadapt --experiment {args.experiment}` first")
+        raise HarnessError(
+            f"no co-adaptation tables yet: run `python -m harness coadapt --experiment {args.experiment}` first"
+        )
     known = sorted(measures["metric"].unique())
     unknown = [m for m in metrics if m not in known]
     if unknown:
@@ -665,21 +906,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise HarnessError(f"--by {args.by}: {exc}") from None
     if args.out:
-        from .files import atomic_write
+        from harness.files import atomic_write
 
         try:
             atomic_write(args.out, table.to_csv(index=False).encode())
         except OSError as exc:
-            raise HarnessError(f"--out {args.out}: cannot write it ({exc.strerror or exc}); choose a writable file path") from None
+            raise HarnessError(
+                f"--out {args.out}: cannot write it ({exc.strerror or exc}); choose a writable file path"
+            ) from None
         print(f"wrote {args.out}")
     show = table[table.metric.isin(metrics)]
-    cols = ["layer", "metric", args.by, "n_baseline", "n", "mean_baseline", "mean", "diff", "ci_low", "ci_high", "p_value", "test_error_baseline", "test_error"]
+    cols = [
+        "layer",
+        "metric",
+        args.by,
+        "n_baseline",
+        "n",
+        "mean_baseline",
+        "mean",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "test_error_baseline",
+        "test_error",
+    ]
     print(show[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
 def cmd_bench_checks(args: argparse.Namespace) -> int:
-    from .bench import bench_checks, format_result
+    from harness.bench import bench_checks, format_result
 
     if args.epochs < 1:
         raise HarnessError(f"--epochs {args.epochs}: train at least one epoch")
@@ -689,7 +946,7 @@ def cmd_bench_checks(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_per_example(args: argparse.Namespace) -> int:
-    from .bench import bench_per_example, format_result
+    from harness.bench import bench_per_example, format_result
 
     res = bench_per_example()
     print(json.dumps(res, indent=2) if args.json else format_result(res))
@@ -697,7 +954,7 @@ def cmd_bench_per_example(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_cnn(args: argparse.Namespace) -> int:
-    from .bench import bench_cnn, format_result
+    from harness.bench import bench_cnn, format_result
 
     res = bench_cnn()
     print(json.dumps(res, indent=2) if args.json else format_result(res))
@@ -705,20 +962,23 @@ def cmd_bench_cnn(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_sequential(args: argparse.Namespace) -> int:
-    from .profiles import looks
-    from .sequential import Design, benchmark
+    from harness.stats.sequential import Design, benchmark
+    from harness.sweep.profiles import looks
 
     if args.reps < 10:
         raise HarnessError(f"--reps {args.reps}: simulate at least 10 families per scenario")
     design = Design(looks(args.profile))
     if len(design.looks) < 2:
-        raise HarnessError(f"--profile {args.profile}: its design has one look {design.looks}; simulate a profile with looks (quick, paper)")
+        raise HarnessError(
+            f"--profile {args.profile}: its design has one look {design.looks}; simulate a profile with looks (quick, "
+            "paper)"
+        )
     print(benchmark(args.reps, design))
     return 0
 
 
 def cmd_bench_sweep(args: argparse.Namespace) -> int:
-    from .bench import bench_sweep, format_result
+    from harness.bench import bench_sweep, format_result
 
     res = bench_sweep(args.runs, args.workers)
     print(json.dumps(res, indent=2) if args.json else format_result(res))

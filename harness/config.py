@@ -2,7 +2,7 @@
 
 A run is fully described by a `RunConfig`. Its defaults are the canonical settings; every override
 is checked against the field's type and allowed values, and an unknown key is an error that lists
-the allowed ones. `config_hash` hashes what determines a run's result; `harness.identity.run_id` adds the data's
+the allowed ones. `config_hash` hashes what determines a run's result; `harness.store.identity.run_id` adds the data's
 fingerprint and names the run's folder in the store.
 """
 
@@ -14,15 +14,17 @@ import json
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from .errors import ConfigError
+from harness.errors import ConfigError
 
 # Bump when the meaning of a stored run changes (files, metrics, training semantics): old runs are
 # then trained again instead of being mistaken for new ones.
-FORMAT_VERSION = 4  # 2: schedules by training progress (per step); 3: early stopping (patience, monitor, check interval), stopped_by;
-# 4: dropout masks drawn as uniform < keep, 2-D convolutions in channels_last, train.min_improvement
+# 2: schedules by training progress (per step); 3: early stopping (patience, monitor, check interval),
+# stopped_by; 4: dropout masks drawn as uniform < keep, 2-D convolutions in channels_last, train.min_improvement
+FORMAT_VERSION = 4
 
 DATASETS = ("mnist5k", "mnist1d", "digits", "mnist", "fashion-mnist", "cifar10")
 MODEL_KINDS = ("mlp", "cnn")
@@ -54,10 +56,14 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_finite("data.", self)
         if not (self.name in DATASETS or self.name.endswith(".npz")):
-            raise ConfigError(f"data.name={self.name!r} is not known; allowed values: {', '.join(DATASETS)}, "
-                              "or the path of a .npz file (arrays x, y and optionally x_test, y_test)")
+            raise ConfigError(
+                f"data.name={self.name!r} is not known; allowed values: {', '.join(DATASETS)}, "
+                "or the path of a .npz file (arrays x, y and optionally x_test, y_test)"
+            )
         if self.train_size is not None and self.train_size < 1:
-            raise ConfigError(f"data.train_size={self.train_size}: must be a positive number of examples (or null for all)")
+            raise ConfigError(
+                f"data.train_size={self.train_size}: must be a positive number of examples (or null for all)"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction={self.val_fraction}: must lie in [0, 1)")
         if self.split_seed is not None:
@@ -95,15 +101,21 @@ class ModelConfig:
             if w > MAX_WIDTH:
                 # a 784 x w input layer alone; training holds about four copies (weights, gradients, momentum, max-norm)
                 gib = 4 * 4 * 784 * w / 2**30
-                raise ConfigError(f"model.widths[{i}]={w}: a layer this wide needs at least {gib:,.0f} GiB for its first weight matrix "
-                                  f"in training; widths are limited to {MAX_WIDTH:,}")
+                raise ConfigError(
+                    f"model.widths[{i}]={w}: a layer this wide needs at least {gib:,.0f} GiB for its first weight "
+                    "matrix "
+                    f"in training; widths are limited to {MAX_WIDTH:,}"
+                )
         # the hidden-to-hidden matrices, under the same bound as the widest first layer allowed (784 x MAX_WIDTH)
-        hidden_weights = sum(a * b for a, b in zip(self.widths, self.widths[1:]))
+        hidden_weights = sum(a * b for a, b in zip(self.widths, self.widths[1:], strict=False))
         if hidden_weights > 784 * MAX_WIDTH:
             gib = 4 * 4 * hidden_weights / 2**30
-            raise ConfigError(f"model.widths={list(self.widths)}: the weight matrices between hidden layers hold {hidden_weights:,} weights, "
-                              f"at least {gib:,.0f} GiB in training (weights, gradients, momentum, max-norm); keep the product of "
-                              f"neighbouring widths, summed over the layers, under {784 * MAX_WIDTH:,} (e.g. 4096,4096)")
+            raise ConfigError(
+                f"model.widths={list(self.widths)}: the weight matrices between hidden layers hold {hidden_weights:,} "
+                "weights, "
+                f"at least {gib:,.0f} GiB in training (weights, gradients, momentum, max-norm); keep the product of "
+                f"neighbouring widths, summed over the layers, under {784 * MAX_WIDTH:,} (e.g. 4096,4096)"
+            )
         if self.kind == "cnn" and not self.widths:
             raise ConfigError("model.widths=[]: a cnn needs at least one hidden fully connected layer")
         _check_prob("model.p_drop_input", self.p_drop_input)
@@ -120,9 +132,14 @@ class ModelConfig:
         object.__setattr__(self, "p_drop_hidden", hidden)
         if self.kind == "cnn":
             if len(self.conv_channels) != 2 or min(self.conv_channels) < 1:
-                raise ConfigError(f"model.conv_channels={list(self.conv_channels)}: a cnn has two conv blocks, give two positive channel counts")
+                raise ConfigError(
+                    f"model.conv_channels={list(self.conv_channels)}: a cnn has two conv blocks, give two positive "
+                    "channel counts"
+                )
             if len(self.p_drop_conv) != 2:
-                raise ConfigError(f"model.p_drop_conv={list(self.p_drop_conv)}: give one drop probability per conv block (two)")
+                raise ConfigError(
+                    f"model.p_drop_conv={list(self.p_drop_conv)}: give one drop probability per conv block (two)"
+                )
             for i, p in enumerate(self.p_drop_conv):
                 _check_prob(f"model.p_drop_conv[{i}]", p)
         if self.max_norm is not None and self.max_norm <= 0:
@@ -130,8 +147,11 @@ class ModelConfig:
         if self.kind == "mlp":  # keys with no effect on an MLP would still change its identity: refused, not ignored
             for key in ("conv_channels", "p_drop_conv"):
                 if tuple(getattr(self, key)) != getattr(ModelConfig, key):
-                    raise ConfigError(f"model.{key}={list(getattr(self, key))} applies to a cnn's conv blocks only, and model.kind is mlp: "
-                                      f"leave it out (or set model.kind=cnn)")
+                    raise ConfigError(
+                        f"model.{key}={list(getattr(self, key))} applies to a cnn's conv blocks only, and model.kind "
+                        "is mlp: "
+                        f"leave it out (or set model.kind=cnn)"
+                    )
 
 
 @dataclass(frozen=True)
@@ -179,14 +199,24 @@ class TrainConfig:
         _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("train.monitor", self.monitor, MONITORS)
         if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"train.patience={self.patience}: must be a positive number of validation checks, or null to train to the budget")
+            raise ConfigError(
+                f"train.patience={self.patience}: must be a positive number of validation checks, or null to train to "
+                "the budget"
+            )
         if self.patience is not None and not self.select_on_val:
-            raise ConfigError("train.patience needs train.select_on_val=true: early stopping keeps the best checkpoint on validation")
+            raise ConfigError(
+                "train.patience needs train.select_on_val=true: early stopping keeps the best checkpoint on validation"
+            )
         if not 0 <= self.min_improvement < 1:
-            raise ConfigError(f"train.min_improvement={self.min_improvement}: must lie in [0, 1) (a relative drop of the monitored "
-                              "validation value, 0.001 for 0.1%)")
+            raise ConfigError(
+                f"train.min_improvement={self.min_improvement}: must lie in [0, 1) (a relative drop of the monitored "
+                "validation value, 0.001 for 0.1%)"
+            )
         if self.check_every_steps is not None and self.check_every_steps < 1:
-            raise ConfigError(f"train.check_every_steps={self.check_every_steps}: must be a positive number of steps, or null for every epoch")
+            raise ConfigError(
+                f"train.check_every_steps={self.check_every_steps}: must be a positive number of steps, or null for "
+                "every epoch"
+            )
         _check_choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr}: must be positive")
@@ -228,8 +258,11 @@ class RunConfig:
             raise ConfigError(f"experiment={self.experiment!r}: must be a non-empty name without slashes")
         _check_choice("profile", self.profile, PROFILES)
         if self.data.val_fraction == 0 and self.train.select_on_val:
-            raise ConfigError("train.select_on_val=true needs a validation split: set data.val_fraction > 0, or train.select_on_val=false "
-                              "and train.patience=null")
+            raise ConfigError(
+                "train.select_on_val=true needs a validation split: set data.val_fraction > 0, or "
+                "train.select_on_val=false "
+                "and train.patience=null"
+            )
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise ConfigError(f"device={self.device!r}: use cpu, cuda, cuda:N or mps")
 
@@ -240,7 +273,7 @@ class RunConfig:
         """The data config with its split seed resolved: the run's seed unless data.split_seed fixes it."""
         return self.data if self.data.split_seed is not None else dataclasses.replace(self.data, split_seed=self.seed)
 
-    def replace(self, **overrides: Any) -> "RunConfig":
+    def replace(self, **overrides: Any) -> RunConfig:
         """A copy with dotted-key overrides, e.g. ``cfg.replace(**{"model.widths": (512,)})``."""
         return with_overrides(self, overrides)
 
@@ -251,7 +284,7 @@ IDENTITY_EXCLUDES = ("experiment", "profile", "device")  # labels and placement,
 def config_hash(cfg: RunConfig, data_fingerprint: str) -> str:
     """12 hex digits of the SHA-256 over what determines a run's result: the resolved config
     without its labels (experiment, profile) and device, the harness's training-code version
-    (FORMAT_VERSION) and `data_fingerprint`, which says what the data are (`harness.identity`
+    (FORMAT_VERSION) and `data_fingerprint`, which says what the data are (`harness.store.identity`
     gives a run's identity with its data's fingerprint; config knows nothing of data)."""
     d = cfg.to_dict()
     for key in IDENTITY_EXCLUDES:
@@ -266,12 +299,17 @@ def from_dict(d: Mapping[str, Any], cls: type = RunConfig, prefix: str = "") -> 
     """Build a config dataclass from plain JSON-like data, strictly: unknown keys and wrong types
     are errors that name the field and the allowed keys."""
     if not isinstance(d, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys to values, got {type(d).__name__}")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys to values, got {type(d).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(d) - set(names))
     if unknown:
-        raise ConfigError(f"unknown key {prefix}{unknown[0]!s}; allowed keys{' of ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}")
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]!s}; allowed keys{' of ' + prefix.rstrip('.') if prefix else ''}: "
+            f"{', '.join(names)}"
+        )
     kwargs = {}
     for name in names:
         if name not in d:
@@ -296,7 +334,10 @@ def with_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
         node = d
         for part in parts[:-1]:
             if part not in node or not isinstance(node[part], dict):
-                raise ConfigError(f"unknown key {key}; allowed top-level keys: {', '.join(f.name for f in dataclasses.fields(RunConfig))}")
+                raise ConfigError(
+                    f"unknown key {key}; allowed top-level keys: "
+                    f"{', '.join(f.name for f in dataclasses.fields(RunConfig))}"
+                )
             node = node[part]
         node[parts[-1]] = _jsonable(value)
     return from_dict(d)
@@ -332,8 +373,11 @@ def parse_value(raw: str) -> Any:
             return []
         empty = [i for i, part in enumerate(parts) if not part]
         if empty:
-            raise ConfigError(f"value {raw!r}: element {empty[0] + 1} of the list is empty; write the elements separated by single commas, "
-                              "e.g. 512,512")
+            raise ConfigError(
+                f"value {raw!r}: element {empty[0] + 1} of the list is empty; write the elements separated by single "
+                "commas, "
+                "e.g. 512,512"
+            )
         return [parse_value(part) for part in parts]
     return raw
 
@@ -349,13 +393,17 @@ def load_config_file(path: str) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
     try:
         if p.suffix == ".toml":
             return tomllib.loads(text)
         return json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}") from None
+        raise ConfigError(
+            f"config file {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}"
+        ) from None
 
 
 def _finite(name: str, value: float) -> float:

@@ -13,7 +13,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture
 def store(tmp_path):
-    from harness.store import RunStore
+    from harness.store.runs import RunStore
 
     return RunStore(tmp_path / "runs")
 

@@ -68,8 +68,25 @@ def test_coadapt_and_compare_an_experiment(tmp_path, capsys):
     s = str(tmp_path / "s")
     for p in ("0.0", "0.5"):
         for seed in ("0", "1"):
-            argv = ["train", "--dataset", "digits", "--widths", "16", "--epochs", "1", "--p-drop-input", "0",
-                    "--p-drop-hidden", p, "--seed", seed, "--experiment", "co", "--store", s]
+            argv = [
+                "train",
+                "--dataset",
+                "digits",
+                "--widths",
+                "16",
+                "--epochs",
+                "1",
+                "--p-drop-input",
+                "0",
+                "--p-drop-hidden",
+                p,
+                "--seed",
+                seed,
+                "--experiment",
+                "co",
+                "--store",
+                s,
+            ]
             assert main(argv) == 0
     capsys.readouterr()
     assert main(["compare", "--experiment", "co", "--store", s]) == 2
@@ -92,10 +109,27 @@ def test_shift_evaluates_a_stored_run_under_shift(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--widths", "16", "--epochs", "1", "--store", s]) == 0
     run_id = [p.name for p in (tmp_path / "s").iterdir() if p.is_dir() and len(p.name) == 12][0]
     capsys.readouterr()
-    args = ["shift", run_id[:6], "--T", "4", "--members", "2", "--angles", "0,90", "--corruptions", "centre_band", "--severities", "2", "--store", s]
+    args = [
+        "shift",
+        run_id[:6],
+        "--T",
+        "4",
+        "--members",
+        "2",
+        "--angles",
+        "0,90",
+        "--corruptions",
+        "centre_band",
+        "--severities",
+        "2",
+        "--store",
+        s,
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "evaluated" in out and "rotations" in out and "corruptions" in out and "patches" in out and "mc_shared" in out
+    assert (
+        "evaluated" in out and "rotations" in out and "corruptions" in out and "patches" in out and "mc_shared" in out
+    )
     assert main(args) == 0 and "loaded from the store" in capsys.readouterr().out
     assert main(["shift", run_id, "--corruptions", "fog", "--store", s]) == 2
     assert "not a known corruption" in capsys.readouterr().err

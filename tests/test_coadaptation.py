@@ -7,7 +7,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from harness.coadaptation import (
+from harness.config import ModelConfig
+from harness.inference.coadaptation import (
     ablation,
     analyze_model,
     capture,
@@ -20,8 +21,7 @@ from harness.coadaptation import (
     layer_measures,
     participation_ratio,
 )
-from harness.config import ModelConfig
-from harness.models import DropoutNet, DropoutSite, build_model
+from harness.nets.models import DropoutNet, DropoutSite, build_model
 
 
 def test_identical_units_correlate_at_one_and_negated_at_minus_one():
@@ -73,7 +73,9 @@ def test_dead_and_constant_units_are_counted_and_excluded():
     assert hist.sum() == 3  # pairs among the 3 alive units
     assert not any(math.isnan(v) for v in m.values())
     m1, _ = layer_measures(torch.zeros(50, 3))  # a dead layer is not decorrelated: its correlations are undefined
-    assert m1["n_dead"] == 3 and all(math.isnan(m1[k]) for k in ("mean_abs_r", "median_abs_r", "p90_abs_r", "frac_abs_r_gt_0.5"))
+    assert m1["n_dead"] == 3 and all(
+        math.isnan(m1[k]) for k in ("mean_abs_r", "median_abs_r", "p90_abs_r", "frac_abs_r_gt_0.5")
+    )
     one = torch.zeros(50, 3)
     one[:, 0] = torch.randn(50)
     m2, _ = layer_measures(one)  # one live unit: no pair to correlate
@@ -134,7 +136,9 @@ def test_batched_ablation_equals_zeroing_units_one_by_one():
     base = nn.functional.cross_entropy(md(x.double()), y).item()
 
     def loss_without(removed):
-        hook = md.sites[1].register_forward_pre_hook(lambda mod, inp: (inp[0].index_fill(1, torch.tensor(removed), 0.0),))
+        hook = md.sites[1].register_forward_pre_hook(
+            lambda mod, inp: (inp[0].index_fill(1, torch.tensor(removed), 0.0),)
+        )
         try:
             return nn.functional.cross_entropy(md(x.double()), y).item() - base
         finally:
@@ -160,15 +164,23 @@ def test_analyze_model_tables():
 
 
 def test_compare_reports_difference_interval_and_rank_test():
-    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(10)], "p_drop_hidden": [0.0] * 5 + [0.5] * 5,
-                         "train_error": [0.0] * 5 + [0.01] * 5, "test_error": [0.05] * 5 + [0.03] * 5})
+    runs = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(10)],
+            "p_drop_hidden": [0.0] * 5 + [0.5] * 5,
+            "train_error": [0.0] * 5 + [0.01] * 5,
+            "test_error": [0.05] * 5 + [0.03] * 5,
+        }
+    )
     values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     measures = pd.DataFrame({"run_id": runs.run_id, "layer": "hidden1", "metric": "mean_abs_r", "value": values})
     out = compare(measures, runs, "p_drop_hidden")
     row = out.iloc[0]
     assert row["diff"] == 5.0 and row["ci_low"] <= 5.0 <= row["ci_high"] and row["ci_low"] > 0
     assert row["mannwhitney_u"] == 25.0 and math.isclose(row["p_value"], 2 / 252)
-    assert row["method"] == "welch-t" and math.isclose(row["ci_high"] - 5.0, stats.t.ppf(0.975, 8) * math.sqrt(2 * 2.5 / 5))
+    assert row["method"] == "welch-t" and math.isclose(
+        row["ci_high"] - 5.0, stats.t.ppf(0.975, 8) * math.sqrt(2 * 2.5 / 5)
+    )
     two = compare(pd.concat([measures, measures.assign(metric="decov", value=[1.0] * 10)]), runs, "p_drop_hidden")
     assert np.allclose(two["p_adjusted"], [2 * (2 / 252), 1.0])  # Benjamini-Hochberg across the table
     assert row["n"] == 5 and row["n_baseline"] == 5 and row["test_error"] == 0.03
@@ -181,9 +193,15 @@ def test_capture_averages_1d_conv_blocks_over_the_signal():
     cnn = build_model(ModelConfig(kind="cnn", widths=(16,), conv_channels=(3, 4)), (2, 12), 10).eval()
     x = torch.randn(50, 2, 12)
     acts, full = capture(cnn, x), cnn.hidden_activations(x)
-    assert torch.equal(acts["block1"], full["block1"].mean(2)) and acts["block2"].shape == (50, 4) and torch.equal(acts["hidden1"], full["hidden1"])
+    assert (
+        torch.equal(acts["block1"], full["block1"].mean(2))
+        and acts["block2"].shape == (50, 4)
+        and torch.equal(acts["hidden1"], full["hidden1"])
+    )
     t = analyze_model(cnn, x, torch.randint(0, 10, (50,)), run_id="r", n_pairs=5)
-    assert set(t["coadaptation"].layer) == {"block1", "block2", "hidden1"} and t["features"].empty  # features: MLPs only
+    assert (
+        set(t["coadaptation"].layer) == {"block1", "block2", "hidden1"} and t["features"].empty
+    )  # features: MLPs only
 
 
 @pytest.mark.parametrize("shape", [(2, 6), (5,), (1, 3, 4)])
@@ -214,7 +232,11 @@ def test_features_are_drawn_to_fit_the_data(shape, kind):
     ax = axes[0][0]
     shown = draw_units(ax, f, kind)
     if kind == "signal":  # one curve per unit over the 40 positions, in lanes
-        assert shown == SIGNAL_UNITS and len(ax.lines) == SIGNAL_UNITS and all(len(line.get_xdata()) == 40 for line in ax.lines)
+        assert (
+            shown == SIGNAL_UNITS
+            and len(ax.lines) == SIGNAL_UNITS
+            and all(len(line.get_xdata()) == 40 for line in ax.lines)
+        )
         assert np.allclose(ax.lines[3].get_ydata(), f[f.unit == 3].value.to_numpy() * 0.9 + 3)
     elif kind == "features":  # a heat map: units x inputs
         assert shown == 20 and ax.images[0].get_array().shape == (20, 9)

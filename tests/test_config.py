@@ -80,14 +80,14 @@ def test_cross_field_checks():
 
 
 def test_config_knows_nothing_of_data():
-    """Run identity lives where config and data meet (harness.identity): importing the config
+    """Run identity lives where config and data meet (harness.store.identity): importing the config
     module imports no data module, and a user's .npz path is a valid dataset name."""
     import subprocess
     import sys
 
     code = "import sys, harness.config; print(sorted(m for m in sys.modules if m.startswith('harness.')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "harness.data" not in out and "harness.config" in out
+    assert "harness.data.datasets" not in out and "harness.config" in out
     assert DataConfig(name="/tmp/mine.npz").name == "/tmp/mine.npz"
     with pytest.raises(ConfigError, match=r"or the path of a \.npz file"):
         DataConfig(name="mine.csv")

@@ -1,8 +1,8 @@
 import functools
-import math
 import gzip
 import hashlib
 import http.server
+import math
 import os
 import pickle
 import struct
@@ -14,8 +14,22 @@ import pytest
 import torch
 
 from harness.config import DataConfig
-from harness.data import (METADATA, DataInfo, Source, data_dir, describe, fetch, fingerprint, load_dataset, load_raw, missing_files, read_idx,
-                          safe_unpickle, stratified_split, stratified_subsample)
+from harness.data.datasets import (
+    METADATA,
+    DataInfo,
+    Source,
+    data_dir,
+    describe,
+    fetch,
+    fingerprint,
+    load_dataset,
+    load_raw,
+    missing_files,
+    read_idx,
+    safe_unpickle,
+    stratified_split,
+    stratified_subsample,
+)
 from harness.errors import DataError
 
 
@@ -57,7 +71,11 @@ def test_stratified_subsample_keeps_class_proportions():
 
 def test_mnist5k_splits_and_standardization():
     d = load_dataset(DataConfig())
-    assert d.x_train.shape == (3600, 1, 28, 28) and d.x_val.shape == (400, 1, 28, 28) and d.x_test.shape == (1000, 1, 28, 28)
+    assert (
+        d.x_train.shape == (3600, 1, 28, 28)
+        and d.x_val.shape == (400, 1, 28, 28)
+        and d.x_test.shape == (1000, 1, 28, 28)
+    )
     assert d.n_classes == 10 and d.x_train.dtype == torch.float32
     # statistics come from the training split only: it is standardized exactly, the others nearly
     assert abs(d.x_train.double().mean().item()) < 1e-5 and abs(d.x_train.double().std().item() - 1) < 1e-3
@@ -76,8 +94,15 @@ def test_train_size_subsamples_and_too_large_is_an_error():
 
 def test_mnist1d_is_a_one_channel_signal_with_its_published_split():
     d = load_dataset(DataConfig(name="mnist1d", val_fraction=0.1))
-    assert d.input_shape == (1, 40) and d.kind == "signal" and len(d.y_test) == 1000 and len(d.y_train) + len(d.y_val) == 4000
-    with np.load(data_dir() / "mnist1d.npz") as z:  # the cache keeps the generator's (N, 40): the loader adds the channel
+    assert (
+        d.input_shape == (1, 40)
+        and d.kind == "signal"
+        and len(d.y_test) == 1000
+        and len(d.y_train) + len(d.y_val) == 4000
+    )
+    with np.load(
+        data_dir() / "mnist1d.npz"
+    ) as z:  # the cache keeps the generator's (N, 40): the loader adds the channel
         assert z["x"].shape == (4000, 40) and np.array_equal(load_raw("mnist1d").x[:, 0], z["x"])
 
 
@@ -220,7 +245,12 @@ def test_metadata_of_embedded_datasets_equals_what_loading_gives(name):
     info = describe(name)
     assert info == METADATA[name] == describe(name, files=False)
     d = load_dataset(DataConfig(name=name, val_fraction=0.0))
-    assert (info.input_shape, info.n_examples, info.n_test, info.n_classes) == (d.input_shape, len(d.y_train), len(d.y_test), d.n_classes)
+    assert (info.input_shape, info.n_examples, info.n_test, info.n_classes) == (
+        d.input_shape,
+        len(d.y_train),
+        len(d.y_test),
+        d.n_classes,
+    )
     assert info.kind == d.kind and missing_files(name) == []
 
 
@@ -229,15 +259,24 @@ def test_standard_datasets_are_described_without_their_files(tmp_path, monkeypat
     assert describe("mnist") == DataInfo("mnist", (1, 28, 28), "image", 60000, 10000, 10)
     assert describe("fashion-mnist", files=False) == DataInfo("fashion-mnist", (1, 28, 28), "image", 60000, 10000, 10)
     assert describe("cifar10") == DataInfo("cifar10", (3, 32, 32), "image", 50000, 10000, 10)
-    assert missing_files("mnist") == [tmp_path / "mnist" / f"{stem}.gz" for stem in
-                                      ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    assert missing_files("mnist") == [
+        tmp_path / "mnist" / f"{stem}.gz"
+        for stem in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    ]
     assert [p.name for p in missing_files("cifar10")] == [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     assert list(tmp_path.iterdir()) == []  # nothing written
     write_mnist_like(tmp_path / "mnist", gz=False)  # 60 + 20 examples, unzipped: they count
     assert missing_files("mnist") == [] and describe("mnist") == DataInfo("mnist", (1, 28, 28), "image", 60, 20, 10)
     assert describe("mnist", files=False) == METADATA["mnist"]  # metadata whenever asked
     (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").unlink()
-    assert [p.name for p in missing_files("mnist")] == ["t10k-labels-idx1-ubyte.gz"] and describe("mnist") == METADATA["mnist"]
+    assert [p.name for p in missing_files("mnist")] == ["t10k-labels-idx1-ubyte.gz"] and describe("mnist") == METADATA[
+        "mnist"
+    ]
     with pytest.raises(DataError, match="unknown dataset 'svhn'"):
         describe("svhn")
 
@@ -259,13 +298,25 @@ def test_npz_images_with_and_without_a_channel_axis_and_flat_features(tmp_path):
     assert raw.x.shape == (50, 1, 6, 6) and raw.x_test is None and raw.y.dtype == np.int64
     # no official test split: the fixed stratified 20%, 2 of each class's 10
     assert describe(hw) == DataInfo(hw, (1, 6, 6), "image", 40, 10, 5)
-    chw = _npz(tmp_path / "chw.npz", x=rng.random((30, 3, 4, 4)), y=np.arange(30) % 3, x_test=rng.random((9, 3, 4, 4)), y_test=np.arange(9) % 3)
+    chw = _npz(
+        tmp_path / "chw.npz",
+        x=rng.random((30, 3, 4, 4)),
+        y=np.arange(30) % 3,
+        x_test=rng.random((9, 3, 4, 4)),
+        y_test=np.arange(9) % 3,
+    )
     assert describe(chw) == DataInfo(chw, (3, 4, 4), "image", 30, 9, 3)
     flat = _npz(tmp_path / "flat.npz", x=rng.random((40, 7)).astype(np.float32), y=np.arange(40) % 4)
     d = load_dataset(DataConfig(name=flat, val_fraction=0.25))
-    assert d.input_shape == (7,) and d.kind == "features" and (len(d.y_train), len(d.y_val), len(d.y_test)) == (24, 8, 8)
+    assert (
+        d.input_shape == (7,) and d.kind == "features" and (len(d.y_train), len(d.y_val), len(d.y_test)) == (24, 8, 8)
+    )
     assert describe(flat) == DataInfo(flat, (7,), "features", 32, 8, 4) and missing_files(flat) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chw.npz", "flat.npz", "hw.npz"]  # nothing written beside them, no cache
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chw.npz",
+        "flat.npz",
+        "hw.npz",
+    ]  # nothing written beside them, no cache
 
 
 def test_an_edited_npz_gets_a_new_fingerprint(tmp_path):
@@ -285,25 +336,59 @@ BROKEN_NPZ = {  # case: (arrays or bytes, words the message must hold)
     "not a zip": (b"x,y\n1,2\n", ["not a valid .npz file", "zip archive"]),
     "a .npy": ("npy", ["not a valid .npz file"]),
     "truncated": ("truncated", ["not a valid .npz file", "truncated"]),
-    "pickle": ({"x": np.array([[1.0], [2.0]], dtype=object), "y": np.arange(2)}, ["array 'x' holds Python objects", "never loads"]),
+    "pickle": (
+        {"x": np.array([[1.0], [2.0]], dtype=object), "y": np.arange(2)},
+        ["array 'x' holds Python objects", "never loads"],
+    ),
     "no x": ({"X": np.zeros((4, 2)), "y": np.arange(4) % 2}, ["has no array 'x'", "arrays: X, y"]),
-    "misspelt x_test": ({"x": np.random.rand(4, 2), "y": np.arange(4) % 2, "xtest": np.zeros((2, 2))}, ["array named 'xtest'", "only x, y, x_test"]),
+    "misspelt x_test": (
+        {"x": np.random.rand(4, 2), "y": np.arange(4) % 2, "xtest": np.zeros((2, 2))},
+        ["array named 'xtest'", "only x, y, x_test"],
+    ),
     "no y": ({"x": np.zeros((4, 2))}, ["has no array 'y'", "arrays: x"]),
-    "x_test alone": ({"x": np.random.rand(4, 2), "y": np.arange(4) % 2, "x_test": np.zeros((2, 2))}, ["holds x_test but no y_test", "give both"]),
-    "y_test alone": ({"x": np.random.rand(4, 2), "y": np.arange(4) % 2, "y_test": np.arange(2)}, ["holds y_test but no x_test"]),
+    "x_test alone": (
+        {"x": np.random.rand(4, 2), "y": np.arange(4) % 2, "x_test": np.zeros((2, 2))},
+        ["holds x_test but no y_test", "give both"],
+    ),
+    "y_test alone": (
+        {"x": np.random.rand(4, 2), "y": np.arange(4) % 2, "y_test": np.arange(2)},
+        ["holds y_test but no x_test"],
+    ),
     "lengths": ({"x": np.random.rand(5, 2), "y": np.arange(4) % 2}, ["x holds 5 examples but y 4 labels"]),
-    "nan": ({"x": np.where(np.eye(4, 3) > 0, np.nan, 1.0), "y": np.arange(4) % 2}, ["x holds 3 NaN or infinite values"]),
-    "float labels": ({"x": np.random.rand(4, 2), "y": np.array([0.0, 1.0, 0.5, 1.0])}, ["y holds float64 labels", "astype(np.int64)"]),
-    "negative labels": ({"x": np.random.rand(4, 2), "y": np.array([0, 1, -1, 1])}, ["labels include -1", "never negative"]),
-    "labels from 1": ({"x": np.random.rand(4, 2), "y": np.array([1, 2, 1, 2])}, ["smallest label of y is 1", "subtract 1"]),
+    "nan": (
+        {"x": np.where(np.eye(4, 3) > 0, np.nan, 1.0), "y": np.arange(4) % 2},
+        ["x holds 3 NaN or infinite values"],
+    ),
+    "float labels": (
+        {"x": np.random.rand(4, 2), "y": np.array([0.0, 1.0, 0.5, 1.0])},
+        ["y holds float64 labels", "astype(np.int64)"],
+    ),
+    "negative labels": (
+        {"x": np.random.rand(4, 2), "y": np.array([0, 1, -1, 1])},
+        ["labels include -1", "never negative"],
+    ),
+    "labels from 1": (
+        {"x": np.random.rand(4, 2), "y": np.array([1, 2, 1, 2])},
+        ["smallest label of y is 1", "subtract 1"],
+    ),
     "label gap": ({"x": np.random.rand(4, 2), "y": np.array([0, 3, 0, 3])}, ["no example of 1, 2", "renumber"]),
-    "one-hot labels": ({"x": np.random.rand(4, 2), "y": np.eye(4, 2, dtype=np.int64)}, ["y has shape (4, 2)", "argmax(1)"]),
+    "one-hot labels": (
+        {"x": np.random.rand(4, 2), "y": np.eye(4, 2, dtype=np.int64)},
+        ["y has shape (4, 2)", "argmax(1)"],
+    ),
     "1-d x": ({"x": np.random.rand(4), "y": np.arange(4) % 2}, ["x has shape (4,)", "x[:, None]"]),
-    "5-d x": ({"x": np.random.rand(4, 1, 2, 2, 2), "y": np.arange(4) % 2}, ["x has shape (4, 1, 2, 2, 2)", "(N, C, H, W)"]),
-    "test shape": ({"x": np.random.rand(4, 3), "y": np.arange(4) % 2, "x_test": np.random.rand(2, 4), "y_test": np.arange(2)},
-                   ["x holds examples of shape (3,) but x_test of shape (4,)"]),
-    "unseen test label": ({"x": np.random.rand(4, 3), "y": np.arange(4) % 2, "x_test": np.random.rand(2, 3), "y_test": np.array([0, 2])},
-                          ["test labels include 2"]),
+    "5-d x": (
+        {"x": np.random.rand(4, 1, 2, 2, 2), "y": np.arange(4) % 2},
+        ["x has shape (4, 1, 2, 2, 2)", "(N, C, H, W)"],
+    ),
+    "test shape": (
+        {"x": np.random.rand(4, 3), "y": np.arange(4) % 2, "x_test": np.random.rand(2, 4), "y_test": np.arange(2)},
+        ["x holds examples of shape (3,) but x_test of shape (4,)"],
+    ),
+    "unseen test label": (
+        {"x": np.random.rand(4, 3), "y": np.arange(4) % 2, "x_test": np.random.rand(2, 3), "y_test": np.array([0, 2])},
+        ["test labels include 2"],
+    ),
     "strings": ({"x": np.array([["a"], ["b"]]), "y": np.arange(2)}, ["x holds <U1 values", "real numbers"]),
 }
 
@@ -332,11 +417,11 @@ def test_broken_npz_files_are_refused_naming_file_problem_and_fix(tmp_path, case
 
 @pytest.mark.parametrize("layout", ["hw", "chw", "flat"])
 def test_a_users_npz_trains_and_evaluates_end_to_end(tmp_path, layout, store):
-    from harness.coadaptation import CoadaptSettings
     from harness.config import RunConfig
-    from harness.evaluation import MCSettings
-    from harness.robustness import RobustnessSettings, fit_robustness
-    from harness.run import Evaluations, execute
+    from harness.inference.coadaptation import CoadaptSettings
+    from harness.inference.evaluation import MCSettings
+    from harness.inference.robustness import RobustnessSettings, fit_robustness
+    from harness.sweep.run import Evaluations, execute
 
     rng = np.random.default_rng(0)
     y = np.arange(120) % 3
@@ -344,20 +429,38 @@ def test_a_users_npz_trains_and_evaluates_end_to_end(tmp_path, layout, store):
     x = rng.normal(size=(120, *shape)) + y.reshape(-1, *[1] * len(shape))  # the class shifts every input: learnable
     path = _npz(tmp_path / f"{layout}.npz", x=x.astype(np.float32), y=y)
     info = describe(path)
-    settings, notes = fit_robustness(RobustnessSettings(T=4, members=2, angles=(0, 90), corruptions=("shot_noise",), severities=(1,)), info)
+    settings, notes = fit_robustness(
+        RobustnessSettings(T=4, members=2, angles=(0, 90), corruptions=("shot_noise",), severities=(1,)), info
+    )
     assert bool(notes) == (layout == "flat")
-    cfg = RunConfig(experiment="npz").replace(**{"data.name": path, "data.val_fraction": 0.25, "model.widths": [16], "train.epochs": 3,
-                                                  "train.batch_size": 12})
-    wanted = Evaluations(mc=MCSettings(T=4, streams=1, per_example=False), coadapt=CoadaptSettings(n_pairs=3), robustness=settings)
+    cfg = RunConfig(experiment="npz").replace(
+        **{
+            "data.name": path,
+            "data.val_fraction": 0.25,
+            "model.widths": [16],
+            "train.epochs": 3,
+            "train.batch_size": 12,
+        }
+    )
+    wanted = Evaluations(
+        mc=MCSettings(T=4, streams=1, per_example=False), coadapt=CoadaptSettings(n_pairs=3), robustness=settings
+    )
     rec = execute(cfg, store, evaluations=wanted)
     assert rec.row["status"] == "ok" and rec.row["dataset"] == path and rec.row["train_size"] == 72
-    assert rec.row["test_error"] < 0.5  # three classes apart by one standard deviation per input: far better than chance (2/3)
+    assert (
+        rec.row["test_error"] < 0.5
+    )  # three classes apart by one standard deviation per input: far better than chance (2/3)
     sh = store.read_table("shift", [rec.run_id])
-    expected = {"hw": {"test", "rotation_90", "shot_noise_1", "permuted", "patches"}, "chw": {"test", "rotation_90", "shot_noise_1", "permuted", "patches"},
-                "flat": {"test", "gaussian_noise_1", "permuted"}}[layout]
+    expected = {
+        "hw": {"test", "rotation_90", "shot_noise_1", "permuted", "patches"},
+        "chw": {"test", "rotation_90", "shot_noise_1", "permuted", "patches"},
+        "flat": {"test", "gaussian_noise_1", "permuted"},
+    }[layout]
     assert set(sh["set"]) - {"val"} == expected
     feats = store.read_table("features", [rec.run_id])
-    assert len(feats) == 16 * math.prod(shape[-2:] if layout != "flat" else shape) and (layout != "flat" or feats.y.max() == 0)
+    assert len(feats) == 16 * math.prod(shape[-2:] if layout != "flat" else shape) and (
+        layout != "flat" or feats.y.max() == 0
+    )
     assert execute(cfg, store, evaluations=wanted).cached  # the same file: the same run
 
 

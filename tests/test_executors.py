@@ -12,21 +12,23 @@ import pytest
 import torch
 
 from harness.config import RunConfig
-from harness.executors import run_sweep, sweep_status
-from harness.store import RunStore
-from harness.identity import run_id
+from harness.store.identity import run_id
+from harness.store.runs import RunStore
+from harness.sweep.executors import run_sweep, sweep_status
 
-EXPERIMENT = '''
+EXPERIMENT = """
 from harness.config import RunConfig
 NAME = "sweep"
 def configs(profile):
     base = RunConfig().replace(**{{"data.name": "digits", "model.widths": [16], "train.epochs": {epochs}}})
     return [base.replace(seed=s) for s in range({n})]
-'''
+"""
 
 
 def configs(n=4, epochs=2):
-    base = RunConfig(experiment="sweep", profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": epochs})
+    base = RunConfig(experiment="sweep", profile="smoke").replace(
+        **{"data.name": "digits", "model.widths": [16], "train.epochs": epochs}
+    )
     return [base.replace(seed=s) for s in range(n)]
 
 
@@ -38,7 +40,14 @@ def experiment_file(tmp_path, n, epochs):
 
 def cli(*args, **kw):
     env = dict(os.environ, HARNESS_PROGRESS="0")
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
 
 
 def states(store, cfgs):
@@ -69,7 +78,9 @@ def test_every_executor_gives_bit_identical_runs(tmp_path):
 def test_a_killed_sweep_resumes_with_the_remaining_runs_only(tmp_path):
     store_dir = tmp_path / "runs"
     exp = experiment_file(tmp_path, n=6, epochs=6)
-    proc = cli("run", str(exp), "--profile", "smoke", "--store", str(store_dir), "--threads", "1", start_new_session=True)
+    proc = cli(
+        "run", str(exp), "--profile", "smoke", "--store", str(store_dir), "--threads", "1", start_new_session=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not store_dir.is_dir() or len(RunStore(store_dir).run_ids()) < 2):
         time.sleep(0.05)
@@ -90,7 +101,7 @@ def test_a_killed_sweep_resumes_with_the_remaining_runs_only(tmp_path):
 
 
 def test_failures_are_recorded_and_retried_only_on_request(tmp_path, monkeypatch):
-    import harness.executors as ex
+    import harness.sweep.executors as ex
 
     store = RunStore(tmp_path / "runs")
     cfgs = configs(n=3)
@@ -150,8 +161,8 @@ def test_two_sweeps_at_once_share_a_store_without_duplicates(tmp_path):
 
 
 def test_evaluations_added_later_reuse_the_trained_runs(tmp_path):
-    from harness.evaluation import MCSettings
-    from harness.run import Evaluations
+    from harness.inference.evaluation import MCSettings
+    from harness.sweep.run import Evaluations
 
     store = RunStore(tmp_path / "runs")
     cfgs = configs(n=2)
@@ -180,14 +191,21 @@ def test_a_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch):
     assert [p.stem for p in (store.root / ".failed").glob("*.json")] == [doomed] and store.claimed() == {}
     monkeypatch.delenv("HARNESS_FAULT_KILL_RUN")
     again = run_sweep(cfgs, store, executor="processes", workers=2, threads=1)
-    assert [run_id(c) for c, _ in again.skipped] == [doomed] and len(again.records) == 5 and all(r.cached for r in again.records)
+    assert (
+        [run_id(c) for c, _ in again.skipped] == [doomed]
+        and len(again.records) == 5
+        and all(r.cached for r in again.records)
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"task_gpus": 1.0}, "--task-gpus 1: the Ray cluster's nodes have at most 0 GPUs"),
-    ({"task_cpus": 64.0}, "--task-cpus 64: the Ray cluster's nodes have at most 2 CPUs"),
-    ({"ray_address": "auto"}, "--ray-address auto: no Ray cluster found"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"task_gpus": 1.0}, "--task-gpus 1: the Ray cluster's nodes have at most 0 GPUs"),
+        ({"task_cpus": 64.0}, "--task-cpus 64: the Ray cluster's nodes have at most 2 CPUs"),
+        ({"ray_address": "auto"}, "--ray-address auto: no Ray cluster found"),
+    ],
+)
 def test_ray_requests_the_cluster_cannot_meet_are_refused(tmp_path, kwargs, message):
     """These used to hang (a task no node can run waits forever) or end in a traceback."""
     from harness.errors import ConfigError
@@ -200,17 +218,28 @@ def test_ray_requests_the_cluster_cannot_meet_are_refused(tmp_path, kwargs, mess
 
 def test_a_sweep_hands_out_its_longest_runs_first():
     from harness.config import RunConfig
-    from harness.executors import Task, longest_first
-    from harness.plan import run_flops
-    from harness.run import Evaluations
+    from harness.sweep.executors import Task, longest_first
+    from harness.sweep.plan import run_flops
+    from harness.sweep.run import Evaluations
 
     small = RunConfig(profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": 2})
     big = small.replace(**{"model.widths": [256, 256]})
     cnn = small.replace(**{"model.kind": "cnn", "model.widths": [64]})
     longer = small.replace(**{"train.epochs": 20})
-    tasks = [Task(small, Evaluations()), Task(big, Evaluations(), evaluate_only=True), Task(cnn, Evaluations()), Task(longer, Evaluations()),
-             Task(big, Evaluations())]
+    tasks = [
+        Task(small, Evaluations()),
+        Task(big, Evaluations(), evaluate_only=True),
+        Task(cnn, Evaluations()),
+        Task(longer, Evaluations()),
+        Task(big, Evaluations()),
+    ]
     order = longest_first(tasks)
     costs = [run_flops(t.cfg) for t in order if not t.evaluate_only]
-    assert costs == sorted(costs, reverse=True) and costs[-1] == run_flops(small) and run_flops(longer) == pytest.approx(10 * run_flops(small), rel=0.2)
-    assert order[-1].evaluate_only and order[0].cfg == cnn  # the CNN is the longest, an evaluation-only task the shortest
+    assert (
+        costs == sorted(costs, reverse=True)
+        and costs[-1] == run_flops(small)
+        and run_flops(longer) == pytest.approx(10 * run_flops(small), rel=0.2)
+    )
+    assert (
+        order[-1].evaluate_only and order[0].cfg == cnn
+    )  # the CNN is the longest, an evaluation-only task the shortest

@@ -68,7 +68,10 @@ def test_garbage_failure_record_names_the_file(tmp_path, trained, capsys):
     assert not (s / run_id).exists()
 
 
-@pytest.mark.parametrize("command", [["mc", "--force", "--T", "4", "--streams", "1"], ["shift", "--T", "2", "--members", "2", "--angles", "0"]])
+@pytest.mark.parametrize(
+    "command",
+    [["mc", "--force", "--T", "4", "--streams", "1"], ["shift", "--T", "2", "--members", "2", "--angles", "0"]],
+)
 def test_truncated_config_json(store_copy, command, capsys):
     s, run_id = store_copy
     path = s / run_id / "config.json"
@@ -80,9 +83,9 @@ def test_truncated_config_json(store_copy, command, capsys):
 
 MINI = """
 from harness.config import RunConfig
-from harness.ensembles import ensembles_of
-from harness.robustness import RobustnessSettings
-from harness.run import Evaluations
+from harness.inference.ensembles import ensembles_of
+from harness.inference.robustness import RobustnessSettings
+from harness.sweep.run import Evaluations
 
 NAME = "mini"
 
@@ -97,7 +100,8 @@ def ensembles(profile):
 
 
 def evaluations(profile):
-    return Evaluations(robustness=RobustnessSettings(T=2, members=2, angles=(0,), corruptions=("shot_noise",), severities=(1,),
+    return Evaluations(robustness=RobustnessSettings(T=2, members=2, angles=(0,), corruptions=("shot_noise",),
+                                                     severities=(1,),
                                                      unseen=("permuted",), per_example=("none",)))
 
 
@@ -133,7 +137,9 @@ def test_huge_widths_are_refused_before_allocating(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("fraction, needle", [(0.999999, "leaves no training examples"), (0.001, "holds out no validation examples")])
+@pytest.mark.parametrize(
+    "fraction, needle", [(0.999999, "leaves no training examples"), (0.001, "holds out no validation examples")]
+)
 def test_a_split_without_examples_is_refused(tmp_path, fraction, needle, capsys):
     rc, _, err = run_cli(["train", *TINY, "--set", f"data.val_fraction={fraction}", "--store", tmp_path / "s"], capsys)
     assert rc == 2
@@ -161,12 +167,21 @@ def test_reading_commands_do_not_create_a_missing_store(tmp_path, capsys):
 
 def idx_bytes(a: np.ndarray) -> bytes:
     code = {np.dtype(np.uint8): 0x08, np.dtype(np.float32): 0x0D}[a.dtype]
-    return struct.pack(">BBBB", 0, 0, code, a.ndim) + struct.pack(">" + "I" * a.ndim, *a.shape) + a.astype(a.dtype.newbyteorder(">")).tobytes()
+    return (
+        struct.pack(">BBBB", 0, 0, code, a.ndim)
+        + struct.pack(">" + "I" * a.ndim, *a.shape)
+        + a.astype(a.dtype.newbyteorder(">")).tobytes()
+    )
 
 
 def write_idx(folder, x, y, xt, yt):
     folder.mkdir(parents=True, exist_ok=True)
-    for name, a in (("train-images-idx3-ubyte", x), ("train-labels-idx1-ubyte", y), ("t10k-images-idx3-ubyte", xt), ("t10k-labels-idx1-ubyte", yt)):
+    for name, a in (
+        ("train-images-idx3-ubyte", x),
+        ("train-labels-idx1-ubyte", y),
+        ("t10k-images-idx3-ubyte", xt),
+        ("t10k-labels-idx1-ubyte", yt),
+    ):
         (folder / f"{name}.gz").write_bytes(gzip.compress(idx_bytes(a)))
 
 
@@ -177,11 +192,26 @@ def images(n, size, seed=0):
 LABELS = (np.arange(60) % 10).astype(np.uint8)
 TEST_LABELS = (np.arange(20) % 10).astype(np.uint8)
 DATA_CASES = {
-    "sizes": ((images(60, 28), LABELS, images(20, 20), TEST_LABELS), ["train-images-idx3-ubyte.gz holds 28 x 28", "t10k-images-idx3-ubyte.gz holds 20 x 20"]),
-    "float labels": ((images(60, 28), LABELS.astype(np.float32), images(20, 28), TEST_LABELS), ["train-labels-idx1-ubyte.gz holds float32 labels", "integers"]),
-    "unseen test labels": ((images(60, 28), LABELS, images(20, 28), TEST_LABELS + 40), ["test labels include 40..49", "training labels: 0..9"]),
-    "no pixels": ((np.zeros((60, 0, 0), np.uint8), LABELS, np.zeros((20, 0, 0), np.uint8), TEST_LABELS), ["hold no pixels"]),
-    "constant": ((np.full((60, 28, 28), 7, np.uint8), LABELS, images(20, 28), TEST_LABELS), ["are constant", "standard deviation, 0"]),
+    "sizes": (
+        (images(60, 28), LABELS, images(20, 20), TEST_LABELS),
+        ["train-images-idx3-ubyte.gz holds 28 x 28", "t10k-images-idx3-ubyte.gz holds 20 x 20"],
+    ),
+    "float labels": (
+        (images(60, 28), LABELS.astype(np.float32), images(20, 28), TEST_LABELS),
+        ["train-labels-idx1-ubyte.gz holds float32 labels", "integers"],
+    ),
+    "unseen test labels": (
+        (images(60, 28), LABELS, images(20, 28), TEST_LABELS + 40),
+        ["test labels include 40..49", "training labels: 0..9"],
+    ),
+    "no pixels": (
+        (np.zeros((60, 0, 0), np.uint8), LABELS, np.zeros((20, 0, 0), np.uint8), TEST_LABELS),
+        ["hold no pixels"],
+    ),
+    "constant": (
+        (np.full((60, 28, 28), 7, np.uint8), LABELS, images(20, 28), TEST_LABELS),
+        ["are constant", "standard deviation, 0"],
+    ),
 }
 
 
@@ -190,8 +220,22 @@ def test_degenerate_idx_files_are_refused_by_name(tmp_path, monkeypatch, case, c
     arrays, needles = DATA_CASES[case]
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))
     write_idx(tmp_path / "data" / "mnist", *arrays)
-    rc, _, err = run_cli(["train", "--dataset", "mnist", "--widths", "8", "--epochs", "1", "--set", "data.val_fraction=0.5",
-                          "--store", tmp_path / "s"], capsys)
+    rc, _, err = run_cli(
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--widths",
+            "8",
+            "--epochs",
+            "1",
+            "--set",
+            "data.val_fraction=0.5",
+            "--store",
+            tmp_path / "s",
+        ],
+        capsys,
+    )
     assert rc == 2, err
     for needle in needles:
         assert needle in err
@@ -209,11 +253,23 @@ def configs(profile):
 
 EXPERIMENT_CASES = {
     "configs None": (GOOD.replace("return [", "["), "configs('smoke') returned NoneType, expected a list of RunConfig"),
-    "configs int": (GOOD.replace("return [", "return 3 or ["), "configs('smoke') returned int, expected a list of RunConfig"),
-    "ensembles None": (GOOD + "def ensembles(profile):\n    pass\n", "ensembles('smoke') returned NoneType, expected a list of harness.ensembles.Ensemble"),
+    "configs int": (
+        GOOD.replace("return [", "return 3 or ["),
+        "configs('smoke') returned int, expected a list of RunConfig",
+    ),
+    "ensembles None": (
+        GOOD + "def ensembles(profile):\n    pass\n",
+        "ensembles('smoke') returned NoneType, expected a list of harness.inference.ensembles.Ensemble",
+    ),
     "ensembles int": (GOOD + "def ensembles(profile):\n    return 7\n", "ensembles('smoke') returned int"),
-    "evaluations str": (GOOD + "def evaluations(profile):\n    return 'mc'\n", "evaluations('smoke') returned str, expected harness.run.Evaluations"),
-    "exit in configs": (GOOD.replace("    return [", "    import sys; sys.exit(3)\n    return ["), "configs('smoke') called sys.exit(3)"),
+    "evaluations str": (
+        GOOD + "def evaluations(profile):\n    return 'mc'\n",
+        "evaluations('smoke') returned str, expected harness.sweep.run.Evaluations",
+    ),
+    "exit in configs": (
+        GOOD.replace("    return [", "    import sys; sys.exit(3)\n    return ["),
+        "configs('smoke') called sys.exit(3)",
+    ),
     "exit on import": ("import sys\nsys.exit(3)\n" + GOOD, "importing it called sys.exit(3)"),
 }
 
@@ -250,7 +306,9 @@ def test_compare_with_one_group_says_so(measured, capsys):
 
 
 def test_compare_with_an_unknown_metric_lists_the_known_ones(measured, capsys):
-    rc, _, err = run_cli(["compare", "--experiment", "cmp", "--metrics", "mean_abs_r,nosuch", "--store", measured], capsys)
+    rc, _, err = run_cli(
+        ["compare", "--experiment", "cmp", "--metrics", "mean_abs_r,nosuch", "--store", measured], capsys
+    )
     assert rc == 2 and "--metrics: 'nosuch' is not a co-adaptation metric" in err and "effective_rank" in err
 
 
@@ -264,7 +322,13 @@ def test_compare_with_an_unwritable_out(measured, tmp_path, capsys):
 # -- analysis.tables -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, needle", [(["nosuch"], "unknown study 'nosuch'; studies: "), (["shift", "--profile", "fast"], "--profile 'fast' is not known")])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["nosuch"], "unknown study 'nosuch'; studies: "),
+        (["shift", "--profile", "fast"], "--profile 'fast' is not known"),
+    ],
+)
 def test_tables_refuses_unknown_study_and_profile(tmp_path, monkeypatch, argv, needle, capsys):
     monkeypatch.setenv("HARNESS_STORE", str(tmp_path / "s"))
     monkeypatch.setenv("HARNESS_OUT", str(tmp_path / "out"))
@@ -287,10 +351,10 @@ def test_bad_sweep_flags_create_no_store_folder(tmp_path, capsys):
 def test_a_full_store_while_writing_is_refused_and_publishes_nothing(tmp_path, monkeypatch, tiny_cfg):
     import errno
 
-    from harness import store as store_module
     from harness.errors import StoreError
-    from harness.run import execute
-    from harness.store import RunStore
+    from harness.store import runs as store_module
+    from harness.store.runs import RunStore
+    from harness.sweep.run import execute
 
     store = RunStore(tmp_path / "runs")
 
@@ -298,7 +362,9 @@ def test_a_full_store_while_writing_is_refused_and_publishes_nothing(tmp_path, m
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store_module, "write_synced", full)
-    with pytest.raises(StoreError, match=r"could not take run \w+ \(No space left on device\); nothing of it was published"):
+    with pytest.raises(
+        StoreError, match=r"could not take run \w+ \(No space left on device\); nothing of it was published"
+    ):
         execute(tiny_cfg, store)
     assert store.run_ids() == [] and not [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(".tmp-")]
 
@@ -311,7 +377,7 @@ def test_a_read_only_store_is_refused_even_when_the_probe_cannot_be_removed(tmp_
     from pathlib import Path
 
     from harness.errors import StoreError
-    from harness.store import RunStore
+    from harness.store.runs import RunStore
 
     store = RunStore(tmp_path / "runs")
     real_open = builtins.open
@@ -335,15 +401,21 @@ def test_a_read_only_store_is_refused_even_when_the_probe_cannot_be_removed(tmp_
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--set", "model.widths=8,,8"], "model.widths: value '8,,8': element 2 of the list is empty"),
-    (["--widths", "8,,8"], "--widths 8,,8: element 2 is empty"),
-    (["--set", "train.lr=nan"], "train.lr=nan: must be a finite number"),
-    (["--set", "train.lr=-Infinity"], "train.lr=-inf: must be a finite number"),
-    (["--set", "model.p_drop_hidden=[0.5,nan]"], "model.p_drop_hidden[1]=nan: must be a finite number"),
-    (["--set", "model.p_drop_conv=[0.5]"], "model.p_drop_conv=[0.5] applies to a cnn's conv blocks only, and model.kind is mlp"),
-    (["--set", "model.conv_channels=8,8"], "model.conv_channels=[8, 8] applies to a cnn's conv blocks only"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "model.widths=8,,8"], "model.widths: value '8,,8': element 2 of the list is empty"),
+        (["--widths", "8,,8"], "--widths 8,,8: element 2 is empty"),
+        (["--set", "train.lr=nan"], "train.lr=nan: must be a finite number"),
+        (["--set", "train.lr=-Infinity"], "train.lr=-inf: must be a finite number"),
+        (["--set", "model.p_drop_hidden=[0.5,nan]"], "model.p_drop_hidden[1]=nan: must be a finite number"),
+        (
+            ["--set", "model.p_drop_conv=[0.5]"],
+            "model.p_drop_conv=[0.5] applies to a cnn's conv blocks only, and model.kind is mlp",
+        ),
+        (["--set", "model.conv_channels=8,8"], "model.conv_channels=[8, 8] applies to a cnn's conv blocks only"),
+    ],
+)
 def test_overrides_that_passed_before_are_refused_by_name(tmp_path, capsys, argv, message):
     rc, _, err = run_cli(["train", "--dataset", "digits", "--epochs", "1", *argv, "--store", tmp_path / "s"], capsys)
     assert rc == 2 and message in err and "expected float, got str" not in err
@@ -358,35 +430,68 @@ def test_a_bracketed_list_parses_element_by_element():
     assert parse_assignment("model.activation=tanh") == ("model.activation", "tanh")
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--task-gpus", "nan"], "--task-gpus nan: GPUs per Ray task must be a finite number >= 0"),
-    (["--task-cpus", "inf"], "--task-cpus inf: CPUs per Ray task must be a finite number > 0"),
-    (["--executor", "processes", "--workers", "100000"], "workers=100000: at most"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--task-gpus", "nan"], "--task-gpus nan: GPUs per Ray task must be a finite number >= 0"),
+        (["--task-cpus", "inf"], "--task-cpus inf: CPUs per Ray task must be a finite number > 0"),
+        (["--executor", "processes", "--workers", "100000"], "workers=100000: at most"),
+    ],
+)
 def test_sweep_flags_are_checked_before_the_store_is_made(tmp_path, capsys, flags, message):
-    rc, _, err = run_cli(["run", "experiments/exact.py", "--profile", "smoke", *flags, "--store", tmp_path / "s"], capsys)
+    rc, _, err = run_cli(
+        ["run", "experiments/exact.py", "--profile", "smoke", *flags, "--store", tmp_path / "s"], capsys
+    )
     assert rc == 2 and message in err
     assert not (tmp_path / "s").exists()
 
 
 def test_refusals_of_run_and_runs_write_no_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))  # no mnist files there
-    rc, _, err = run_cli(["run", "experiments/exact.py", "--profile", "smoke", "--dataset", "mnist", "--store", tmp_path / "s"], capsys)
+    rc, _, err = run_cli(
+        ["run", "experiments/exact.py", "--profile", "smoke", "--dataset", "mnist", "--store", tmp_path / "s"], capsys
+    )
     assert rc == 2 and "mnist needs" in err and not (tmp_path / "s").exists()
-    rc, _, err = run_cli(["status", "experiments/exact.py", "--profile", "smoke", "--dataset", "mnist", "--store", tmp_path / "s"], capsys)
+    rc, _, err = run_cli(
+        ["status", "experiments/exact.py", "--profile", "smoke", "--dataset", "mnist", "--store", tmp_path / "s"],
+        capsys,
+    )
     assert rc == 2 and "mnist needs" in err and not (tmp_path / "s").exists()
     rc, _, err = run_cli(["runs", "--store", tmp_path / "missing"], capsys)
     assert rc == 2 and "does not exist" in err and not (tmp_path / "missing").exists()
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "tiny.npz", x=rng.normal(size=(6, 4)), y=np.array([0, 1, 0, 1, 0, 1]))  # refused only when a run loads it
-    rc, _, err = run_cli(["run", "experiments/exact.py", "--profile", "smoke", "--dataset", tmp_path / "tiny.npz", "--store", tmp_path / "s"], capsys)
-    assert rc == 2 and "holds out no validation examples" in err and not (tmp_path / "s").exists()  # no store, no .claims/
+    np.savez(
+        tmp_path / "tiny.npz", x=rng.normal(size=(6, 4)), y=np.array([0, 1, 0, 1, 0, 1])
+    )  # refused only when a run loads it
+    rc, _, err = run_cli(
+        [
+            "run",
+            "experiments/exact.py",
+            "--profile",
+            "smoke",
+            "--dataset",
+            tmp_path / "tiny.npz",
+            "--store",
+            tmp_path / "s",
+        ],
+        capsys,
+    )
+    assert (
+        rc == 2 and "holds out no validation examples" in err and not (tmp_path / "s").exists()
+    )  # no store, no .claims/
 
 
-@pytest.mark.parametrize("target, message", [
-    ("experiments", "experiments is a folder, not an experiment file: name one file, e.g. experiments/baseline.py"),
-    ("README.md", "README.md is not an experiment file: an experiment file is Python (.py) that defines NAME and configs(profile)"),
-])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("experiments", "experiments is a folder, not an experiment file: name one file, e.g. experiments/baseline.py"),
+        (
+            "README.md",
+            "README.md is not an experiment file: an experiment file is Python (.py) that defines NAME and "
+            "configs(profile)",
+        ),
+    ],
+)
 def test_an_experiment_path_that_is_no_experiment_file_is_named(tmp_path, capsys, monkeypatch, target, message):
     monkeypatch.chdir(ROOT)
     rc, _, err = run_cli(["run", target, "--profile", "smoke", "--store", tmp_path / "s"], capsys)
@@ -394,11 +499,18 @@ def test_an_experiment_path_that_is_no_experiment_file_is_named(tmp_path, capsys
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("overflow", "x holds values up to 3.9e+300 in magnitude, whose mean or standard deviation overflows: standardization would turn "
-                 "every example into 0; rescale x"),
-    ("one-class", "every example of y has label 0: a classifier needs at least two classes to tell apart"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "overflow",
+            "x holds values up to 3.9e+300 in magnitude, whose mean or standard deviation overflows: standardization "
+            "would turn "
+            "every example into 0; rescale x",
+        ),
+        ("one-class", "every example of y has label 0: a classifier needs at least two classes to tell apart"),
+    ],
+)
 def test_data_a_classifier_cannot_learn_from_is_refused_by_name(tmp_path, capsys, case, message):
     """Before: finite values near 1e300 overflowed in standardization and every example became 0 (a
     run "ok" at chance error), and one class trained one-output nets to error 0 without a word."""
@@ -406,8 +518,10 @@ def test_data_a_classifier_cannot_learn_from_is_refused_by_name(tmp_path, capsys
     x = rng.normal(size=(200, 8)) * (1e300 if case == "overflow" else 1.0)
     y = rng.integers(0, 3, 200) if case == "overflow" else np.zeros(200, dtype=np.int64)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    for argv in (["train", "--dataset", tmp_path / "d.npz", "--widths", "8", "--epochs", "1"],
-                 ["run", "experiments/exact.py", "--profile", "smoke", "--dataset", tmp_path / "d.npz"]):
+    for argv in (
+        ["train", "--dataset", tmp_path / "d.npz", "--widths", "8", "--epochs", "1"],
+        ["run", "experiments/exact.py", "--profile", "smoke", "--dataset", tmp_path / "d.npz"],
+    ):
         rc, _, err = run_cli([*argv, "--store", tmp_path / "s"], capsys)
         assert rc == 2 and message in err
         assert not (tmp_path / "s").exists()
@@ -416,11 +530,23 @@ def test_data_a_classifier_cannot_learn_from_is_refused_by_name(tmp_path, capsys
 def test_a_split_that_overflows_float32_when_standardized_is_refused(tmp_path):
     """The training split is ordinary; the test split lies 1e40 away: standardized, it would be inf."""
     from harness.config import DataConfig
-    from harness.data import load_dataset
+    from harness.data.datasets import load_dataset
     from harness.errors import DataError
 
     folder = tmp_path
     rng = np.random.default_rng(0)
-    np.savez(folder / "far.npz", x=rng.normal(size=(100, 4)), y=rng.integers(0, 2, 100), x_test=np.full((10, 4), 1e40), y_test=np.array([0, 1] * 5))
-    with pytest.raises(DataError, match=r"the test examples of .*far.npz, standardized with the training split's mean .* overflow float32 \(40 values\)"):
+    np.savez(
+        folder / "far.npz",
+        x=rng.normal(size=(100, 4)),
+        y=rng.integers(0, 2, 100),
+        x_test=np.full((10, 4), 1e40),
+        y_test=np.array([0, 1] * 5),
+    )
+    with pytest.raises(
+        DataError,
+        match=(
+            r"the test examples of .*far.npz, standardized with the training split's mean .* overflow float32 \(40 "
+            r"values\)"
+        ),
+    ):
         load_dataset(DataConfig(name=str(folder / "far.npz")))

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-import harness.store
+import harness.store.runs
 from harness.cli import main
 from harness.config import RunConfig, TrainConfig
 from harness.errors import ConfigError, StoreError
-from harness.evaluation import MCSettings
-from harness.executors import run_sweep
-from harness.run import Evaluations, evaluate_stored, execute, pending, run_state
-from harness.identity import run_id
+from harness.inference.evaluation import MCSettings
+from harness.store.identity import run_id
+from harness.sweep.executors import run_sweep
+from harness.sweep.run import Evaluations, evaluate_stored, execute, pending, run_state
 
 
 def mc(T, streams):
@@ -25,17 +25,17 @@ def mc(T, streams):
 
 def test_an_evaluation_killed_half_written_is_pending_not_mixed(store, tiny_cfg, monkeypatch):
     rid = execute(tiny_cfg, store, evaluations=mc(4, 2)).run_id
-    real = harness.store.atomic_write
+    real = harness.store.runs.atomic_write
 
     def full_disk(path, data):
         if path.name == "subnetworks.parquet":  # evaluations.parquet already replaced: the old way this mixed settings
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(harness.store, "atomic_write", full_disk)
+    monkeypatch.setattr(harness.store.runs, "atomic_write", full_disk)
     with pytest.raises(StoreError, match="No space left on device"):  # a full store is named, not a traceback
         evaluate_stored(store, rid, mc(20, 3))
-    monkeypatch.setattr(harness.store, "atomic_write", real)
+    monkeypatch.setattr(harness.store.runs, "atomic_write", real)
     # neither the old settings nor the new ones vouch for these tables now
     assert pending(store, rid, mc(4, 2)).kinds() == ["mc"] and pending(store, rid, mc(20, 3)).kinds() == ["mc"]
     assert not store.holds(rid) and not store.claimed()  # the claim taken for the evaluation is released
@@ -63,8 +63,15 @@ def test_a_run_evaluated_elsewhere_is_not_evaluated_twice_at_once(store, tiny_cf
     assert not pending(store, rid, mc(4, 2)).kinds()
 
 
-@pytest.mark.parametrize("override, field", [("train.lr=NaN", "train.lr"), ("model.max_norm=Infinity", "model.max_norm"),
-                                             ("model.p_drop_hidden=NaN", "model.p_drop_hidden[0]"), ("train.momentum=-Infinity", "train.momentum")])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("train.lr=NaN", "train.lr"),
+        ("model.max_norm=Infinity", "model.max_norm"),
+        ("model.p_drop_hidden=NaN", "model.p_drop_hidden[0]"),
+        ("train.momentum=-Infinity", "train.momentum"),
+    ],
+)
 def test_non_finite_numbers_are_refused_by_name(tmp_path, capsys, override, field):
     s = tmp_path / "s"
     assert main(["train", "--dataset", "digits", "--epochs", "1", "--set", override, "--store", str(s)]) == 2
@@ -83,7 +90,10 @@ def test_non_finite_numbers_are_refused_when_configs_are_built_directly():
 @pytest.mark.parametrize("flag", [["--threads", "-1"], ["--threads", "0"], ["--workers", "0"], ["--workers", "-3"]])
 def test_bad_worker_and_thread_counts_never_reach_the_store(tmp_path, capsys, flag):
     s = tmp_path / "s"
-    assert main(["run", "experiments/exact.py", "--profile", "smoke", "--executor", "processes", *flag, "--store", str(s)]) == 2
+    assert (
+        main(["run", "experiments/exact.py", "--profile", "smoke", "--executor", "processes", *flag, "--store", str(s)])
+        == 2
+    )
     assert "must be a positive integer" in capsys.readouterr().err
     assert not s.exists()  # refused before the store folder is made
 
@@ -130,9 +140,17 @@ def test_a_truncated_run_file_is_reported_for_that_run_only(store, tiny_cfg, cap
     assert main(["runs", "--store", str(store.root)]) == 0
     captured = capsys.readouterr()
     assert good in captured.out and f"run {bad}: run.parquet is damaged" in captured.err
-    row = next(line for line in captured.out.splitlines() if line.startswith(bad))  # a row marked damaged, not left out (issue 25)
-    assert row.split()[:2] == [bad, "?"] and row.split().count("damaged") == 1 and set(row.split()[2:]) <= {"NaN", "<NA>", "damaged"}
-    assert next(line for line in captured.out.splitlines() if line.startswith(good)).split()[7] == "0"  # the seed, still an integer
+    row = next(
+        line for line in captured.out.splitlines() if line.startswith(bad)
+    )  # a row marked damaged, not left out (issue 25)
+    assert (
+        row.split()[:2] == [bad, "?"]
+        and row.split().count("damaged") == 1
+        and set(row.split()[2:]) <= {"NaN", "<NA>", "damaged"}
+    )
+    assert (
+        next(line for line in captured.out.splitlines() if line.startswith(good)).split()[7] == "0"
+    )  # the seed, still an integer
     with pytest.raises(StoreError, match="retrain the run with --force"):
         store.load_row(bad)
     st = run_state(store, bad)
@@ -144,7 +162,9 @@ def test_a_truncated_run_file_is_reported_for_that_run_only(store, tiny_cfg, cap
 def test_files_of_a_new_run_are_on_disk_before_its_folder_is_renamed(store, tiny_cfg, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1]
+    )
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b))[1])
     rid = execute(tiny_cfg, store).run_id
     rename = events.index(("replace", str(store.path(rid))))
@@ -161,7 +181,7 @@ def test_mc_on_a_diverged_run_is_refused_with_exit_2(store, tiny_cfg, capsys):
 
 CLAIMER = """
 import os, sys, time, pathlib
-from harness.store import RunStore
+from harness.store.runs import RunStore
 store = RunStore(sys.argv[1])
 here = pathlib.Path(sys.argv[2])
 (here / f"ready-{os.getpid()}").touch()
@@ -191,7 +211,12 @@ def test_taking_over_a_dead_claim_is_atomic(tmp_path):
             time.sleep(0.02)
         return cond()
 
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(store.root), str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, str(store.root), str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     try:
         assert wait_for(lambda: all((tmp_path / f"ready-{p.pid}").exists() for p in procs))
         (store.root / ".claims").mkdir()
@@ -213,7 +238,7 @@ def test_taking_over_a_dead_claim_is_atomic(tmp_path):
 
 
 def type_store(tmp_path):
-    from harness.store import RunStore
+    from harness.store.runs import RunStore
 
     return RunStore(tmp_path / "runs")
 
@@ -221,9 +246,15 @@ def type_store(tmp_path):
 BROKEN_EXPERIMENTS = {
     "import": ("import nonexistent_module_xyz\nNAME = 'x'\n", "importing it raised ModuleNotFoundError"),
     "syntax": ("NAME = 'x'\ndef configs(profile:\n", "syntax error at line 2"),
-    "configs": ("NAME = 'x'\ndef configs(profile):\n    return [1 / 0]\n", "configs('smoke') raised ZeroDivisionError: division by zero (line 3)"),
-    "evaluations": ("from harness.config import RunConfig\nNAME = 'x'\ndef configs(profile):\n    return [RunConfig()]\n"
-                    "def evaluations(profile):\n    raise RuntimeError('oops')\n", "evaluations('smoke') raised RuntimeError: oops (line 6)"),
+    "configs": (
+        "NAME = 'x'\ndef configs(profile):\n    return [1 / 0]\n",
+        "configs('smoke') raised ZeroDivisionError: division by zero (line 3)",
+    ),
+    "evaluations": (
+        "from harness.config import RunConfig\nNAME = 'x'\ndef configs(profile):\n    return [RunConfig()]\n"
+        "def evaluations(profile):\n    raise RuntimeError('oops')\n",
+        "evaluations('smoke') raised RuntimeError: oops (line 6)",
+    ),
 }
 
 
@@ -237,12 +268,15 @@ def test_a_broken_experiment_file_exits_2_naming_the_file_and_step(tmp_path, cap
     assert str(path) in err and message in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("override, message", [
-    ("data.split_seed=-1", "data.split_seed=-1: a seed must be an integer in [0, 2**63)"),
-    ("seed=100000000000000000000000", "seed=100000000000000000000000: a seed must be"),
-    ("seed=1e23", "seed=1e+23: expected int"),
-    ("model.widths=100000000", "model.widths[0]=100000000: a layer this wide needs at least 1,168 GiB"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.split_seed=-1", "data.split_seed=-1: a seed must be an integer in [0, 2**63)"),
+        ("seed=100000000000000000000000", "seed=100000000000000000000000: a seed must be"),
+        ("seed=1e23", "seed=1e+23: expected int"),
+        ("model.widths=100000000", "model.widths[0]=100000000: a layer this wide needs at least 1,168 GiB"),
+    ],
+)
 def test_out_of_range_values_exit_2_and_write_nothing(tmp_path, capsys, override, message):
     s = tmp_path / "s"
     assert main(["train", "--dataset", "digits", "--epochs", "1", "--set", override, "--store", str(s)]) == 2
@@ -288,10 +322,10 @@ def test_a_read_only_store_is_refused_before_computing_as_non_root(tmp_path, cap
 
 def test_a_store_that_cannot_take_files_is_refused_before_computing(store, tiny_cfg, monkeypatch, capsys):
     """A full disk (or a read-only mount) fails the probe write: nothing is trained first."""
-    import harness.run
+    import harness.sweep.run
 
     trained = []
-    monkeypatch.setattr(harness.run, "train", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(harness.sweep.run, "train", lambda *a, **k: trained.append(1))
     real_open = open
 
     def full(path, *args, **kwargs):
@@ -308,7 +342,7 @@ def test_a_store_that_cannot_take_files_is_refused_before_computing(store, tiny_
 
 
 def test_a_truncated_embedded_data_cache_is_rebuilt(tmp_path, monkeypatch):
-    from harness.data import load_raw
+    from harness.data.datasets import load_raw
 
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
     first = load_raw("mnist5k")
@@ -327,7 +361,11 @@ def _idx(a, code=0x08, dims=None):
     a = np.asarray(a)
     dtype = {0x08: ">u1", 0x09: ">i1", 0x0D: ">f4"}[code]
     dims = a.shape if dims is None else dims
-    return struct.pack(">BBBB", 0, 0, code, len(dims)) + struct.pack(">" + "I" * len(dims), *dims) + a.astype(dtype).tobytes()
+    return (
+        struct.pack(">BBBB", 0, 0, code, len(dims))
+        + struct.pack(">" + "I" * len(dims), *dims)
+        + a.astype(dtype).tobytes()
+    )
 
 
 def _mnist_files(folder, train_x=None, train_y=None):
@@ -345,12 +383,15 @@ def _mnist_files(folder, train_x=None, train_y=None):
         (folder / name).write_bytes(blob)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("overflow", "the header promises"),
-    ("empty", "the training split holds zero examples"),
-    ("negative", "the training labels include -3: labels must be >= 0"),
-    ("nan", "the training images hold 3 NaN or infinite values"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("overflow", "the header promises"),
+        ("empty", "the training split holds zero examples"),
+        ("negative", "the training labels include -3: labels must be >= 0"),
+        ("nan", "the training images hold 3 NaN or infinite values"),
+    ],
+)
 def test_damaged_idx_files_exit_2_naming_the_defect(tmp_path, monkeypatch, capsys, case, message):
     import numpy as np
 
@@ -374,7 +415,7 @@ def test_damaged_idx_files_exit_2_naming_the_defect(tmp_path, monkeypatch, capsy
 def test_an_embedded_cache_of_the_wrong_shape_is_rebuilt(tmp_path, monkeypatch):
     import numpy as np
 
-    from harness.data import load_raw
+    from harness.data.datasets import load_raw
 
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
     first = load_raw("mnist5k")
@@ -391,7 +432,9 @@ def test_a_run_trained_on_other_data_is_another_run(tmp_path, monkeypatch, store
 
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))
     _mnist_files(tmp_path / "data" / "mnist")
-    cfg = RunConfig(experiment="t").replace(**{"data.name": "mnist", "model.widths": [8], "train.epochs": 1, "data.val_fraction": 0.0})  # 40 examples: too few for a validation split
+    cfg = RunConfig(experiment="t").replace(
+        **{"data.name": "mnist", "model.widths": [8], "train.epochs": 1, "data.val_fraction": 0.0}
+    )  # 40 examples: too few for a validation split
     first = execute(cfg, store)
     prov = json.loads((store.path(first.run_id) / "provenance.json").read_text())
     assert prov["data_fingerprint"].startswith("40+20:") and prov["training_code"]
@@ -410,8 +453,10 @@ def test_studies_share_identical_runs_and_keep_their_labels(store, tiny_cfg):
 
 
 def test_runs_stale_lists_runs_of_changed_training_code(store, tiny_cfg, capsys, monkeypatch):
-    with monkeypatch.context() as m:  # trained by other training code (editing provenance.json by hand would damage the run)
-        m.setattr(harness.store, "training_code", lambda: "0" * 16)
+    with (
+        monkeypatch.context() as m
+    ):  # trained by other training code (editing provenance.json by hand would damage the run)
+        m.setattr(harness.store.runs, "training_code", lambda: "0" * 16)
         old = execute(tiny_cfg, store).run_id
     fresh = execute(tiny_cfg.replace(seed=1), store).run_id
     assert store.stale() == [old] and not store.damage(old)

@@ -13,11 +13,11 @@ import pytest
 from analysis import looks as L
 from analysis.claims import decide_specs, design_of
 from analysis.paths import ROOT
-from harness import profiles
 from harness.errors import ConfigError
-from harness.experiment import load_experiment
-from harness.sequential import CONDITIONAL_POWER_FLOOR, Design, decide_in_looks
-from harness.verdicts import Hypothesis
+from harness.stats.sequential import CONDITIONAL_POWER_FLOOR, Design, decide_in_looks
+from harness.stats.verdicts import Hypothesis
+from harness.sweep import profiles
+from harness.sweep.experiment import load_experiment
 
 EXP = ROOT / "experiments"
 
@@ -61,7 +61,9 @@ def test_the_driver_runs_the_next_look_only_while_a_row_asks(two_looks, tmp_path
     assert rows == 16 and asked == [(1, 3, 3, rows), (2, 5, 5, rows)]
     assert stamp.read_text().splitlines() == ["2", "look 2 of 2: 5 replicates"]
     # a study whose rows ask nothing stops at its first look; its finished runs are not trained again
-    monkeypatch.setattr(L, "judge", lambda study, tables, look, replicates, pending: L.LookResult(look, replicates, 1, 0, 0))
+    monkeypatch.setattr(
+        L, "judge", lambda study, tables, look, replicates, pending: L.LookResult(look, replicates, 1, 0, 0)
+    )
     assert L.drive("exact", "smoke", store=str(store), run_flags=["--executor", "local"], stamp=str(stamp)) == 0
     assert stamp.read_text().splitlines()[0] == "1"
     from analysis.tables import main as tables_main
@@ -69,16 +71,27 @@ def test_the_driver_runs_the_next_look_only_while_a_row_asks(two_looks, tmp_path
     monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
     for look, seeds in (("1", 3), ("2", 5), ("", 5)):  # the stamp's look; empty: every listed run
         assert tables_main(["exact", "--profile", "smoke", "--store", str(store), "--look", look]) == 0
-        assert pd.read_parquet(tmp_path / "reports" / "smoke" / "tables" / "exact" / "runs.parquet").seed.nunique() == seeds
+        assert (
+            pd.read_parquet(tmp_path / "reports" / "smoke" / "tables" / "exact" / "runs.parquet").seed.nunique()
+            == seeds
+        )
 
 
 def test_the_real_judge_counts_rows_by_state():
     """Constructed C2 rows of study exact: one decided, then judged at the first of two looks."""
     rng = np.random.default_rng(3)
     n = 5
-    ev = pd.DataFrame({"run_id": [f"r{s}" for s in range(n) for _ in range(2)], "seed": np.repeat(np.arange(n), 2),
-                       "mode": ["weight_scaled", "exact"] * n, "k": 0, "repeat": 0, "metric": "error",
-                       "value": np.ravel([(0.05, 0.05 + 1e-4 * d) for d in rng.standard_normal(n)])})
+    ev = pd.DataFrame(
+        {
+            "run_id": [f"r{s}" for s in range(n) for _ in range(2)],
+            "seed": np.repeat(np.arange(n), 2),
+            "mode": ["weight_scaled", "exact"] * n,
+            "k": 0,
+            "repeat": 0,
+            "metric": "error",
+            "value": np.ravel([(0.05, 0.05 + 1e-4 * d) for d in rng.standard_normal(n)]),
+        }
+    )
     result = L.judge("exact", {"evaluations": ev}, 1, n)
     assert (result.decided, result.open, result.stopped) == (1, 0, 0) and not result.asks_more()
 
@@ -91,22 +104,37 @@ def test_claims_carry_the_look_the_design_and_why_a_row_is_undecided():
     hopeless = np.array([0.01, -0.012, 0.008, -0.009, 0.011, 0.01, -0.01, 0.009, -0.011, 0.012])  # far from deciding
     rows = decide_in_looks([decided, open_row, hopeless], [Hypothesis(), Hypothesis(), Hypothesis()], design)
     assert rows[0]["verdict"] == "supported" and rows[0]["look"] == 1 and rows[0]["n"] == 5
-    assert rows[1]["verdict"] == "inconclusive" and rows[1]["asks_more"] and rows[1]["conditional_power"] >= CONDITIONAL_POWER_FLOOR
+    assert (
+        rows[1]["verdict"] == "inconclusive"
+        and rows[1]["asks_more"]
+        and rows[1]["conditional_power"] >= CONDITIONAL_POWER_FLOOR
+    )
     assert "more seeds could decide it" in rows[1]["reason"]
-    assert rows[2]["verdict"] == "inconclusive" and not rows[2]["asks_more"] and rows[2]["n"] == 10 and rows[2]["look"] == 2
+    assert (
+        rows[2]["verdict"] == "inconclusive"
+        and not rows[2]["asks_more"]
+        and rows[2]["n"] == 10
+        and rows[2]["look"] == 2
+    )
     assert "stopped at n = 10 for futility" in rows[2]["reason"] and "it could detect" in rows[2]["reason"]
     # the Holm adjustment runs on the repeated p-values
     assert rows[0]["p_adjusted"] == pytest.approx(min(1.0, 3 * rows[0]["repeated_p"]))
     # a row undecided at the largest n says so with the effect it could have detected there
     flat20 = np.tile([0.3, -0.25, 0.2, -0.3, 0.1], 4) + 0.02
-    last = decide_in_looks([flat20], [Hypothesis()], Design((5, 20)))[0]  # close to the floor at 5: continues, then undecided
+    last = decide_in_looks([flat20], [Hypothesis()], Design((5, 20)))[
+        0
+    ]  # close to the floor at 5: continues, then undecided
     assert last["verdict"] == "inconclusive" and last["n"] == 20 and last["look"] == 2
     assert last["reason"].startswith("undecided at the largest n = 20: it could detect")
 
 
 def test_the_design_is_the_profiles_whatever_the_replicates():
     def spec(n, profile="quick"):
-        return ({"profile": profile, "claim": "C1", "stopped_by_patience": 1.0}, pd.Series(np.arange(n, dtype=float) % 3), Hypothesis())
+        return (
+            {"profile": profile, "claim": "C1", "stopped_by_patience": 1.0},
+            pd.Series(np.arange(n, dtype=float) % 3),
+            Hypothesis(),
+        )
 
     assert design_of([spec(5), spec(10)])[0] == Design(profiles.LOOKS["quick"])
     assert "planned" in design_of([spec(5)])[1]
@@ -119,7 +147,11 @@ def test_the_design_is_the_profiles_whatever_the_replicates():
     design, text = design_of([spec(8, None), spec(6, None)])
     assert design == Design((6, 8)) and "no planned looks" in text
     df = decide_specs([spec(8, None)])
-    assert df.design.iloc[0].startswith("one look at 8 replicates") and df.n.iloc[0] == 8 and not math.isnan(df.repeated_p.iloc[0])
+    assert (
+        df.design.iloc[0].startswith("one look at 8 replicates")
+        and df.n.iloc[0] == 8
+        and not math.isnan(df.repeated_p.iloc[0])
+    )
 
 
 def test_a_lost_replicate_never_lets_a_later_one_into_an_earlier_look():
@@ -149,7 +181,9 @@ def test_a_study_that_lost_a_replicate_in_every_row_keeps_its_gap():
     rng = np.random.default_rng(6)
     meta = {"profile": "quick", "claim": "C7", "study": "placement", "stopped_by_patience": 1.0}
     good = 1.0 + 0.1 * rng.standard_normal(10)
-    row = decide_specs([(meta, pd.Series(np.delete(good, 4), index=[r for r in range(10) if r != 4]), Hypothesis())]).iloc[0]
+    row = decide_specs(
+        [(meta, pd.Series(np.delete(good, 4), index=[r for r in range(10) if r != 4]), Hypothesis())]
+    ).iloc[0]
     assert (row.verdict, row.look, row.n) == ("supported", 2, 9)
     # after look 1 alone, with replicate 2 lost: withheld, and asking for the next look
     early = decide_specs([(meta, pd.Series(good[[0, 1, 3, 4]], index=[0, 1, 3, 4]), Hypothesis())]).iloc[0]
@@ -171,7 +205,7 @@ def test_a_row_without_spread_after_a_gap_is_no_test_not_withheld():
 def test_a_row_that_lost_values_stays_in_the_holm_family():
     """At look 1, a row too short to test still counts in the family (with p = 1): the row beside
     it faces alpha / 2, not alpha."""
-    from harness.sequential import level_crossed, look_pvalues
+    from harness.stats.sequential import level_crossed, look_pvalues
 
     design = Design((5, 10))
     # a row whose look-1 repeated p lies between alpha / 2 and alpha
@@ -182,7 +216,9 @@ def test_a_row_that_lost_values_stays_in_the_holm_family():
     assert alone["verdict"] == "supported" and alone["look"] == 1
     short = np.r_[np.nan, np.nan, 1.0, 2.0, 3.0]
     beside = decide_in_looks([x[:5], short], [Hypothesis(), Hypothesis()], design)
-    assert beside[0]["verdict"] == "inconclusive" and beside[1]["verdict"] == "withheld" and beside[1]["repeated_p"] == 1.0
+    assert (
+        beside[0]["verdict"] == "inconclusive" and beside[1]["verdict"] == "withheld" and beside[1]["repeated_p"] == 1.0
+    )
 
 
 def _driven(study_values, rows, design, pending):
@@ -190,8 +226,9 @@ def _driven(study_values, rows, design, pending):
     stops at, and its rows' outcomes there."""
     blank = np.full(design.n_max, np.nan)
     for k, n in enumerate(design.looks, start=1):
-        out = decide_in_looks([v[:n] for v in study_values] + [blank] * pending, rows + [Hypothesis()] * pending, design,
-                              best_case=True)[:len(study_values)]
+        out = decide_in_looks(
+            [v[:n] for v in study_values] + [blank] * pending, rows + [Hypothesis()] * pending, design, best_case=True
+        )[: len(study_values)]
         if not any(r["asks_more"] for r in out):
             return k, out
     return len(design.looks), out
@@ -211,7 +248,7 @@ def test_a_row_the_driver_decides_is_decided_in_the_report():
         own = [e + rng.standard_normal(20) for e in rng.choice([0.0, 0.4, 0.9, 1.5], size=2)]
         others = []
         for e in rng.choice([0.0, 0.4, 0.9, 1.5], size=10):
-            x = (e + rng.standard_normal(20))[:rng.choice([5, 10, 20])]
+            x = (e + rng.standard_normal(20))[: rng.choice([5, 10, 20])]
             kind = rng.integers(4)
             if kind == 0:
                 x[:5] = 0.3  # no spread at the first look
@@ -222,7 +259,7 @@ def test_a_row_the_driver_decides_is_decided_in_the_report():
         n = design.looks[look - 1]
         report = decide_in_looks([v[:n] for v in own] + others, [Hypothesis()] * 12, design)[:2]
         alone = decide_in_looks([v[:n] for v in own], [Hypothesis()] * 2, design)
-        for d, r, a in zip(driver, report, alone):
+        for d, r, a in zip(driver, report, alone, strict=False):
             if d["verdict"] in ("supported", "contradicted", "negligible"):
                 assert r["verdict"] == d["verdict"] and r["look"] <= d["look"]
             if n < design.n_max:
@@ -237,13 +274,47 @@ def test_a_decided_row_passes_its_level_on_when_the_family_grows():
     look 2. In the report X is decided at look 1 and enters look 2 with p = 0 (Maurer and Bretz):
     with X's repeated p of look 1 kept instead (0.0194 x 3 > 0.05), Y would stay open although
     its study had stopped."""
-    x = [3.0521912925170325, 2.805939197648073, 3.1828336181388472, 3.2496211365380105, 2.935722333324985, 1.593806968258971,
-         2.464383125598505, 2.4627072626999222, 2.527355247292139, 2.504385340354672]
-    y = [2.5931368636102308, 0.9030828608852157, 2.7430793409300183, 2.140851249586046, 1.6660026247961848, 2.836102696916943,
-         -0.35832374447485216, 3.0489775537514143, 0.5093143951311169, 1.1180896532216624]
-    f = [0.3] * 5 + [0.8213420756971872, -1.3294706338112179, 0.5950451980893687, 0.12535960222779743, -0.6151746060874768,
-                     -0.4881963082268698, -1.9327501790894586, 1.977289132382621, 0.5892288286711851, 0.2442370019824195,
-                     0.22001056754997136, 0.12111975027624575, 0.12138710818114853, 0.1819076373584288, -1.831052089820184]
+    x = [
+        3.0521912925170325,
+        2.805939197648073,
+        3.1828336181388472,
+        3.2496211365380105,
+        2.935722333324985,
+        1.593806968258971,
+        2.464383125598505,
+        2.4627072626999222,
+        2.527355247292139,
+        2.504385340354672,
+    ]
+    y = [
+        2.5931368636102308,
+        0.9030828608852157,
+        2.7430793409300183,
+        2.140851249586046,
+        1.6660026247961848,
+        2.836102696916943,
+        -0.35832374447485216,
+        3.0489775537514143,
+        0.5093143951311169,
+        1.1180896532216624,
+    ]
+    f = [0.3] * 5 + [
+        0.8213420756971872,
+        -1.3294706338112179,
+        0.5950451980893687,
+        0.12535960222779743,
+        -0.6151746060874768,
+        -0.4881963082268698,
+        -1.9327501790894586,
+        1.977289132382621,
+        0.5892288286711851,
+        0.2442370019824195,
+        0.22001056754997136,
+        0.12111975027624575,
+        0.12138710818114853,
+        0.1819076373584288,
+        -1.831052089820184,
+    ]
     design, h = Design((5, 10, 20)), [Hypothesis()] * 3
     driver = decide_in_looks([np.array(x), np.array(y), np.full(20, np.nan)], h, design)
     report = decide_in_looks([np.array(x), np.array(y), np.array(f)], h, design)
@@ -257,9 +328,17 @@ def test_the_judge_counts_the_rows_not_collected_yet():
     beside it at p = 1."""
     rng = np.random.default_rng(3)
     n = 5
-    ev = pd.DataFrame({"run_id": [f"r{s}" for s in range(n) for _ in range(2)], "seed": np.repeat(np.arange(n), 2),
-                       "mode": ["weight_scaled", "exact"] * n, "k": 0, "repeat": 0, "metric": "error",
-                       "value": np.ravel([(0.05, 0.05 + 2e-3 * (0.3 + d)) for d in rng.standard_normal(n)])})
+    ev = pd.DataFrame(
+        {
+            "run_id": [f"r{s}" for s in range(n) for _ in range(2)],
+            "seed": np.repeat(np.arange(n), 2),
+            "mode": ["weight_scaled", "exact"] * n,
+            "k": 0,
+            "repeat": 0,
+            "metric": "error",
+            "value": np.ravel([(0.05, 0.05 + 2e-3 * (0.3 + d)) for d in rng.standard_normal(n)]),
+        }
+    )
     alone = L.judge("exact", {"evaluations": ev}, 1, n)
     crowded = L.judge("exact", {"evaluations": ev}, 1, n, 16)
     assert alone.decided == 1 and crowded.decided == 0

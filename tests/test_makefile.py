@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = ["mc_vs_ws", "keep_sweep", "data_size", "features", "coadaptation", "rate_grid", "placement", "exact", "ensemble_vs_dropout", "shift"]
+STUDIES = [
+    "mc_vs_ws",
+    "keep_sweep",
+    "data_size",
+    "features",
+    "coadaptation",
+    "rate_grid",
+    "placement",
+    "exact",
+    "ensemble_vs_dropout",
+    "shift",
+]
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
@@ -27,9 +38,13 @@ def tree(tmp_path):
     """The sources (empty stand-ins: make reads only names and times) and every output, oldest
     first, so that `make -q all` says everything is up to date."""
     t = tmp_path / "tree"
-    sources = ["Makefile", "pyproject.toml"] + [str(p.relative_to(ROOT)) for d in ("harness", "analysis", "experiments") for p in (ROOT / d).glob("*.py")]
+    sources = ["Makefile", "pyproject.toml"] + [
+        str(p.relative_to(ROOT)) for d in ("harness", "analysis", "experiments") for p in (ROOT / d).rglob("*.py")
+    ]
     outputs = [".venv/bin/python", ".venv/.installed"]
-    outputs += [f"reports/quick/.runs/{s}" for s in STUDIES] + [f"reports/quick/tables/{s}/runs.parquet" for s in STUDIES]
+    outputs += [f"reports/quick/.runs/{s}" for s in STUDIES] + [
+        f"reports/quick/tables/{s}/runs.parquet" for s in STUDIES
+    ]
     outputs += [f"figures/quick/{f}.png" for f in figures()] + ["reports/quick/index.html"]
     for age, rel in enumerate(sources + outputs):
         p = t / rel
@@ -64,22 +79,30 @@ def test_everything_up_to_date_runs_nothing(tree):
     assert subprocess.run(["make", "-q", "all"], cwd=tree).returncode == 0
 
 
-@pytest.mark.parametrize("touched, runs, tables, figs", [
-    ("analysis/fig_rate_grid.py", set(), set(), {"rate_grid"}),
-    ("analysis/style.py", set(), set(), "all"),
-    ("analysis/labels.py", "all", "all", "all"),
-    ("analysis/paths.py", set(), set(), "all"),
-    ("harness/stats.py", "all", "all", "all"),
-    ("analysis/tables.py", "all", "all", "all"),
-    ("experiments/placement.py", {"placement"}, {"placement"}, {"placement"}),
-    # a study's looks continue while its claims are open: the claims decide how many seeds it runs
-    ("analysis/claims.py", "all", "all", "all"),
-    ("analysis/looks.py", "all", "all", "all"),
-    ("harness/verdicts.py", "all", "all", "all"),
-    # shift analyses ensemble_vs_dropout's runs: editing that file reruns both
-    ("experiments/ensemble_vs_dropout.py", {"ensemble_vs_dropout", "shift"}, {"ensemble_vs_dropout", "shift"}, {"diversity", "shift", "entropy"}),
-    ("experiments/shift.py", {"shift"}, {"shift"}, {"shift", "entropy"}),
-])
+@pytest.mark.parametrize(
+    "touched, runs, tables, figs",
+    [
+        ("analysis/fig_rate_grid.py", set(), set(), {"rate_grid"}),
+        ("analysis/style.py", set(), set(), "all"),
+        ("analysis/labels.py", "all", "all", "all"),
+        ("analysis/paths.py", set(), set(), "all"),
+        ("harness/stats/intervals.py", "all", "all", "all"),
+        ("analysis/tables.py", "all", "all", "all"),
+        ("experiments/placement.py", {"placement"}, {"placement"}, {"placement"}),
+        # a study's looks continue while its claims are open: the claims decide how many seeds it runs
+        ("analysis/claims.py", "all", "all", "all"),
+        ("analysis/looks.py", "all", "all", "all"),
+        ("harness/stats/verdicts.py", "all", "all", "all"),
+        # shift analyses ensemble_vs_dropout's runs: editing that file reruns both
+        (
+            "experiments/ensemble_vs_dropout.py",
+            {"ensemble_vs_dropout", "shift"},
+            {"ensemble_vs_dropout", "shift"},
+            {"diversity", "shift", "entropy"},
+        ),
+        ("experiments/shift.py", {"shift"}, {"shift"}, {"shift", "entropy"}),
+    ],
+)
 def test_an_edit_rebuilds_exactly_what_depends_on_it(tree, touched, runs, tables, figs):
     got = kinds(planned(tree, touched))
     everything = set(STUDIES)
@@ -92,8 +115,17 @@ def test_an_edit_rebuilds_exactly_what_depends_on_it(tree, touched, runs, tables
 def test_the_report_depends_on_every_module_it_imports():
     text = (ROOT / "Makefile").read_text()
     rule = re.search(r"^\$\(REPORT\)/index\.html: (.*)$", text, flags=re.M).group(1)
-    for dep in ("analysis/report.py", "analysis/claims.py", "analysis/presentation.py", "analysis/labels.py", "analysis/reference.py", "analysis/paths.py", "harness/stats.py",
-                "harness/verdicts.py", "harness/coadaptation.py"):
+    for dep in (
+        "analysis/report.py",
+        "analysis/claims.py",
+        "analysis/presentation.py",
+        "analysis/labels.py",
+        "analysis/reference.py",
+        "analysis/paths.py",
+        "harness/stats/intervals.py",
+        "harness/stats/verdicts.py",
+        "harness/inference/coadaptation.py",
+    ):
         assert dep in rule, dep
     assert ".DELETE_ON_ERROR:" in text
 
@@ -112,9 +144,25 @@ def test_tables_write_runs_parquet_then_the_manifest_last(tmp_path, monkeypatch)
 
     (tmp_path / "manifest.json").write_text("{}")
     order = []
-    monkeypatch.setattr(tables, "atomic_write", lambda path, data: order.append((Path(path).name, (tmp_path / "manifest.json").exists())))
-    tables.write({"runs": pd.DataFrame({"a": [1]}), "evaluations": pd.DataFrame({"b": [2]}), "subnetworks": pd.DataFrame({"c": [3]})}, tmp_path)
-    assert [name for name, _ in order] == ["evaluations.parquet", "subnetworks.parquet", "runs.parquet", "manifest.json"]
+    monkeypatch.setattr(
+        tables,
+        "atomic_write",
+        lambda path, data: order.append((Path(path).name, (tmp_path / "manifest.json").exists())),
+    )
+    tables.write(
+        {
+            "runs": pd.DataFrame({"a": [1]}),
+            "evaluations": pd.DataFrame({"b": [2]}),
+            "subnetworks": pd.DataFrame({"c": [3]}),
+        },
+        tmp_path,
+    )
+    assert [name for name, _ in order] == [
+        "evaluations.parquet",
+        "subnetworks.parquet",
+        "runs.parquet",
+        "manifest.json",
+    ]
     assert not any(had for _, had in order)  # the old manifest went first: a folder killed half-way has none
 
 
@@ -133,7 +181,9 @@ def test_make_collects_again_a_study_whose_tables_do_not_match_their_manifest(tr
     os.utime(tree / "harness" / "output_manifest.py", (1_000_000, 1_000_000))  # the library as old as before
     for s in STUDIES:
         folder = tree / "reports" / "quick" / "tables" / s
-        tables.write({"runs": pd.DataFrame({"a": range(100)}), "evaluations": pd.DataFrame({"kl_ws": [0.028] * 100})}, folder)
+        tables.write(
+            {"runs": pd.DataFrame({"a": range(100)}), "evaluations": pd.DataFrame({"kl_ws": [0.028] * 100})}, folder
+        )
         for p in folder.iterdir():
             os.utime(p, (1_500_000, 1_500_000))  # older than the figures and the report, newer than the runs
     os.utime(tree / "reports/quick/index.html", (1_600_000, 1_600_000))
@@ -143,7 +193,7 @@ def test_make_collects_again_a_study_whose_tables_do_not_match_their_manifest(tr
     table = tree / "reports" / "quick" / "tables" / "mc_vs_ws" / "evaluations.parquet"
     data = table.read_bytes()
     mid = len(data) // 2
-    table.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 8]) + data[mid + 8:])
+    table.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid : mid + 8]) + data[mid + 8 :])
     os.utime(table, (1_500_000, 1_500_000))  # its time unchanged: only the manifest tells
     out = subprocess.run(["make", "-n", "all"], cwd=tree, capture_output=True, text=True, check=True).stdout
     got = kinds([line for line in out.splitlines() if ".venv/bin/python" in line])
@@ -156,7 +206,15 @@ def test_a_dataset_path_with_spaces_works_in_make_as_on_the_command_line(tmp_pat
     folder = tmp_path / "with space"
     folder.mkdir()
     (folder / "my data.npz").write_bytes(b"")
-    args = ["make", "-n", "experiments", "PROFILE=smoke", f"DATASET={folder / 'my data.npz'}", f"STORE={tmp_path / 'st'}", f"OUT={tmp_path / 'o'}"]
+    args = [
+        "make",
+        "-n",
+        "experiments",
+        "PROFILE=smoke",
+        f"DATASET={folder / 'my data.npz'}",
+        f"STORE={tmp_path / 'st'}",
+        f"OUT={tmp_path / 'o'}",
+    ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f"analysis.looks mc_vs_ws --profile smoke --dataset '{folder / 'my data.npz'}' --stamp" in done.stdout

@@ -13,22 +13,24 @@ import pytest
 import torch
 
 from analysis import tables
-from harness import verify
 from harness.cli import main
-from harness.evaluation import MCSettings
-from harness.run import Evaluations, run_state
-from harness.store import MANIFEST, RunStore
+from harness.inference.evaluation import MCSettings
+from harness.store.runs import MANIFEST, RunStore
+from harness.sweep import verify
+from harness.sweep.run import Evaluations, run_state
 
 MINI = """
 from harness.config import RunConfig
-from harness.evaluation import MCSettings
-from harness.run import Evaluations
+from harness.inference.evaluation import MCSettings
+from harness.sweep.run import Evaluations
 
 NAME = "mini"
 
 
 def configs(profile):
-    base = RunConfig(experiment=NAME).replace(**{"data.name": "digits", "model.widths": [32, 32], "train.epochs": 2, "train.lr": 0.05})
+    base = RunConfig(experiment=NAME).replace(
+        **{"data.name": "digits", "model.widths": [32, 32], "train.epochs": 2, "train.lr": 0.05}
+    )
     return [base, base.replace(seed=1)]
 
 
@@ -72,7 +74,7 @@ def damage(path, how):
         path.write_bytes(data[: len(data) // 2])
     else:  # 8 bytes flipped in the middle, the size kept
         mid = len(data) // 2
-        path.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 8]) + data[mid + 8:])
+        path.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid : mid + 8]) + data[mid + 8 :])
 
 
 def contents(folder):
@@ -112,7 +114,11 @@ def test_damage_is_detected_named_and_repaired(study, pristine, name, how, capsy
     st = run_state(store, rid, EVALUATIONS, claimed={})
     if name in RUN_FILES:  # the run is damaged: never used, never counted as done
         assert st.state == "damaged" and not st.trained and name in st.damage
-        assert st.note.startswith(f"run {rid}: {name} is damaged (") and "verify --repair" in st.note and "retrains the run" in st.note
+        assert (
+            st.note.startswith(f"run {rid}: {name} is damaged (")
+            and "verify --repair" in st.note
+            and "retrains the run" in st.note
+        )
     else:  # the run stands; its evaluation is pending, never read from a damaged file
         assert st.state == "done" and st.pending.kinds() == ["mc"] and name in st.damage
         assert f"run {rid}: {name} is damaged (" in st.note and "mc evaluation is pending" in st.note
@@ -125,7 +131,9 @@ def test_damage_is_detected_named_and_repaired(study, pristine, name, how, capsy
     assert main(["verify", "--store", str(store.root)]) == 1  # like git fsck: lists, changes nothing
     out = capsys.readouterr().out
     assert f"run {rid}: {name}: {what}" in out and "1 damaged" in out
-    with pytest.raises(SystemExit, match=f"have damaged files(.|\n)*run {rid}: {name}"):  # the study is not collected from it
+    with pytest.raises(
+        SystemExit, match=f"have damaged files(.|\n)*run {rid}: {name}"
+    ):  # the study is not collected from it
         tables.collect("mini", "smoke", store)
     if name in RUN_FILES:  # evaluating a damaged run is refused with exit 2, naming the file
         assert main(["mc", rid, "--T", "4", "--streams", "2", "--store", str(store.root)]) == 2
@@ -137,15 +145,22 @@ def test_damage_is_detected_named_and_repaired(study, pristine, name, how, capsy
     else:
         assert main(["verify", "--repair", "--store", str(store.root)]) == 0  # repaired, with no sweep after it
         out = capsys.readouterr().out
-        assert "the store is whole, and the studies that list them have every run and evaluation their tables need" in out
+        assert (
+            "the store is whole, and the studies that list them have every run and evaluation their tables need" in out
+        )
         assert "still missing" not in out
-        done = {"config.json": "trained again from its config as study mini (smoke) lists it (its config.json is ",
-                "mc_settings.json": "computed its mc evaluation again, with the settings of the study that asks for it",
-                MANIFEST: "trained again with its mc evaluation"}
+        done = {
+            "config.json": "trained again from its config as study mini (smoke) lists it (its config.json is ",
+            "mc_settings.json": "computed its mc evaluation again, with the settings of the study that asks for it",
+            MANIFEST: "trained again with its mc evaluation",
+        }
         if name in done:  # the cases issue 25 found repaired only by the next sweep
             assert f"run {rid}: {done[name]}" in out
     assert main(["verify", "--store", str(store.root)]) == 0
-    assert run_state(store, rid, EVALUATIONS, claimed={}).state == "done" and not run_state(store, rid, EVALUATIONS, claimed={}).pending.kinds()
+    assert (
+        run_state(store, rid, EVALUATIONS, claimed={}).state == "done"
+        and not run_state(store, rid, EVALUATIONS, claimed={}).pending.kinds()
+    )
     assert_equal_folders(store.path(rid), pristine / "s" / rid)
     assert set(tables.collect("mini", "smoke", store)) == {"runs", "evaluations", "subnetworks"}
 
@@ -154,7 +169,11 @@ def test_a_damaged_checkpoint_is_never_used(study, capsys):
     """Eight flipped bytes leave a checkpoint that torch loads: only the manifest tells."""
     exp, store, rid = study
     damage(store.path(rid) / "checkpoint.pt", "flip")
-    for argv in (["mc", rid, "--T", "4", "--streams", "2", "--force"], ["coadapt", rid], ["shift", rid, "--T", "2", "--members", "2", "--angles", "0"]):
+    for argv in (
+        ["mc", rid, "--T", "4", "--streams", "2", "--force"],
+        ["coadapt", rid],
+        ["shift", rid, "--T", "2", "--members", "2", "--angles", "0"],
+    ):
         assert main(argv + ["--store", str(store.root)]) == 2
         assert f"run {rid}: checkpoint.pt is damaged (changed: its SHA-256 differs" in capsys.readouterr().err
     assert main(["runs", "--store", str(store.root)]) == 0
@@ -184,11 +203,20 @@ def test_an_evaluation_added_later_is_recorded_last(study, capsys):
     assert not store.damage(rid)
     damage(store.path(rid) / "coadaptation.parquet", "flip")
     capsys.readouterr()
-    assert main(["compare", "--experiment", "mini", "--store", str(store.root)]) == 2  # never a comparison of what is left
+    assert (
+        main(["compare", "--experiment", "mini", "--store", str(store.root)]) == 2
+    )  # never a comparison of what is left
     err = capsys.readouterr().err
-    assert f"run {rid}: coadaptation.parquet is damaged (changed" in err and "coadapt evaluation is pending" in err and "have damaged files" in err
+    assert (
+        f"run {rid}: coadaptation.parquet is damaged (changed" in err
+        and "coadapt evaluation is pending" in err
+        and "have damaged files" in err
+    )
     assert main(["verify", "--repair", "--store", str(store.root)]) == 0
-    assert "computed its coadapt evaluation again, with its settings file" in capsys.readouterr().out and not store.damage(rid)
+    assert (
+        "computed its coadapt evaluation again, with its settings file" in capsys.readouterr().out
+        and not store.damage(rid)
+    )
 
 
 def test_verify_on_a_whole_store_and_an_unknown_one(study, tmp_path, capsys):
@@ -209,7 +237,9 @@ def test_a_folder_holding_another_runs_files_is_damaged_not_collected(study, cap
     assert st.state == "damaged" and f"it is run {other}'s config, not this folder's" in st.note
     assert main(["verify", "--store", str(store.root)]) == 1
     assert tables.main(["mini", "--profile", "smoke", "--store", str(store.root)]) == 2
-    assert main(["verify", "--repair", "--store", str(store.root)]) == 0  # config.json is not this run's: removed for the sweep
+    assert (
+        main(["verify", "--repair", "--store", str(store.root)]) == 0
+    )  # config.json is not this run's: removed for the sweep
     assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
     assert run_state(store, rid, EVALUATIONS, claimed={}).state == "done"
 
@@ -218,8 +248,8 @@ def test_a_study_collects_only_the_evaluations_it_asks_for(study, tmp_path):
     """A shared run may hold another study's evaluation; a damaged one of those is not this study's
     to refuse, and its tables never enter this study's."""
     exp, store, rid = study
-    from harness.coadaptation import CoadaptSettings
-    from harness.run import evaluate_stored
+    from harness.inference.coadaptation import CoadaptSettings
+    from harness.sweep.run import evaluate_stored
 
     evaluate_stored(store, rid, Evaluations(coadapt=CoadaptSettings(n_pairs=5)))
     damage(store.path(rid) / "coadaptation.parquet", "flip")
@@ -238,8 +268,10 @@ def test_repair_names_what_the_tables_still_need_and_the_command(study, capsys):
     assert main(["verify", "--repair", "--store", str(store.root)]) == 1
     out = capsys.readouterr().out
     assert f"run {rid}: computed its mc evaluation again, with the settings of the study that asks for it" in out
-    assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other} (mc); "
-            f"`python -m harness run experiments/mini.py --profile smoke --store {store.root}` brings it back") in out
+    assert (
+        f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other} (mc); "
+        f"`python -m harness run experiments/mini.py --profile smoke --store {store.root}` brings it back"
+    ) in out
     assert "the tables of 1 study cannot be collected yet" in out
     assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
     assert set(tables.collect("mini", "smoke", store)) == {"runs", "evaluations", "subnetworks"}
@@ -262,7 +294,10 @@ def test_a_damaged_run_no_study_lists_is_removed_and_said_so(study, monkeypatch,
     damage(store.path(rid) / "config.json", "flip")
     assert main(["verify", "--repair", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
-    assert f"run {rid}: removed: its config.json is damaged (UnicodeDecodeError), and no study under experiments/ lists the run" in out
+    assert (
+        f"run {rid}: removed: its config.json is damaged (UnicodeDecodeError), and no study under experiments/ lists "
+        "the run" in out
+    )
     assert not store.path(rid).exists()
 
 
@@ -275,19 +310,31 @@ def test_verify_names_a_run_it_skipped_under_a_live_claim_and_exits_3(study, cap
     damage(store.path(rid) / "checkpoint.pt", "flip")  # not seen: the run is held
     assert main(["verify", "--store", str(store.root)]) == 3
     out = capsys.readouterr().out
-    assert (f"run {rid}: not checked: claimed by otherhost 4242 (a process of another host, which cannot be checked from here): "
-            f"verify again when it has finished, or if that sweep is gone, remove its claim (`rm {store.root}/.claims/{rid}`)") in out
-    assert "1 runs checked (1 claimed by a live process, not checked): the files checked match their manifests, but the store is not known to be whole" in out
+    assert (
+        f"run {rid}: not checked: claimed by otherhost 4242 (a process of another host, which cannot be checked from "
+        "here): "
+        "verify again when it has finished, or if that sweep is gone, remove its claim (`rm "
+        f"{store.root}/.claims/{rid}`)"
+    ) in out
+    assert (
+        "1 runs checked (1 claimed by a live process, not checked): the files checked match their manifests, but the "
+        "store is not known to be whole" in out
+    )
     assert "every file matches" not in out
     assert main(["verify", "--repair", "--store", str(store.root)]) == 3
     (store.root / ".claims" / rid).unlink()
-    assert main(["verify", "--store", str(store.root)]) == 1 and f"run {rid}: checkpoint.pt: changed" in capsys.readouterr().out
+    assert (
+        main(["verify", "--store", str(store.root)]) == 1
+        and f"run {rid}: checkpoint.pt: changed" in capsys.readouterr().out
+    )
 
 
 TUNED = MINI.replace("return [0.05]", "return [0.02, 0.05]").replace('"train.lr": 0.05', '"train.lr": 0.02')
 
 
-def test_a_run_repaired_beside_a_damaged_tuning_run_gets_the_evaluation_its_study_asks_for(tmp_path, monkeypatch, capsys):
+def test_a_run_repaired_beside_a_damaged_tuning_run_gets_the_evaluation_its_study_asks_for(
+    tmp_path, monkeypatch, capsys
+):
     """A damaged tuning run hides which rate its arm chose, so which runs the study lists and what it
     asks of them is known only once that run is retrained: a seed's run whose manifest was damaged
     too is retrained first without evaluations, then given the one its study asks for."""
@@ -296,7 +343,9 @@ def test_a_run_repaired_beside_a_damaged_tuning_run_gets_the_evaluation_its_stud
     monkeypatch.setattr(tables, "ROOT", tmp_path)
     monkeypatch.setattr(verify, "EXPERIMENTS", tmp_path / "experiments")
     store = RunStore(tmp_path / "s")
-    assert main(["run", str(tmp_path / "experiments" / "mini.py"), "--profile", "smoke", "--store", str(store.root)]) == 0
+    assert (
+        main(["run", str(tmp_path / "experiments" / "mini.py"), "--profile", "smoke", "--store", str(store.root)]) == 0
+    )
     evaluated = [r for r in store.run_ids() if (store.path(r) / "mc_settings.json").exists()]
     tuning = [r for r in store.run_ids() if r not in evaluated]
     assert len(evaluated) == 2 and len(tuning) == 2
@@ -305,7 +354,9 @@ def test_a_run_repaired_beside_a_damaged_tuning_run_gets_the_evaluation_its_stud
     capsys.readouterr()
     assert main(["verify", "--repair", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
-    assert f"run {tuning[0]}: trained again\n" in out and f"run {evaluated[0]}: trained again\n" in out  # no study could be resolved yet
+    assert (
+        f"run {tuning[0]}: trained again\n" in out and f"run {evaluated[0]}: trained again\n" in out
+    )  # no study could be resolved yet
     assert f"run {evaluated[0]}: computed its mc evaluation, with the settings of the study that asks for it" in out
     assert "still missing" not in out
     assert set(tables.collect("mini", "smoke", store)) == {"runs", "tuning", "evaluations", "subnetworks"}
@@ -314,12 +365,13 @@ def test_a_run_repaired_beside_a_damaged_tuning_run_gets_the_evaluation_its_stud
 def test_repair_checks_the_tables_of_the_looks_a_study_has_run(tmp_path, monkeypatch, capsys):
     """A study runs in looks, and its later looks may never run (no row asked for them): a repair
     checks the tables of the looks it ran, and the command it gives runs those looks."""
-    from harness import profiles
+    from harness.sweep import profiles
 
     monkeypatch.setitem(profiles.LOOKS, "smoke", (2, 3))  # look 1: seeds 0 and 1; look 2 adds seed 2
     (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "mini.py").write_text(MINI.replace("return [base, base.replace(seed=1)]",
-                                                                  "return [base.replace(seed=s) for s in range(3)]"))
+    (tmp_path / "experiments" / "mini.py").write_text(
+        MINI.replace("return [base, base.replace(seed=1)]", "return [base.replace(seed=s) for s in range(3)]")
+    )
     monkeypatch.setattr(verify, "EXPERIMENTS", tmp_path / "experiments")
     exp, store = str(tmp_path / "experiments" / "mini.py"), RunStore(tmp_path / "s")
     assert main(["run", exp, "--profile", "smoke", "--look", "1", "--store", str(store.root)]) == 0
@@ -330,8 +382,10 @@ def test_repair_checks_the_tables_of_the_looks_a_study_has_run(tmp_path, monkeyp
     capsys.readouterr()
     assert main(["verify", "--repair", "--store", str(store.root)]) == 1
     out = capsys.readouterr().out
-    assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other} (mc); "
-            f"`python -m harness run experiments/mini.py --profile smoke --look 1 --store {store.root}` brings it back") in out
+    assert (
+        f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {other} (mc); "
+        f"`python -m harness run experiments/mini.py --profile smoke --look 1 --store {store.root}` brings it back"
+    ) in out
     assert main(["run", exp, "--profile", "smoke", "--look", "1", "--store", str(store.root)]) == 0
     assert main(["verify", "--repair", "--store", str(store.root)]) == 0
     # the second look ran, and a run of it lost its evaluation: the check is of the second look's tables
@@ -341,5 +395,7 @@ def test_repair_checks_the_tables_of_the_looks_a_study_has_run(tmp_path, monkeyp
     damage(store.path(rid) / "mc_settings.json", "flip")
     capsys.readouterr()
     assert main(["verify", "--repair", "--store", str(store.root)]) == 1
-    assert (f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {third} (mc); "
-            f"`python -m harness run experiments/mini.py --profile smoke --store {store.root}` brings it back") in capsys.readouterr().out
+    assert (
+        f"still missing for the tables of mini (smoke): 1 run not trained or lacking evaluations: {third} (mc); "
+        f"`python -m harness run experiments/mini.py --profile smoke --store {store.root}` brings it back"
+    ) in capsys.readouterr().out

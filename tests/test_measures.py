@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.calibration import fit_temperature, temperature_nll
-from harness.diversity import decomposition, pairwise_kl
-from harness.metrics import EnsembleAccumulator, brier, error, nll
-from harness.ood import detection, scores
+from harness.measures.calibration import fit_temperature, temperature_nll
+from harness.measures.diversity import decomposition, pairwise_kl
+from harness.measures.metrics import EnsembleAccumulator, brier, error, nll
+from harness.measures.ood import detection, scores
 
 
 def _ensemble(logits):
@@ -31,7 +31,9 @@ def test_decompositions_sum_to_the_ensemble_loss():
     probs = logp.exp()
     mean = probs.mean(0)
     # members' losses, computed member by member
-    assert math.isclose(d["member_nll"], np.mean([nll(p, y, lp) for p, lp in zip(probs, logp)]), rel_tol=1e-12)
+    assert math.isclose(
+        d["member_nll"], np.mean([nll(p, y, lp) for p, lp in zip(probs, logp, strict=False)]), rel_tol=1e-12
+    )
     assert math.isclose(d["member_brier"], np.mean([brier(p, y) for p in probs]), rel_tol=1e-12)
     assert math.isclose(d["member_error"], np.mean([error(p, y) for p in probs]), rel_tol=1e-12)
     # arithmetic mean: NLL = member NLL - Jensen gap; Brier = member Brier - ambiguity (Krogh-Vedelsby)
@@ -71,10 +73,18 @@ def test_decomposition_by_hand():
     assert math.isclose(d["member_nll"], math.log(2) / 2, rel_tol=1e-12)
     assert math.isclose(d["nll_gap"], math.log(0.75) + math.log(2) / 2, rel_tol=1e-12)
     # Brier: members 0.5 and 0, ensemble (1/4)^2 * 2 = 0.125, ambiguity ((1/4)^2 * 2 + (1/4)^2 * 2) / 2 = 0.125
-    assert math.isclose(d["member_brier"], 0.25, rel_tol=1e-12) and math.isclose(d["brier_diversity"], 0.125, rel_tol=1e-12)
+    assert math.isclose(d["member_brier"], 0.25, rel_tol=1e-12) and math.isclose(
+        d["brier_diversity"], 0.125, rel_tol=1e-12
+    )
     assert d["disagreement"] == 0.0 and d["member_error"] == 0.0  # both vote for class 0 (ties go to the first)
     assert pairwise_kl(_ensemble(logp[:1])) != pairwise_kl(_ensemble(logp[:1]))  # NaN for a single member
-    assert set(decomposition(acc)) == {"ce_diversity", "brier_diversity", "disagreement", "pairwise_kl", "mutual_information"}
+    assert set(decomposition(acc)) == {
+        "ce_diversity",
+        "brier_diversity",
+        "disagreement",
+        "pairwise_kl",
+        "mutual_information",
+    }
 
 
 def test_detection_by_hand():

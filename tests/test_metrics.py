@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from harness.metrics import EnsembleAccumulator, brier, ece, entropy, error, kl, l2_gap, nll, point_metrics
+from harness.measures.metrics import EnsembleAccumulator, brier, ece, entropy, error, kl, l2_gap, nll, point_metrics
 
 
 def test_point_metrics_by_hand():
@@ -63,7 +63,9 @@ def test_a_confident_mistake_costs_its_true_nll():
     acc = EnsembleAccumulator(2, 2)
     for _ in range(3):
         acc.add(logits)
-    assert math.isclose(acc.summary(y, None)["nll"], expected, rel_tol=1e-12)  # the mean's log from the running log-sum-exp
+    assert math.isclose(
+        acc.summary(y, None)["nll"], expected, rel_tol=1e-12
+    )  # the mean's log from the running log-sum-exp
     q = torch.log_softmax(torch.tensor([[0.0, -300.0], [0.0, 0.0]], dtype=torch.float64), 1)
     value = kl(logp.exp(), q.exp(), logp, q)  # KL(p || q) with q below 1e-30 where p is 1
     by_hand = sum((logp[i].exp() * (logp[i] - q[i])).sum().item() for i in range(2)) / 2
@@ -72,8 +74,8 @@ def test_a_confident_mistake_costs_its_true_nll():
 
 def test_the_exact_ensemble_log_mean_is_exact():
     from harness.config import ModelConfig
-    from harness.models import build_model
-    from harness.subnetworks import SubnetworkEngine, enumerate_subnetworks
+    from harness.nets.models import build_model
+    from harness.nets.subnetworks import SubnetworkEngine, enumerate_subnetworks
 
     torch.manual_seed(0)
     m = build_model(ModelConfig(widths=(6,), p_drop_input=0.0, p_drop_hidden=(0.5,)), (1, 4, 4), 3).eval()

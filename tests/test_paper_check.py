@@ -7,12 +7,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.data import load_raw
-from harness.standins import write_all
-from harness.store import RunStore
+from harness.data.datasets import load_raw
+from harness.data.standins import write_all
+from harness.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = ("mc_vs_ws", "keep_sweep", "data_size", "features", "coadaptation", "rate_grid", "placement", "exact", "ensemble_vs_dropout", "shift")
+STUDIES = (
+    "mc_vs_ws",
+    "keep_sweep",
+    "data_size",
+    "features",
+    "coadaptation",
+    "rate_grid",
+    "placement",
+    "exact",
+    "ensemble_vs_dropout",
+    "shift",
+)
 
 
 def test_stand_ins_are_read_by_the_real_loaders(tmp_path, monkeypatch):
@@ -28,11 +39,21 @@ def test_paper_check_runs_every_study_of_the_paper_profile_end_to_end(tmp_path):
     page. It is also the make -j2 regression test on a fresh store: before, the `shift` sweep met the
     runs the concurrent `ensemble_vs_dropout` sweep had claimed and exited 1, so make exited 2; no
     claim may be left behind."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_OUT", "HARNESS_STORE", "HARNESS_DATA_DIR", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HARNESS_OUT", "HARNESS_STORE", "HARNESS_DATA_DIR", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
     # -j2: two studies at a time (each with two one-thread workers) overlap the start-up of the
     # processes that dominate a three-step check: 257 s against 288 s one study at a time (2-core CPU)
-    done = subprocess.run(["make", "--no-print-directory", "-j2", "paper-check", f"CHECK_DIR={tmp_path}", "WORKERS=2"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-j2", "paper-check", f"CHECK_DIR={tmp_path}", "WORKERS=2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "paper-check passed" in done.stdout
     assert "claimed by another sweep" not in done.stderr
@@ -41,9 +62,15 @@ def test_paper_check_runs_every_study_of_the_paper_profile_end_to_end(tmp_path):
     for study in STUDIES:
         runs = pd.read_parquet(report / "tables" / study / "runs.parquet")
         assert len(runs) and set(runs.profile) == {"paper"} and runs.steps.max() == 3  # cut down, and every run trained
-        assert json.loads((report / "tables" / study / "adaptation.json").read_text())["notes"][0].startswith("paper-check:")
-    assert set(pd.read_parquet(report / "tables" / "placement" / "runs.parquet").dataset) == {"cifar10"}  # the paper's layout
+        assert json.loads((report / "tables" / study / "adaptation.json").read_text())["notes"][0].startswith(
+            "paper-check:"
+        )
+    assert set(pd.read_parquet(report / "tables" / "placement" / "runs.parquet").dataset) == {
+        "cifar10"
+    }  # the paper's layout
     claims = pd.read_csv(report / "claims.csv")
     assert {"C1", "C2", "C5", "C7", "C9", "C10"} <= set(claims.claim)
     page = (report / "index.html").read_text()
-    assert "its numbers are not results" in page and "Srivastava" in page  # the check's caveat and the reference numbers
+    assert (
+        "its numbers are not results" in page and "Srivastava" in page
+    )  # the check's caveat and the reference numbers

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness import profiles
-from harness import sequential as S
-from harness.sequential import Design, boundaries, level_crossed, obf_spent, replay, simulate
-from harness.verdicts import Hypothesis
+from harness.stats import sequential as S
+from harness.stats.sequential import Design, boundaries, level_crossed, obf_spent, replay, simulate
+from harness.stats.verdicts import Hypothesis
+from harness.sweep import profiles
 
 STUDIES = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
 
@@ -52,8 +52,14 @@ def test_a_row_decided_early_one_that_continues_and_one_that_stops():
     hopeless = np.array([0.3, -2.9, 2.1, -1.4, 2.2])  # sd 2.3 around 0.06: neither sign nor negligible by 20
     out = replay([huge, promising, hopeless], rows, design)
     assert (out[0].verdict, out[0].look, out[0].n, out[0].asks_more) == ("supported", 1, 5, False)
-    assert out[1].verdict == "inconclusive" and out[1].asks_more and out[1].conditional_power >= S.CONDITIONAL_POWER_FLOOR
-    assert out[2].verdict == "inconclusive" and not out[2].asks_more and out[2].conditional_power < S.CONDITIONAL_POWER_FLOOR
+    assert (
+        out[1].verdict == "inconclusive" and out[1].asks_more and out[1].conditional_power >= S.CONDITIONAL_POWER_FLOOR
+    )
+    assert (
+        out[2].verdict == "inconclusive"
+        and not out[2].asks_more
+        and out[2].conditional_power < S.CONDITIONAL_POWER_FLOOR
+    )
     # the replay is a pure function of the values and the design
     assert replay([huge, promising, hopeless], rows, design) == out
     # at the last look nothing asks for more
@@ -66,7 +72,9 @@ def test_negligible_is_a_verdict():
     tight = np.array([0.02, -0.03, 0.01, 0.0, -0.01, 0.03, -0.02, 0.01, 0.0, -0.01])
     (out,) = replay([tight], [Hypothesis("directional", sesoi=0.5)], design)
     assert out.verdict == "negligible" and out.look in (1, 2)
-    (none,) = replay([tight], [Hypothesis("directional")], design)  # without a smallest effect of interest: never negligible
+    (none,) = replay(
+        [tight], [Hypothesis("directional")], design
+    )  # without a smallest effect of interest: never negligible
     assert none.verdict == "inconclusive"
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.data import TEST_FRACTION, load_raw
-from harness.experiment import load_experiment
-from harness.profiles import looks
-from harness.setting import Setting, available_train, setting_name
+from harness.data.datasets import TEST_FRACTION, load_raw
+from harness.sweep.experiment import load_experiment
+from harness.sweep.profiles import looks
+from harness.sweep.setting import Setting, available_train, setting_name
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
@@ -21,42 +21,61 @@ def test_setting_names_put_outputs_beside_the_default():
     assert setting_name("quick", "mnist1d") == "quick-mnist1d" and setting_name("paper", "mnist") == "paper-mnist"
     assert setting_name("smoke", "digits") == "smoke"
     s = Setting("quick", "some/dir/my data.npz")
-    assert s.name.startswith("quick-my_data-") and Path(s.dataset).is_absolute()  # a .npz file is named by its stem, found by its full path
+    assert (
+        s.name.startswith("quick-my_data-") and Path(s.dataset).is_absolute()
+    )  # a .npz file is named by its stem, found by its full path
     assert Setting("quick", "other/dir/my data.npz").name != s.name  # two files of one name: two settings, never mixed
-    out = subprocess.run(["make", "-n", "all", f"DATASET={ROOT / 'missing.npz'}"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        ["make", "-n", "all", f"DATASET={ROOT / 'missing.npz'}"], cwd=ROOT, capture_output=True, text=True
+    )
     assert out.returncode != 0 and "missing.npz: no such file" in out.stderr
 
 
 def test_make_routes_every_step_of_a_setting_to_its_own_folders():
-    out = subprocess.run(["make", "-n", "all", "DATASET=mnist1d", "OUT=."], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert "analysis.looks placement --profile quick --dataset 'mnist1d' --stamp" in out  # one shell word, whatever the path holds
-    assert "analysis.tables placement --profile quick --dataset 'mnist1d'" in out and "reports/quick-mnist1d/.runs/placement" in out
+    out = subprocess.run(
+        ["make", "-n", "all", "DATASET=mnist1d", "OUT=."], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert (
+        "analysis.looks placement --profile quick --dataset 'mnist1d' --stamp" in out
+    )  # one shell word, whatever the path holds
+    assert (
+        "analysis.tables placement --profile quick --dataset 'mnist1d'" in out
+        and "reports/quick-mnist1d/.runs/placement" in out
+    )
     assert "analysis.report --profile quick --dataset 'mnist1d'" in out
-    default = subprocess.run(["make", "-n", "all", "DATASET=mnist5k", "OUT=."], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    default = subprocess.run(
+        ["make", "-n", "all", "DATASET=mnist5k", "OUT=."], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert "--dataset" not in default and "reports/quick/.runs/placement" in default  # the default's paths unchanged
 
 
 def test_training_sizes_are_capped_at_the_examples_a_dataset_holds_and_said():
     exp = load_experiment(EXPERIMENTS / "data_size.py", "quick", "digits")
-    pools = [n - round(TEST_FRACTION * n) for n in np.bincount(load_raw("digits").y)]  # the fixed 20% test split, per class
+    pools = [
+        n - round(TEST_FRACTION * n) for n in np.bincount(load_raw("digits").y)
+    ]  # the fixed 20% test split, per class
     have = available_train("digits", 0.1, 0)
     assert have == sum(p - round(0.1 * p) for p in pools)  # and 10% of each class's rest held out for validation
     sizes = sorted({c.data.train_size for c in exp.configs})
     assert sizes == [100, 1000, have] and all(c.data.name == "digits" for c in exp.configs)
     assert any(f"training sizes 3,600 capped at {have:,}, the training examples digits holds" in n for n in exp.notes)
     n = looks("quick")[-1]
-    assert exp.replicates == n and len(exp.configs) == 3 * 2 * 2 * n  # nothing merged: 3 sizes x 2 widths x 2 arms x n seeds
+    assert (
+        exp.replicates == n and len(exp.configs) == 3 * 2 * 2 * n
+    )  # nothing merged: 3 sizes x 2 widths x 2 arms x n seeds
 
 
 def test_a_settings_budget_is_scaled_and_said_with_the_same_learning_rate_at_every_step():
-    from harness.profiles import BUDGET_SCALE
-    from harness.training import learning_rate
+    from harness.nets.training import learning_rate
+    from harness.sweep.profiles import BUDGET_SCALE
 
     k = BUDGET_SCALE["quick"]["digits"]
     assert k > 1 and BUDGET_SCALE["quick"].get("mnist5k", 1) == 1
     default = load_experiment(EXPERIMENTS / "data_size.py", "quick")
     digits = load_experiment(EXPERIMENTS / "data_size.py", "quick", "digits")
-    assert {c.train.steps for c in digits.configs} == {k * c.train.steps for c in default.configs}  # steps fixed by the study
+    assert {c.train.steps for c in digits.configs} == {
+        k * c.train.steps for c in default.configs
+    }  # steps fixed by the study
     assert {c.train.epochs for c in digits.configs} == {k * c.train.epochs for c in default.configs}
     assert any(f"training budgets {k}x the profile's" in n for n in digits.notes)
     assert not any("training budgets" in n for n in default.notes)
@@ -87,7 +106,21 @@ def test_a_skipped_study_runs_nothing_and_says_why(tmp_path, capsys):
     flat = tmp_path / "flat.npz"
     np.savez(flat, x=np.random.default_rng(0).normal(size=(120, 12)).astype(np.float32), y=np.arange(120) % 3)
     store = tmp_path / "store"
-    assert main(["run", str(EXPERIMENTS / "placement.py"), "--profile", "smoke", "--dataset", str(flat), "--store", str(store)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(EXPERIMENTS / "placement.py"),
+                "--profile",
+                "smoke",
+                "--dataset",
+                str(flat),
+                "--store",
+                str(store),
+            ]
+        )
+        == 0
+    )
     assert "skipped: flat.npz holds flat features" in capsys.readouterr().out and not store.exists()
 
 
@@ -113,7 +146,18 @@ def _broken(tmp_path):
 def test_a_broken_npz_exits_2_naming_the_file_and_the_problem_and_writes_nothing(tmp_path, capsys):
     store = tmp_path / "store"
     for path, word in _broken(tmp_path).items():
-        code = main(["run", str(EXPERIMENTS / "rate_grid.py"), "--profile", "smoke", "--dataset", str(path), "--store", str(store)])
+        code = main(
+            [
+                "run",
+                str(EXPERIMENTS / "rate_grid.py"),
+                "--profile",
+                "smoke",
+                "--dataset",
+                str(path),
+                "--store",
+                str(store),
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and path.name in err and word in err, (path.name, err)
         assert not store.exists()
@@ -128,7 +172,23 @@ def test_a_users_npz_runs_a_study_through_its_tables(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_OUT", str(tmp_path / "out"))
     store = str(tmp_path / "store")
     data = str(tmp_path / "blobs.npz")
-    assert main(["run", str(EXPERIMENTS / "exact.py"), "--profile", "smoke", "--dataset", data, "--store", store, "--executor", "local"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(EXPERIMENTS / "exact.py"),
+                "--profile",
+                "smoke",
+                "--dataset",
+                data,
+                "--store",
+                store,
+                "--executor",
+                "local",
+            ]
+        )
+        == 0
+    )
     from analysis.tables import main as tables_main
 
     assert tables_main(["exact", "--profile", "smoke", "--dataset", data, "--store", store]) == 0
@@ -136,7 +196,9 @@ def test_a_users_npz_runs_a_study_through_its_tables(tmp_path, monkeypatch):
 
     folder = tmp_path / "out" / "reports" / setting_name("smoke", data) / "tables" / "exact"
     runs = pd.read_parquet(folder / "runs.parquet")
-    assert len(runs) == 5 and set(runs.dataset) == {str(tmp_path / "blobs.npz")} and runs.test_error.mean() < 0.5  # chance is 2/3
+    assert (
+        len(runs) == 5 and set(runs.dataset) == {str(tmp_path / "blobs.npz")} and runs.test_error.mean() < 0.5
+    )  # chance is 2/3
     assert len(pd.read_parquet(folder / "evaluations.parquet"))
 
 
@@ -149,6 +211,9 @@ def test_a_collection_leaves_only_its_own_tables_and_says_how_the_study_was_adap
 
     runs = pd.DataFrame({"run_id": ["a"]})
     write({"runs": runs, "ood": runs}, tmp_path, {"dataset": "mnist1d", "skipped": None, "notes": ["n"]})
-    assert json.loads((tmp_path / "adaptation.json").read_text())["notes"] == ["n"] and (tmp_path / "ood.parquet").is_file()
+    assert (
+        json.loads((tmp_path / "adaptation.json").read_text())["notes"] == ["n"]
+        and (tmp_path / "ood.parquet").is_file()
+    )
     write({"runs": runs}, tmp_path)  # the study's own data now: no adaptation, and no table of the earlier collection
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "runs.parquet"]

@@ -1,6 +1,7 @@
 """Shifted and unseen sets, the robustness evaluation of one run, and deep ensembles of runs."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -8,20 +9,42 @@ import pytest
 import torch
 
 from harness.config import DataConfig, ModelConfig, RunConfig
-from dataclasses import replace
-
-from harness.data import DataInfo, describe, load_dataset, load_raw
-from harness.ensembles import Ensemble, ensembles_of, evaluate_ensemble, member_configs
+from harness.data.datasets import DataInfo, describe, load_dataset, load_raw
+from harness.data.shifts import (
+    ANGLES,
+    CORRUPTIONS,
+    MNIST1D_CORRUPTIONS,
+    EvalSet,
+    corrupt,
+    evaluation_sets,
+    fashion,
+    fashion_available,
+    gaussian_noise,
+    mnist1d_published_scale,
+    mnist1d_shifted,
+    mnist1d_signals,
+    patches,
+    permuted,
+    rotate,
+    shift_images,
+    translation_offsets,
+    unseen_available,
+)
 from harness.errors import ConfigError
-from harness.experiment import load_experiment
-from harness.models import build_model
-from harness.robustness import Recorder, RobustnessSettings, equal_compute_k, evaluate_robustness, fit_robustness, subnetwork_cost
-from harness.metrics import ece, overconfidence, point_metrics
-from harness.shifts import (ANGLES, CORRUPTIONS, MNIST1D_CORRUPTIONS, EvalSet, corrupt, evaluation_sets, fashion, fashion_available, gaussian_noise,
-                            mnist1d_published_scale, mnist1d_shifted, mnist1d_signals, patches, permuted, rotate, shift_images, translation_offsets,
-                            unseen_available)
+from harness.inference.ensembles import Ensemble, ensembles_of, evaluate_ensemble, member_configs
+from harness.inference.robustness import (
+    Recorder,
+    RobustnessSettings,
+    equal_compute_k,
+    evaluate_robustness,
+    fit_robustness,
+    subnetwork_cost,
+)
+from harness.measures.metrics import ece, overconfidence, point_metrics
+from harness.nets.models import build_model
+from harness.store.identity import run_id
+from harness.sweep.experiment import load_experiment
 from tests.test_data import write_mnist_like
-from harness.identity import run_id
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +70,23 @@ def test_corruptions_do_what_they_say():
             a, b = corrupt(x, name, s), corrupt(x, name, s)
             assert a.shape == x.shape and np.array_equal(a, b), name  # deterministic
     band = corrupt(x, "centre_band", 3)  # 5 white columns through the centre
-    assert (band[..., 11:16] == 1).all() and np.array_equal(band[..., :11], x[..., :11]) and np.array_equal(band[..., 16:], x[..., 16:])
+    assert (
+        (band[..., 11:16] == 1).all()
+        and np.array_equal(band[..., :11], x[..., :11])
+        and np.array_equal(band[..., 16:], x[..., 16:])
+    )
     hits = [np.mean(corrupt(x, "impulse_noise", s) != x) for s in (1, 2, 3)]
-    assert hits[0] < hits[1] < hits[2] and abs(hits[2] - 0.2) < 0.02  # 20% of the pixels hit (none of these is already black or white)
+    assert (
+        hits[0] < hits[1] < hits[2] and abs(hits[2] - 0.2) < 0.02
+    )  # 20% of the pixels hit (none of these is already black or white)
     shot = corrupt(np.full((200, 1, 28, 28), 0.5), "shot_noise", 1)
     assert abs(shot.mean() - 0.5) < 0.002  # Poisson noise is unbiased
     odd = _images(2, 29)  # centre row 14: it stays, and row 19 (5 below) moves 0.2 x 5 = 1 pixel left
     sheared = corrupt(odd, "shear", 1)
     assert np.allclose(sheared[..., 14, :], odd[..., 14, :]) and np.allclose(sheared[..., 19, :-1], odd[..., 19, 1:])
-    assert np.allclose(sheared[..., 9, 2:], odd[..., 9, 1:-1])  # and row 9 (5 above) 1 pixel right (column 1 reads column 0 at a coordinate that rounds just outside)
+    assert np.allclose(
+        sheared[..., 9, 2:], odd[..., 9, 1:-1]
+    )  # and row 9 (5 above) 1 pixel right (column 1 reads column 0 at a coordinate that rounds just outside)
     centre = np.zeros((1, 1, 28, 28))
     centre[..., 14, 14] = 1.0
     assert math.isclose(corrupt(centre, "gaussian_blur", 3).sum(), 1.0, rel_tol=1e-9)  # blur moves ink, never adds it
@@ -69,7 +100,9 @@ def test_translate_moves_each_image_diagonally_by_its_recorded_offset():
     x = _images(64, 28)
     off = translation_offsets(64, 2)  # 4 pixels along each axis, a seeded random sign per axis and image
     assert (np.abs(off) == 4).all() and len({tuple(o) for o in off}) == 4  # all four diagonal directions occur
-    assert np.array_equal(translation_offsets(64, 2), off) and not np.array_equal(translation_offsets(64, 2, seed=1), off)
+    assert np.array_equal(translation_offsets(64, 2), off) and not np.array_equal(
+        translation_offsets(64, 2, seed=1), off
+    )
     moved = corrupt(x, "translate", 2)
     for i, (dr, dc) in enumerate(off):
         # by hand: roll, then blank the rows and columns that wrapped around (background comes in)
@@ -79,7 +112,9 @@ def test_translate_moves_each_image_diagonally_by_its_recorded_offset():
         expected[:, rows, :] = 0.0
         expected[:, :, cols] = 0.0
         assert np.array_equal(moved[i], expected), i
-    assert np.array_equal(translation_offsets(3, 3, width=8) * 7, translation_offsets(3, 3) * 2)  # 7 pixels at width 28 are 2 at width 8
+    assert np.array_equal(
+        translation_offsets(3, 3, width=8) * 7, translation_offsets(3, 3) * 2
+    )  # 7 pixels at width 28 are 2 at width 8
     dot = np.zeros((2, 1, 8, 8))
     dot[:, 0, 3, 3] = 1.0
     out = shift_images(dot, np.array([[2, -3], [0, -4]]))
@@ -93,7 +128,9 @@ def test_overconfidence_by_hand():
     assert math.isclose(overconfidence(p, y), 0.25)
     assert math.isclose(overconfidence(p, 1 - y), 0.75 - 0.5)  # the same confidences, the other two right
     under = torch.tensor([[0.6, 0.4]] * 4, dtype=torch.float64)
-    assert math.isclose(overconfidence(under, torch.zeros(4, dtype=torch.long)), -0.4)  # right every time at 60%: underconfident
+    assert math.isclose(
+        overconfidence(under, torch.zeros(4, dtype=torch.long)), -0.4
+    )  # right every time at 60%: underconfident
     assert point_metrics(p, y)["overconfidence"] == overconfidence(p, y)
 
 
@@ -134,15 +171,28 @@ def test_fashion_mnist_joins_when_its_files_are_there(tmp_path, monkeypatch):
 
 
 def test_evaluation_sets(digits):
-    sets = evaluation_sets(digits, angles=(0, 90, 180), corruptions=("centre_band",), severities=(1, 3), unseen=("permuted", "patches"))
-    assert [s.name for s in sets] == ["test", "rotation_90", "rotation_180", "centre_band_1", "centre_band_3", "permuted", "patches"]
+    sets = evaluation_sets(
+        digits, angles=(0, 90, 180), corruptions=("centre_band",), severities=(1, 3), unseen=("permuted", "patches")
+    )
+    assert [s.name for s in sets] == [
+        "test",
+        "rotation_90",
+        "rotation_180",
+        "centre_band_1",
+        "centre_band_3",
+        "permuted",
+        "patches",
+    ]
     assert sets[0].x is digits.x_test and all(s.x.shape == digits.x_test.shape for s in sets)
     assert all(s.y is digits.y_test for s in sets[:5]) and sets[5].y is None and sets[6].y is None
     # rotating back by 180 degrees restores the test images (unit intensity, standardized again)
     back = rotate((sets[2].x.double().numpy() * digits.std + digits.mean) / 16.0, 180) * 16.0
     assert np.allclose((back - digits.mean) / digits.std, digits.x_test.numpy(), atol=1e-5)
-    with pytest.raises(ConfigError, match=r"mnist1d holds signal data of shape \(1, 40\): rotations .* need square images.*corruption shot_noise "
-                                          r"needs images.*fit_robustness chooses the sets that fit"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mnist1d holds signal data of shape \(1, 40\): rotations .* need square images.*corruption shot_noise "
+        r"needs images.*fit_robustness chooses the sets that fit",
+    ):
         evaluation_sets(load_dataset(DataConfig(name="mnist1d")))
 
 
@@ -156,24 +206,48 @@ def test_subnetwork_cost_by_hand():
 
 def _run(digits, p_drop, seed=0):
     torch.manual_seed(seed)
-    return build_model(ModelConfig(widths=(16,), p_drop_input=0.0, p_drop_hidden=(p_drop,), max_norm=None), digits.input_shape, digits.n_classes).eval()
+    return build_model(
+        ModelConfig(widths=(16,), p_drop_input=0.0, p_drop_hidden=(p_drop,), max_norm=None),
+        digits.input_shape,
+        digits.n_classes,
+    ).eval()
 
 
-SMALL = RobustnessSettings(T=6, members=2, angles=(0, 90), corruptions=("centre_band",), severities=(2,), per_example=("none",))
+SMALL = RobustnessSettings(
+    T=6, members=2, angles=(0, 90), corruptions=("centre_band",), severities=(2,), per_example=("none",)
+)
 
 
 def test_robustness_tables(digits):
     t = evaluate_robustness(_run(digits, 0.5), digits, SMALL, "r1")
     sh = t["shift"]
     modes = sh[sh["set"] == "test"].groupby("mode")["k"].unique().map(sorted).to_dict()
-    # k = M = 2, T / M = 3, T = 6, and 4 at equal compute: a subnetwork keeps half the hidden units, so half of 64 x 16 + 16 x 10
-    assert modes == {"weight_scaled": [0], "temperature_scaled": [0], "mc_shared": [2, 3, 4, 6], "mc_per_example": [2, 3, 4, 6]}
-    assert set(sh[sh["set"] == "rotation_90"]["mode"]) == {"weight_scaled", "temperature_scaled", "mc_shared"}  # per-example on the test split only
+    # k = M = 2, T / M = 3, T = 6, and 4 at equal compute: a subnetwork keeps half the hidden units, so half of
+    # 64 x 16 + 16 x 10
+    assert modes == {
+        "weight_scaled": [0],
+        "temperature_scaled": [0],
+        "mc_shared": [2, 3, 4, 6],
+        "mc_per_example": [2, 3, 4, 6],
+    }
+    assert set(sh[sh["set"] == "rotation_90"]["mode"]) == {
+        "weight_scaled",
+        "temperature_scaled",
+        "mc_shared",
+    }  # per-example on the test split only
     val = sh[sh["set"] == "val"].set_index("metric")["value"]
-    assert set(val.index) == {"temperature", "equal_compute_k"} and val["equal_compute_k"] == 4 and 0.05 <= val["temperature"] <= 20
-    assert set(sh[sh["set"] == "patches"].metric) >= {"entropy", "brier_diversity"} and "error" not in set(sh[sh["set"] == "patches"].metric)
+    assert (
+        set(val.index) == {"temperature", "equal_compute_k"}
+        and val["equal_compute_k"] == 4
+        and 0.05 <= val["temperature"] <= 20
+    )
+    assert set(sh[sh["set"] == "patches"].metric) >= {"entropy", "brier_diversity"} and "error" not in set(
+        sh[sh["set"] == "patches"].metric
+    )
     cells = lambda metric: set(sh.loc[sh.metric == metric, ["set", "mode", "k"]].itertuples(index=False))  # noqa: E731
-    assert cells("overconfidence") == cells("ece") and len(cells("ece")) == 3 * (2 + 4) + 4  # 3 labelled sets x (2 modes at k = 0, mc_shared at 4 k); mc_per_example at 4 k on the test split
+    assert (
+        cells("overconfidence") == cells("ece") and len(cells("ece")) == 3 * (2 + 4) + 4
+    )  # 3 labelled sets x (2 modes at k = 0, mc_shared at 4 k); mc_per_example at 4 k on the test split
     pred = t["predictions"]
     # the weight-scaled net and each member's share of T subnetworks (k = T / M = 3), on every set
     assert set(pred[["mode", "k"]].itertuples(index=False, name=None)) == {("weight_scaled", 0), ("mc_shared", 3)}
@@ -186,7 +260,9 @@ def test_robustness_tables(digits):
     assert (counts == len(digits.y_test)).all()  # every example in one bin, at each mode's largest k only
     assert set(t["entropy_hist"][t["entropy_hist"]["mode"] == "mc_shared"].k) == {6}
     pred = t["predictions"]
-    assert len(pred) == 2 * 5 * len(digits.y_test)  # test, rotation_90, centre_band_2, permuted, patches; weight scaled and k = T / M
+    assert len(pred) == 2 * 5 * len(
+        digits.y_test
+    )  # test, rotation_90, centre_band_2, permuted, patches; weight scaled and k = T / M
     assert (pred[pred["set"] == "patches"].label == -1).all()
     logp = pred[[f"logp_{c}" for c in range(10)]].to_numpy()
     assert np.allclose(np.exp(logp).sum(1), 1, atol=1e-5)
@@ -209,7 +285,9 @@ def test_an_ensemble_of_identical_members_is_that_member(digits):
     preds = pd.concat([t["predictions"].assign(run_id=r) for r in ("a", "b", "c")], ignore_index=True)
     e = evaluate_ensemble(Ensemble("e", "no dropout", 0, ("a", "b", "c")), preds)
     ens = e["shift"][e["shift"]["set"] == "test"].set_index("metric")["value"]
-    ws = t["shift"][(t["shift"]["set"] == "test") & (t["shift"]["mode"] == "weight_scaled")].set_index("metric")["value"]
+    ws = t["shift"][(t["shift"]["set"] == "test") & (t["shift"]["mode"] == "weight_scaled")].set_index("metric")[
+        "value"
+    ]
     for m in ("error", "nll", "brier", "ece", "overconfidence", "entropy"):
         assert math.isclose(ens[m], ws[m], rel_tol=1e-5, abs_tol=1e-6), m
     for m in ("nll_gap", "ce_diversity", "brier_diversity", "disagreement", "pairwise_kl", "mutual_information"):
@@ -238,17 +316,30 @@ def test_recorder_needs_the_test_set_first():
 
 
 def test_settings_are_checked():
-    for bad, match in [({"T": 0}, "positive"), ({"corruptions": ("fog",)}, "not a known corruption"), ({"unseen": ("cifar",)}, "not a known"),
-                       ({"severities": (4,)}, "severities"), ({"per_example": ("rotated",)}, "kinds of set"), ({"angles": (400,)}, "degrees")]:
+    for bad, match in [
+        ({"T": 0}, "positive"),
+        ({"corruptions": ("fog",)}, "not a known corruption"),
+        ({"unseen": ("cifar",)}, "not a known"),
+        ({"severities": (4,)}, "severities"),
+        ({"per_example": ("rotated",)}, "kinds of set"),
+        ({"angles": (400,)}, "degrees"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             RobustnessSettings(**bad)
 
 
 def test_ensembles_are_disjoint_seed_groups():
     b = RunConfig(data=DataConfig(name="digits"), model=ModelConfig(widths=(8,)))
-    cfgs = member_configs(b, 3, 2) + member_configs(b.replace(**{"model.p_drop_input": 0.0, "model.p_drop_hidden": [0.0]}), 3, 2)
+    cfgs = member_configs(b, 3, 2) + member_configs(
+        b.replace(**{"model.p_drop_input": 0.0, "model.p_drop_hidden": [0.0]}), 3, 2
+    )
     ens = ensembles_of(cfgs, 3)
-    assert [(e.group, e.replicate) for e in ens] == [("dropout", 0), ("dropout", 1), ("no dropout", 0), ("no dropout", 1)]
+    assert [(e.group, e.replicate) for e in ens] == [
+        ("dropout", 0),
+        ("dropout", 1),
+        ("no dropout", 0),
+        ("no dropout", 1),
+    ]
     assert [c.seed for c in cfgs[:6]] == [0, 1, 2, 3, 4, 5] and ens[1].run_ids == tuple(run_id(c) for c in cfgs[3:6])
     assert len({r for e in ens for r in e.run_ids}) == 12  # no run is a member twice
     with pytest.raises(ConfigError, match="multiple of 4"):
@@ -258,12 +349,16 @@ def test_ensembles_are_disjoint_seed_groups():
 def test_experiment_files_declare_valid_ensembles(tmp_path):
     exp = load_experiment("experiments/ensemble_vs_dropout.py", "smoke")
     shift = load_experiment("experiments/shift.py", "smoke")
-    assert [run_id(c) for c in exp.configs] == [run_id(c) for c in shift.configs] and exp.evaluations == shift.evaluations
+    assert [run_id(c) for c in exp.configs] == [
+        run_id(c) for c in shift.configs
+    ] and exp.evaluations == shift.evaluations
     assert len(exp.ensembles) == 10 and exp.evaluations.robustness.members == 2
     bad = tmp_path / "bad.py"
-    bad.write_text("from harness.config import RunConfig\nfrom harness.ensembles import Ensemble\nNAME = 'bad'\n"
-                   "def configs(profile):\n    return [RunConfig(seed=0)]\n"
-                   "def ensembles(profile):\n    return [Ensemble('e', 'dropout', 0, ('nope',))]\n")
+    bad.write_text(
+        "from harness.config import RunConfig\nfrom harness.inference.ensembles import Ensemble\nNAME = 'bad'\n"
+        "def configs(profile):\n    return [RunConfig(seed=0)]\n"
+        "def ensembles(profile):\n    return [Ensemble('e', 'dropout', 0, ('nope',))]\n"
+    )
     with pytest.raises(ConfigError, match="which configs\\(\\) does not list"):
         load_experiment(bad, "smoke")
 
@@ -279,12 +374,16 @@ def mnist1d():
 
 def test_the_generator_reproduces_the_published_mnist1d_signals():
     raw = load_raw("mnist1d")
-    published = np.concatenate([raw.x, raw.x_test])[:, 0]  # (5000, 40), standardized by make_dataset and stored as float32
+    published = np.concatenate([raw.x, raw.x_test])[
+        :, 0
+    ]  # (5000, 40), standardized by make_dataset and stored as float32
     labels = np.repeat(np.arange(10), 500)  # make_dataset's order before its shuffle
     before = np.random.get_state()
     mean, std = mnist1d_published_scale()
     ours = ((mnist1d_signals(labels, seed=42) - mean) / std).astype(np.float32)
-    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), before))  # numpy's global generator is left as it was
+    assert all(
+        np.array_equal(a, b) for a, b in zip(np.random.get_state(), before, strict=False)
+    )  # numpy's global generator is left as it was
 
     def rows(a):  # the same rows in one order: the shuffle moves rows, never values
         return a[np.lexsort(a.T[::-1])]
@@ -293,14 +392,28 @@ def test_the_generator_reproduces_the_published_mnist1d_signals():
 
 
 def test_mnist1d_shifted_sets_are_deterministic_labelled_and_the_test_splits_size(mnist1d):
-    sets = evaluation_sets(mnist1d, angles=(), corruptions=tuple(MNIST1D_CORRUPTIONS), severities=(1, 3), unseen=("permuted",))
-    assert [s.name for s in sets] == ["test", "mnist1d_noise_1", "mnist1d_noise_3", "mnist1d_scale_1", "mnist1d_scale_3", "mnist1d_shift_1",
-                                      "mnist1d_shift_3", "permuted"]
-    assert [(s.shift, s.intensity) for s in sets[1:3]] == [("corruption", 1.0), ("corruption", 3.0)] and sets[-1].y is None
+    sets = evaluation_sets(
+        mnist1d, angles=(), corruptions=tuple(MNIST1D_CORRUPTIONS), severities=(1, 3), unseen=("permuted",)
+    )
+    assert [s.name for s in sets] == [
+        "test",
+        "mnist1d_noise_1",
+        "mnist1d_noise_3",
+        "mnist1d_scale_1",
+        "mnist1d_scale_3",
+        "mnist1d_shift_1",
+        "mnist1d_shift_3",
+        "permuted",
+    ]
+    assert [(s.shift, s.intensity) for s in sets[1:3]] == [("corruption", 1.0), ("corruption", 3.0)] and sets[
+        -1
+    ].y is None
     assert all(s.x.shape == (1000, 1, 40) and s.x.dtype == torch.float32 for s in sets)
     assert all(s.y is mnist1d.y_test for s in sets[:-1])  # new examples, one per test label
     again = mnist1d_shifted(mnist1d, "mnist1d_scale", 3)
-    assert torch.equal(again, sets[4].x) and not torch.equal(mnist1d_shifted(mnist1d, "mnist1d_scale", 3, seed=1), again)
+    assert torch.equal(again, sets[4].x) and not torch.equal(
+        mnist1d_shifted(mnist1d, "mnist1d_scale", 3, seed=1), again
+    )
     # noise of every scale adds to the differences between neighbouring positions: they grow with severity
     rough = [float(np.diff(s.x.numpy(), axis=2).std()) for s in sets[:3]]
     assert rough[0] < rough[1] < rough[2]
@@ -319,8 +432,12 @@ def test_changed_generator_settings_make_new_sets(mnist1d, monkeypatch):
 def test_gaussian_noise_fits_any_data(tmp_path):
     x = torch.zeros(4000, 3)
     noisy = [gaussian_noise(x, s) for s in (1, 2, 3)]
-    assert all(abs(float(n.std()) / sigma - 1) < 0.03 for n, sigma in zip(noisy, (0.25, 0.5, 1.0)))  # 12,000 draws: within 5 standard errors
-    assert torch.equal(gaussian_noise(x, 2), noisy[1]) and torch.allclose(gaussian_noise(x + 5, 2) - 5, noisy[1], atol=1e-5)  # seeded, additive
+    assert all(
+        abs(float(n.std()) / sigma - 1) < 0.03 for n, sigma in zip(noisy, (0.25, 0.5, 1.0), strict=False)
+    )  # 12,000 draws: within 5 standard errors
+    assert torch.equal(gaussian_noise(x, 2), noisy[1]) and torch.allclose(
+        gaussian_noise(x + 5, 2) - 5, noisy[1], atol=1e-5
+    )  # seeded, additive
     path = tmp_path / "flat.npz"
     np.savez(path, x=np.random.default_rng(0).random((100, 6)), y=np.arange(100) % 2)
     flat = load_dataset(DataConfig(name=str(path)))
@@ -331,27 +448,51 @@ def test_gaussian_noise_fits_any_data(tmp_path):
 
 
 def test_fit_robustness_keeps_image_settings_and_adapts_the_rest():
-    quick = RobustnessSettings(T=20, members=5, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=(1, 3), per_example=("none", "rotation"))
+    quick = RobustnessSettings(
+        T=20,
+        members=5,
+        angles=ANGLES,
+        corruptions=tuple(CORRUPTIONS),
+        severities=(1, 3),
+        per_example=("none", "rotation"),
+    )
     same, notes = fit_robustness(quick, describe("mnist5k", files=False))
     assert same is quick and notes == []
 
     signal, notes = fit_robustness(quick, describe("mnist1d", files=False))
-    assert (signal.angles, signal.corruptions, signal.severities, signal.unseen) == ((), tuple(MNIST1D_CORRUPTIONS), (1, 3), ("permuted",))
+    assert (signal.angles, signal.corruptions, signal.severities, signal.unseen) == (
+        (),
+        tuple(MNIST1D_CORRUPTIONS),
+        (1, 3),
+        ("permuted",),
+    )
     assert notes == [
-        "rotations and image corruptions do not apply to mnist1d's 1-D signals; shifted test sets come from the mnist1d generator with harsher "
-        "noise, scale and translation than the training data (mnist1d_noise, mnist1d_scale, mnist1d_shift at severities 1, 3)",
-        "unseen set patches needs images, not mnist1d's 1-D signals; unseen classes come from permuted only"]
+        "rotations and image corruptions do not apply to mnist1d's 1-D signals; shifted test sets come from the "
+        "mnist1d generator with harsher "
+        "noise, scale and translation than the training data (mnist1d_noise, mnist1d_scale, mnist1d_shift at "
+        "severities 1, 3)",
+        "unseen set patches needs images, not mnist1d's 1-D signals; unseen classes come from permuted only",
+    ]
     assert fit_robustness(signal, describe("mnist1d", files=False)) == (signal, [])  # fitted settings fit
 
     flat, notes = fit_robustness(signal, DataInfo("/x/iris.npz", (4,), "features", 120, 30, 3))
     assert (flat.angles, flat.corruptions, flat.unseen) == ((), ("gaussian_noise",), ("permuted",))
-    assert notes == ["mnist1d_noise, mnist1d_scale and mnist1d_shift do not apply to iris.npz's flat features; shifted test sets add Gaussian "
-                     "noise to the standardized test examples (gaussian_noise at severities 1, 3: sigma 0.25, 1 standard deviations)"]
+    assert notes == [
+        "mnist1d_noise, mnist1d_scale and mnist1d_shift do not apply to iris.npz's flat features; shifted test sets "
+        "add Gaussian "
+        "noise to the standardized test examples (gaussian_noise at severities 1, 3: sigma 0.25, 1 standard deviations)"
+    ]
 
-    wide, notes = fit_robustness(replace(quick, unseen=("permuted", "patches", "fashion-mnist")), DataInfo("wide.npz", (1, 8, 12), "image", 80, 20, 2))
+    wide, notes = fit_robustness(
+        replace(quick, unseen=("permuted", "patches", "fashion-mnist")),
+        DataInfo("wide.npz", (1, 8, 12), "image", 80, 20, 2),
+    )
     assert wide.angles == () and wide.corruptions == quick.corruptions and wide.unseen == ("permuted", "patches")
-    assert notes == ["rotations apply only to square images; wide.npz holds 8x12 images: no rotated test sets",
-                     "unseen set fashion-mnist needs 28 x 28 images, not wide.npz's 8x12 images; unseen classes come from permuted, patches only"]
+    assert notes == [
+        "rotations apply only to square images; wide.npz holds 8x12 images: no rotated test sets",
+        "unseen set fashion-mnist needs 28 x 28 images, not wide.npz's 8x12 images; unseen classes come from "
+        "permuted, patches only",
+    ]
 
 
 def test_robustness_on_mnist1d_fills_the_tables_the_claims_read(mnist1d):
@@ -362,13 +503,26 @@ def test_robustness_on_mnist1d_fills_the_tables_the_claims_read(mnist1d):
     sh = t["shift"]
     names = set(sh.loc[shifted(sh), "set"])
     assert names == {f"{c}_{s}" for c in MNIST1D_CORRUPTIONS for s in (1, 3)}
-    bands = severity_bands(sh.assign(group="dropout"))  # the weight-scaled dropout net's error on each set against the test split's
+    bands = severity_bands(
+        sh.assign(group="dropout")
+    )  # the weight-scaled dropout net's error on each set against the test split's
     assert set(bands.index) == names and set(bands) <= {"mild", "moderate", "severe"}
     assert set(t["ood"]["set"]) == {"permuted"}
 
 
 def test_subnetwork_cost_of_a_1d_cnn_by_hand():
-    m = build_model(ModelConfig(kind="cnn", widths=(4,), conv_channels=(2, 3), p_drop_input=0.0, p_drop_conv=(0.0, 0.0), p_drop_hidden=(0.5,)), (1, 8), 3)
-    # convolutions in full: 1 x 2 x 5 x 8 = 80 and 2 x 3 x 5 x 4 = 120 multiply-adds; block2 (3 x 2 = 6) -> 4 units: 24, half of
-    # them kept by the next site; 4 -> 3 classes: 12, half the inputs kept
+    m = build_model(
+        ModelConfig(
+            kind="cnn",
+            widths=(4,),
+            conv_channels=(2, 3),
+            p_drop_input=0.0,
+            p_drop_conv=(0.0, 0.0),
+            p_drop_hidden=(0.5,),
+        ),
+        (1, 8),
+        3,
+    )
+    # convolutions in full: 1 x 2 x 5 x 8 = 80 and 2 x 3 x 5 x 4 = 120 multiply-adds; block2 (3 x 2 = 6) -> 4 units:
+    # 24, half of them kept by the next site; 4 -> 3 classes: 12, half the inputs kept
     assert math.isclose(subnetwork_cost(m), (80 + 120 + 12 + 6) / (80 + 120 + 24 + 12))

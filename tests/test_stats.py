@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.stats import (
-    BCA_MIN_N, benjamini_hochberg, diff_interval, holm, interval, min_detectable, power_one_sided, power_two_sided,
-    replicates_needed, t_pvalue,
+from harness.stats.intervals import (
+    BCA_MIN_N,
+    benjamini_hochberg,
+    diff_interval,
+    holm,
+    interval,
+    min_detectable,
+    power_one_sided,
+    power_two_sided,
+    replicates_needed,
+    t_pvalue,
 )
 
 SIMS = 4000  # Monte-Carlo standard error of a coverage near 0.95: 0.0034, so 0.93 is 6 SE below
@@ -45,9 +53,11 @@ def test_percentile_bootstrap_fails_the_same_test_at_n5():
 def test_bca_is_used_from_its_threshold_and_covers_there():
     rng = np.random.default_rng(7)
     x = rng.normal(size=(SIMS, BCA_MIN_N))
-    assert interval(x[0]).method == "bca-bootstrap" and interval(x[0, :BCA_MIN_N - 1]).method == "student-t"
+    assert interval(x[0]).method == "bca-bootstrap" and interval(x[0, : BCA_MIN_N - 1]).method == "student-t"
     res = sps.bootstrap((x,), np.mean, axis=-1, method="BCa", n_resamples=2000, batch=100, rng=rng)
-    assert covered(res.confidence_interval.low, res.confidence_interval.high, 0.0) >= 0.93  # 0.949 measured at 4,000 samples
+    assert (
+        covered(res.confidence_interval.low, res.confidence_interval.high, 0.0) >= 0.93
+    )  # 0.949 measured at 4,000 samples
 
 
 def test_interval_hand_computed():
@@ -103,8 +113,8 @@ def test_hand_written_tests_equal_statsmodels():
     from statsmodels.stats.power import TTestPower
     from statsmodels.stats.weightstats import ttost_paired
 
-    from harness.stats import holm, power_two_sided, t_pvalue
-    from harness.verdicts import Hypothesis, assess
+    from harness.stats.intervals import holm, power_two_sided, t_pvalue
+    from harness.stats.verdicts import Hypothesis, assess
 
     rng = np.random.default_rng(0)
     p = rng.uniform(0, 0.2, 12)
@@ -113,6 +123,10 @@ def test_hand_written_tests_equal_statsmodels():
     their, _, _ = ttost_paired(x, np.zeros_like(x), -0.5, 0.5)
     within = max(t_pvalue(x, -0.5, "greater"), t_pvalue(x, 0.5, "less"))
     assert within == pytest.approx(their, rel=1e-10)
-    assert assess(x, Hypothesis("equivalence", 0.5))["p_value"] == pytest.approx(min(1.0, 2 * their), rel=1e-10)  # at the 95% interval
+    assert assess(x, Hypothesis("equivalence", 0.5))["p_value"] == pytest.approx(
+        min(1.0, 2 * their), rel=1e-10
+    )  # at the 95% interval
     for d, n in ((0.5, 10), (1.2, 5), (0.2, 40)):
-        assert power_two_sided(d, n, 0.05) == pytest.approx(TTestPower().power(d, n, 0.05, alternative="two-sided"), rel=1e-6)
+        assert power_two_sided(d, n, 0.05) == pytest.approx(
+            TTestPower().power(d, n, 0.05, alternative="two-sided"), rel=1e-6
+        )

@@ -7,12 +7,28 @@ import textwrap
 import pandas as pd
 import pytest
 
-from harness.run import execute
-from harness.store import MANIFEST, RUN_FILES, RunStore
-from harness.identity import run_id
+from harness.store.identity import run_id
+from harness.store.runs import MANIFEST, RUN_FILES, RunStore
+from harness.sweep.run import execute
 
-RUNS_COLUMNS = {"run_id", "experiment", "dataset", "model", "widths", "p_drop_input", "p_drop_hidden", "seed", "train_size",
-                "epochs", "status", "wall_time_s", "train_loss", "train_error", "test_loss", "test_error"}
+RUNS_COLUMNS = {
+    "run_id",
+    "experiment",
+    "dataset",
+    "model",
+    "widths",
+    "p_drop_input",
+    "p_drop_hidden",
+    "seed",
+    "train_size",
+    "epochs",
+    "status",
+    "wall_time_s",
+    "train_loss",
+    "train_error",
+    "test_loss",
+    "test_error",
+}
 
 
 def test_run_folder_holds_everything_and_reruns_are_cached(store, tiny_cfg):
@@ -45,7 +61,7 @@ def test_a_killed_writer_leaves_no_run_and_its_debris_is_cleaned(tmp_path):
     root = tmp_path / "runs"
     script = textwrap.dedent(f"""
         import os
-        from harness.store import RunStore
+        from harness.store.runs import RunStore
         def write(folder):
             (folder / "config.json").write_text("{{}}")
             os._exit(9)   # killed mid-write
@@ -59,7 +75,9 @@ def test_a_killed_writer_leaves_no_run_and_its_debris_is_cleaned(tmp_path):
 
 def test_tables_are_tidy_and_readable_with_pandas(store, tiny_cfg):
     rec = execute(tiny_cfg, store)
-    store.write_table(rec.run_id, "evaluations", pd.DataFrame({"run_id": [rec.run_id], "metric": ["error"], "value": [0.1]}))
+    store.write_table(
+        rec.run_id, "evaluations", pd.DataFrame({"run_id": [rec.run_id], "metric": ["error"], "value": [0.1]})
+    )
     df = pd.read_parquet(rec.path / "evaluations.parquet")
     assert df.to_dict("records") == [{"run_id": rec.run_id, "metric": "error", "value": 0.1}]
     assert len(store.read_table("evaluations")) == 1

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,10 +6,10 @@ from torch import nn
 
 from harness.config import ModelConfig
 from harness.errors import ConfigError
-from harness.evaluation import MCSettings, checkpoints, evaluate_model
-from harness.metrics import EnsembleAccumulator, point_metrics
-from harness.models import DropoutNet, DropoutSite, build_model, convert_convention
-from harness.subnetworks import SubnetworkEngine, enumerate_subnetworks, predict, sample_masks
+from harness.inference.evaluation import MCSettings, checkpoints, evaluate_model
+from harness.measures.metrics import EnsembleAccumulator, point_metrics
+from harness.nets.models import DropoutNet, DropoutSite, build_model, convert_convention
+from harness.nets.subnetworks import SubnetworkEngine, enumerate_subnetworks, predict, sample_masks
 
 
 def net(sites, ops, n_in):
@@ -20,8 +19,11 @@ def net(sites, ops, n_in):
 def small_mlp(convention="inverted", p_in=0.3, p_hid=0.5, widths=(5,), n_in=6, act=nn.ReLU):
     torch.manual_seed(1)
     dims = [n_in, *widths, 4]
-    sites = [DropoutSite("input" if k == 0 else f"hidden{k}", p_in if k == 0 else p_hid, convention, (dims[k],)) for k in range(len(dims) - 1)]
-    ops = [nn.Sequential(nn.Linear(dims[k], dims[k + 1]), *( [act()] if act else [])) for k in range(len(dims) - 2)]
+    sites = [
+        DropoutSite("input" if k == 0 else f"hidden{k}", p_in if k == 0 else p_hid, convention, (dims[k],))
+        for k in range(len(dims) - 1)
+    ]
+    ops = [nn.Sequential(nn.Linear(dims[k], dims[k + 1]), *([act()] if act else [])) for k in range(len(dims) - 2)]
     ops.append(nn.Linear(dims[-2], dims[-1]))
     return net(sites, ops, n_in)
 
@@ -96,7 +98,9 @@ def test_compaction_and_masking_agree():
         for t in range(3):
             masks = sample_masks(engine.sites, 5, t)
             assert torch.allclose(engine.logits(masks), engine.logits_masked(masks), atol=1e-5), cfg
-    cnn = build_model(ModelConfig(kind="cnn", widths=(20,), conv_channels=(3, 4), p_drop_conv=(0.2, 0.2)), (1, 12, 12), 10)
+    cnn = build_model(
+        ModelConfig(kind="cnn", widths=(20,), conv_channels=(3, 4), p_drop_conv=(0.2, 0.2)), (1, 12, 12), 10
+    )
     assert not SubnetworkEngine(cnn, x).uses_compaction  # dropout between conv blocks: masking
 
 
@@ -191,16 +195,22 @@ def test_hooked_masks_match_the_engine_on_an_equivalent_network():
     torch.manual_seed(0)
     dn = build_model(ModelConfig(widths=(16, 12)), (1, 8, 8), 10).eval()
     lin = [m for m in dn.modules() if isinstance(m, nn.Linear)]
-    seq = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), lin[0], nn.ReLU(), nn.Dropout(0.5), lin[1], nn.ReLU(), nn.Dropout(0.5), lin[2])
+    seq = nn.Sequential(
+        nn.Flatten(), nn.Dropout(0.2), lin[0], nn.ReLU(), nn.Dropout(0.5), lin[1], nn.ReLU(), nn.Dropout(0.5), lin[2]
+    )
     x = torch.randn(15, 1, 8, 8)
-    assert torch.allclose(predict(seq, x, "mc_shared", T=7, seed=3), predict(dn, x, "mc_shared", T=7, seed=3), atol=1e-5)
+    assert torch.allclose(
+        predict(seq, x, "mc_shared", T=7, seed=3), predict(dn, x, "mc_shared", T=7, seed=3), atol=1e-5
+    )
 
 
 def test_modules_without_dropout_modules_get_a_clear_error():
     x = torch.randn(10, 16)
     with pytest.raises(ConfigError, match="Plain contains no dropout module: there are no subnetworks to sample"):
         predict(Plain(dropout=False), x, "mc_shared")
-    with pytest.raises(ConfigError, match=r"Plain is random in train mode where the harness samples nothing: \(the model\) \(Plain\)"):
+    with pytest.raises(
+        ConfigError, match=r"Plain is random in train mode where the harness samples nothing: \(the model\) \(Plain\)"
+    ):
         predict(Plain(dropout=False, functional=True), x, "mc_shared")
 
 
@@ -215,9 +225,9 @@ def test_flop_count_of_compaction():
 
 
 def test_ensemble_of_any_dropout_classifier_feeds_the_measures():
-    from harness.diversity import decomposition
-    from harness.ood import detection, scores
-    from harness.subnetworks import ensemble
+    from harness.measures.diversity import decomposition
+    from harness.measures.ood import detection, scores
+    from harness.nets.subnetworks import ensemble
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 3))
@@ -226,7 +236,14 @@ def test_ensemble_of_any_dropout_classifier_feeds_the_measures():
         acc = ensemble(model, x, mode, T=7, seed=3)
         assert acc.k == 7 and torch.allclose(acc.mean().float(), predict(model, x, mode, T=7, seed=3), atol=1e-6)
         d = decomposition(acc, y)
-        assert abs(d["member_brier"] - d["brier_diversity"] - ((acc.mean() - torch.eye(3)[y].double()) ** 2).sum(1).mean().item()) < 1e-12
+        assert (
+            abs(
+                d["member_brier"]
+                - d["brier_diversity"]
+                - ((acc.mean() - torch.eye(3)[y].double()) ** 2).sum(1).mean().item()
+            )
+            < 1e-12
+        )
         s = scores(acc.mean(), acc.log_mean(), acc)
         assert 0.0 <= detection(s["mutual_information"][:20], s["mutual_information"][20:])["auroc"] <= 1.0
     assert model.training  # the module's own mode is restored
@@ -234,13 +251,17 @@ def test_ensemble_of_any_dropout_classifier_feeds_the_measures():
 
 
 def test_per_example_masks_run_on_the_first_streams_only():
-    from harness.evaluation import MCSettings, evaluate_model
+    from harness.inference.evaluation import MCSettings, evaluate_model
 
     torch.manual_seed(0)
     m = build_model(ModelConfig(widths=(12,)), (1, 8, 8), 10).eval()
     x, y = torch.randn(30, 1, 8, 8), torch.randint(0, 10, (30,))
     ev, _ = evaluate_model(m, x, y, MCSettings(T=5, streams=3, exact="no"))
-    assert set(ev[ev["mode"] == "mc_per_example"].repeat) == {0} and set(ev[ev["mode"] == "mc_shared"].repeat) == {0, 1, 2}
+    assert set(ev[ev["mode"] == "mc_per_example"].repeat) == {0} and set(ev[ev["mode"] == "mc_shared"].repeat) == {
+        0,
+        1,
+        2,
+    }
     both, _ = evaluate_model(m, x, y, MCSettings(T=5, streams=3, per_example_streams=2, exact="no"))
     assert set(both[both["mode"] == "mc_per_example"].repeat) == {0, 1}
     one = ev[ev["mode"] == "mc_per_example"].reset_index(drop=True)  # stream 0 is the same either way

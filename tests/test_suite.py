@@ -8,12 +8,12 @@ import pytest
 
 from analysis import report, tables
 from analysis.claims import CLAIMS, COLUMNS
-from harness.executors import run_sweep
-from harness.experiment import load_experiment, resolve
-from harness.tuning import arm_key
-from harness.store import RunStore
-from harness.verdicts import MIN_N, VERDICTS
-from harness.identity import run_id
+from harness.stats.verdicts import MIN_N, VERDICTS
+from harness.store.identity import run_id
+from harness.store.runs import RunStore
+from harness.sweep.executors import run_sweep
+from harness.sweep.experiment import load_experiment, resolve
+from harness.sweep.tuning import arm_key
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY_TABLES = {
@@ -46,9 +46,14 @@ def suite(tmp_path_factory):
         summary = run_sweep(exp.configs, store, evaluations=exp.evaluations)
         assert not summary.failures, summary.failures
         assert tables.main([study, "--profile", "smoke"]) == 0
-    for fig, study in FIGURES.items():
+    for fig in FIGURES:
         importlib.import_module(f"analysis.fig_{fig}")
-        assert importlib.import_module("analysis.style").run(fig, importlib.import_module(f"analysis.fig_{fig}").draw, ["--profile", "smoke"]) == 0
+        assert (
+            importlib.import_module("analysis.style").run(
+                fig, importlib.import_module(f"analysis.fig_{fig}").draw, ["--profile", "smoke"]
+            )
+            == 0
+        )
     assert report.main(["--profile", "smoke"]) == 0
     yield out
     mp.undo()
@@ -59,8 +64,22 @@ def test_every_study_writes_its_tables(suite):
         folder = suite / "reports" / "smoke" / "tables" / study
         assert names <= {p.stem for p in folder.glob("*.parquet")}, study
         runs = pd.read_parquet(folder / "runs.parquet")
-        assert {"run_id", "experiment", "profile", "dataset", "widths", "p_drop_input", "p_drop_hidden", "seed", "train_size",
-                "epochs", "status", "wall_time_s", "train_error", "test_error"} <= set(runs.columns)
+        assert {
+            "run_id",
+            "experiment",
+            "profile",
+            "dataset",
+            "widths",
+            "p_drop_input",
+            "p_drop_hidden",
+            "seed",
+            "train_size",
+            "epochs",
+            "status",
+            "wall_time_s",
+            "train_error",
+            "test_error",
+        } <= set(runs.columns)
         assert set(runs.profile) == {"smoke"} and set(runs.experiment) == {study}
     ev = pd.read_parquet(suite / "reports" / "smoke" / "tables" / "mc_vs_ws" / "evaluations.parquet")
     assert {"run_id", "mode", "k", "repeat", "metric", "value", "widths", "seed"} <= set(ev.columns)
@@ -94,7 +113,9 @@ def test_report_has_claims_tables_and_figures(suite):
     assert "Setup: data:" in (out / "report.md").read_text()
     assert "ensemble_vs_dropout__methods_on_the_test_split.csv" in {p.name for p in out.glob("*.csv")}
     ood = pd.read_csv(out / "shift__out-of-distribution_detection_against_the_test_split.csv")
-    assert {"method", "score", "auroc patches", "aupr permuted", "fpr95 patches", "n"} <= set(ood.columns) and (ood.n == 5).all()
+    assert {"method", "score", "auroc patches", "aupr permuted", "fpr95 patches", "n"} <= set(ood.columns) and (
+        ood.n == 5
+    ).all()
     assert ood.filter(like="_ci_").stack().between(0, 1).all()  # intervals of rates are cut to [0, 1]
 
 
@@ -102,12 +123,14 @@ def test_robustness_tables_carry_replicates_and_ensembles(suite):
     folder = suite / "reports" / "smoke" / "tables" / "shift"
     sh = pd.read_parquet(folder / "shift.parquet")
     members = pd.read_parquet(folder / "members.parquet")
-    assert sh.replicate.notna().all() and set(sh.replicate) == set(range(5)) and set(sh.group) == {"dropout", "no dropout"}
+    assert (
+        sh.replicate.notna().all() and set(sh.replicate) == set(range(5)) and set(sh.group) == {"dropout", "no dropout"}
+    )
     ens = sh[sh["mode"] == "ensemble"]
     assert set(ens.run_id) == set(members.ensemble) and set(ens.k) == {2} and len(members) == 20
     # an ensemble's members are the runs of its replicate and group
     runs = pd.read_parquet(folder / "runs.parquet").set_index("run_id")
-    for (group, rep), g in members.groupby(["group", "replicate"]):
+    for (_, rep), g in members.groupby(["group", "replicate"]):
         assert sorted(runs.loc[g.run_id, "seed"]) == [2 * rep, 2 * rep + 1]
 
 

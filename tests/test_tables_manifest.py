@@ -12,20 +12,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_analysis import robustness_table
 
 from analysis import claims, fig_shift, generality, report, style, tables
 from harness.cli import main as harness_main
-from harness.output_manifest import MANIFEST
-from test_analysis import robustness_table
+from harness.store.output_manifest import MANIFEST
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIFT = robustness_table(lambda method, name, r, m: {("dropout", "mc_shared", 6): 0.5, ("dropout", "ensemble", 2): 0.7}.get(method, 0.0) + r / 100)
+SHIFT = robustness_table(
+    lambda method, name, r, m: (
+        {("dropout", "mc_shared", 6): 0.5, ("dropout", "ensemble", 2): 0.7}.get(method, 0.0) + r / 100
+    )
+)
 
 
 def flip(path: Path) -> None:
     data = path.read_bytes()
     mid = len(data) // 2
-    path.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 8]) + data[mid + 8:])
+    path.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid : mid + 8]) + data[mid + 8 :])
 
 
 @pytest.fixture
@@ -34,7 +38,11 @@ def out(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
     for setting in ("quick", "quick-mnist1d"):
         adapted = {"dataset": "mnist1d", "skipped": None, "notes": []} if setting != "quick" else None
-        tables.write({"runs": pd.DataFrame({"run_id": ["x"]}), "shift": SHIFT}, tmp_path / "reports" / setting / "tables" / "shift", adapted)
+        tables.write(
+            {"runs": pd.DataFrame({"run_id": ["x"]}), "shift": SHIFT},
+            tmp_path / "reports" / setting / "tables" / "shift",
+            adapted,
+        )
     return tmp_path
 
 
@@ -60,15 +68,29 @@ def test_every_reader_refuses_a_damaged_table_by_name_with_exit_2(out, capsys, h
         (folder / MANIFEST).unlink()
     else:
         SHIFT.to_parquet(folder / "extra.parquet")
-    what = {"flip": "shift.parquet: changed: its SHA-256 differs from the manifest's", "truncate": "shift.parquet: truncated: 100 of",
-            "remove": "shift.parquet: missing", "manifest": "manifest.json: missing", "unlisted": "extra.parquet: not in the folder's manifest"}[how]
-    fix = "collect them again: `make shift PROFILE=quick OUT=" + str(out) + "` (or `python -m analysis.tables shift --profile quick`)"
-    readers = {"claims": (claims.main, ["--profile", "quick"]), "report": (report.main, ["--profile", "quick"]),
-               "generality": (generality.main, ["--profile", "quick", "--datasets", "mnist5k,mnist1d"])}
+    what = {
+        "flip": "shift.parquet: changed: its SHA-256 differs from the manifest's",
+        "truncate": "shift.parquet: truncated: 100 of",
+        "remove": "shift.parquet: missing",
+        "manifest": "manifest.json: missing",
+        "unlisted": "extra.parquet: not in the folder's manifest",
+    }[how]
+    fix = (
+        "collect them again: `make shift PROFILE=quick OUT="
+        + str(out)
+        + "` (or `python -m analysis.tables shift --profile quick`)"
+    )
+    readers = {
+        "claims": (claims.main, ["--profile", "quick"]),
+        "report": (report.main, ["--profile", "quick"]),
+        "generality": (generality.main, ["--profile", "quick", "--datasets", "mnist5k,mnist1d"]),
+    }
     for name, (main, argv) in readers.items():
         assert tables.exit_2(main, argv) == 2, name
         err = capsys.readouterr().err
-        assert f"the collected tables of shift (quick) in {folder} are damaged or incomplete: {what}" in err and fix in err, name
+        assert (
+            f"the collected tables of shift (quick) in {folder} are damaged or incomplete: {what}" in err and fix in err
+        ), name
     if how != "unlisted":  # a figure reads only its own tables
         assert style.run("shift", fig_shift.draw, ["--profile", "quick"]) == 2
         err = capsys.readouterr().err
@@ -79,7 +101,13 @@ def test_every_reader_refuses_a_damaged_table_by_name_with_exit_2(out, capsys, h
 def test_the_claims_command_exits_2_from_outside(out):
     flip(out / "reports" / "quick" / "tables" / "shift" / "shift.parquet")
     env = dict(os.environ, HARNESS_OUT=str(out))
-    done = subprocess.run([sys.executable, "-m", "analysis.claims", "--profile", "quick"], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "analysis.claims", "--profile", "quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "shift.parquet: changed" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -91,21 +119,30 @@ def test_verify_checks_an_output_folder(out, tmp_path, capsys):
     flip(out / "reports" / "quick-mnist1d" / "tables" / "shift" / "shift.parquet")
     assert harness_main(["verify", "--store", str(store), "--out", str(out)]) == 1
     text = capsys.readouterr().out
-    assert (f"tables {out}/reports/quick-mnist1d/tables/shift: shift.parquet: changed: its SHA-256 differs from the manifest's; "
-            f"collect them again: `make shift PROFILE=quick DATASET=mnist1d OUT={out}`") in text
+    assert (
+        f"tables {out}/reports/quick-mnist1d/tables/shift: shift.parquet: changed: its SHA-256 differs from the "
+        "manifest's; "
+        f"collect them again: `make shift PROFILE=quick DATASET=mnist1d OUT={out}`"
+    ) in text
     assert harness_main(["verify", "--store", str(store), "--out", str(tmp_path / "nosuch")]) == 2
 
 
 def test_the_rebuild_command_of_a_npz_setting_names_its_file(tmp_path, monkeypatch):
     from harness.config import DATASETS
-    from harness.output_manifest import KNOWN_NAMES, rebuild_command
-    from harness.setting import Setting
+    from harness.store.output_manifest import KNOWN_NAMES, rebuild_command
+    from harness.sweep.setting import Setting
 
     assert KNOWN_NAMES == DATASETS  # a copy, as make runs that module without the library
     monkeypatch.setenv("HARNESS_OUT", str(tmp_path))
     path = str(tmp_path / "my data.npz")
     setting = Setting("smoke", path).name
-    tables.write({"runs": pd.DataFrame({"run_id": ["x"]})}, tmp_path / "reports" / setting / "tables" / "exact", {"dataset": path, "skipped": None, "notes": []})
-    assert tables.rebuild_command(setting, "exact") == (f"`make exact PROFILE=smoke DATASET='{path}' OUT={tmp_path}` "
-                                                        f"(or `python -m analysis.tables exact --profile smoke --dataset '{path}'`)")
+    tables.write(
+        {"runs": pd.DataFrame({"run_id": ["x"]})},
+        tmp_path / "reports" / setting / "tables" / "exact",
+        {"dataset": path, "skipped": None, "notes": []},
+    )
+    assert tables.rebuild_command(setting, "exact") == (
+        f"`make exact PROFILE=smoke DATASET='{path}' OUT={tmp_path}` "
+        f"(or `python -m analysis.tables exact --profile smoke --dataset '{path}'`)"
+    )
     assert "DATASET=PATH/OF/THE.npz" in rebuild_command(setting, "exact")  # no folder to read the path from

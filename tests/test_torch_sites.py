@@ -10,8 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness.errors import ConfigError
-from harness.subnetworks import ensemble, passes, predict
-from harness.torch_sites import _shared_attention, find_sites, unsampled_randomness
+from harness.nets.subnetworks import ensemble, passes, predict
+from harness.nets.torch_sites import _shared_attention, find_sites, unsampled_randomness
 
 T = 300
 
@@ -89,16 +89,39 @@ def img(n=24):
 
 MODELS = {
     "encoder layer": lambda: (Pooled(nn.TransformerEncoderLayer(16, 4, 32, dropout=0.3, batch_first=True)), seq()),
-    "encoder layer, sequence first": lambda: (Pooled(nn.TransformerEncoderLayer(16, 4, 32, dropout=0.3), batch_first=False), seq()),
-    "decoder layer": lambda: (Pooled(nn.TransformerDecoderLayer(16, 4, 32, dropout=0.3, batch_first=True), decoder=True), seq()),
+    "encoder layer, sequence first": lambda: (
+        Pooled(nn.TransformerEncoderLayer(16, 4, 32, dropout=0.3), batch_first=False),
+        seq(),
+    ),
+    "decoder layer": lambda: (
+        Pooled(nn.TransformerDecoderLayer(16, 4, 32, dropout=0.3, batch_first=True), decoder=True),
+        seq(),
+    ),
     "multihead attention": lambda: (Attention(), seq()),
-    "dropout1d": lambda: (nn.Sequential(nn.Conv1d(3, 6, 3), nn.ReLU(), nn.Dropout1d(0.4), nn.Flatten(), nn.Linear(6 * 10, 5)), torch.randn(24, 3, 12)),
+    "dropout1d": lambda: (
+        nn.Sequential(nn.Conv1d(3, 6, 3), nn.ReLU(), nn.Dropout1d(0.4), nn.Flatten(), nn.Linear(6 * 10, 5)),
+        torch.randn(24, 3, 12),
+    ),
     "dropout2d beside dropout": lambda: (
-        nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Dropout2d(0.5), nn.Flatten(), nn.Linear(96, 16), nn.Dropout(0.1), nn.Linear(16, 5)),
+        nn.Sequential(
+            nn.Conv2d(3, 6, 3),
+            nn.ReLU(),
+            nn.Dropout2d(0.5),
+            nn.Flatten(),
+            nn.Linear(96, 16),
+            nn.Dropout(0.1),
+            nn.Linear(16, 5),
+        ),
         img(),
     ),
-    "dropout3d": lambda: (nn.Sequential(nn.Conv3d(2, 4, 2), nn.ReLU(), nn.Dropout3d(0.4), nn.Flatten(), nn.Linear(4 * 27, 5)), torch.randn(24, 2, 4, 4, 4)),
-    "alpha dropout": lambda: (nn.Sequential(nn.Linear(10, 24), nn.SELU(), nn.AlphaDropout(0.2), nn.Linear(24, 5)), torch.randn(24, 10)),
+    "dropout3d": lambda: (
+        nn.Sequential(nn.Conv3d(2, 4, 2), nn.ReLU(), nn.Dropout3d(0.4), nn.Flatten(), nn.Linear(4 * 27, 5)),
+        torch.randn(24, 2, 4, 4, 4),
+    ),
+    "alpha dropout": lambda: (
+        nn.Sequential(nn.Linear(10, 24), nn.SELU(), nn.AlphaDropout(0.2), nn.Linear(24, 5)),
+        torch.randn(24, 10),
+    ),
     "feature alpha dropout": lambda: (
         nn.Sequential(nn.Conv2d(3, 6, 3), nn.SELU(), nn.FeatureAlphaDropout(0.3), nn.Flatten(), nn.Linear(96, 5)),
         img(),
@@ -220,7 +243,13 @@ class Noise(nn.Module):
 class Net(nn.Module):
     def __init__(self, inner: nn.Module, own_dropout: bool = False):
         super().__init__()
-        self.fc1, self.bn, self.inner, self.drop, self.fc2 = nn.Linear(8, 16), nn.BatchNorm1d(16), inner, nn.Dropout(0.3), nn.Linear(16, 3)
+        self.fc1, self.bn, self.inner, self.drop, self.fc2 = (
+            nn.Linear(8, 16),
+            nn.BatchNorm1d(16),
+            inner,
+            nn.Dropout(0.3),
+            nn.Linear(16, 3),
+        )
         self.own_dropout = own_dropout
 
     def forward(self, x):
@@ -245,10 +274,14 @@ def test_randomness_the_harness_does_not_sample_is_named(net, named):
     x = torch.randn(10, 8)
     assert unsampled_randomness(net, x, find_sites(net)) == [named]
     for mode in ("mc_shared", "mc_per_example"):
-        with pytest.raises(ConfigError, match=rf"samples nothing: {named.replace('(', '.').replace(')', '.')}\. .*allow_unsampled=True"):
+        with pytest.raises(
+            ConfigError, match=rf"samples nothing: {named.replace('(', '.').replace(')', '.')}\. .*allow_unsampled=True"
+        ):
             predict(net, x, mode, T=3)
         with pytest.warns(RuntimeWarning, match="allow_unsampled"):
-            if isinstance(net.inner, nn.Sequential) and mode == "mc_shared":  # random even in eval mode: no subnetwork is reproducible
+            if (
+                isinstance(net.inner, nn.Sequential) and mode == "mc_shared"
+            ):  # random even in eval mode: no subnetwork is reproducible
                 with pytest.raises(ConfigError, match="in a batch of two than alone"):
                     ensemble(net, x, mode, T=3, allow_unsampled=True)
                 continue
@@ -292,7 +325,9 @@ def test_a_mask_needs_a_batch_dimension():
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.3)  # sequence first, but fed (N, L, E)
     model = nn.Sequential(layer, nn.Flatten(), nn.Linear(7 * 16, 3)).eval()
-    with pytest.raises(ConfigError, match=r"site 0.dropout1 .* dimension 1 is not the batch of \d+ examples; use mode='mc_per_example'"):
+    with pytest.raises(
+        ConfigError, match=r"site 0.dropout1 .* dimension 1 is not the batch of \d+ examples; use mode='mc_per_example'"
+    ):
         predict(model, seq(10), "mc_shared", T=2)
 
 
@@ -308,7 +343,11 @@ def test_torch_random_state_is_left_as_it_was():
 class Tokens(nn.Module):
     def __init__(self):
         super().__init__()
-        self.emb, self.layer, self.head = nn.Embedding(50, 16), nn.TransformerEncoderLayer(16, 4, 32, 0.3, batch_first=True), nn.Linear(16, 3)
+        self.emb, self.layer, self.head = (
+            nn.Embedding(50, 16),
+            nn.TransformerEncoderLayer(16, 4, 32, 0.3, batch_first=True),
+            nn.Linear(16, 3),
+        )
 
     def forward(self, ids):
         return self.head(self.layer(self.emb(ids)).mean(1))
@@ -331,7 +370,9 @@ def test_a_subclass_with_its_own_forward_is_sampled_by_its_forward_or_refused():
     torch.manual_seed(0)
     model = nn.Sequential(SpatialDropout(0.4), nn.Flatten(), nn.Linear(7 * 16, 5)).eval()
     x = seq()
-    with pytest.raises(ConfigError, match=r"mc_shared cannot sample 0 \(SpatialDropout, p=0.4\): the class overrides torch's forward"):
+    with pytest.raises(
+        ConfigError, match=r"mc_shared cannot sample 0 \(SpatialDropout, p=0.4\): the class overrides torch's forward"
+    ):
         predict(model, x, "mc_shared", T=2)
     assert_same_distribution(harness_passes(model, x, "mc_per_example", T, seed=2), usual_idiom(model, x, T, seed=9))
 
@@ -352,7 +393,9 @@ class Gated(nn.Module):
 def test_sites_that_never_run_are_caught():
     x = torch.randn(6, 8)
     for mode in ("mc_shared", "mc_per_example"):
-        with pytest.raises(ConfigError, match=r"no dropout site of Gated ran while sampling \(drop .Dropout, p=0.5., spare"):
+        with pytest.raises(
+            ConfigError, match=r"no dropout site of Gated ran while sampling \(drop .Dropout, p=0.5., spare"
+        ):
             predict(Gated().eval(), x, mode, T=2)
         with pytest.warns(RuntimeWarning, match=r"did not run in a pass.*: spare \(Dropout, p=0.3\)"):
             predict(Gated(unused=True).eval(), x, mode, T=2)
@@ -400,16 +443,23 @@ class SequenceFirst(nn.Module):
         return self.head(self.drop(x.transpose(0, 1)).transpose(0, 1).mean(1))
 
 
-@pytest.mark.parametrize("model", [OneAtATime(), SequenceFirst()], ids=["loop over examples", "positions read as examples"])
+@pytest.mark.parametrize(
+    "model", [OneAtATime(), SequenceFirst()], ids=["loop over examples", "positions read as examples"]
+)
 def test_masks_that_would_not_be_shared_by_the_examples_are_refused(model):
     torch.manual_seed(0)
-    with pytest.raises(ConfigError, match="gives example 1 other logits in a batch of two than alone|dimension 0 is not the batch"):
+    with pytest.raises(
+        ConfigError, match="gives example 1 other logits in a batch of two than alone|dimension 0 is not the batch"
+    ):
         predict(model.eval(), torch.randn(7, 7, 16), "mc_shared", T=2)
 
 
 def test_unbatched_channel_input_is_refused_in_mc_shared():
     model = nn.Sequential(nn.Dropout3d(0.3), nn.Flatten(0), nn.Linear(2 * 27, 3)).eval()
-    with pytest.raises(ConfigError, match=r"site 0 \(Dropout3d, p=0.3\) gets input of shape \(2, 3, 3, 3\), which torch reads as one example"):
+    with pytest.raises(
+        ConfigError,
+        match=r"site 0 \(Dropout3d, p=0.3\) gets input of shape \(2, 3, 3, 3\), which torch reads as one example",
+    ):
         predict(model, torch.randn(2, 3, 3, 3), "mc_shared", T=2)
 
 
@@ -419,7 +469,7 @@ def test_interleaved_samplers_leave_no_state_behind():
     model.eval()
     alone = harness_passes(model, x, "mc_per_example", 3, seed=0)
     with torch.no_grad():
-        pairs = list(zip(passes(model, x, "mc_per_example", 3, 0), passes(model, x, "mc_shared", 3, 1)))
+        pairs = list(zip(passes(model, x, "mc_per_example", 3, 0), passes(model, x, "mc_shared", 3, 1), strict=False))
     assert torch.equal(torch.stack([a for a, _ in pairs]), alone)
     assert not any(m.training for m in model.modules()) and torch.backends.mha.get_fastpath_enabled()
 
@@ -437,7 +487,9 @@ class Pair(nn.Module):
 def test_outputs_that_are_not_logits_and_keyword_inputs():
     torch.manual_seed(0)
     x = torch.randn(5, 8)
-    with pytest.raises(ConfigError, match=r"Pair returned a tuple; sampling needs logits \(N, C\) for the \d+ examples"):
+    with pytest.raises(
+        ConfigError, match=r"Pair returned a tuple; sampling needs logits \(N, C\) for the \d+ examples"
+    ):
         predict(Pair().eval(), x, "mc_shared", T=2)
 
     class First(Pair):
@@ -456,5 +508,8 @@ class HandNorm(nn.Module):
 
 def test_a_check_that_cannot_run_says_why():
     model = nn.Sequential(nn.Linear(8, 4), HandNorm(), nn.Dropout(0.3), nn.Linear(4, 3)).eval()
-    with pytest.raises(ConfigError, match=r"runs Sequential in train mode .* on 1 example\(s\), and it failed: ValueError: Expected more"):
+    with pytest.raises(
+        ConfigError,
+        match=r"runs Sequential in train mode .* on 1 example\(s\), and it failed: ValueError: Expected more",
+    ):
         predict(model, torch.randn(1, 8), "mc_shared", T=2)

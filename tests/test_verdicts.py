@@ -8,13 +8,17 @@ import re
 import numpy as np
 import pytest
 
-from harness.stats import ALPHA, power_one_sided, power_two_sided, t_pvalue
-from harness.verdicts import Hypothesis, assess, decide
+from harness.stats.intervals import ALPHA, power_one_sided, power_two_sided, t_pvalue
+from harness.stats.verdicts import Hypothesis, assess, decide
 
 MARGIN = 1.5  # in sd of the simulated replicates
 SESOI = 0.5
 # the shape of the real claims table's Holm family: 14 directional, 2 equivalence, 1 non-inferiority
-FAMILY = (Hypothesis("directional", sesoi=SESOI),) * 14 + (Hypothesis("equivalence", MARGIN),) * 2 + (Hypothesis("noninferiority", MARGIN),)
+FAMILY = (
+    (Hypothesis("directional", sesoi=SESOI),) * 14
+    + (Hypothesis("equivalence", MARGIN),) * 2
+    + (Hypothesis("noninferiority", MARGIN),)
+)
 TESTED = len(FAMILY)
 
 
@@ -24,11 +28,14 @@ def boundary(h: Hypothesis) -> float:
 
 
 def verdicts(samples, hyps=FAMILY, **kw):
-    return [r["verdict"] for r in decide([assess(x, h) for x, h in zip(samples, hyps)], list(hyps), power=False, **kw)]
+    return [
+        r["verdict"]
+        for r in decide([assess(x, h) for x, h in zip(samples, hyps, strict=False)], list(hyps), power=False, **kw)
+    ]
 
 
 def reasons(samples, hyps, **kw):
-    return decide([assess(x, h) for x, h in zip(samples, hyps)], list(hyps), **kw)
+    return decide([assess(x, h) for x, h in zip(samples, hyps, strict=False)], list(hyps), **kw)
 
 
 @pytest.mark.parametrize("n", [5, 10])
@@ -64,7 +71,9 @@ def test_true_effects_are_found_at_the_predicted_power():
     for observed, (low, high) in ((rate[0], directional), (rate[16], noninferior), (rate[14], equivalent)):
         se = math.sqrt(high * (1 - high) / sims)
         assert low - 3 * se <= observed <= high + 3 * se, (observed, low, high)
-    assert 0.5 < directional[0] < 0.95 and 0.3 < equivalent[0] < equivalent[1] < 0.95  # checks with room to fail either way
+    assert (
+        0.5 < directional[0] < 0.95 and 0.3 < equivalent[0] < equivalent[1] < 0.95
+    )  # checks with room to fail either way
     assert rate[[1, 15]].max() < 0.02  # the null rows beside them stay quiet
 
 
@@ -89,23 +98,44 @@ def test_equivalence_and_noninferiority_rules():
 def test_withheld_below_min_n_and_descriptive_rows_stay_out_of_the_family():
     x = np.array([0.9, 1.1, 1.3, 0.8])
     rows = decide([assess(x, Hypothesis())], [Hypothesis()])
-    assert rows[0]["verdict"] == "withheld" and "fewer than MIN_N = 5" in rows[0]["reason"] and math.isnan(rows[0]["p_adjusted"])
+    assert (
+        rows[0]["verdict"] == "withheld"
+        and "fewer than MIN_N = 5" in rows[0]["reason"]
+        and math.isnan(rows[0]["p_adjusted"])
+    )
     assert decide([assess(x, Hypothesis())], [Hypothesis()], min_n=3)[0]["verdict"] == "supported"
     y = np.array([0.2, 0.5, 0.1, 0.4, 0.3, 0.6])
     alone = decide([assess(y, Hypothesis())], [Hypothesis()])[0]
-    with_described = decide([assess(y, Hypothesis()), assess(y, Hypothesis("descriptive"))], [Hypothesis(), Hypothesis("descriptive")])
+    with_described = decide(
+        [assess(y, Hypothesis()), assess(y, Hypothesis("descriptive"))], [Hypothesis(), Hypothesis("descriptive")]
+    )
     assert alone["p_adjusted"] == with_described[0]["p_adjusted"] == alone["p_value"]
     assert with_described[1]["verdict"] == "descriptive"
 
 
-@pytest.mark.parametrize("h", [Hypothesis(), Hypothesis("equivalence", 0.5), Hypothesis("noninferiority", 0.5)], ids=lambda h: h.kind)
+@pytest.mark.parametrize(
+    "h", [Hypothesis(), Hypothesis("equivalence", 0.5), Hypothesis("noninferiority", 0.5)], ids=lambda h: h.kind
+)
 def test_zero_spread_gets_no_test(h):
     y = np.array([0.2, 0.5, 0.1, 0.4, 0.3, 0.6])
-    for flat in (np.full(5, 0.03), np.zeros(5), np.array([0.1 - 0.06, 0.3 - 0.26, 0.7 - 0.66, 0.04, 0.9 - 0.86])):  # the last: rounding only
+    for flat in (
+        np.full(5, 0.03),
+        np.zeros(5),
+        np.array([0.1 - 0.06, 0.3 - 0.26, 0.7 - 0.66, 0.04, 0.9 - 0.86]),
+    ):  # the last: rounding only
         flat_row, other = decide([assess(flat, h), assess(y, Hypothesis())], [h, Hypothesis()])
-        assert flat_row["verdict"] == "inconclusive" and math.isnan(flat_row["p_value"]) and math.isnan(flat_row["p_adjusted"])
-        assert flat_row["reason"].startswith("no spread: all 5 replicates are equal") and "no evidence" in flat_row["reason"]
-        assert math.isnan(flat_row["effect_sd"]) and math.isnan(flat_row["seeds_needed"]) and math.isnan(flat_row["mde"])
+        assert (
+            flat_row["verdict"] == "inconclusive"
+            and math.isnan(flat_row["p_value"])
+            and math.isnan(flat_row["p_adjusted"])
+        )
+        assert (
+            flat_row["reason"].startswith("no spread: all 5 replicates are equal")
+            and "no evidence" in flat_row["reason"]
+        )
+        assert (
+            math.isnan(flat_row["effect_sd"]) and math.isnan(flat_row["seeds_needed"]) and math.isnan(flat_row["mde"])
+        )
         assert other["p_adjusted"] == other["p_value"]  # not in Holm's family: the family is the other row alone
     assert decide([assess(np.full(3, 0.03), h)], [h])[0]["verdict"] == "withheld"  # too few replicates says so first
 
@@ -113,15 +143,26 @@ def test_zero_spread_gets_no_test(h):
 def test_negligible_needs_the_interval_within_the_smallest_effect_of_interest():
     precise = np.array([0.01, -0.02, 0.0, 0.02, -0.01, 0.005])  # interval about +-0.015 around 0
     within = reasons([precise], [Hypothesis(sesoi=0.1)])[0]
-    assert within["verdict"] == "negligible" and within["ci_high"] < 0.1 and within["ci_low"] > -0.1 and within["reason"] == ""
-    assert within["p_value"] == pytest.approx(2 * max(t_pvalue(precise, -0.1, "greater"), t_pvalue(precise, 0.1, "less")))
+    assert (
+        within["verdict"] == "negligible"
+        and within["ci_high"] < 0.1
+        and within["ci_low"] > -0.1
+        and within["reason"] == ""
+    )
+    assert within["p_value"] == pytest.approx(
+        2 * max(t_pvalue(precise, -0.1, "greater"), t_pvalue(precise, 0.1, "less"))
+    )
     lost = reasons([precise], [Hypothesis(sesoi=0.1)], alpha=1e-9)[0]  # the same interval, a level it cannot reach
     assert lost["verdict"] == "inconclusive" and lost["reason"].startswith("the interval lies within +-SESOI = 0.1")
     wider = reasons([precise], [Hypothesis(sesoi=0.01)])[0]  # holds 0 but reaches beyond +-0.01
     assert wider["ci_low"] < -0.01 and wider["ci_high"] > 0.01
     needed = re.match(r"too few seeds: about (\d+) replicates would decide it with 80% power", wider["reason"])
-    assert needed and int(needed.group(1)) > 6 == wider["n"] and wider["seeds_needed"] == int(needed.group(1)), wider["reason"]
-    assert wider["reason"].endswith("(the interval would then lie within +-SESOI)")  # an estimate near 0: decided by no effect
+    assert needed and int(needed.group(1)) > 6 == wider["n"] and wider["seeds_needed"] == int(needed.group(1)), wider[
+        "reason"
+    ]
+    assert wider["reason"].endswith(
+        "(the interval would then lie within +-SESOI)"
+    )  # an estimate near 0: decided by no effect
     assert reasons([precise], [Hypothesis()])[0]["verdict"] == "inconclusive"  # no SESOI: never negligible
     real = np.array([0.5, -0.2, 0.9, 0.1, 0.6])  # a real effect, too few seeds for it
     row = reasons([real], [Hypothesis(sesoi=0.2)])[0]
@@ -133,12 +174,14 @@ def test_negligible_needs_the_interval_within_the_smallest_effect_of_interest():
 
 
 def test_negligible_is_rarely_said_when_the_effect_is_as_large_as_the_sesoi():
-    """"Negligible" means the whole 95% interval lies within +-SESOI; with the true effect at SESOI
+    """ "Negligible" means the whole 95% interval lies within +-SESOI; with the true effect at SESOI
     that needs the upper bound below the truth, which happens in at most 2.5% of samples."""
     rng = np.random.default_rng(3)
     h, n, sims = Hypothesis(sesoi=1.0), 10, {0.0: 60, 1.0: 150}
-    said = {truth: sum(reasons([rng.normal(truth, 1.0, n)], [h])[0]["verdict"] == "negligible" for _ in range(k)) / k
-            for truth, k in sims.items()}
+    said = {
+        truth: sum(reasons([rng.normal(truth, 1.0, n)], [h])[0]["verdict"] == "negligible" for _ in range(k)) / k
+        for truth, k in sims.items()
+    }
     assert said[1.0] <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / sims[1.0]), said
     assert said[0.0] > 0.3, said  # and it is said when there is no effect
 
@@ -157,11 +200,17 @@ def test_margin_claims_measure_the_effect_from_the_margin():
     x = np.array([0.1, 0.3, 0.2, 0.15, 0.25])  # mean 0.2
     sd = x.std(ddof=1)
     assert math.isclose(assess(x, Hypothesis()).get("effect_sd"), 0.2 / sd)
-    assert math.isclose(assess(x, Hypothesis("noninferiority", 0.5))["effect_sd"], (0.5 - 0.2) / sd)  # positive: below the margin
+    assert math.isclose(
+        assess(x, Hypothesis("noninferiority", 0.5))["effect_sd"], (0.5 - 0.2) / sd
+    )  # positive: below the margin
     assert math.isclose(assess(x + 0.6, Hypothesis("noninferiority", 0.5))["effect_sd"], (0.5 - 0.8) / sd)
     assert math.isclose(assess(x, Hypothesis("equivalence", 0.5))["effect_sd"], (0.5 - 0.2) / sd)  # positive: inside
-    assert math.isclose(assess(-x, Hypothesis("equivalence", 0.5))["effect_sd"], (0.5 - 0.2) / sd)  # the nearer bound, -0.5
-    assert math.isclose(assess(-x - 0.6, Hypothesis("equivalence", 0.5))["effect_sd"], (0.5 - 0.8) / sd)  # negative: outside
+    assert math.isclose(
+        assess(-x, Hypothesis("equivalence", 0.5))["effect_sd"], (0.5 - 0.2) / sd
+    )  # the nearer bound, -0.5
+    assert math.isclose(
+        assess(-x - 0.6, Hypothesis("equivalence", 0.5))["effect_sd"], (0.5 - 0.8) / sd
+    )  # negative: outside
 
 
 @pytest.mark.parametrize("kind", ["equivalence", "noninferiority"])

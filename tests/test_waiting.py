@@ -22,28 +22,30 @@ from pathlib import Path
 import pytest
 import torch
 
-import harness.executors as ex
-import harness.store as hs
+import harness.store.runs as hs
+import harness.sweep.executors as ex
 from harness.cli import main
 from harness.config import RunConfig
-from harness.executors import run_sweep, sweep_status
-from harness.store import RunStore
-from harness.identity import run_id
+from harness.store.identity import run_id
+from harness.store.runs import RunStore
+from harness.sweep.executors import run_sweep, sweep_status
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = socket.gethostname()
 
-EXPERIMENT = '''
+EXPERIMENT = """
 from harness.config import RunConfig
 NAME = "{name}"
 def configs(profile):
     base = RunConfig().replace(**{{"data.name": "digits", "model.widths": [16], "train.epochs": 2}})
     return [base.replace(seed=s) for s in {seeds}]
-'''
+"""
 
 
 def configs(seeds, experiment="w"):
-    base = RunConfig(experiment=experiment, profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": 2})
+    base = RunConfig(experiment=experiment, profile="smoke").replace(
+        **{"data.name": "digits", "model.widths": [16], "train.epochs": 2}
+    )
     return [base.replace(seed=s) for s in seeds]
 
 
@@ -73,12 +75,15 @@ def fast_polls(monkeypatch):
 
 # -- claims written whole, debris taken over ------------------------------------------------------
 
+
 def test_a_claim_is_written_whole_with_the_umask_mode(store):
     assert store.claim("r1") and store.holds("r1")
     folder = store.root / ".claims"
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    assert claim_path(store, "r1").read_text() == f"{HOST} {os.getpid()} {boot} {start}"  # host, pid, boot id, start time
+    assert (
+        claim_path(store, "r1").read_text() == f"{HOST} {os.getpid()} {boot} {start}"
+    )  # host, pid, boot id, start time
     assert sorted(p.name for p in folder.iterdir()) == ["r1"]  # no temporary file left behind
     assert store.claim("r1") and store.holds("r1")  # claiming again (through the lock) is idempotent for its owner
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "r1"]
@@ -88,10 +93,33 @@ def test_a_claim_is_written_whole_with_the_umask_mode(store):
     assert not claim_path(store, "r1").exists() and store.claimed() == {}
 
 
-@pytest.mark.parametrize("content", [b"", b"\n", b"  ", HOST.encode(), f"{HOST} ".encode(), f"{HOST} 12ab".encode(),
-                                     f"{HOST} 0".encode(), f"{HOST} 1 2".encode(), f"{HOST} 1 boot 12x".encode(),
-                                     b"\xff\xfe\x00\x01garbage \x80"],
-                         ids=["empty", "newline", "spaces", "host-only", "truncated", "bad-pid", "pid-0", "three-fields", "bad-start", "non-utf8"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\n",
+        b"  ",
+        HOST.encode(),
+        f"{HOST} ".encode(),
+        f"{HOST} 12ab".encode(),
+        f"{HOST} 0".encode(),
+        f"{HOST} 1 2".encode(),
+        f"{HOST} 1 boot 12x".encode(),
+        b"\xff\xfe\x00\x01garbage \x80",
+    ],
+    ids=[
+        "empty",
+        "newline",
+        "spaces",
+        "host-only",
+        "truncated",
+        "bad-pid",
+        "pid-0",
+        "three-fields",
+        "bad-start",
+        "non-utf8",
+    ],
+)
 def test_an_empty_or_garbled_claim_is_debris_and_taken_over(store, content):
     """Before, an empty claim (a full disk or a kill between creating and writing it) was never taken
     over: every later sweep skipped the run and `status` showed it as running."""
@@ -141,8 +169,11 @@ def test_a_claim_whose_pid_is_now_another_process_is_taken_over(store, sleeper, 
     another process: before, the next sweep waited for it forever (issue 25, item 3)."""
     (store.root / ".claims").mkdir()
     start = int(hs._start_time(sleeper.pid))
-    owner = (f"{HOST} {sleeper.pid} {hs._boot_id()} {start - 1}" if which == "start-time"
-             else f"{HOST} {sleeper.pid} 00000000-0000-0000-0000-000000000000 {start}")
+    owner = (
+        f"{HOST} {sleeper.pid} {hs._boot_id()} {start - 1}"
+        if which == "start-time"
+        else f"{HOST} {sleeper.pid} 00000000-0000-0000-0000-000000000000 {start}"
+    )
     claim_path(store, "r1").write_text(owner)
     assert store.claimed() == {} and not claim_path(store, "r1").exists()
     claim_path(store, "r1").write_text(owner)
@@ -176,12 +207,18 @@ def test_another_hosts_claim_says_how_to_clear_it(tmp_path, capsys, fast_polls):
     claim = claim_path(store, run_id(cfg))
     claim.write_text(f"elsewhere 4242 {hs._boot_id()} 77")
     summary = run_sweep([cfg], store, threads=1, wait_limit_s=0.3)
-    assert summary.skipped[0][1] == (f"still claimed by another sweep (elsewhere 4242) after waiting 0.3 s (--wait-limit); a process of host "
-                                     f"elsewhere cannot be checked from here: if that sweep is gone, remove its claim (`rm {claim}`) and run again")
+    assert summary.skipped[0][1] == (
+        f"still claimed by another sweep (elsewhere 4242) after waiting 0.3 s (--wait-limit); a process of host "
+        f"elsewhere cannot be checked from here: if that sweep is gone, remove its claim (`rm {claim}`) and run again"
+    )
     err = capsys.readouterr().err  # the line printed while waiting, as a sweep without --wait-limit prints it
-    assert (f"1 held by process 4242 on host elsewhere: whether it still runs cannot be checked from here. If that sweep is gone, "
-            f"remove its claims (`rm {claim}`) and this sweep goes on at once; to stop waiting instead, interrupt this sweep and run it "
-            f"again with --wait-limit SECONDS or --no-wait, which skip the runs still claimed: {run_id(cfg)}") in err
+    assert (
+        "1 held by process 4242 on host elsewhere: whether it still runs cannot be checked from here. If that sweep "
+        "is gone, "
+        f"remove its claims (`rm {claim}`) and this sweep goes on at once; to stop waiting instead, interrupt this "
+        "sweep and run it "
+        f"again with --wait-limit SECONDS or --no-wait, which skip the runs still claimed: {run_id(cfg)}"
+    ) in err
     assert claim.read_text() == f"elsewhere 4242 {hs._boot_id()} 77"  # never taken over from here
 
 
@@ -221,7 +258,7 @@ def test_without_hard_links_a_claim_is_still_exclusive(store, monkeypatch, sleep
 
 RACER = """
 import os, sys, time, pathlib
-from harness.store import RunStore
+from harness.store.runs import RunStore
 store = RunStore(sys.argv[1])
 here = pathlib.Path(sys.argv[2])
 (here / f"ready-{os.getpid()}").touch()
@@ -245,7 +282,12 @@ def test_processes_racing_for_a_claim_never_both_hold_it(tmp_path, before):
         claim_path(store, "r1").write_text(f"{HOST} {dead.pid}")
     elif before is not None:
         claim_path(store, "r1").write_bytes(before)
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(store.root), str(tmp_path)], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(store.root), str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     try:
         end = time.monotonic() + 120
         while not all((tmp_path / f"ready-{p.pid}").exists() for p in procs) and time.monotonic() < end:
@@ -266,11 +308,12 @@ def test_processes_racing_for_a_claim_never_both_hold_it(tmp_path, before):
 HOLDER = """
 import sys, time
 from harness.config import RunConfig
-from harness.executors import run_sweep
-from harness.identity import run_id
-from harness.store import RunStore
+from harness.sweep.executors import run_sweep
+from harness.store.identity import run_id
+from harness.store.runs import RunStore
 store = RunStore(sys.argv[1])
-cfg = RunConfig(experiment="holder", profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": 2, "seed": 0})
+cfg = RunConfig(experiment="holder", profile="smoke")
+cfg = cfg.replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": 2, "seed": 0})
 assert store.claim(run_id(cfg))
 print("claimed", flush=True)
 time.sleep(float(sys.argv[2]))
@@ -294,7 +337,11 @@ def test_a_sweep_waits_for_a_live_owner_and_reads_its_result(tmp_path, capsys, f
     assert {r.run_id: r.cached for r in summary.records} == {run_id(shared): True, run_id(own): False}
     assert store.load_row(run_id(shared))["experiment"] == "holder"  # the holder's result, not recomputed here
     err = capsys.readouterr().err
-    assert re.search(rf"waiting for 1 run claimed by another process \(1 held by process {holder.pid} \(python\S* -c .*\): {run_id(shared)}\)", err), err
+    assert re.search(
+        rf"waiting for 1 run claimed by another process \(1 held by process {holder.pid} \(python\S* -c .*\): "
+        rf"{run_id(shared)}\)",
+        err,
+    ), err
     assert store.claimed() == {}
 
 
@@ -307,8 +354,10 @@ def test_a_sweep_computes_a_run_whose_owner_died_while_it_waited(tmp_path, capsy
     summary = run_sweep([cfg], store, threads=1)
     assert summary.done == 1 and summary.waited == 1 and not summary.skipped
     # a claim as an older harness wrote it (no start time): the line says how to clear it if the pid is no sweep
-    assert (f"1 held by process {sleeper.pid} (sleep 120); if that is not a sweep of this store, remove its claims "
-            f"(`rm {claim_path(store, run_id(cfg))}`): {run_id(cfg)}") in capsys.readouterr().err
+    assert (
+        f"1 held by process {sleeper.pid} (sleep 120); if that is not a sweep of this store, remove its claims "
+        f"(`rm {claim_path(store, run_id(cfg))}`): {run_id(cfg)}"
+    ) in capsys.readouterr().err
     assert store.is_complete(run_id(cfg)) and store.claimed() == {}
 
 
@@ -348,7 +397,9 @@ def test_no_wait_skips_a_claimed_run_as_before(tmp_path, capsys, sleeper):
 
 def cli(*args):
     env = dict(os.environ, HARNESS_PROGRESS="0")
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def test_two_sweeps_of_overlapping_studies_started_together_both_finish(tmp_path):
@@ -360,13 +411,18 @@ def test_two_sweeps_of_overlapping_studies_started_together_both_finish(tmp_path
     procs = [cli("run", str(f), "--profile", "smoke", "--store", str(store_dir), "--threads", "1") for f in (a, b)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    computed = [int(re.search(r"4 runs: (\d+) computed, (\d+) cached, 0 failed, 0 skipped", out).group(1)) for out, _ in outs]
+    computed = [
+        int(re.search(r"4 runs: (\d+) computed, (\d+) cached, 0 failed, 0 skipped", out).group(1)) for out, _ in outs
+    ]
     assert sum(computed) == 6, outs  # every run computed once, by one of them
     assert any("(waited" in out for out, _ in outs), outs  # one of them met the other's claims
     store = RunStore(store_dir)
     assert store.claimed() == {} and len(store.run_ids()) == 6
     shared = {run_id(c) for c in configs([2, 3])}
-    rows = [{line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in shared} for out, _ in outs]
+    rows = [
+        {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in shared}
+        for out, _ in outs
+    ]
     assert rows[0] == rows[1] and len(rows[0]) == 2  # both sweeps report the same stored results for the shared runs
     reference = RunStore(tmp_path / "reference")
     run_sweep(configs(range(6)), reference, threads=1)
@@ -387,8 +443,12 @@ def test_make_honours_harness_store(tmp_path):
     (tmp_path / "Makefile").write_text((ROOT / "Makefile").read_text() + '\nprint-store:\n\t@echo "$$HARNESS_STORE"\n')
 
     def store(env_store, *args):
-        env = {k: v for k, v in os.environ.items() if k != "HARNESS_STORE"} | ({"HARNESS_STORE": env_store} if env_store is not None else {})
-        return subprocess.run(["make", "-s", "print-store", *args], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+        env = {k: v for k, v in os.environ.items() if k != "HARNESS_STORE"} | (
+            {"HARNESS_STORE": env_store} if env_store is not None else {}
+        )
+        return subprocess.run(
+            ["make", "-s", "print-store", *args], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     assert store(None) == str(tmp_path / "runs")
     assert store(str(tmp_path / "elsewhere")) == str(tmp_path / "elsewhere")
