@@ -13,23 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config import DataConfig
-from harness.data.datasets import (
-    METADATA,
-    DataInfo,
-    Source,
-    data_dir,
-    describe,
-    fetch,
-    fingerprint,
-    load_dataset,
-    load_raw,
-    missing_files,
-    read_idx,
-    safe_unpickle,
-    stratified_split,
-    stratified_subsample,
-)
+from harness.config import DATASETS, DataConfig
+from harness.data.datasets import describe, fingerprint, load_dataset, load_raw, missing_files
+from harness.data.fetch import fetch
+from harness.data.formats import read_idx, safe_unpickle
+from harness.data.registry import SPECS, DataInfo, Source, data_dir
+from harness.data.splits import stratified_split, stratified_subsample
 from harness.errors import DataError
 
 
@@ -231,6 +220,14 @@ def test_cli_fetch_with_a_bad_mirror_exits_2_and_leaves_nothing(tmp_path, monkey
     assert list((tmp_path / "data" / "mnist").iterdir()) == []
 
 
+def test_the_registry_names_the_datasets_config_accepts():
+    """config sits below the data package and keeps its own tuple of names: it must be the registry's, in order."""
+    assert tuple(SPECS) == DATASETS
+    for name, spec in SPECS.items():
+        assert spec.name == name and spec.info.name == name and spec.kind == spec.info.kind
+        assert spec.embedded == (spec.source is None) == (name in ("mnist5k", "mnist1d", "digits"))
+
+
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(DataError, match="known datasets: mnist5k, mnist1d, digits"):
         load_raw("svhn")
@@ -243,7 +240,7 @@ def test_unknown_dataset_lists_the_known_ones():
 @pytest.mark.parametrize("name", ["mnist5k", "mnist1d", "digits"])
 def test_metadata_of_embedded_datasets_equals_what_loading_gives(name):
     info = describe(name)
-    assert info == METADATA[name] == describe(name, files=False)
+    assert info == SPECS[name].info == describe(name, files=False)
     d = load_dataset(DataConfig(name=name, val_fraction=0.0))
     assert (info.input_shape, info.n_examples, info.n_test, info.n_classes) == (
         d.input_shape,
@@ -272,11 +269,10 @@ def test_standard_datasets_are_described_without_their_files(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []  # nothing written
     write_mnist_like(tmp_path / "mnist", gz=False)  # 60 + 20 examples, unzipped: they count
     assert missing_files("mnist") == [] and describe("mnist") == DataInfo("mnist", (1, 28, 28), "image", 60, 20, 10)
-    assert describe("mnist", files=False) == METADATA["mnist"]  # metadata whenever asked
+    assert describe("mnist", files=False) == SPECS["mnist"].info  # metadata whenever asked
     (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").unlink()
-    assert [p.name for p in missing_files("mnist")] == ["t10k-labels-idx1-ubyte.gz"] and describe("mnist") == METADATA[
-        "mnist"
-    ]
+    assert [p.name for p in missing_files("mnist")] == ["t10k-labels-idx1-ubyte.gz"]
+    assert describe("mnist") == SPECS["mnist"].info
     with pytest.raises(DataError, match="unknown dataset 'svhn'"):
         describe("svhn")
 
@@ -421,7 +417,8 @@ def test_a_users_npz_trains_and_evaluates_end_to_end(tmp_path, layout, store):
     from harness.inference.coadaptation import CoadaptSettings
     from harness.inference.evaluation import MCSettings
     from harness.inference.robustness import RobustnessSettings, fit_robustness
-    from harness.sweep.run import Evaluations, execute
+    from harness.sweep.evaluations import Evaluations
+    from harness.sweep.run import execute
 
     rng = np.random.default_rng(0)
     y = np.arange(120) % 3

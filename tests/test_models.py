@@ -210,11 +210,13 @@ def test_max_norm_bounds_conv1d_filters():
     assert torch.allclose(norms, torch.full_like(norms, 0.5), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_1d_cnn_trains_on_mnist1d_end_to_end(store):
     from harness.config import RunConfig
     from harness.inference.coadaptation import CoadaptSettings
     from harness.inference.evaluation import MCSettings
-    from harness.sweep.run import Evaluations, execute
+    from harness.sweep.evaluations import Evaluations
+    from harness.sweep.run import execute
 
     cfg = RunConfig(experiment="t").replace(
         **{

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.data.datasets import TEST_FRACTION, load_raw
+from harness.data.datasets import load_raw
+from harness.data.splits import TEST_FRACTION
 from harness.sweep.experiment import load_experiment
 from harness.sweep.profiles import looks
 from harness.sweep.setting import Setting, available_train, setting_name

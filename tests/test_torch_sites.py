@@ -10,8 +10,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness.errors import ConfigError
+from harness.nets.attention import shared_attention
 from harness.nets.subnetworks import ensemble, passes, predict
-from harness.nets.torch_sites import _shared_attention, find_sites, unsampled_randomness
+from harness.nets.torch_sites import find_sites, unsampled_randomness
 
 T = 300
 
@@ -137,6 +138,7 @@ def model_and_x(request):
     return model.eval(), x
 
 
+@pytest.mark.slow
 def test_both_modes_sample_like_the_usual_idiom(model_and_x):
     """Per example, a shared mask is a mask: both modes have the idiom's distribution."""
     model, x = model_and_x
@@ -160,6 +162,7 @@ def test_mc_shared_rebuilds_from_seed_and_t_alone(model_and_x):
     assert torch.allclose(four[:, :3], alone, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_channel_dropout_is_not_unit_dropout():
     """The comparison can fail: the same net with unit dropout in place of channel dropout has
     another spread, far beyond the tolerance the distribution test allows."""
@@ -211,11 +214,11 @@ def test_written_out_attention_equals_torch_attention(kwargs):
     with torch.no_grad():
         for case in cases:
             want = m(q, k, v, **case)
-            got = _shared_attention(m, keep_all, q, k, v, **case)
+            got = shared_attention(m, keep_all, q, k, v, **case)
             assert torch.allclose(got[0], want[0], atol=1e-5) and torch.allclose(got[1], want[1], atol=1e-6), case
         if kd == 16 and vd == 16:  # unbatched: one example (L, E)
             one = q[0] if kwargs["batch_first"] else q[:, 0]
-            want, got = m(one, one, one), _shared_attention(m, keep_all, one, one, one)
+            want, got = m(one, one, one), shared_attention(m, keep_all, one, one, one)
             assert torch.allclose(got[0], want[0], atol=1e-5) and torch.allclose(got[1], want[1], atol=1e-6)
 
 

@@ -69,8 +69,11 @@ CORRUPTIONS = {  # name: parameter at severity 1, 2, 3
 # The published data use corr_noise_scale 0.25, iid_noise_scale 0.02, scale_coeff 0.4 (amplitude
 # times 1 + 0.4 (u - 1/2)) and max_translation 48 (a circular shift of 0..47 of 72 positions).
 MNIST1D_CORRUPTIONS = {
-    "mnist1d_noise": ({"corr_noise_scale": 0.3, "iid_noise_scale": 0.04}, {"corr_noise_scale": 0.4, "iid_noise_scale": 0.08},
-                      {"corr_noise_scale": 0.5, "iid_noise_scale": 0.15}),
+    "mnist1d_noise": (
+        {"corr_noise_scale": 0.3, "iid_noise_scale": 0.04},
+        {"corr_noise_scale": 0.4, "iid_noise_scale": 0.08},
+        {"corr_noise_scale": 0.5, "iid_noise_scale": 0.15},
+    ),
     "mnist1d_scale": ({"scale_coeff": 0.8}, {"scale_coeff": 1.2}, {"scale_coeff": 1.6}),
     "mnist1d_shift": ({"max_translation": 56}, {"max_translation": 64}, {"max_translation": 72}),
 }
@@ -130,7 +133,10 @@ def misfits(shape: tuple[int, ...], dataset: str, angles=(), corruptions=(), uns
     out = []
     turned = [a for a in angles if a % 360]
     if turned and not rotations_fit(shape):
-        out.append(f"rotations ({', '.join(f'{a:g}' for a in turned)} degrees) need square images, not examples of shape {tuple(shape)}")
+        out.append(
+            f"rotations ({', '.join(f'{a:g}' for a in turned)} degrees) need square images, not examples of shape "
+            f"{tuple(shape)}"
+        )
     for c in corruptions:
         if c not in ALL_CORRUPTIONS:
             out.append(f"corruption {c!r} is not known; known corruptions: {', '.join(ALL_CORRUPTIONS)}")
@@ -141,7 +147,10 @@ def misfits(shape: tuple[int, ...], dataset: str, angles=(), corruptions=(), uns
         if u not in UNSEEN:
             out.append(f"unseen set {u!r} is not known; known sets: {', '.join(UNSEEN)}")
         elif not unseen_fits(u, shape):
-            out.append(f"unseen set {u} needs {'28 x 28 images' if u == 'fashion-mnist' else 'images'}, not examples of shape {tuple(shape)}")
+            out.append(
+                f"unseen set {u} needs {'28 x 28 images' if u == 'fashion-mnist' else 'images'}, not examples of "
+                f"shape {tuple(shape)}"
+            )
     return out
 
 
@@ -224,7 +233,9 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
     """Images (N, C, H, W) in unit intensity with corruption `name` at `severity` (1, 2, 3)."""
     if name not in CORRUPTIONS:
         if name in ALL_CORRUPTIONS:
-            raise ConfigError(f"corruption {name!r} is not an image corruption; image corruptions: {', '.join(CORRUPTIONS)}")
+            raise ConfigError(
+                f"corruption {name!r} is not an image corruption; image corruptions: {', '.join(CORRUPTIONS)}"
+            )
         raise ConfigError(f"corruption {name!r} is not known; known corruptions: {', '.join(ALL_CORRUPTIONS)}")
     if severity not in SEVERITIES:
         raise ConfigError(f"severity={severity}: severities are {', '.join(map(str, SEVERITIES))}")
@@ -314,7 +325,11 @@ def mnist1d_signals(labels: np.ndarray, seed: int, **overrides) -> np.ndarray:
     saved = np.random.get_state()
     try:
         np.random.seed(seed)
-        return np.stack([transform(templates["x"][int(y)], templates["t"], args)[0] for y in labels]) if len(labels) else np.zeros((0, 40))
+        return (
+            np.stack([transform(templates["x"][int(y)], templates["t"], args)[0] for y in labels])
+            if len(labels)
+            else np.zeros((0, 40))
+        )
     finally:
         np.random.set_state(saved)
 
@@ -341,7 +356,9 @@ def mnist1d_shifted(data: Dataset, name: str, severity: int, seed: int = 0) -> t
     """New MNIST-1D examples (N, 1, 40) with the test split's labels (N,), made by the generator
     with the settings of corruption `name` at `severity`, standardized like the run's data."""
     if name not in MNIST1D_CORRUPTIONS:
-        raise ConfigError(f"corruption {name!r} is not an mnist1d corruption; mnist1d corruptions: {', '.join(MNIST1D_CORRUPTIONS)}")
+        raise ConfigError(
+            f"corruption {name!r} is not an mnist1d corruption; mnist1d corruptions: {', '.join(MNIST1D_CORRUPTIONS)}"
+        )
     labels = data.y_test.cpu().numpy()
     raw = mnist1d_signals(labels, _mnist1d_seed(name, severity, seed), **MNIST1D_CORRUPTIONS[name][severity - 1])
     mean, std = mnist1d_published_scale()
@@ -358,8 +375,14 @@ def gaussian_noise(x: torch.Tensor, severity: int, seed: int = 0) -> torch.Tenso
     return (x.detach().cpu().double() + sigma * torch.from_numpy(noise)).float().to(x.device)
 
 
-def evaluation_sets(data: Dataset, angles=ANGLES, corruptions=tuple(CORRUPTIONS), severities=SEVERITIES, unseen=("permuted", "patches"),
-                    seed: int = 0) -> list[EvalSet]:
+def evaluation_sets(
+    data: Dataset,
+    angles=ANGLES,
+    corruptions=tuple(CORRUPTIONS),
+    severities=SEVERITIES,
+    unseen=("permuted", "patches"),
+    seed: int = 0,
+) -> list[EvalSet]:
     """The in-distribution test split (`test`), its rotations and corruptions, and the unseen sets,
     standardized like the run's data. Every listed set must fit the data (`misfits`; the defaults
     are the image sets, `harness.inference.robustness.fit_robustness` chooses those of other data).
@@ -368,24 +391,42 @@ def evaluation_sets(data: Dataset, angles=ANGLES, corruptions=tuple(CORRUPTIONS)
     worker evaluates one study's runs in turn, and they share their test split and its statistics."""
     problems = misfits(tuple(data.input_shape), data.name, angles, corruptions, unseen)
     if problems:
-        raise ConfigError(f"{data.name} holds {data.kind} data of shape {tuple(data.input_shape)}: " + "; ".join(problems)
-                          + "; harness.inference.robustness.fit_robustness chooses the sets that fit the data")
+        raise ConfigError(
+            f"{data.name} holds {data.kind} data of shape {tuple(data.input_shape)}: "
+            + "; ".join(problems)
+            + "; harness.inference.robustness.fit_robustness chooses the sets that fit the data"
+        )
     bad = [s for s in severities if s not in SEVERITIES]
     if bad:
         raise ConfigError(f"severity={bad[0]}: severities are {', '.join(map(str, SEVERITIES))}")
     from harness.data.datasets import fingerprint
 
     # what makes the sets: the data and their statistics, the lists, each corruption's parameters
-    # (and the generator's version for mnist1d), the seed
-    params = repr([(c, _parameters(c)) for c in corruptions])  # a copy in words: a later edit of a table cannot alter the key
+    # (and the generator's version for mnist1d), the seed; the parameters as a copy in words: a later
+    # edit of a table cannot alter the key
+    params = repr([(c, _parameters(c)) for c in corruptions])
     generator = _mnist1d_version() if any(c in MNIST1D_CORRUPTIONS for c in corruptions) else None
-    key = (data.name, fingerprint(data.name), data.mean, data.std, tuple(data.x_test.shape), str(data.x_test.device),
-           tuple(angles), params, generator, tuple(severities), tuple(unseen), seed)
+    key = (
+        data.name,
+        fingerprint(data.name),
+        data.mean,
+        data.std,
+        tuple(data.x_test.shape),
+        str(data.x_test.device),
+        tuple(angles),
+        params,
+        generator,
+        tuple(severities),
+        tuple(unseen),
+        seed,
+    )
     if _SETS.get("key") != key:
         _SETS.clear()
         _SETS.update(key=key, sets=_shifted(data, angles, corruptions, severities, unseen, seed))
     y = data.y_test
-    return [EvalSet("test", "none", 0.0, data.x_test, y)] + [EvalSet(n, sh, i, x, y if labelled else None) for n, sh, i, x, labelled in _SETS["sets"]]
+    return [EvalSet("test", "none", 0.0, data.x_test, y)] + [
+        EvalSet(n, sh, i, x, y if labelled else None) for n, sh, i, x, labelled in _SETS["sets"]
+    ]
 
 
 _SETS: dict = {}  # the last evaluation sets made in this process, under their key
@@ -435,9 +476,19 @@ def _shifted(data: Dataset, angles, corruptions, severities, unseen, seed: int) 
             order = torch.from_numpy(np.random.default_rng(seed).permutation(flat.shape[1])).to(flat.device)
             return flat[:, order].reshape(data.x_test.shape)
         u, peak = unit()
-        makers = {"permuted": lambda: permuted(u, seed), "patches": lambda: patches(n, shape, seed), "fashion-mnist": lambda: fashion(n, shape)}
+        makers = {
+            "permuted": lambda: permuted(u, seed),
+            "patches": lambda: patches(n, shape, seed),
+            "fashion-mnist": lambda: fashion(n, shape),
+        }
         return _standardize(makers[name](), data, peak)
 
-    out = [(f"rotation_{a:g}", "rotation", float(a), _standardize(rotate(unit()[0], a), data, unit()[1]), True) for a in angles if a % 360]
-    out += [(f"{name}_{s}", "corruption", float(s), corrupted(name, s), True) for name in corruptions for s in severities]
+    out = [
+        (f"rotation_{a:g}", "rotation", float(a), _standardize(rotate(unit()[0], a), data, unit()[1]), True)
+        for a in angles
+        if a % 360
+    ]
+    out += [
+        (f"{name}_{s}", "corruption", float(s), corrupted(name, s), True) for name in corruptions for s in severities
+    ]
     return out + [(u, "unseen", 0.0, unseen_set(u), False) for u in unseen]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.datasets import IDX_FILES
+from harness.data.formats import IDX_FILES
 from harness.files import atomic_write
 
 SIZES = {"train": 600, "test": 200}  # MNIST-like; CIFAR-10: 5 batches of 120 and a test batch of 200
@@ -41,7 +41,9 @@ def images(n: int, channels: int, side: int, seed: int) -> tuple[np.ndarray, np.
 
 def idx_bytes(a: np.ndarray) -> bytes:
     """An unsigned-byte IDX file (magic 0x0000080N) holding `a`."""
-    return struct.pack(">HBB", 0, 0x08, a.ndim) + struct.pack(">" + "I" * a.ndim, *a.shape) + a.astype(np.uint8).tobytes()
+    return (
+        struct.pack(">HBB", 0, 0x08, a.ndim) + struct.pack(">" + "I" * a.ndim, *a.shape) + a.astype(np.uint8).tobytes()
+    )
 
 
 def write_idx_dataset(folder: Path, seed: int) -> None:

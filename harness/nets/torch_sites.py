@@ -18,7 +18,8 @@ Modes (`passes`):
 - `mc_shared`: every module in eval mode; each site's output is multiplied by one mask shared by
   every example of the batch (a subnetwork), drawn from (seed, t) in the order the sites are called.
   Attention dropout happens inside torch's attention function, out of reach of a hook: during a pass
-  the module's forward is `_shared_attention`, torch's attention written out with the mask applied.
+  the module's forward is `harness.nets.attention.shared_attention`, torch's attention written out
+  with the mask applied.
 
 torch's fused inference paths (`TransformerEncoderLayer` and `MultiheadAttention` in eval mode)
 never call their dropout: they are switched off while sampling (`torch.backends.mha`).
@@ -41,11 +42,11 @@ from functools import partial
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 
 from harness.errors import ConfigError
+from harness.nets.attention import attention_forward
 
 # SELU's saturation value is -ALPHA_SELU; torch's alpha dropout sets dropped units to it
 ALPHA_SELU = 1.7580993408473766
@@ -61,7 +62,6 @@ KINDS: tuple[tuple[type[nn.Module], str], ...] = (
     (nn.MultiheadAttention, "attention"),
 )
 TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
-Draw = Callable[[tuple[int, ...]], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ def find_sites(model: nn.Module) -> list[Site]:
         if kind is None:
             if isinstance(m, _DropoutNd):
                 raise ConfigError(
-                    f"{name} ({type(m).__name__}) is a dropout module of a kind the harness does not know; it samples "
-                    "nn.Dropout, nn.Dropout1d/2d/3d, nn.AlphaDropout, nn.FeatureAlphaDropout and attention dropout"
+                    f"{name} ({type(m).__name__}) is a dropout module of a kind the harness does not know; it "
+                    "samples nn.Dropout, nn.Dropout1d/2d/3d, nn.AlphaDropout, nn.FeatureAlphaDropout and attention "
+                    "dropout"
                 )
             continue
         p = float(m.dropout if kind == "attention" else m.p)
@@ -132,8 +133,8 @@ def check_sites(model: nn.Module, x: torch.Tensor, sites: list[Site], allow_unsa
         raise ConfigError(f"{type(model).__name__} contains no dropout module: there are no subnetworks to sample")
     if all(s.p == 0 for s in sites):
         raise ConfigError(
-            f"every dropout site of {type(model).__name__} has p = 0 ({', '.join(s.label for s in sites)}): "
-            "there are no subnetworks to sample, every pass would be the weight-scaled net; use mode='weight_scaled'"
+            f"every dropout site of {type(model).__name__} has p = 0 ({', '.join(s.label for s in sites)}): there "
+            "are no subnetworks to sample, every pass would be the weight-scaled net; use mode='weight_scaled'"
         )
 
 
@@ -211,10 +212,9 @@ def unsampled_randomness(model: nn.Module, x: torch.Tensor, sites: list[Site]) -
             except Exception as e:
                 raise ConfigError(
                     f"the check for randomness outside the dropout sites runs {type(model).__name__} in train mode "
-                    "(all but the sites "
-                    f"and torch's normalisation layers) on {min(len(x), PROBE_EXAMPLES)} example(s), and it failed: "
-                    f"{type(e).__name__}: {e}; give at least {PROBE_EXAMPLES} examples, or make the model run in "
-                    "train mode"
+                    f"(all but the sites and torch's normalisation layers) on {min(len(x), PROBE_EXAMPLES)} "
+                    f"example(s), and it failed: {type(e).__name__}: {e}; give at least {PROBE_EXAMPLES} examples, "
+                    "or make the model run in train mode"
                 ) from e
             finally:
                 for h in handles:
@@ -310,20 +310,16 @@ def shared_passes(model: nn.Module, x: torch.Tensor, sites: list[Site], seeds: l
     if custom:
         raise ConfigError(
             f"mc_shared cannot sample {', '.join(custom)}: the class overrides torch's forward, so the harness does "
-            "not know what "
-            "it drops; use mode='mc_per_example' (the module's own forward in train mode)"
+            "not know what it drops; use mode='mc_per_example' (the module's own forward in train mode)"
         )
     if len(x) >= 2:
         pair, alone = _shared_pass(model, x[:2], sites, seeds[0])[0], _shared_pass(model, x[1:2], sites, seeds[0])[0]
         if not _same([pair[1:]], [alone]):
             raise ConfigError(
                 f"mc_shared: one subnetwork of {type(model).__name__} gives example 1 other logits in a batch of two "
-                "than alone, so a "
-                "mask is not shared by the examples: a site sees them one at a time (a loop over examples, unbatched "
-                "attention or "
-                "channel dropout), mixes them (a sequence-first layer fed batch-first), or the model draws random "
-                "numbers of its own in eval "
-                "mode; use mode='mc_per_example'"
+                "than alone, so a mask is not shared by the examples: a site sees them one at a time (a loop over "
+                "examples, unbatched attention or channel dropout), mixes them (a sequence-first layer fed "
+                "batch-first), or the model draws random numbers of its own in eval mode; use mode='mc_per_example'"
             )
     for t, pass_seed in enumerate(seeds):
         z, fired = _shared_pass(model, x, sites, pass_seed)
@@ -345,7 +341,7 @@ def _shared_pass(
             if site.p == 0:
                 continue
             if site.kind == "attention":
-                stack.enter_context(_attention_forward(site, draw))
+                stack.enter_context(attention_forward(site.module, site.p, draw))
             else:
                 stack.callback(
                     site.module.register_forward_hook(_shared_hook(site, draw, len(x)), with_kwargs=True).remove
@@ -379,10 +375,8 @@ def check_fired(model: nn.Module, sites: list[Site], fired: dict[int, int]) -> N
     if len(idle) == len(active):
         raise ConfigError(
             f"no dropout site of {type(model).__name__} ran while sampling ({', '.join(idle)}): its forward calls "
-            "them only in "
-            "training mode or not at all, so every pass would be the weight-scaled net; call the dropout modules in "
-            "every mode "
-            "(they drop nothing in eval mode)"
+            "them only in training mode or not at all, so every pass would be the weight-scaled net; call the "
+            "dropout modules in every mode (they drop nothing in eval mode)"
         )
     if idle:
         warnings.warn(
@@ -398,8 +392,8 @@ def logits(model: nn.Module, z, n: int) -> torch.Tensor:
     if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] != n:
         got = f"a {type(z).__name__}" if not isinstance(z, torch.Tensor) else f"a tensor of shape {tuple(z.shape)}"
         raise ConfigError(
-            f"{type(model).__name__} returned {got}; sampling needs logits (N, C) for the {n} examples: wrap the model "
-            "so that its forward returns them (e.g. lambda output: output.logits)"
+            f"{type(model).__name__} returned {got}; sampling needs logits (N, C) for the {n} examples: wrap the "
+            "model so that its forward returns them (e.g. lambda output: output.logits)"
         )
     return z
 
@@ -428,13 +422,12 @@ def _shared_mask(site: Site, module: nn.Module, x: torch.Tensor, draw, keep: flo
     if site.kind == "channel" and not _batched_channels(module, x):
         raise ConfigError(
             f"mc_shared: site {site.label} gets input of shape {tuple(x.shape)}, which torch reads as one example "
-            "without a batch "
-            "dimension; a mask shared by the examples needs them batched; use mode='mc_per_example'"
+            "without a batch dimension; a mask shared by the examples needs them batched; use mode='mc_per_example'"
         )
     if x.dim() <= b or x.shape[b] != n:
         raise ConfigError(
-            f"mc_shared shares one mask among the examples, but site {site.label} gets input of shape {tuple(x.shape)} "
-            f"whose dimension {b} is not the batch of {n} examples; use mode='mc_per_example'"
+            f"mc_shared shares one mask among the examples, but site {site.label} gets input of shape "
+            f"{tuple(x.shape)} whose dimension {b} is not the batch of {n} examples; use mode='mc_per_example'"
         )
     if site.kind in ("channel", "feature_alpha"):
         if b != 0 or x.dim() < 2:
@@ -453,109 +446,3 @@ def _batched_channels(module: nn.Module, x: torch.Tensor) -> bool:
     if isinstance(module, nn.Dropout3d):
         return x.dim() == 5
     return x.dim() >= 2
-
-
-@contextmanager
-def _attention_forward(site: Site, draw) -> Iterator[None]:
-    """The attention module's forward replaced, for one pass, by `_shared_attention`."""
-    m = site.module
-    own = m.__dict__.get("forward")
-
-    def forward(*args, **kwargs):
-        return _shared_attention(m, lambda shape: draw(shape, 1.0 - site.p), *args, **kwargs)
-
-    m.forward = forward
-    try:
-        yield
-    finally:
-        if own is None:
-            del m.forward
-        else:
-            m.forward = own
-
-
-def _shared_attention(
-    m: nn.MultiheadAttention,
-    draw: Draw,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    key_padding_mask: torch.Tensor | None = None,
-    need_weights: bool = True,
-    attn_mask: torch.Tensor | None = None,
-    average_attn_weights: bool = True,
-    is_causal: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`nn.MultiheadAttention.forward` with its attention dropout as one mask (heads, L, S) shared
-    by every example, drawn by `draw`; otherwise torch's own computation (the explicit path that
-    `F.multi_head_attention_forward` takes when it returns the weights). query (N, L, E) with
-    batch_first, (L, N, E) without, (L, E) unbatched; returns the output in the query's layout and
-    the weights after dropout (N, L, S) averaged over heads, or (N, heads, L, S)."""
-    batched = query.dim() == 3
-    if batched and m.batch_first:
-        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
-    if not batched:
-        query, key, value = (t.unsqueeze(1) for t in (query, key, value))
-        if key_padding_mask is not None:
-            key_padding_mask = key_padding_mask.unsqueeze(0)
-    L, N, E = query.shape
-    H = m.num_heads
-    D = E // H
-    if is_causal and attn_mask is None:
-        raise RuntimeError("Need attn_mask if specifying the is_causal hint (torch's own rule)")
-    key_padding_mask = F._canonical_mask(
-        mask=key_padding_mask,
-        mask_name="key_padding_mask",
-        other_type=F._none_or_dtype(attn_mask),
-        other_name="attn_mask",
-        target_type=query.dtype,
-    )
-    attn_mask = F._canonical_mask(
-        mask=attn_mask,
-        mask_name="attn_mask",
-        other_type=None,
-        other_name="",
-        target_type=query.dtype,
-        check_other=False,
-    )
-    if m._qkv_same_embed_dim:
-        q, k, v = F._in_projection_packed(query, key, value, m.in_proj_weight, m.in_proj_bias)
-    else:
-        b_q, b_k, b_v = m.in_proj_bias.chunk(3) if m.in_proj_bias is not None else (None, None, None)
-        q, k, v = F._in_projection(query, key, value, m.q_proj_weight, m.k_proj_weight, m.v_proj_weight, b_q, b_k, b_v)
-    if attn_mask is not None and attn_mask.dim() == 2:
-        attn_mask = attn_mask.unsqueeze(0)
-    if m.bias_k is not None:
-        k, v = torch.cat([k, m.bias_k.repeat(1, N, 1)]), torch.cat([v, m.bias_v.repeat(1, N, 1)])
-        attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
-        key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
-    q = q.view(L, N * H, D).transpose(0, 1)
-    k = k.view(k.shape[0], N * H, D).transpose(0, 1)
-    v = v.view(v.shape[0], N * H, D).transpose(0, 1)
-    if m.add_zero_attn:
-        zeros = torch.zeros((N * H, 1, D), dtype=k.dtype, device=k.device)
-        k, v = torch.cat([k, zeros], dim=1), torch.cat([v, zeros], dim=1)
-        attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
-        key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
-    S = k.shape[1]
-    if key_padding_mask is not None:
-        key_padding_mask = key_padding_mask.view(N, 1, 1, S).expand(-1, H, -1, -1).reshape(N * H, 1, S)
-        attn_mask = key_padding_mask if attn_mask is None else attn_mask + key_padding_mask
-    q = q * math.sqrt(1.0 / D)
-    scores = (
-        torch.bmm(q, k.transpose(-2, -1)) if attn_mask is None else torch.baddbmm(attn_mask, q, k.transpose(-2, -1))
-    )
-    keep = 1.0 - m.dropout
-    mask = draw((H, L, S)).to(scores.device, scores.dtype)
-    w = torch.softmax(scores, dim=-1).view(N, H, L, S) * mask
-    w = (w / keep if keep > 0 else w * 0).view(N * H, L, S)  # p = 1 keeps nothing, as in torch
-    out = torch.bmm(w, v).transpose(0, 1).reshape(L * N, E)
-    out = F.linear(out, m.out_proj.weight, m.out_proj.bias).view(L, N, -1)
-    weights = None
-    if need_weights:
-        weights = w.view(N, H, L, S)
-        weights = weights.mean(dim=1) if average_attn_weights else weights
-        weights = weights if batched else weights.squeeze(0)
-    if not batched:
-        return out.squeeze(1), weights
-    return (out.transpose(0, 1) if m.batch_first else out), weights

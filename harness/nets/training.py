@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.config import TrainConfig
-from harness.data.datasets import Dataset, stratified_subsample
+from harness.data.datasets import Dataset
+from harness.data.splits import stratified_subsample
 from harness.nets.models import apply_max_norm
 from harness.progress import progress_bar
 
@@ -152,6 +153,48 @@ def improves(value: float, reference: float, min_improvement: float) -> bool:
     return value < reference * (1 - min_improvement) if math.isfinite(reference) else math.isfinite(value)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How a run's budget falls into epochs: `steps_per_epoch` batches cover the training split once,
+    `n_epochs` epochs (the last one partial where `train.steps` ends inside it) take `total_steps`
+    optimizer steps, with a validation check every `every` epochs and after the last."""
+
+    steps_per_epoch: int
+    n_epochs: int
+    total_steps: int
+    every: int
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, n: int) -> Budget:
+        """The budget of `cfg` on `n` training examples."""
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        n_epochs = math.ceil(cfg.steps / steps_per_epoch) if cfg.steps else cfg.epochs
+        total_steps = cfg.steps or n_epochs * steps_per_epoch
+        return cls(steps_per_epoch, n_epochs, total_steps, check_epochs(cfg, steps_per_epoch))
+
+
+@dataclass
+class _Selection:
+    """Selection on validation and early stopping: the best check so far (monitored value, epoch,
+    weights), the value that last reset the patience count, and the checks since."""
+
+    cfg: TrainConfig
+    best: tuple = (math.inf, None, None)
+    reference: float = math.inf
+    since_best: int = 0
+
+    def stop_after(self, model: nn.Module, row: dict) -> bool:
+        """Record a validation check (its history row); True when patience ends training."""
+        monitored = row["val_loss"] if self.cfg.monitor == "val_loss" else row["val_error"]
+        if monitored < self.best[0]:
+            self.best = (monitored, row["epoch"], copy.deepcopy(model.state_dict()))
+        if improves(monitored, self.reference, self.cfg.min_improvement):
+            self.reference, self.since_best = monitored, 0
+        else:
+            self.since_best += 1
+        return self.cfg.patience is not None and self.since_best >= self.cfg.patience
+
+
 def train(
     model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int, max_norm: float | None = None, label: str = "train"
 ) -> TrainResult:
@@ -169,36 +212,23 @@ def train(
     """
     device = data.x_train.device
     n = len(data.y_train)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    n_epochs = math.ceil(cfg.steps / steps_per_epoch) if cfg.steps else cfg.epochs
-    total_steps = cfg.steps or n_epochs * steps_per_epoch
-    every = check_epochs(cfg, steps_per_epoch)
+    budget = Budget.of(cfg, n)
     gen = torch.Generator(device=device).manual_seed(seed)
     x_check, y_check = check_subset(data, seed)
     opt = make_optimizer(model, cfg)
     rows, status, message, stopped_by = [], "ok", "", "budget"
-    best = (math.inf, None, None)  # (monitored value, epoch, state)
-    reference, since_best = math.inf, 0  # the value that last reset the patience count, and checks since
+    selection = _Selection(cfg)
     step, loss_sum, loss_steps, epoch = 0, 0.0, 0, 0
     start = time.perf_counter()
     model.train()
-    bar = progress_bar(total=n_epochs, desc=label, unit="epoch")
-    for epoch in range(n_epochs):
+    bar = progress_bar(total=budget.n_epochs, desc=label, unit="epoch")
+    for epoch in range(budget.n_epochs):
         first = step
-
-        def schedule(
-            s: int, first: int = first
-        ) -> None:  # hyper-parameters by training progress, set before every step
-            progress = (first + s) / total_steps
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, progress)
-                if "momentum" in group:
-                    group["momentum"] = momentum_at(cfg, progress)
-
         if loss_steps == 0:  # the first epoch since the last check: its hyper-parameters go in the history
-            lr, mom = learning_rate(cfg, first / total_steps), momentum_at(cfg, first / total_steps)
+            lr, mom = learning_rate(cfg, first / budget.total_steps), momentum_at(cfg, first / budget.total_steps)
         perm = torch.randperm(n, generator=gen, device=device)
-        n_steps = min(steps_per_epoch, total_steps - step)
+        n_steps = min(budget.steps_per_epoch, budget.total_steps - step)
+        schedule = _schedule(opt, cfg, first, budget.total_steps)
         batch_loss = run_epoch(
             model, opt, data.x_train, data.y_train, perm, cfg.batch_size, n_steps, max_norm, schedule
         )
@@ -207,43 +237,80 @@ def train(
         if not math.isfinite(batch_loss):
             status, stopped_by = "diverged", "diverged"
             message = (
-                f"training loss became {batch_loss} in epoch {epoch + 1} (lr={lr:g}); "
-                "lower train.lr, or bound the weights with model.max_norm"
+                f"training loss became {batch_loss} in epoch {epoch + 1} (lr={lr:g}); lower train.lr, or bound the "
+                "weights with model.max_norm"
             )
             break
         loss_sum, loss_steps = loss_sum + batch_loss * n_steps, loss_steps + n_steps
-        if (epoch + 1) % every and epoch + 1 < n_epochs:
+        if (epoch + 1) % budget.every and epoch + 1 < budget.n_epochs:
             continue
-        train_loss, train_error = evaluate(model, x_check, y_check)
-        val_loss, val_error = evaluate(model, data.x_val, data.y_val)
-        rows.append(
-            dict(
-                epoch=epoch + 1,
-                steps=step,
-                lr=lr,
-                momentum=mom if cfg.optimizer == "sgd" else math.nan,
-                dropout_loss=loss_sum / loss_steps,
-                train_loss=train_loss,
-                train_error=train_error,
-                val_loss=val_loss,
-                val_error=val_error,
-                wall_time_s=time.perf_counter() - start,
-            )
-        )
+        row = _check(model, data, x_check, y_check, epoch + 1, step, lr, mom, loss_sum / loss_steps, cfg, start)
+        rows.append(row)
         loss_sum, loss_steps = 0.0, 0
-        bar.set_postfix(train_err=f"{train_error:.3f}", val_err=f"{val_error:.3f}")
-        if cfg.select_on_val:
-            monitored = val_loss if cfg.monitor == "val_loss" else val_error
-            if monitored < best[0]:
-                best = (monitored, epoch + 1, copy.deepcopy(model.state_dict()))
-            if improves(monitored, reference, cfg.min_improvement):
-                reference, since_best = monitored, 0
-            else:
-                since_best += 1
-            if cfg.patience is not None and since_best >= cfg.patience:
-                stopped_by = "patience"
-                break
+        bar.set_postfix(train_err=f"{row['train_error']:.3f}", val_err=f"{row['val_error']:.3f}")
+        if cfg.select_on_val and selection.stop_after(model, row):
+            stopped_by = "patience"
+            break
     bar.close()
+    status, message, best_epoch = _outcome(model, cfg, rows, status, message, selection)
+    model.eval()
+    epochs = epoch + 1 if budget.n_epochs else 0
+    return TrainResult(
+        pd.DataFrame(rows), status, message, best_epoch, epochs=epochs, steps=step, stopped_by=stopped_by
+    )
+
+
+def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, first: int, total_steps: int):
+    """`schedule(s)` for `run_epoch`: sets the optimizer's hyper-parameters by training progress
+    before step s of an epoch whose first step is step `first` of the run."""
+
+    def schedule(s: int) -> None:
+        progress = (first + s) / total_steps
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, progress)
+            if "momentum" in group:
+                group["momentum"] = momentum_at(cfg, progress)
+
+    return schedule
+
+
+def _check(
+    model: nn.Module,
+    data: Dataset,
+    x_check: torch.Tensor,
+    y_check: torch.Tensor,
+    epoch: int,
+    step: int,
+    lr: float,
+    mom: float,
+    dropout_loss: float,
+    cfg: TrainConfig,
+    start: float,
+) -> dict:
+    """A validation check after `epoch` epochs and `step` steps, as a row of the history (see
+    `TrainResult`): the training subsample and the validation split scored by the deterministic net."""
+    train_loss, train_error = evaluate(model, x_check, y_check)
+    val_loss, val_error = evaluate(model, data.x_val, data.y_val)
+    return dict(
+        epoch=epoch,
+        steps=step,
+        lr=lr,
+        momentum=mom if cfg.optimizer == "sgd" else math.nan,
+        dropout_loss=dropout_loss,
+        train_loss=train_loss,
+        train_error=train_error,
+        val_loss=val_loss,
+        val_error=val_error,
+        wall_time_s=time.perf_counter() - start,
+    )
+
+
+def _outcome(
+    model: nn.Module, cfg: TrainConfig, rows: list[dict], status: str, message: str, selection: _Selection
+) -> tuple[str, str, int | None]:
+    """(status, message, best_epoch) once training has stopped; with `select_on_val` and a finished
+    check the model is given the weights of its best check, also after a divergence."""
+    best = selection.best
     best_epoch = rows[-1]["epoch"] if rows else None
     if status == "diverged" and cfg.select_on_val and best[2] is not None:
         # early stopping keeps its best checkpoint: the run is usable, and says why it stopped
@@ -251,13 +318,4 @@ def train(
     if status == "ok" and cfg.select_on_val and best[2] is not None:
         model.load_state_dict(best[2])
         best_epoch = best[1]
-    model.eval()
-    return TrainResult(
-        pd.DataFrame(rows),
-        status,
-        message,
-        best_epoch,
-        epochs=epoch + 1 if n_epochs else 0,
-        steps=step,
-        stopped_by=stopped_by,
-    )
+    return status, message, best_epoch
