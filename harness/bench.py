@@ -7,7 +7,6 @@ fraction of it the harness uses on the FLOPs its work actually requires.
 from __future__ import annotations
 
 import math
-import platform
 import time
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ from harness.config import DataConfig, ModelConfig, TrainConfig
 from harness.data.datasets import load_dataset
 from harness.nets.models import apply_max_norm, build_model
 from harness.nets.training import make_optimizer, run_epoch
+from harness.store.provenance import machine_line
 
 
 def sync(device: torch.device | str) -> None:
@@ -56,15 +56,6 @@ def matmul_peak(device: str = "cpu", n: int = 2048, dtype: torch.dtype = torch.f
 def linear_macs(model: nn.Module) -> int:
     """Multiply-accumulates of the Linear layers for one example's forward pass."""
     return sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-
-
-def machine_line(device: str) -> str:
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.startswith("cuda")
-        else (platform.processor() or platform.machine())
-    )
-    return f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def bench_train(

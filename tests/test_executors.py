@@ -62,6 +62,7 @@ def assert_same_runs(a: RunStore, b: RunStore, cfgs):
         assert ra["test_error"] == rb["test_error"] and ra["train_loss"] == rb["train_loss"]
 
 
+@pytest.mark.slow
 def test_every_executor_gives_bit_identical_runs(tmp_path):
     cfgs = configs()
     stores = {}
@@ -97,32 +98,32 @@ def test_a_killed_sweep_resumes_with_the_remaining_runs_only(tmp_path):
     assert len(store.run_ids()) == 6
     for rid, mtime in before.items():
         assert (store.path(rid) / "checkpoint.pt").stat().st_mtime_ns == mtime  # finished work kept, not redone
-    assert store.claimed() == {}
+    assert store.leases.owners() == {}
 
 
 def test_failures_are_recorded_and_retried_only_on_request(tmp_path, monkeypatch):
-    import harness.sweep.executors as ex
+    import harness.sweep.dispatch as dispatch
 
     store = RunStore(tmp_path / "runs")
     cfgs = configs(n=3)
     bad = run_id(cfgs[1])
-    real = ex.run_task
+    real = dispatch.run_task
 
     def flaky(cfg, *a, **k):
         if run_id(cfg) == bad:
             raise RuntimeError("out of luck")
         return real(cfg, *a, **k)
 
-    monkeypatch.setattr(ex, "run_task", flaky)
+    monkeypatch.setattr(dispatch, "run_task", flaky)
     first = run_sweep(cfgs, store)
-    assert first.done == 2 and len(first.failures) == 1 and "out of luck" in store.failure(bad)
+    assert first.done == 2 and len(first.failures) == 1 and "out of luck" in store.failures.error(bad)
     second = run_sweep(cfgs, store)
     assert second.cached == 2 and len(second.skipped) == 1 and "failed earlier" in second.skipped[0][1]
     status = sweep_status(cfgs, store)
     assert status.set_index("run_id").loc[bad, "state"] == "failed"
-    monkeypatch.setattr(ex, "run_task", real)
+    monkeypatch.setattr(dispatch, "run_task", real)
     third = run_sweep(cfgs, store, retry_failed=True)
-    assert third.done == 1 and store.failure(bad) is None and store.is_complete(bad)
+    assert third.done == 1 and store.failures.error(bad) is None and store.is_complete(bad)
 
     diverged = configs(n=1)[0].replace(**{"train.lr": 1e12, "model.max_norm": None, "train.lr_schedule": "constant"})
     run_sweep([diverged], store)
@@ -132,6 +133,7 @@ def test_failures_are_recorded_and_retried_only_on_request(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("executor", ["processes", "ray"])
+@pytest.mark.slow
 def test_a_worker_that_dies_does_not_lose_the_sweep(tmp_path, monkeypatch, executor):
     marker = tmp_path / "killed-once"
     monkeypatch.setenv("HARNESS_FAULT_KILL_ONCE", str(marker))
@@ -140,9 +142,10 @@ def test_a_worker_that_dies_does_not_lose_the_sweep(tmp_path, monkeypatch, execu
     summary = run_sweep(cfgs, store, executor=executor, workers=2, threads=1)
     assert marker.exists()  # one worker process really was killed
     assert not summary.failures and summary.done == 3
-    assert sorted(store.run_ids()) == sorted(run_id(c) for c in cfgs) and store.claimed() == {}
+    assert sorted(store.run_ids()) == sorted(run_id(c) for c in cfgs) and store.leases.owners() == {}
 
 
+@pytest.mark.slow
 def test_two_sweeps_at_once_share_a_store_without_duplicates(tmp_path):
     store_dir = tmp_path / "runs"
     exp = experiment_file(tmp_path, n=6, epochs=3)
@@ -150,10 +153,10 @@ def test_two_sweeps_at_once_share_a_store_without_duplicates(tmp_path):
     outs = [p.communicate(timeout=300) for p in procs]
     computed = [int(re.search(r"(\d+) computed", out).group(1)) for out, _ in outs]
     store = RunStore(store_dir)
-    assert len(store.run_ids()) == 6 and store.claimed() == {}
+    assert len(store.run_ids()) == 6 and store.leases.owners() == {}
     for rid in store.run_ids():  # every run whole and readable
         assert store.load_config(rid).experiment == "sweep" and store.load_state(rid)
-    # every run computed by exactly one sweep; the other found it cached or claimed
+    # every run computed by exactly one sweep; the other found it cached or leased
     assert sum(computed) == 6, outs
     status = cli("status", str(exp), "--profile", "smoke", "--store", str(store_dir))
     out, _ = status.communicate(timeout=60)
@@ -162,7 +165,7 @@ def test_two_sweeps_at_once_share_a_store_without_duplicates(tmp_path):
 
 def test_evaluations_added_later_reuse_the_trained_runs(tmp_path):
     from harness.inference.evaluation import MCSettings
-    from harness.sweep.run import Evaluations
+    from harness.sweep.evaluations import Evaluations
 
     store = RunStore(tmp_path / "runs")
     cfgs = configs(n=2)
@@ -178,6 +181,7 @@ def test_evaluations_added_later_reuse_the_trained_runs(tmp_path):
     assert run_sweep(cfgs, store, evaluations=wanted).cached == 2
 
 
+@pytest.mark.slow
 def test_a_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch):
     """One run that always dies (as out of memory would) among runs that do not: the broken pools'
     deaths are attributed to it, the others finish, and the next sweep skips only it."""
@@ -188,7 +192,7 @@ def test_a_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch):
     summary = run_sweep(cfgs, store, executor="processes", workers=2, threads=1)
     assert [run_id(c) for c, _ in summary.failures] == [doomed] and "died" in summary.failures[0][1]
     assert summary.done == 5 and sorted(store.run_ids()) == sorted(run_id(c) for c in cfgs if run_id(c) != doomed)
-    assert [p.stem for p in (store.root / ".failed").glob("*.json")] == [doomed] and store.claimed() == {}
+    assert [p.stem for p in (store.root / ".failed").glob("*.json")] == [doomed] and store.leases.owners() == {}
     monkeypatch.delenv("HARNESS_FAULT_KILL_RUN")
     again = run_sweep(cfgs, store, executor="processes", workers=2, threads=1)
     assert (
@@ -206,6 +210,7 @@ def test_a_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch):
         ({"ray_address": "auto"}, "--ray-address auto: no Ray cluster found"),
     ],
 )
+@pytest.mark.slow
 def test_ray_requests_the_cluster_cannot_meet_are_refused(tmp_path, kwargs, message):
     """These used to hang (a task no node can run waits forever) or end in a traceback."""
     from harness.errors import ConfigError
@@ -213,14 +218,15 @@ def test_ray_requests_the_cluster_cannot_meet_are_refused(tmp_path, kwargs, mess
     store = RunStore(tmp_path / "runs")
     with pytest.raises(ConfigError, match=re.escape(message)):
         run_sweep(configs(n=1), store, executor="ray", workers=2, threads=1, **kwargs)
-    assert not store.run_ids() and store.claimed() == {} and not (store.root / ".failed").exists()
+    assert not store.run_ids() and store.leases.owners() == {} and not (store.root / ".failed").exists()
 
 
 def test_a_sweep_hands_out_its_longest_runs_first():
     from harness.config import RunConfig
-    from harness.sweep.executors import Task, longest_first
-    from harness.sweep.plan import run_flops
-    from harness.sweep.run import Evaluations
+    from harness.sweep.cost import run_flops
+    from harness.sweep.evaluations import Evaluations
+    from harness.sweep.executors import longest_first
+    from harness.sweep.tasks import Task
 
     small = RunConfig(profile="smoke").replace(**{"data.name": "digits", "model.widths": [16], "train.epochs": 2})
     big = small.replace(**{"model.widths": [256, 256]})

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-import harness.store.runs
+import harness.store.manifest
+import harness.store.provenance
 from harness.cli import main
 from harness.config import RunConfig, TrainConfig
 from harness.errors import ConfigError, StoreError
 from harness.inference.evaluation import MCSettings
 from harness.store.identity import run_id
+from harness.sweep.evaluations import Evaluations
 from harness.sweep.executors import run_sweep
-from harness.sweep.run import Evaluations, evaluate_stored, execute, pending, run_state
+from harness.sweep.run import evaluate_stored, execute, pending, run_state
 
 
 def mc(T, streams):
@@ -25,20 +27,20 @@ def mc(T, streams):
 
 def test_an_evaluation_killed_half_written_is_pending_not_mixed(store, tiny_cfg, monkeypatch):
     rid = execute(tiny_cfg, store, evaluations=mc(4, 2)).run_id
-    real = harness.store.runs.atomic_write
+    real = harness.store.manifest.atomic_write
 
     def full_disk(path, data):
         if path.name == "subnetworks.parquet":  # evaluations.parquet already replaced: the old way this mixed settings
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(harness.store.runs, "atomic_write", full_disk)
+    monkeypatch.setattr(harness.store.manifest, "atomic_write", full_disk)
     with pytest.raises(StoreError, match="No space left on device"):  # a full store is named, not a traceback
         evaluate_stored(store, rid, mc(20, 3))
-    monkeypatch.setattr(harness.store.runs, "atomic_write", real)
+    monkeypatch.setattr(harness.store.manifest, "atomic_write", real)
     # neither the old settings nor the new ones vouch for these tables now
     assert pending(store, rid, mc(4, 2)).kinds() == ["mc"] and pending(store, rid, mc(20, 3)).kinds() == ["mc"]
-    assert not store.holds(rid) and not store.claimed()  # the claim taken for the evaluation is released
+    assert not store.leases.holds(rid) and not store.leases.owners()  # the lease taken for the evaluation is released
     summary = run_sweep([tiny_cfg], store, evaluations=mc(20, 3))  # the sweep evaluates again, never "cached"
     assert not summary.records[0].cached
     ev, subs = store.read_table("evaluations", [rid]), store.read_table("subnetworks", [rid])
@@ -49,8 +51,8 @@ def test_a_run_evaluated_elsewhere_is_not_evaluated_twice_at_once(store, tiny_cf
     rid = execute(tiny_cfg, store).run_id
     other = subprocess.Popen(["sleep", "60"])
     try:
-        (store.root / ".claims").mkdir(exist_ok=True)
-        (store.root / ".claims" / rid).write_text(f"{socket.gethostname()} {other.pid}")
+        (store.root / ".leases").mkdir(exist_ok=True)
+        (store.root / ".leases" / rid).write_text(f"{socket.gethostname()} {other.pid}")
         with pytest.raises(StoreError, match="being trained or evaluated by"):
             evaluate_stored(store, rid, mc(4, 2))
         assert main(["mc", rid, "--T", "4", "--streams", "2", "--store", str(store.root)]) == 2
@@ -59,7 +61,7 @@ def test_a_run_evaluated_elsewhere_is_not_evaluated_twice_at_once(store, tiny_cf
     finally:
         other.kill()
         other.wait()
-    evaluate_stored(store, rid, mc(4, 2))  # the owner is gone: its claim is taken over
+    evaluate_stored(store, rid, mc(4, 2))  # the owner is gone: its lease is taken over
     assert not pending(store, rid, mc(4, 2)).kinds()
 
 
@@ -98,10 +100,10 @@ def test_bad_worker_and_thread_counts_never_reach_the_store(tmp_path, capsys, fl
     assert not s.exists()  # refused before the store folder is made
 
 
-def test_run_sweep_refuses_bad_counts_before_claiming(store, tiny_cfg):
+def test_run_sweep_refuses_bad_counts_before_leasing(store, tiny_cfg):
     with pytest.raises(ConfigError, match="threads=-1"):
         run_sweep([tiny_cfg], store, executor="processes", threads=-1)
-    assert not store.claimed() and not (store.root / ".failed").exists() and not store.run_ids()
+    assert not store.leases.owners() and not (store.root / ".failed").exists() and not store.run_ids()
 
 
 def test_a_damaged_checkpoint_names_the_run_and_the_fix(store, tiny_cfg, capsys):
@@ -179,7 +181,7 @@ def test_mc_on_a_diverged_run_is_refused_with_exit_2(store, tiny_cfg, capsys):
     assert f"run {rid} is diverged" in capsys.readouterr().err
 
 
-CLAIMER = """
+TAKER = """
 import os, sys, time, pathlib
 from harness.store.runs import RunStore
 store = RunStore(sys.argv[1])
@@ -187,15 +189,15 @@ here = pathlib.Path(sys.argv[2])
 (here / f"ready-{os.getpid()}").touch()
 while not (here / "start").exists():
     time.sleep(0.01)
-print(store.claim("r1"), flush=True)
+print(store.leases.take("r1"), flush=True)
 while not (here / "done").exists():
     time.sleep(0.02)
 """
 
 
-def test_taking_over_a_dead_claim_is_atomic(tmp_path):
-    """Two live processes find the same dead owner's claim. The first to reach the critical point
-    (owner read, claim not yet removed) is held there; the other must not get past the same point
+def test_taking_over_a_dead_lease_is_atomic(tmp_path):
+    """Two live processes find the same dead owner's lease. The first to reach the critical point
+    (owner read, lease not yet removed) is held there; the other must not get past the same point
     meanwhile, and in the end exactly one holds the run."""
     import sys
     import time
@@ -213,24 +215,24 @@ def test_taking_over_a_dead_claim_is_atomic(tmp_path):
 
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, str(store.root), str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", TAKER, str(store.root), str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True
         )
         for _ in range(2)
     ]
     try:
         assert wait_for(lambda: all((tmp_path / f"ready-{p.pid}").exists() for p in procs))
-        (store.root / ".claims").mkdir()
-        (store.root / ".claims" / "r1").write_text(f"{socket.gethostname()} {_dead_pid()}")
+        (store.root / ".leases").mkdir()
+        (store.root / ".leases" / "r1").write_text(f"{socket.gethostname()} {_dead_pid()}")
         (tmp_path / "start").touch()
         assert wait_for(lambda: any(pause.glob("takeover-*")))
-        time.sleep(1.0)  # the other process is claiming meanwhile
+        time.sleep(1.0)  # the other process is leasing meanwhile
         held = list(pause.glob("takeover-*"))
         assert len(held) == 1  # only one past the read, the other waits for the lock
         (pause / "go").touch()
         results = [p.stdout.readline().strip() for p in procs]
         assert sorted(results) == ["False", "True"]
         winner = procs[results.index("True")]  # either may win the create that follows the removal
-        assert (store.root / ".claims" / "r1").read_text().split()[:2] == [socket.gethostname(), str(winner.pid)]
+        assert (store.root / ".leases" / "r1").read_text().split()[:2] == [socket.gethostname(), str(winner.pid)]
     finally:
         (tmp_path / "done").touch()
         for p in procs:
@@ -251,8 +253,8 @@ BROKEN_EXPERIMENTS = {
         "configs('smoke') raised ZeroDivisionError: division by zero (line 3)",
     ),
     "evaluations": (
-        "from harness.config import RunConfig\nNAME = 'x'\ndef configs(profile):\n    return [RunConfig()]\n"
-        "def evaluations(profile):\n    raise RuntimeError('oops')\n",
+        "from harness.config import RunConfig\nNAME = 'x'\ndef configs(profile):\n    return [RunConfig()]\ndef "
+        "evaluations(profile):\n    raise RuntimeError('oops')\n",
         "evaluations('smoke') raised RuntimeError: oops (line 6)",
     ),
 }
@@ -338,7 +340,7 @@ def test_a_store_that_cannot_take_files_is_refused_before_computing(store, tiny_
         execute(tiny_cfg, store)
     with pytest.raises(StoreError, match="not writable"):
         run_sweep([tiny_cfg], store)
-    assert not trained and not store.run_ids() and not store.claimed()
+    assert not trained and not store.run_ids() and not store.leases.owners()
 
 
 def test_a_truncated_embedded_data_cache_is_rebuilt(tmp_path, monkeypatch):
@@ -456,7 +458,7 @@ def test_runs_stale_lists_runs_of_changed_training_code(store, tiny_cfg, capsys,
     with (
         monkeypatch.context() as m
     ):  # trained by other training code (editing provenance.json by hand would damage the run)
-        m.setattr(harness.store.runs, "training_code", lambda: "0" * 16)
+        m.setattr(harness.store.provenance, "training_code", lambda: "0" * 16)
         old = execute(tiny_cfg, store).run_id
     fresh = execute(tiny_cfg.replace(seed=1), store).run_id
     assert store.stale() == [old] and not store.damage(old)

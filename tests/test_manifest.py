@@ -15,14 +15,16 @@ import torch
 from analysis import tables
 from harness.cli import main
 from harness.inference.evaluation import MCSettings
-from harness.store.runs import MANIFEST, RunStore
-from harness.sweep import verify
-from harness.sweep.run import Evaluations, run_state
+from harness.store.manifest import MANIFEST
+from harness.store.runs import RunStore
+from harness.sweep import study_index
+from harness.sweep.evaluations import Evaluations
+from harness.sweep.run import run_state
 
 MINI = """
 from harness.config import RunConfig
 from harness.inference.evaluation import MCSettings
-from harness.sweep.run import Evaluations
+from harness.sweep.evaluations import Evaluations
 
 NAME = "mini"
 
@@ -61,7 +63,7 @@ def study(pristine, tmp_path, monkeypatch):
     """A copy of the pristine store: (experiment file, store, the damaged run's id)."""
     shutil.copytree(pristine / "s", tmp_path / "s")
     monkeypatch.setattr(tables, "ROOT", pristine)  # analysis.tables finds experiments/mini.py there
-    monkeypatch.setattr(verify, "EXPERIMENTS", pristine / "experiments")  # and so does verify --repair
+    monkeypatch.setattr(study_index, "EXPERIMENTS", pristine / "experiments")  # and so does verify --repair
     store = RunStore(tmp_path / "s")
     return str(pristine / "experiments" / "mini.py"), store, store.run_ids()[0]
 
@@ -111,7 +113,7 @@ def test_damage_is_detected_named_and_repaired(study, pristine, name, how, capsy
     exp, store, rid = study
     damage(store.path(rid) / name, how)
 
-    st = run_state(store, rid, EVALUATIONS, claimed={})
+    st = run_state(store, rid, EVALUATIONS, leased={})
     if name in RUN_FILES:  # the run is damaged: never used, never counted as done
         assert st.state == "damaged" and not st.trained and name in st.damage
         assert (
@@ -158,8 +160,8 @@ def test_damage_is_detected_named_and_repaired(study, pristine, name, how, capsy
             assert f"run {rid}: {done[name]}" in out
     assert main(["verify", "--store", str(store.root)]) == 0
     assert (
-        run_state(store, rid, EVALUATIONS, claimed={}).state == "done"
-        and not run_state(store, rid, EVALUATIONS, claimed={}).pending.kinds()
+        run_state(store, rid, EVALUATIONS, leased={}).state == "done"
+        and not run_state(store, rid, EVALUATIONS, leased={}).pending.kinds()
     )
     assert_equal_folders(store.path(rid), pristine / "s" / rid)
     assert set(tables.collect("mini", "smoke", store)) == {"runs", "evaluations", "subnetworks"}
@@ -185,7 +187,7 @@ def test_a_damaged_checkpoint_is_never_used(study, capsys):
 def test_a_run_stored_before_manifests_is_damaged_and_retrained(study, pristine, capsys):
     exp, store, rid = study
     (store.path(rid) / MANIFEST).unlink()
-    st = run_state(store, rid, EVALUATIONS, claimed={})
+    st = run_state(store, rid, EVALUATIONS, leased={})
     assert st.state == "damaged" and "stored before manifests existed" in st.damage[MANIFEST]
     assert main(["verify", "--repair", "--store", str(store.root)]) == 0
     assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
@@ -233,7 +235,7 @@ def test_a_folder_holding_another_runs_files_is_damaged_not_collected(study, cap
     other = [r for r in store.run_ids() if r != rid][0]
     shutil.rmtree(store.path(rid))
     shutil.copytree(store.path(other), store.path(rid))
-    st = run_state(store, rid, EVALUATIONS, claimed={})
+    st = run_state(store, rid, EVALUATIONS, leased={})
     assert st.state == "damaged" and f"it is run {other}'s config, not this folder's" in st.note
     assert main(["verify", "--store", str(store.root)]) == 1
     assert tables.main(["mini", "--profile", "smoke", "--store", str(store.root)]) == 2
@@ -241,7 +243,7 @@ def test_a_folder_holding_another_runs_files_is_damaged_not_collected(study, cap
         main(["verify", "--repair", "--store", str(store.root)]) == 0
     )  # config.json is not this run's: removed for the sweep
     assert main(["run", exp, "--profile", "smoke", "--store", str(store.root)]) == 0
-    assert run_state(store, rid, EVALUATIONS, claimed={}).state == "done"
+    assert run_state(store, rid, EVALUATIONS, leased={}).state == "done"
 
 
 def test_a_study_collects_only_the_evaluations_it_asks_for(study, tmp_path):
@@ -290,7 +292,7 @@ def test_a_study_never_run_here_is_not_reported_as_missing(study, capsys):
 
 def test_a_damaged_run_no_study_lists_is_removed_and_said_so(study, monkeypatch, tmp_path, capsys):
     exp, store, rid = study
-    monkeypatch.setattr(verify, "EXPERIMENTS", tmp_path / "none")  # no study lists the run
+    monkeypatch.setattr(study_index, "EXPERIMENTS", tmp_path / "none")  # no study lists the run
     damage(store.path(rid) / "config.json", "flip")
     assert main(["verify", "--repair", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
@@ -301,28 +303,27 @@ def test_a_damaged_run_no_study_lists_is_removed_and_said_so(study, monkeypatch,
     assert not store.path(rid).exists()
 
 
-def test_verify_names_a_run_it_skipped_under_a_live_claim_and_exits_3(study, capsys):
-    """A claim of another host cannot be checked from here: the run is not verified, so the store is
-    not called whole (issue 25, item 2); the message says how to clear the claim."""
+def test_verify_names_a_run_it_skipped_under_a_live_lease_and_exits_3(study, capsys):
+    """A lease of another host cannot be checked from here: the run is not verified, so the store is
+    not called whole (issue 25, item 2); the message says how to clear the lease."""
     exp, store, rid = study
-    (store.root / ".claims").mkdir(exist_ok=True)
-    (store.root / ".claims" / rid).write_text("otherhost 4242 0f0f0f0f-0000-0000-0000-000000000000 123")
+    (store.root / ".leases").mkdir(exist_ok=True)
+    (store.root / ".leases" / rid).write_text("otherhost 4242 0f0f0f0f-0000-0000-0000-000000000000 123")
     damage(store.path(rid) / "checkpoint.pt", "flip")  # not seen: the run is held
     assert main(["verify", "--store", str(store.root)]) == 3
     out = capsys.readouterr().out
     assert (
-        f"run {rid}: not checked: claimed by otherhost 4242 (a process of another host, which cannot be checked from "
-        "here): "
-        "verify again when it has finished, or if that sweep is gone, remove its claim (`rm "
-        f"{store.root}/.claims/{rid}`)"
+        f"run {rid}: not checked: leased by otherhost 4242 (a process of another host, which cannot be checked from "
+        "here): verify again when it has finished, or if that sweep is gone, remove its lease (`rm "
+        f"{store.root}/.leases/{rid}`)"
     ) in out
     assert (
-        "1 runs checked (1 claimed by a live process, not checked): the files checked match their manifests, but the "
+        "1 runs checked (1 leased by a live process, not checked): the files checked match their manifests, but the "
         "store is not known to be whole" in out
     )
     assert "every file matches" not in out
     assert main(["verify", "--repair", "--store", str(store.root)]) == 3
-    (store.root / ".claims" / rid).unlink()
+    (store.root / ".leases" / rid).unlink()
     assert (
         main(["verify", "--store", str(store.root)]) == 1
         and f"run {rid}: checkpoint.pt: changed" in capsys.readouterr().out
@@ -341,7 +342,7 @@ def test_a_run_repaired_beside_a_damaged_tuning_run_gets_the_evaluation_its_stud
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "mini.py").write_text(TUNED)
     monkeypatch.setattr(tables, "ROOT", tmp_path)
-    monkeypatch.setattr(verify, "EXPERIMENTS", tmp_path / "experiments")
+    monkeypatch.setattr(study_index, "EXPERIMENTS", tmp_path / "experiments")
     store = RunStore(tmp_path / "s")
     assert (
         main(["run", str(tmp_path / "experiments" / "mini.py"), "--profile", "smoke", "--store", str(store.root)]) == 0
@@ -372,7 +373,7 @@ def test_repair_checks_the_tables_of_the_looks_a_study_has_run(tmp_path, monkeyp
     (tmp_path / "experiments" / "mini.py").write_text(
         MINI.replace("return [base, base.replace(seed=1)]", "return [base.replace(seed=s) for s in range(3)]")
     )
-    monkeypatch.setattr(verify, "EXPERIMENTS", tmp_path / "experiments")
+    monkeypatch.setattr(study_index, "EXPERIMENTS", tmp_path / "experiments")
     exp, store = str(tmp_path / "experiments" / "mini.py"), RunStore(tmp_path / "s")
     assert main(["run", exp, "--profile", "smoke", "--look", "1", "--store", str(store.root)]) == 0
     rid, other = store.run_ids()

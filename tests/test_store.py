@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from harness.store.identity import run_id
-from harness.store.runs import MANIFEST, RUN_FILES, RunStore
+from harness.store.manifest import MANIFEST, RUN_FILES
+from harness.store.runs import RunStore
 from harness.sweep.run import execute
 
 RUNS_COLUMNS = {

@@ -1,7 +1,7 @@
 """Manifests of output folders: the collected tables under reports/<setting>/tables/<study>/.
 
 A study's tables folder holds `manifest.json`: every other file's size and SHA-256, itself
-checksummed, as a run folder of the store has (`harness.store.runs`). The collector removes it before it
+checksummed, as a run folder of the store has (`harness.store.manifest`). The collector removes it before it
 writes the tables and writes it last, atomically (`write`), so a folder is whole only when a
 collection finished; every reader checks the bytes it reads against it (`read`), and `make` rebuilds
 a folder that `damage` finds wrong (``python -m harness.store.output_manifest damaged TABLES_DIR`` lists
