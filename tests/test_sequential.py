@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 from harness.stats import sequential as S
-from harness.stats.sequential import Design, boundaries, level_crossed, obf_spent, replay, simulate
+from harness.stats.sequential import Design, boundaries, level_crossed, obf_spent, replay
+from harness.stats.simulation import simulate
 from harness.stats.verdicts import Hypothesis
 from harness.sweep import profiles
 
@@ -96,6 +97,7 @@ def test_too_few_values_are_withheld_and_flat_ones_get_no_test():
         ([0.5] * 6 + [0.0] * 6, "normal"),  # real effects at the sesoi: "negligible" would be false
     ],
 )
+@pytest.mark.slow
 def test_family_wise_error_of_the_whole_procedure(effects, distribution):
     """Looks, the data-dependent continuation and Holm together: false verdicts in at most 5% of
     families, within the simulation's Monte Carlo error (1,000 families of 12 rows in 4 studies).

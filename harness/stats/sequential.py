@@ -26,11 +26,12 @@ The procedure (`replay`) is a pure function of the rows' values in seed order an
   effect is the observed one) is at least CONDITIONAL_POWER_FLOOR. Stopping is futility stopping:
   it can only remove rejections, so it leaves the error control intact.
 
-`simulate` checks the family-wise error of the whole procedure (looks, continuation, Holm) on null
-rows, a mix of null and real effects, and skewed and heavy-tailed replicate values;
-`tests/test_sequential.py` holds it to 0.05 within its Monte Carlo error. `compare_designs` prints
-the power of this procedure next to the fixed design at n_1 and at n_K and to anytime-valid
-e-values with e-Holm (`python -m harness bench sequential`).
+`harness.stats.simulation.simulate` checks the family-wise error of the whole procedure (looks,
+continuation, Holm) on null rows, a mix of null and real effects, and skewed and heavy-tailed
+replicate values; `tests/test_sequential.py` holds it to 0.05 within its Monte Carlo error.
+`harness.stats.simulation.compare_designs` prints the power of this procedure next to the fixed
+design at n_1 and at n_K and to anytime-valid e-values with e-Holm (`python -m harness bench
+sequential`).
 """
 
 from __future__ import annotations
@@ -215,70 +216,93 @@ def replay(values: list[np.ndarray], rows: list[Hypothesis], design: Design, bes
     row of the family is decided (the looks driver's rule: more seeds could decide the row in some
     family, so the report, whose level is never higher, asks no more of a study the driver stopped)."""
     xs = [np.asarray(v, dtype=float) for v in values]
-    m = len(rows)
-    p_rep = np.full(m, np.nan)  # repeated p-value so far
-    side = [""] * m
-    reached = np.zeros(m, dtype=int)
-    levels: list[dict[str, float]] = [{} for _ in range(m)]  # per verdict, the smallest level crossed so far
-    last = [0] * m  # the last look a row was tested at
-    flat_at = [0] * m  # the last look a row had enough values but no spread
-    gap = np.zeros(m, dtype=bool)  # a look its study reached held too few of its values
-    p_adj = np.full(m, np.nan)  # Holm's adjusted repeated p at the look a row was decided at, else the last
+    family = _Family.empty(len(rows))
     for k, n in enumerate(design.looks, start=1):
         for i, (x, row) in enumerate(zip(xs, rows, strict=False)):
-            v = at_look(x, n)
-            if len(x) < n:
-                continue
-            if len(v) < design.looks[0]:
-                gap[i] = True
-                continue
-            if _flat(v):
-                flat_at[i] = k
-                continue
-            last[i] = k
-            for verdict, p in look_pvalues(v, len(v), row).items():
-                levels[i][verdict] = min(levels[i].get(verdict, 1.0), level_crossed(p, k, design))
-            if reached[i] == 0 and levels[i]:
-                side[i] = min(levels[i], key=levels[i].get)
-                p_rep[i] = levels[i][side[i]]
-        adjusted = holm(np.where(reached > 0, 0.0, np.where(np.isnan(p_rep) & gap, 1.0, p_rep)))
-        open_ = reached == 0
-        p_adj[open_] = adjusted[open_]  # a decided row keeps the adjusted p it was decided with
-        reached[open_ & (adjusted <= design.alpha)] = k
-    out = []
-    undecided = int(np.sum((reached == 0) & (~np.isnan(p_rep) | gap)))
-    level = design.alpha / (1 if best_case else max(1, undecided))  # the Holm level an undecided row faces next
-    for i, (x, row) in enumerate(zip(xs, rows, strict=False)):
-        if reached[i]:
-            out.append(
-                Outcome(
-                    side[i],
-                    int(reached[i]),
-                    design.looks[reached[i] - 1],
-                    float(p_rep[i]),
-                    math.nan,
-                    False,
-                    float(p_adj[i]),
-                )
-            )
-            continue
-        p_gap = 1.0 if gap[i] else math.nan
-        if last[i] == 0 and flat_at[i]:  # values without spread: no test, and more seeds of the same will not give one
-            out.append(
-                Outcome("inconclusive", 0, design.looks[flat_at[i] - 1], p_gap, math.nan, False, float(p_adj[i]))
-            )
-            continue
-        if last[i] == 0:
+            family.test(i, x, row, k, n, design)
+        family.holm_step(k, design.alpha)
+    level = family.level_next(design.alpha, best_case)
+    return [family.outcome(i, x, row, design, level) for i, (x, row) in enumerate(zip(xs, rows, strict=False))]
+
+
+@dataclass
+class _Family:
+    """What `replay` has established about each row of a family of m rows, look by look."""
+
+    p_rep: np.ndarray  # (m,) repeated p-value so far
+    side: list[str]  # the verdict of the smallest level crossed so far
+    reached: np.ndarray  # (m,) the look a row was decided at (0: undecided)
+    levels: list[dict[str, float]]  # per verdict, the smallest level crossed so far
+    last: list[int]  # the last look a row was tested at
+    flat_at: list[int]  # the last look a row had enough values but no spread
+    gap: np.ndarray  # (m,) a look its study reached held too few of its values
+    p_adj: np.ndarray  # (m,) Holm's adjusted repeated p at the look a row was decided at, else the last
+
+    @classmethod
+    def empty(cls, m: int) -> _Family:
+        return cls(
+            np.full(m, np.nan),
+            [""] * m,
+            np.zeros(m, dtype=int),
+            [{} for _ in range(m)],
+            [0] * m,
+            [0] * m,
+            np.zeros(m, dtype=bool),
+            np.full(m, np.nan),
+        )
+
+    def test(self, i: int, x: np.ndarray, row: Hypothesis, k: int, n: int, design: Design) -> None:
+        """Row i at look k (n replicates), if its study reached it: the levels it crossed and, while
+        it is undecided, its repeated p-value; a look with too few of its values is a gap, one
+        without spread gets no test."""
+        if len(x) < n:
+            return
+        v = at_look(x, n)
+        if len(v) < design.looks[0]:
+            self.gap[i] = True
+            return
+        if _flat(v):
+            self.flat_at[i] = k
+            return
+        self.last[i] = k
+        for verdict, p in look_pvalues(v, len(v), row).items():
+            self.levels[i][verdict] = min(self.levels[i].get(verdict, 1.0), level_crossed(p, k, design))
+        if self.reached[i] == 0 and self.levels[i]:
+            self.side[i] = min(self.levels[i], key=self.levels[i].get)
+            self.p_rep[i] = self.levels[i][self.side[i]]
+
+    def holm_step(self, k: int, alpha: float) -> None:
+        """Holm's step-down at look k over the whole family (decided rows enter with p = 0, untested
+        rows with a gap with p = 1); the open rows it rejects are decided at k."""
+        adjusted = holm(np.where(self.reached > 0, 0.0, np.where(np.isnan(self.p_rep) & self.gap, 1.0, self.p_rep)))
+        open_ = self.reached == 0
+        self.p_adj[open_] = adjusted[open_]  # a decided row keeps the adjusted p it was decided with
+        self.reached[open_ & (adjusted <= alpha)] = k
+
+    def level_next(self, alpha: float, best_case: bool) -> float:
+        """The Holm level an undecided row faces next: alpha / (undecided rows), or alpha (`best_case`)."""
+        undecided = int(np.sum((self.reached == 0) & (~np.isnan(self.p_rep) | self.gap)))
+        return alpha / (1 if best_case else max(1, undecided))
+
+    def outcome(self, i: int, x: np.ndarray, row: Hypothesis, design: Design, level: float) -> Outcome:
+        """Row i's outcome after the last look; an undecided row's conditional power at `level`."""
+        p_adj = float(self.p_adj[i])
+        if self.reached[i]:
+            look = int(self.reached[i])
+            return Outcome(self.side[i], look, design.looks[look - 1], float(self.p_rep[i]), math.nan, False, p_adj)
+        p_gap = 1.0 if self.gap[i] else math.nan
+        if self.last[i] == 0 and self.flat_at[i]:
+            # values without spread: no test, and more seeds of the same will not give one
+            return Outcome("inconclusive", 0, design.looks[self.flat_at[i] - 1], p_gap, math.nan, False, p_adj)
+        if self.last[i] == 0:
             # a row whose replicates lost values (NaN) in a look its study ran asks for the next look,
             # which may hold enough of them
             more = design.looks[0] <= len(x) < design.n_max and bool(np.any(~np.isnan(x)))
-            out.append(Outcome("withheld", 0, len(x), p_gap, math.nan, more, float(p_adj[i])))
-            continue
-        n_used = design.looks[last[i] - 1]
+            return Outcome("withheld", 0, len(x), p_gap, math.nan, more, p_adj)
+        n_used = design.looks[self.last[i] - 1]
         cp = conditional_power(at_look(x, n_used), row, design, level, n=n_used)
         more = n_used < design.n_max and cp >= CONDITIONAL_POWER_FLOOR
-        out.append(Outcome("inconclusive", 0, n_used, float(p_rep[i]), cp, more, float(p_adj[i])))
-    return out
+        return Outcome("inconclusive", 0, n_used, float(self.p_rep[i]), cp, more, p_adj)
 
 
 def at_look(x: np.ndarray, n: int) -> np.ndarray:
@@ -335,24 +359,22 @@ def _looks_reason(r: dict, h: Hypothesis, o: Outcome | None, design: Design, pos
         return f"withheld: {r['n']} replicates with a value, fewer than the first look's {design.looks[0]}{more}"
     if r.get("no_spread"):
         return (
-            f"no spread: all {r['n']} replicates are equal (value {r['estimate']:.6g}), so no test is possible; "
-            "a zero-variance sample is no evidence"
+            f"no spread: all {r['n']} replicates are equal (value {r['estimate']:.6g}), so no test is possible; a "
+            "zero-variance sample is no evidence"
         )
     if o.verdict != "inconclusive":
         if positions is not None and positions < o.n:
             return (
-                f"decided at the family's look {o.look} ({o.n} replicates), which its study did not run: its repeated "
-                "p from "
-                f"its last look, n = {positions}, met Holm's level once other rows were decided there (Maurer and "
-                "Bretz's recycling)"
+                f"decided at the family's look {o.look} ({o.n} replicates), which its study did not run: its "
+                f"repeated p from its last look, n = {positions}, met Holm's level once other rows were decided "
+                "there (Maurer and Bretz's recycling)"
             )
         return ""
     cp = f"conditional power at n = {design.n_max}: {o.conditional_power:.2f}"
     if o.asks_more:
         return (
             f"undecided at n = {r['n']}; {cp}, at or above the floor {CONDITIONAL_POWER_FLOOR:g}: more seeds could "
-            "decide it "
-            f"(its study runs the next look while such a row is open)"
+            "decide it (its study runs the next look while such a row is open)"
         )
     detect = f"it could detect {r['mde']:.3g} ({r['mde_sd']:.2g} sd) at n = {r['n']}; " if r["mde"] == r["mde"] else ""
     if o.n < design.n_max:  # the look's replicates (r['n'] counts those with a value)
@@ -400,232 +422,3 @@ def conditional_power(x: np.ndarray, row: Hypothesis, design: Design, level: flo
     if row.kind == "noninferiority":
         return cp(abs(row.margin - m), False)
     return cp(abs(row.margin - abs(m)), False)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Simulation of the whole procedure
-
-
-DISTRIBUTIONS = ("normal", "skewed", "heavy")
-SKEW_SIGMA = 0.15  # lognormal(0, 0.15): skewness 0.46 (see the module docstring for heavier skew)
-
-
-def draw(rng: np.random.Generator, distribution: str, size) -> np.ndarray:
-    """Replicate noise of mean 0 and sd 1: normal, skewed (lognormal(0, SKEW_SIGMA) centred, skewness
-    0.46 at SKEW_SIGMA 0.15) or heavy-tailed (Student t with 3 degrees of freedom, scaled)."""
-    if distribution == "normal":
-        return rng.standard_normal(size)
-    if distribution == "skewed":
-        s = SKEW_SIGMA
-        v = rng.lognormal(0.0, s, size)
-        return (v - math.exp(s * s / 2)) / math.sqrt((math.exp(s * s) - 1) * math.exp(s * s))
-    if distribution == "heavy":
-        return rng.standard_t(3, size) / math.sqrt(3.0)
-    raise ValueError(f"distribution={distribution!r}; allowed: {', '.join(DISTRIBUTIONS)}")
-
-
-@dataclass(frozen=True)
-class SimulationResult:
-    """fwer: share of families with at least one false verdict (with `fwer_se`, its Monte Carlo
-    standard error); power: share of real-effect rows decided the right way; mean_n: replicates
-    per row, averaged; reps: families simulated; fixed_fwer: the family-wise error of the fixed
-    design at n_K (one t-test per row, Holm) on the same draws."""
-
-    fwer: float
-    fwer_se: float
-    power: float
-    mean_n: float
-    reps: int
-    fixed_fwer: float
-
-
-def simulate(
-    effects: list[float],
-    studies: list[int],
-    design: Design,
-    distribution: str = "normal",
-    reps: int = 1000,
-    seed: int = 0,
-    sesoi: float | None = 0.5,
-    adaptive: bool = True,
-) -> SimulationResult:
-    """The whole procedure on `reps` families of directional rows: row i has true mean effects[i]
-    (in sd of the replicates) and belongs to study studies[i]; a study gets the next look's seeds
-    while one of its rows asks for more (`adaptive`; otherwise every study runs to n_max). A false
-    verdict: supported or contradicted on a row with effect 0, the wrong sign on a real effect, or
-    negligible on a row whose |effect| is at least the sesoi."""
-    rng = np.random.default_rng(seed)
-    rows = [Hypothesis("directional", sesoi=sesoi) for _ in effects]
-    eff = np.asarray(effects, dtype=float)
-    study_ids = sorted(set(studies))
-    false_families, fixed_false, right, real, total_n = 0, 0, 0, 0, 0
-    for _ in range(reps):
-        data = eff[:, None] + draw(rng, distribution, (len(effects), design.n_max))
-        reach = {s: design.looks[0] for s in study_ids}
-        if adaptive:
-            for nxt in design.looks[1:]:
-                outs = replay([data[i, : reach[s]] for i, s in enumerate(studies)], rows, design)
-                for s in study_ids:
-                    if reach[s] < nxt and any(o.asks_more for o, st in zip(outs, studies, strict=False) if st == s):
-                        reach[s] = nxt
-        else:
-            reach = dict.fromkeys(study_ids, design.n_max)
-        outs = replay([data[i, : reach[s]] for i, s in enumerate(studies)], rows, design)
-        wrong = False
-        for o, e in zip(outs, eff, strict=False):
-            total_n += o.n
-            if e == 0:
-                wrong |= o.verdict in ("supported", "contradicted")
-            else:
-                real += 1
-                right += o.verdict == ("supported" if e > 0 else "contradicted")
-                wrong |= o.verdict == ("contradicted" if e > 0 else "supported")
-            if sesoi is not None and abs(e) >= sesoi:
-                wrong |= o.verdict == "negligible"
-        false_families += wrong
-        fixed = fixed_design(list(data), rows, design.n_max, design.alpha)
-        fixed_false += any(
-            v in ("supported", "contradicted") and (e == 0 or (v == "supported") != (e > 0))
-            for v, e in zip(fixed, eff, strict=False)
-        )
-    fwer = false_families / reps
-    return SimulationResult(
-        fwer,
-        math.sqrt(max(fwer * (1 - fwer), 1e-12) / reps),
-        right / real if real else math.nan,
-        total_n / (reps * len(effects)),
-        reps,
-        fixed_false / reps,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------
-# The alternatives the design was chosen over
-
-
-def fixed_design(values: list[np.ndarray], rows: list[Hypothesis], n: int, alpha: float = ALPHA) -> list[str]:
-    """Verdicts of the fixed design at n replicates: one t-test per row, Holm across the family."""
-    ps, sides = [], []
-    for x, row in zip(values, rows, strict=False):
-        pv = look_pvalues(np.asarray(x, dtype=float), n, row)
-        side = min(pv, key=pv.get) if pv else ""
-        sides.append(side)
-        ps.append(pv.get(side, math.nan))
-    adjusted = holm(ps)
-    return [s if a <= alpha else "inconclusive" for s, a in zip(sides, adjusted, strict=False)]
-
-
-def e_value_t(x: np.ndarray, g: float = 1.0) -> float:
-    """An e-value for 'the mean is 0' from n replicates of unknown variance: the Bayes factor of
-    the one-sample t-test with a normal prior N(0, g) on the standardized effect and the right-Haar
-    prior on the scale (Goenen et al. 2005), an e-process under the null for the scale-invariant
-    filtration (Perez-Ortiz et al. 2024), so it may be read at every look."""
-    n = len(x)
-    m, sd = float(x.mean()), float(x.std(ddof=1))
-    if n < 2 or not sd > 0:
-        return 1.0
-    t2 = (m / (sd / math.sqrt(n))) ** 2
-    nu = n - 1
-    return float((1 + n * g) ** -0.5 * ((1 + t2 / nu) / (1 + t2 / (nu * (1 + n * g)))) ** ((nu + 1) / 2))
-
-
-def e_holm(e: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
-    """e-Holm (Vovk and Wang 2021): reject H_i when every intersection containing it has an
-    average e-value of at least 1 / alpha; the smallest such average takes H_i with the others'
-    smallest e-values."""
-    e = np.asarray(e, dtype=float)
-    out = np.zeros(len(e), dtype=bool)
-    for i in range(len(e)):
-        others = np.sort(np.delete(e, i))
-        sums = e[i] + np.concatenate([[0.0], np.cumsum(others)])
-        out[i] = np.min(sums / np.arange(1, len(e) + 1)) >= 1 / alpha
-    return out
-
-
-def compare_designs(
-    effects: list[float], design: Design, reps: int = 400, seed: int = 0, distribution: str = "normal"
-) -> dict:
-    """Power (share of real-effect rows decided the right way) and family-wise error of: the fixed
-    design at n_1 and at n_K, this group-sequential design with Holm (every study to n_K), and
-    e-values with e-Holm read at every look; one family of directional rows (no sesoi)."""
-    rng = np.random.default_rng(seed)
-    rows = [Hypothesis("directional") for _ in effects]
-    eff = np.asarray(effects, dtype=float)
-    names = (
-        f"fixed n = {design.looks[0]}",
-        f"fixed n = {design.n_max}",
-        "group-sequential + Holm",
-        "e-values + e-Holm",
-    )
-    right = dict.fromkeys(names, 0)
-    wrong = dict.fromkeys(names, 0)
-    real = int(np.sum(eff != 0)) * reps
-    for _ in range(reps):
-        data = eff[:, None] + draw(rng, distribution, (len(effects), design.n_max))
-        verdicts = {
-            names[0]: fixed_design(list(data), rows, design.looks[0], design.alpha),
-            names[1]: fixed_design(list(data), rows, design.n_max, design.alpha),
-            names[2]: [o.verdict for o in replay(list(data), rows, design)],
-        }
-        rejected = np.zeros(len(effects), dtype=bool)
-        for n in design.looks:
-            rejected |= e_holm(np.array([e_value_t(d[:n]) for d in data]), design.alpha)
-        verdicts[names[3]] = [
-            "supported" if r and d[: design.n_max].mean() > 0 else "contradicted" if r else "inconclusive"
-            for r, d in zip(rejected, data, strict=False)
-        ]
-        for name, vs in verdicts.items():
-            bad = False
-            for v, e in zip(vs, eff, strict=False):
-                if e == 0:
-                    bad |= v in ("supported", "contradicted")
-                else:
-                    right[name] += v == ("supported" if e > 0 else "contradicted")
-            wrong[name] += bad
-    return {name: {"power": right[name] / real if real else math.nan, "fwer": wrong[name] / reps} for name in names}
-
-
-MIX = [0, 0, 0, 0, 0, 0, 0.8, 1.0, 0.6, -0.8, 1.2, 0.5]  # six null rows and six real effects, in sd
-STUDIES = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # twelve rows in four studies
-
-
-def benchmark(reps: int = 1000, design: Design = Design()) -> str:
-    """`python -m harness bench sequential`: the whole procedure by simulation (family-wise error
-    with its Monte Carlo error, power, replicates per row) on null rows and a mix, for normal,
-    heavy-tailed and skewed values, beside the fixed design at n_K; then the power of the
-    designs it was chosen over."""
-    global SKEW_SIGMA
-    lines = [
-        f"Design: looks {design.looks}, alpha {design.alpha:g}, O'Brien-Fleming-type spending, Holm; "
-        f"{len(MIX)} rows in {len(set(STUDIES))} studies, {reps} families each",
-        "",
-        f"{'rows':<6} {'values':<22} {'FWER':>7} {'+-MC':>6} {'fixed n=' + str(design.n_max):>11} {'power':>7} "
-        f"{'mean n':>7}",
-    ]
-    default = SKEW_SIGMA
-    scenarios = [("normal", None), ("heavy", None), ("skewed", 0.15), ("skewed", 0.25), ("skewed", 0.5)]
-    try:
-        for name, effects in (("null", [0.0] * len(MIX)), ("mix", MIX)):
-            for dist, sigma in scenarios:
-                SKEW_SIGMA = sigma or default
-                r = simulate(effects, STUDIES, design, dist, reps=reps, seed=1)
-                label = dist if sigma is None else f"skewed ({_skewness(sigma):.2f})"
-                power = "" if math.isnan(r.power) else f"{r.power:.3f}"
-                lines.append(
-                    f"{name:<6} {label:<22} {r.fwer:>7.3f} {r.fwer_se:>6.3f} {r.fixed_fwer:>11.3f} {power:>7} "
-                    f"{r.mean_n:>7.1f}"
-                )
-    finally:
-        SKEW_SIGMA = default
-    lines += [
-        "",
-        "Power on the mix (normal values, every study to n_K), the share of real effects decided the right way:",
-    ]
-    for name, r in compare_designs(MIX, design, reps=max(100, reps // 2), seed=2).items():
-        lines.append(f"  {name:<26} power {r['power']:.3f}   FWER {r['fwer']:.3f}")
-    return "\n".join(lines)
-
-
-def _skewness(sigma: float) -> float:
-    w = math.exp(sigma * sigma)
-    return (w + 2) * math.sqrt(w - 1)

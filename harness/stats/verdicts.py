@@ -274,8 +274,8 @@ def inconclusive_reason(r: dict, h: Hypothesis) -> str:
     if h.kind == "directional" and h.sesoi is not None and -h.sesoi < r["ci_low"] and r["ci_high"] < h.sesoi:
         return (
             f"the interval lies within +-SESOI = {h.sesoi:.3g}, the smallest effect of interest stated in advance, "
-            "but not "
-            f"after Holm's adjustment across the claims (raw p = {r['p_value']:.3g}, adjusted {r['p_adjusted']:.3g})"
+            f"but not after Holm's adjustment across the claims (raw p = {r['p_value']:.3g}, adjusted "
+            f"{r['p_adjusted']:.3g})"
         )
     where = "" if h.kind == "directional" else _where(r, h)
     if math.isinf(need):
@@ -287,6 +287,6 @@ def inconclusive_reason(r: dict, h: Hypothesis) -> str:
             f"value is the observed one{then}"
         )
     return (
-        f"{where}not significant after Holm's adjustment across the claims (raw p = {r['p_value']:.3g}, "
-        f"adjusted {r['p_adjusted']:.3g})"
+        f"{where}not significant after Holm's adjustment across the claims (raw p = {r['p_value']:.3g}, adjusted "
+        f"{r['p_adjusted']:.3g})"
     )

@@ -30,8 +30,9 @@ from harness.config import PROFILES, RunConfig
 from harness.errors import ConfigError
 from harness.inference.ensembles import Ensemble
 from harness.store.identity import design_key, run_id
+from harness.sweep.evaluations import Evaluations
 from harness.sweep.profiles import lr_grid as profile_lr_grid
-from harness.sweep.run import Evaluations
+from harness.sweep.setting import Setting, adapt, cap_sizes, check_caps, checking
 from harness.sweep.tuning import apply_rates, check_grid, chosen_rates, remap_ensembles, tuning_configs
 
 
@@ -83,29 +84,70 @@ def load_experiment(
     which name their members by run identity, are left out. `look=K` keeps the runs of the first K
     of the profile's looks (None: every listed run). Under `make paper-check`
     (`harness.sweep.setting.checking`) every study is cut down by `harness.sweep.setting.check_caps`."""
-    from harness.sweep.setting import Setting, adapt, cap_sizes, check_caps, checking
-
     path = Path(path)
+    _check_file(path)
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is not known; allowed values: {', '.join(PROFILES)}")
+    dataset = Setting(profile, dataset).dataset
+    module = _guarded(path, "importing it", _import, path)
+    name, configs = _file_configs(path, module, profile)
+    evals = _file_evaluations(path, module, profile)
+    if len({design_key(c) for c in configs}) != len(configs):
+        raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
+    configs, evals, notes, skipped = _in_setting(configs, evals, dataset, need_data)
+    replicate_of = _replicate_function(path, module, profile)
+    if look is not None:
+        configs = in_looks(configs, replicate_of, profile, look, str(path))
+    n_replicates = len({replicate_of(c) for c in configs})
+    ensembles = _file_ensembles(path, module, profile, configs) if need_data and not skipped else []
+    if ensembles and evals.robustness is None:
+        raise ConfigError(
+            f"{path}: ensembles are evaluated from their members' predictions: evaluations() must request robustness"
+        )
+    grid = (
+        _guarded(path, f"lr_grid({profile!r})", module.lr_grid, profile)
+        if callable(getattr(module, "lr_grid", None))
+        else profile_lr_grid(profile)
+    )
+    return Experiment(
+        name,
+        path,
+        profile,
+        configs,
+        evals,
+        (module.__doc__ or "").strip(),
+        ensembles,
+        check_grid(grid, f"{path}"),
+        dataset=dataset,
+        notes=notes,
+        skipped=skipped,
+        look=look,
+        replicates=n_replicates,
+        replicate_of=replicate_of,
+    )
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a path that is not an experiment file (a folder, a missing file, not Python), naming
+    the experiments there are."""
     here = Path(__file__).resolve().parents[2] / "experiments"
     known = sorted(p.name for p in here.glob("*.py") if not p.name.startswith("_"))
     if path.is_dir():
         raise ConfigError(
             f"{path} is a folder, not an experiment file: name one file, e.g. "
-            f"{path / known[0] if known else 'experiments/STUDY.py'}; "
-            f"experiments: {', '.join(known)}"
+            f"{path / known[0] if known else 'experiments/STUDY.py'}; experiments: {', '.join(known)}"
         )
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist; experiments: {', '.join(known)}")
     if path.suffix != ".py":
         raise ConfigError(
             f"{path} is not an experiment file: an experiment file is Python (.py) that defines NAME and "
-            "configs(profile); "
-            f"experiments: {', '.join(known)}"
+            f"configs(profile); experiments: {', '.join(known)}"
         )
-    if profile not in PROFILES:
-        raise ConfigError(f"profile={profile!r} is not known; allowed values: {', '.join(PROFILES)}")
-    dataset = Setting(profile, dataset).dataset
-    module = _guarded(path, "importing it", _import, path)
+
+
+def _file_configs(path: Path, module: ModuleType, profile: str) -> tuple[str, list[RunConfig]]:
+    """The file's NAME and its configs(profile), each config marked with the profile and the study."""
     name = getattr(module, "NAME", None)
     make = getattr(module, "configs", None)
     if not isinstance(name, str) or not callable(make):
@@ -116,7 +158,11 @@ def load_experiment(
     bad = [c for c in configs if not isinstance(c, RunConfig)]
     if bad:
         raise ConfigError(f"{path}: configs() returned {type(bad[0]).__name__}, expected RunConfig")
-    configs = [c.replace(profile=profile, experiment=name) for c in configs]
+    return name, [c.replace(profile=profile, experiment=name) for c in configs]
+
+
+def _file_evaluations(path: Path, module: ModuleType, profile: str) -> Evaluations:
+    """The file's evaluations(profile), or none requested when it defines none."""
     evals = (
         _guarded(path, f"evaluations({profile!r})", module.evaluations, profile)
         if callable(getattr(module, "evaluations", None))
@@ -124,11 +170,18 @@ def load_experiment(
     )
     if not isinstance(evals, Evaluations):  # refused here, before a sweep could record it as a failed run
         raise ConfigError(
-            f"{path}: evaluations({profile!r}) returned {type(evals).__name__}, expected harness.sweep.run.Evaluations "
-            "(e.g. Evaluations(mc=MCSettings())); fix the experiment file"
+            f"{path}: evaluations({profile!r}) returned {type(evals).__name__}, expected "
+            "harness.sweep.evaluations.Evaluations (e.g. Evaluations(mc=MCSettings())); fix the experiment file"
         )
-    if len({design_key(c) for c in configs}) != len(configs):
-        raise ConfigError(f"{path}: configs() lists the same run twice; vary the seed or a setting")
+    return evals
+
+
+def _in_setting(
+    configs: list[RunConfig], evals: Evaluations, dataset: str | None, need_data: bool
+) -> tuple[list[RunConfig], Evaluations, list[str], str | None]:
+    """The configs and evaluations moved onto `dataset` (None: left on the file's own) and, under
+    `make paper-check`, cut down; with the notes that say how, and why the study cannot run on the
+    dataset (None: it can). Configs that became the same run are listed once."""
     notes, skipped = [], None
     if dataset is not None:
         moved = adapt(configs, evals, dataset, files=need_data)
@@ -139,60 +192,36 @@ def load_experiment(
             configs, capped = cap_sizes(configs, files=need_data)
             said += capped
         notes += said
-    configs = _distinct(configs)
-    replicate_of = _replicate_function(path, module, profile)
-    if look is not None:
-        configs = in_looks(configs, replicate_of, profile, look, str(path))
-    n_replicates = len({replicate_of(c) for c in configs})
-    ensembles = []
-    if need_data and not skipped and callable(getattr(module, "ensembles", None)):
-        # ensembles(profile, runs) groups the configs it is given (moved onto a dataset, cut down for a check)
-        takes_runs = len(inspect.signature(module.ensembles).parameters) > 1
-        args = (profile, configs) if takes_runs else (profile,)
-        ensembles = _listed(
-            path,
-            f"ensembles({profile!r})",
-            _guarded(path, f"ensembles({profile!r})", module.ensembles, *args),
-            "harness.inference.ensembles.Ensemble",
-        )
-        ids = {run_id(c) for c in configs}
-        for e in ensembles:
-            if not isinstance(e, Ensemble):
-                raise ConfigError(
-                    f"{path}: ensembles() returned {type(e).__name__}, expected harness.inference.ensembles.Ensemble"
-                )
-            stray = sorted(set(e.run_ids) - ids)
-            if stray:
-                raise ConfigError(
-                    f"{path}: ensemble {e.name} has member {stray[0]}, which configs() does not list; build ensembles "
-                    "from the configs"
-                )
-    if ensembles and evals.robustness is None:
-        raise ConfigError(
-            f"{path}: ensembles are evaluated from their members' predictions: evaluations() must request robustness"
-        )
-    grid = (
-        _guarded(path, f"lr_grid({profile!r})", module.lr_grid, profile)
-        if callable(getattr(module, "lr_grid", None))
-        else profile_lr_grid(profile)
-    )
-    grid = check_grid(grid, f"{path}")
-    return Experiment(
-        name,
+    return _distinct(configs), evals, notes, skipped
+
+
+def _file_ensembles(path: Path, module: ModuleType, profile: str, configs: list[RunConfig]) -> list[Ensemble]:
+    """The file's ensembles(profile, runs) of `configs` (none when it defines none); every member
+    must be one of the configs."""
+    if not callable(getattr(module, "ensembles", None)):
+        return []
+    # ensembles(profile, runs) groups the configs it is given (moved onto a dataset, cut down for a check)
+    takes_runs = len(inspect.signature(module.ensembles).parameters) > 1
+    args = (profile, configs) if takes_runs else (profile,)
+    ensembles = _listed(
         path,
-        profile,
-        configs,
-        evals,
-        (module.__doc__ or "").strip(),
-        ensembles,
-        grid,
-        dataset=dataset,
-        notes=notes,
-        skipped=skipped,
-        look=look,
-        replicates=n_replicates,
-        replicate_of=replicate_of,
+        f"ensembles({profile!r})",
+        _guarded(path, f"ensembles({profile!r})", module.ensembles, *args),
+        "harness.inference.ensembles.Ensemble",
     )
+    ids = {run_id(c) for c in configs}
+    for e in ensembles:
+        if not isinstance(e, Ensemble):
+            raise ConfigError(
+                f"{path}: ensembles() returned {type(e).__name__}, expected harness.inference.ensembles.Ensemble"
+            )
+        stray = sorted(set(e.run_ids) - ids)
+        if stray:
+            raise ConfigError(
+                f"{path}: ensemble {e.name} has member {stray[0]}, which configs() does not list; build ensembles "
+                "from the configs"
+            )
+    return ensembles
 
 
 def _replicate_function(path: Path, module: ModuleType, profile: str):
@@ -259,8 +288,8 @@ def _guarded(path: Path, what: str, fn, *args):
         raise ConfigError(f"{path}: {what}: {exc}") from None
     except SystemExit as exc:  # an experiment file decides nothing about the process: its exit is refused, not obeyed
         raise ConfigError(
-            f"{path}: {what} called sys.exit({exc.code!r}); an experiment file must not exit: remove the call, "
-            "or raise an exception with a message"
+            f"{path}: {what} called sys.exit({exc.code!r}); an experiment file must not exit: remove the call, or "
+            "raise an exception with a message"
         ) from None
     except SyntaxError as exc:
         raise ConfigError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}; fix the experiment file") from None
