@@ -26,8 +26,8 @@ def draw(profile: str):
             ax.get_legend().remove()
     per_rate = co.groupby("p_drop_hidden").run_id.nunique().min()
     caption = (
-        "Co-adaptation measures of each hidden layer against the hidden drop rate (inputs kept); 95% Student-t bands "
-        f"over seeds; n = {style.n_runs(co)} runs ({per_rate} per rate)."
+        "Co-adaptation measures of each hidden layer against the hidden drop rate (inputs kept); 95% Student-t "
+        f"bands over seeds; n = {style.n_runs(co)} runs ({per_rate} per rate)."
     )
     return fig, caption
 

@@ -42,8 +42,7 @@ def draw(profile: str):
     ax.legend(fontsize=7)
     caption = (
         f"Left: correlations among the first units of hidden layer 1 (seed {seed}) for each hidden drop rate; right: "
-        "the "
-        f"distribution of r over all pairs of alive units, pooled over seeds; n = {style.n_runs(runs)} runs."
+        f"the distribution of r over all pairs of alive units, pooled over seeds; n = {style.n_runs(runs)} runs."
     )
     return fig, caption
 

@@ -24,8 +24,8 @@ def draw(profile: str):
     caption = (
         "Test error against the number of training examples (log scale) for three widths, with dropout (0.2 input, "
         "0.5 hidden) and without; equal optimisation steps and learning-rate schedule for every size; 95% Student-t "
-        f"bands over seeds; n = {style.n_runs(runs)} runs ({runs.seed.nunique()} seeds per point). "
-        "Counterpart of Srivastava et al. 2014, Figure 10."
+        f"bands over seeds; n = {style.n_runs(runs)} runs ({runs.seed.nunique()} seeds per point). Counterpart of "
+        "Srivastava et al. 2014, Figure 10."
     )
     return fig, caption
 

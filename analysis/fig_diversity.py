@@ -76,13 +76,10 @@ def draw(profile: str):
     members = int(shift.loc[shift["mode"] == "ensemble", "k"].max())
     caption = (
         f"Each marker is one set of {members} members on the test split: the subnetworks of one dropout net "
-        f"(mc_shared, k = {members}), "
-        f"{members} independently trained dropout nets (weight-scaled), or {members} independently trained nets "
-        "without dropout. "
-        "The ensemble's loss is the members' mean loss minus their diversity (left: NLL of the averaged "
-        "probabilities and its "
-        f"Jensen gap; right: Krogh-Vedelsby's exact Brier decomposition); dotted lines have equal ensemble loss. "
-        f"n = {shift.replicate.nunique()} replicates."
+        f"(mc_shared, k = {members}), {members} independently trained dropout nets (weight-scaled), or {members} "
+        "independently trained nets without dropout. The ensemble's loss is the members' mean loss minus their "
+        "diversity (left: NLL of the averaged probabilities and its Jensen gap; right: Krogh-Vedelsby's exact Brier "
+        f"decomposition); dotted lines have equal ensemble loss. n = {shift.replicate.nunique()} replicates."
     )
     return fig, caption
 

@@ -46,10 +46,8 @@ def draw(profile: str):
     t = int(hist.loc[hist["mode"] == "mc_shared", "k"].max())
     caption = (
         "Histograms of predictive entropy (density, log scale; all examples of all runs or ensembles of a method "
-        "pooled; "
-        f"n = {hist.replicate.nunique()} replicates) on the test split, the test split rotated by 90 degrees, and "
-        "unseen inputs. "
-        f"Subnetwork averages use T = {t}; the maximum entropy is log 10 = 2.30 nats."
+        f"pooled; n = {hist.replicate.nunique()} replicates) on the test split, the test split rotated by 90 "
+        f"degrees, and unseen inputs. Subnetwork averages use T = {t}; the maximum entropy is log 10 = 2.30 nats."
     )
     return fig, caption
 

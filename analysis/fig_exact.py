@@ -45,10 +45,8 @@ def draw(profile: str):
     count = int(ev[ev["mode"] == "exact"].k.max())
     caption = (
         f"A one-hidden-layer MLP whose {count} subnetworks are all enumerated. Left: distance of the Monte-Carlo "
-        "averages "
-        "from the exact arithmetic (mc_shared, mc_per_example) and geometric (geometric) means against k, with the "
-        "1/sqrt(k) "
-        f"rate dotted; right: test error of each inference mode; n = {style.n_runs(ev)} runs."
+        "averages from the exact arithmetic (mc_shared, mc_per_example) and geometric (geometric) means against k, "
+        f"with the 1/sqrt(k) rate dotted; right: test error of each inference mode; n = {style.n_runs(ev)} runs."
     )
     return fig, caption
 

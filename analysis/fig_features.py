@@ -69,9 +69,8 @@ def draw(profile: str):
     }[kind]
     caption = (
         f"Incoming weights of the first {n} hidden units of a one-hidden-layer MLP ({int(runs['width'].iloc[0])} "
-        f"units, seed {seed}), "
-        f"each scaled to its own range and {drawn}, without and with dropout. Counterpart of Srivastava et al. 2014, "
-        "Figure 7."
+        f"units, seed {seed}), each scaled to its own range and {drawn}, without and with dropout. Counterpart of "
+        "Srivastava et al. 2014, Figure 7."
     )
     return fig, caption
 

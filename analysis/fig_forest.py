@@ -23,7 +23,7 @@ WIDTH = 34  # characters per line of a panel title
 
 def draw(table: pd.DataFrame, pooled: pd.DataFrame, settings: list[str], names: dict[str, str] | None = None):
     """Panels for the tested statistics of the generality table `table`, with the pooled rows of
-    `pooled` (`analysis.generality.pooled_table`); settings in `settings` order, shown by `names`.
+    `pooled` (`analysis.consistency.pooled_table`); settings in `settings` order, shown by `names`.
     Returns (figure, caption)."""
     names = dict(names or {s: s for s in settings})
     tested = table[(table.test != "descriptive") & table.estimate.notna()]
@@ -76,13 +76,9 @@ def draw(table: pd.DataFrame, pooled: pd.DataFrame, settings: list[str], names: 
         )
     caption = (
         f"Forest plots of the {len(keys)} tested claim statistics across {len(settings)} settings: each setting's "
-        "estimate and 95% "
-        "interval (dots and lines, unadjusted), the random-effects pooled estimate with its Hartung-Knapp 95% "
-        "interval (diamond) "
-        "and the 95% prediction interval for a new setting (thin grey line; none below three settings), in the "
-        "statistic's unit "
-        "(points of % for errors and ECE). Dashed: the margin of an equivalence or non-inferiority claim, or the "
-        "smallest effect "
-        "of interest of a directional one."
+        "estimate and 95% interval (dots and lines, unadjusted), the random-effects pooled estimate with its "
+        "Hartung-Knapp 95% interval (diamond) and the 95% prediction interval for a new setting (thin grey line; "
+        "none below three settings), in the statistic's unit (points of % for errors and ECE). Dashed: the margin "
+        "of an equivalence or non-inferiority claim, or the smallest effect of interest of a directional one."
     )
     return fig, caption

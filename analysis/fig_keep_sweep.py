@@ -44,14 +44,11 @@ def draw(profile: str):
         ax.set_ylabel("error (%)")
     caption = (
         "Train and test error against the keep probability of the hidden layers (inputs kept), with (a) the width "
-        "fixed "
-        "and (b) keep x width fixed, so that low keep comes with wider layers; (c) C6's comparison: test error of the "
-        "base "
-        f"width {n // 2} against {n // 2} / keep at the same keep, and the same widths without dropout (its control: "
-        "C6 is the "
-        "difference of the two widening gains), drawn at the keep they control. 95% Student-t bands over seeds; n = "
-        f"{style.n_runs(runs)} runs "
-        f"({runs.seed.nunique()} seeds per point). Counterpart of Srivastava et al. 2014, Figure 9."
+        "fixed and (b) keep x width fixed, so that low keep comes with wider layers; (c) C6's comparison: test "
+        f"error of the base width {n // 2} against {n // 2} / keep at the same keep, and the same widths without "
+        "dropout (its control: C6 is the difference of the two widening gains), drawn at the keep they control. 95% "
+        f"Student-t bands over seeds; n = {style.n_runs(runs)} runs ({runs.seed.nunique()} seeds per point). "
+        "Counterpart of Srivastava et al. 2014, Figure 9."
     )
     return fig, caption
 

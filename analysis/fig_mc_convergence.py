@@ -37,9 +37,8 @@ def draw(profile: str):
     n = style.n_runs(ev)
     caption = (
         "Metrics of the average of k subnetworks against k (log scale); each run's subnetwork streams are averaged "
-        "first, "
-        f"then lines are means over runs with 95% Student-t bands; dashed: the weight-scaled network. n = {n} runs. "
-        "Counterpart of Srivastava et al. 2014, Figure 11."
+        f"first, then lines are means over runs with 95% Student-t bands; dashed: the weight-scaled network. n = {n} "
+        "runs. Counterpart of Srivastava et al. 2014, Figure 11."
     )
     return fig, caption
 

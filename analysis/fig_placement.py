@@ -46,11 +46,9 @@ def draw(profile: str):
     ax.set_ylabel("test error (%)")
     caption = (
         "Test error of a LeNet-style CNN without dropout, with dropout after the fully connected layer only, and "
-        "after every "
-        f"conv block too (inputs never dropped); weight scaling against the average of {k} subnetworks (streams "
-        "averaged "
-        f"within a run); 95% Student-t intervals over seeds; n = {style.n_runs(ev)} runs ({ev.seed.nunique()} seeds "
-        "per bar)."
+        f"after every conv block too (inputs never dropped); weight scaling against the average of {k} subnetworks "
+        f"(streams averaged within a run); 95% Student-t intervals over seeds; n = {style.n_runs(ev)} runs "
+        f"({ev.seed.nunique()} seeds per bar)."
     )
     return fig, caption
 

@@ -50,8 +50,7 @@ def draw(profile: str):
     ax.set_ylabel("input drop probability")
     caption = (
         "Mean test error (%) for each pair of input and hidden drop rates, with the half-width of its 95% Student-t "
-        "interval "
-        f"and n seeds per cell; n = {style.n_runs(runs)} runs."
+        f"interval and n seeds per cell; n = {style.n_runs(runs)} runs."
     )
     return fig, caption
 

@@ -84,15 +84,11 @@ def plot(shift: pd.DataFrame):
     kinds = c["set"].str.rsplit("_", n=1).str[0].nunique()  # sets are named corruption_severity
     caption = (
         "Left four: test error, NLL, expected calibration error and overconfidence (mean confidence minus accuracy, "
-        "in "
-        f"points of %: above zero the method is overconfident, below underconfident) against the rotation of the test "
-        f"images, per method; lines are means over {n_rep} replicates with 95% Student-t bands (a replicate's "
-        f"{members} "
-        f"dropout nets are averaged first). Subnetwork averages use T = {t}; ensembles have M = {members} members, "
-        "trained "
-        f"independently. Right: ECE over {c['set'].nunique()} corrupted test sets ({kinds} MNIST-C-style corruptions "
-        "at the "
-        f"stated severities), one point per replicate and set."
+        "in points of %: above zero the method is overconfident, below underconfident) against the rotation of the "
+        f"test images, per method; lines are means over {n_rep} replicates with 95% Student-t bands (a replicate's "
+        f"{members} dropout nets are averaged first). Subnetwork averages use T = {t}; ensembles have M = {members} "
+        f"members, trained independently. Right: ECE over {c['set'].nunique()} corrupted test sets ({kinds} "
+        "MNIST-C-style corruptions at the stated severities), one point per replicate and set."
     )
     return fig, caption
 

@@ -41,9 +41,9 @@ def draw(profile: str):
     zero = co[co.metric == "zero_fraction"].groupby("dropout")["value"].mean()
     ax.legend(title=" / ".join(f"{k}: {100 * v:.0f}% zeros" for k, v in zero.items()), fontsize=7, title_fontsize=7)
     caption = (
-        "Left: mean activation of each hidden unit over the test set; right: the distribution of all activation values "
-        f"(log scale), pooled over seeds; n = {style.n_runs(units)} runs. Counterpart of Srivastava et al. 2014, "
-        "Figure 8."
+        "Left: mean activation of each hidden unit over the test set; right: the distribution of all activation "
+        f"values (log scale), pooled over seeds; n = {style.n_runs(units)} runs. Counterpart of Srivastava et al. "
+        "2014, Figure 8."
     )
     return fig, caption
 

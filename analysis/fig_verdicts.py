@@ -59,7 +59,7 @@ def draw(
     """The matrix of the generality table `table` (`analysis.generality.generality_table`:
     columns setting, claim, key, unit, test, estimate, ci_low, ci_high, n, verdict, consistency);
     `settings` in column order (default: their order in the table), shown by `names`; `pooled`
-    (`analysis.generality.pooled_table`) adds a last column; `reasons[claim, key, setting]` says
+    (`analysis.consistency.pooled_table`) adds a last column; `reasons[claim, key, setting]` says
     in a hatched cell why the setting has no such row. Returns (figure, caption)."""
     settings = list(dict.fromkeys(table["setting"])) if settings is None else list(settings)
     names = dict(names or {s: s for s in settings})
@@ -78,31 +78,48 @@ def draw(
             c = cells.get((row.claim, row.key, s))
             if c is None:
                 why = "fewer than two settings to pool" if s == POOLED else reasons.get((row.claim, row.key, s), "")
-                ax.add_patch(Rectangle((j, i), 1, 1, facecolor="white", edgecolor="0.75", hatch="///", linewidth=0.0))
-                ax.text(
-                    j + 0.5,
-                    i + 0.5,
-                    "\n".join([UNTESTED, *textwrap.wrap(why, 30)[:2]]),
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    color="0.35",
-                )
-                continue
-            ax.add_patch(
-                Rectangle((j, i), 1, 1, facecolor=to_rgba(VERDICT_COLORS[c.verdict], FILL_ALPHA), linewidth=0.0)
-            )
-            ax.text(
-                j + 0.5,
-                i + 0.42,
-                estimate_text(c.estimate, c.ci_low, c.ci_high, c.unit),
-                ha="center",
-                va="center",
-                fontsize=7.5,
-            )
-            n = f"k = {len(c.settings.split(', '))} settings" if s == POOLED else f"n = {c.n}"
-            ax.text(j + 0.5, i + 0.75, f"{c.verdict}, {n}", ha="center", va="center", fontsize=6.5, color="0.25")
+                untested_cell(ax, i, j, why)
+            else:
+                verdict_cell(ax, i, j, c, s == POOLED)
         ax.text(nc + 0.08, i + 0.5, row.consistency, ha="left", va="center", fontsize=7, color="0.2")
+    frame(ax, rows, [names[s] for s in settings])
+    legend(ax, nr)
+    return fig, caption_text(table, len(rows), [names[s] for s in settings if s != POOLED], pooled is not None)
+
+
+def untested_cell(ax, i: int, j: int, why: str) -> None:
+    """The hatched cell of a statistic a setting did not test, with the reason."""
+    ax.add_patch(Rectangle((j, i), 1, 1, facecolor="white", edgecolor="0.75", hatch="///", linewidth=0.0))
+    ax.text(
+        j + 0.5,
+        i + 0.5,
+        "\n".join([UNTESTED, *textwrap.wrap(why, 30)[:2]]),
+        ha="center",
+        va="center",
+        fontsize=6,
+        color="0.35",
+    )
+
+
+def verdict_cell(ax, i: int, j: int, c, pooled: bool) -> None:
+    """A tested cell, coloured by its verdict: the estimate with its interval, the verdict and n
+    (k settings for a `pooled` row)."""
+    ax.add_patch(Rectangle((j, i), 1, 1, facecolor=to_rgba(VERDICT_COLORS[c.verdict], FILL_ALPHA), linewidth=0.0))
+    ax.text(
+        j + 0.5,
+        i + 0.42,
+        estimate_text(c.estimate, c.ci_low, c.ci_high, c.unit),
+        ha="center",
+        va="center",
+        fontsize=7.5,
+    )
+    n = f"k = {len(c.settings.split(', '))} settings" if pooled else f"n = {c.n}"
+    ax.text(j + 0.5, i + 0.75, f"{c.verdict}, {n}", ha="center", va="center", fontsize=6.5, color="0.25")
+
+
+def frame(ax, rows: pd.DataFrame, columns: list[str]):
+    """The matrix's grid, column headers on top, row labels at the left and the consistency header."""
+    nr, nc = max(1, len(rows)), max(1, len(columns))
     for k in range(1, nc):
         ax.axvline(k, color="white", linewidth=2)
     for k in range(1, nr):
@@ -114,13 +131,18 @@ def draw(
     ax.grid(False)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_xticks([j + 0.5 for j in range(len(settings))], [names[s] for s in settings], fontsize=9)
+    ax.set_xticks([j + 0.5 for j in range(len(columns))], columns, fontsize=9)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     ax.set_yticks(
         [i + 0.5 for i in range(len(rows))], [row_label(r.claim, r.key, r.unit) for r in rows.itertuples()], fontsize=7
     )
     ax.text(nc + 0.08, -0.15, "consistency", ha="left", va="bottom", fontsize=8, transform=ax.transData)
+    return ax
+
+
+def legend(ax, nr: int):
+    """The verdicts' colours and the hatch of an untested cell, below the matrix of `nr` rows."""
     handles = [Patch(facecolor=to_rgba(c, FILL_ALPHA), label=v) for v, c in VERDICT_COLORS.items()]
     handles.append(Patch(facecolor="white", edgecolor="0.75", hatch="///", label=UNTESTED))
     ax.legend(
@@ -131,24 +153,26 @@ def draw(
         fontsize=8,
         frameon=False,
     )
-    shown = [names[s] for s in settings if s != POOLED]
-    caption = (
-        f"Verdicts of the dropout claims in {len(shown)} settings ({', '.join(shown)}): {len(rows)} tested statistics "
-        "(rows; "
-        "unit in brackets) by setting (columns). Each cell: the estimate and its 95% interval (unadjusted, by the "
-        "method the "
-        "setting's claims table names per row) in the statistic's unit (points of % "
-        "for errors and ECE), its verdict and n replicates; colour: the verdict after Holm's adjustment across all "
-        f"{holm_family_size(table)} tested rows of all settings; hatched: not tested in that setting, with the reason. "
+    return ax
+
+
+def caption_text(table: pd.DataFrame, tested: int, shown: list[str], pooled: bool) -> str:
+    """The matrix's caption: `tested` statistics in the settings `shown`, with a pooled column or not."""
+    return (
+        f"Verdicts of the dropout claims in {len(shown)} settings ({', '.join(shown)}): {tested} tested statistics "
+        "(rows; unit in brackets) by setting (columns). Each cell: the estimate and its 95% interval (unadjusted, "
+        "by the method the setting's claims table names per row) in the statistic's unit (points of % for errors "
+        "and ECE), its verdict and n replicates; colour: the verdict after Holm's adjustment across all "
+        f"{holm_family_size(table)} tested rows of all settings; hatched: not tested in that setting, with the "
+        "reason. "
         + (
-            "Last column: the settings pooled by a random-effects model (Hartung-Knapp interval), decided as a family "
-            "of their own. "
-            if pooled is not None
+            "Last column: the settings pooled by a random-effects model (Hartung-Knapp interval), decided as a "
+            "family of their own. "
+            if pooled
             else ""
         )
         + "Right: the statistic's consistency across settings."
     )
-    return fig, caption
 
 
 def main(argv: list[str] | None = None) -> int:

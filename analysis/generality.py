@@ -16,32 +16,9 @@ It writes
 - reports/generality/index.html: what was compared, the matrix, the claims x settings table, a
   summary per claim, and each setting's own rows with a link to its own report.
 
-Consistency rule. A statistic is matched across settings by its `key` (its text without what the
-setting decides: sizes, widths, the cell chosen on validation). A setting without the statistic
-(its study skipped there, or its tables lack what the statistic reads), or where it was `withheld`
-(too few replicates), is NOT TESTED there: no evidence either way, and `untested_in` names it.
-Whether the settings disagree is a question about their estimates, not their verdicts ("supported
-here, inconclusive there" can be power alone; Gelman and Stern 2006): every tested statistic is
-pooled over the settings with a random-effects model (`harness.stats.intervals.random_effects`: Paule-Mandel
-tau^2, Hartung-Knapp interval, I^2, Cochran's Q, the prediction interval for a new setting), and the
-pooled rows are decided as a family of their own under Holm (reports/generality/pooled.csv). Over
-the settings where the statistic was tested:
-
-- "holds in every setting" / "holds where tested": supported in every setting / wherever tested
-  (a skipped study is no evidence against), however much the sizes differ;
-- "negligible everywhere" / "negligible where tested": the effect within +-SESOI in each;
-- "setting-dependent": otherwise, when the settings' estimates differ beyond chance (Cochran's Q,
-  Holm-adjusted across the pooled statistics, below alpha);
-- "contradicted in k of m": contradicted in k of the m settings that tested it;
-- "holds in k of m, not shown elsewhere" (or "negligible in k of m, ..."): decided in some
-  settings, undecided in the rest, and the estimates do not differ beyond chance;
-- "not shown": undecided in every setting that tested it (never "false");
-- "no verdict in any setting": withheld or untested everywhere;
-- "descriptive": an estimate without a test gets no label.
-
-A claim (C1 to C10) is supported in a setting when every tested statistic it has there is,
-contradicted when one is, negligible when all are; the same rule over settings gives its
-`claim_consistency` (setting-dependent when one of its statistics is).
+The statistics are matched across settings by their `key`, labelled by their pattern of verdicts
+and pooled over the settings by a random-effects model: the consistency rule of
+`analysis.consistency`.
 """
 
 from __future__ import annotations
@@ -53,15 +30,14 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 
 from harness.files import atomic_write
-from harness.stats.intervals import ALPHA, Pooled, holm, random_effects
-from harness.stats.verdicts import Hypothesis, decide, verdict_pvalues
+from harness.stats.intervals import ALPHA
 from harness.sweep.setting import GENERALITY, Setting
 
-from .claims import CLAIMS, COLUMNS, SESOI, claim_specs, decide_specs, holm_family_size
+from .claims import CLAIMS, COLUMNS, claim_specs, decide_specs, holm_family_size
+from .consistency import DESCRIPTIVE, EVERY, HOLDS, WITHHELD, claim_verdicts, consistency, pooled_table
 from .fig_forest import draw as draw_forest
 from .fig_verdicts import NAME, draw
 from .paths import figures_dir, report_dir
@@ -81,156 +57,8 @@ from .presentation import (
 from .style import save
 from .tables import TableError
 
-EVERY, WHERE_TESTED, DEPENDENT, NOT_SHOWN, DESCRIPTIVE = (
-    "holds in every setting",
-    "holds where tested",
-    "setting-dependent",
-    "not shown",
-    "descriptive",
-)
-NEGLIGIBLE, NEGLIGIBLE_WHERE_TESTED = "negligible everywhere", "negligible where tested"
-NO_VERDICT = "no verdict in any setting"  # tested nowhere with enough replicates
-WITHHELD = "withheld"
-HOLDS = "supported"  # the one verdict that shows a claim: the effect, the equivalence or the non-inferiority it states
 EXTRA = ["key", "sd", "consistency", "claim_consistency", "untested_in"]
 GENERALITY_COLUMNS = ["setting", "dataset"] + COLUMNS + EXTRA
-POOLED_COLUMNS = [
-    "claim",
-    "key",
-    "unit",
-    "test",
-    "margin",
-    "settings",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "pred_low",
-    "pred_high",
-    "tau2",
-    "i2",
-    "q",
-    "q_pvalue",
-    "q_p_holm",
-    "p_value",
-    "p_adjusted",
-    "verdict",
-]
-
-
-def consistency(verdicts: Mapping[str, str | None], heterogeneous: bool = False) -> str:
-    """The consistency label of one statistic (or claim) from its verdict in each setting of the
-    family, None where it was not tested, and whether the settings' estimates differ beyond chance
-    (see the module docstring)."""
-    # withheld (fewer than the first look's replicates, or a budget the runs hit) is no verdict: like a setting that did
-    # not test it
-    tested = [v for v in verdicts.values() if v not in (None, WITHHELD)]
-    if not tested:
-        return NO_VERDICT
-    m, everywhere = len(tested), len(tested) == len(verdicts)
-    held, contra, negl = (sum(v == x for v in tested) for x in (HOLDS, "contradicted", "negligible"))
-    if held == m:  # the same verdict everywhere: sizes that differ do not make it depend on the setting
-        return EVERY if everywhere else WHERE_TESTED
-    if negl == m:
-        return NEGLIGIBLE if everywhere else NEGLIGIBLE_WHERE_TESTED
-    if heterogeneous:
-        return DEPENDENT
-    if contra:
-        return f"contradicted in {contra} of {m}"
-    if held == negl == 0:
-        return NOT_SHOWN
-    decided = [f"holds in {held} of {m}"] * bool(held) + [f"negligible in {negl} of {m}"] * bool(negl)
-    return ", ".join(decided) + ", not shown elsewhere"
-
-
-def claim_verdicts(table: pd.DataFrame, settings: list[str]) -> dict[str, dict[str, str | None]]:
-    """Per claim, per setting: `supported` when every tested statistic of the claim there is
-    supported, `contradicted` when one is contradicted, `negligible` when all are negligible,
-    otherwise `inconclusive`; None when it has none there."""
-    tested = table[table.test != "descriptive"]
-
-    def verdict(v: pd.Series) -> str:
-        if (v == HOLDS).all():
-            return HOLDS
-        if (v == "contradicted").any():
-            return "contradicted"
-        return "negligible" if (v == "negligible").all() else "inconclusive"
-
-    out = {}
-    for claim, g in tested.groupby("claim", sort=False):
-        g = g[g.verdict != WITHHELD]  # no verdict there: as if not tested
-        by = g.groupby("setting")["verdict"].agg(verdict)
-        out[claim] = {s: by.get(s) for s in settings}
-    return out
-
-
-def hypothesis_of(row) -> Hypothesis:
-    """The hypothesis a decided row was tested with (its test, margin and its unit's SESOI)."""
-    if row.test == "directional":
-        return Hypothesis("directional", sesoi=SESOI.get(row.unit))
-    return (
-        Hypothesis(row.test, float(row.margin))
-        if row.test in ("equivalence", "noninferiority")
-        else Hypothesis("descriptive")
-    )
-
-
-def pooled_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Every tested statistic pooled over the settings that tested it with a verdict (at least two,
-    each with a spread): the random-effects estimate, its Hartung-Knapp interval and prediction
-    interval, tau^2, I^2, Cochran's Q with its p-value (raw and Holm-adjusted across the pooled
-    statistics), and a verdict decided with the statistic's own test on the Hartung-Knapp t
-    statistic, Holm across the pooled rows (a family of their own). Columns POOLED_COLUMNS."""
-    tested = table[(table.test != "descriptive") & ~table.verdict.isin([WITHHELD]) & table.sd.gt(0) & table.n.ge(2)]
-    rows, hyps = [], []
-    for (claim, key), g in tested.groupby(["claim", "key"], sort=False):
-        if len(g) < 2:
-            continue
-        first = g.iloc[0]
-        pooled = random_effects(g.estimate.to_numpy(), (g.sd / np.sqrt(g.n)).to_numpy())
-        h = hypothesis_of(first)
-        rows.append(
-            {
-                "claim": claim,
-                "key": key,
-                "unit": first.unit,
-                "test": first.test,
-                "margin": first.margin,
-                "settings": ", ".join(g.setting),
-                **assess_pooled(pooled, h),
-                "pred_low": pooled.pred_low,
-                "pred_high": pooled.pred_high,
-                "tau2": pooled.tau2,
-                "i2": pooled.i2,
-                "q": pooled.q,
-                "q_pvalue": pooled.q_pvalue,
-            }
-        )
-        hyps.append(h)
-    if not rows:
-        return pd.DataFrame(columns=POOLED_COLUMNS)
-    decided = decide(rows, hyps, min_n=2, power=False)
-    out = pd.DataFrame(decided)
-    out["q_p_holm"] = holm(out.q_pvalue.to_numpy())
-    return out[POOLED_COLUMNS]
-
-
-def assess_pooled(pooled: Pooled, h: Hypothesis) -> dict:
-    """`harness.stats.verdicts.assess`'s row for a pooled estimate: the same tests, on the Hartung-Knapp
-    t statistic with k - 1 degrees of freedom; n is the number of settings."""
-    est = pooled.estimate
-    pvalues = verdict_pvalues(est, pooled.se, pooled.df, h)
-    side = min(pvalues, key=pvalues.get)
-    p = pvalues[side]
-    return {
-        "estimate": est,
-        "ci_low": pooled.low,
-        "ci_high": pooled.high,
-        "n": pooled.k,
-        "sd": pooled.se,
-        "p_value": p,
-        "side": side,
-        "no_spread": False,
-    }
 
 
 def generality_table(
@@ -484,11 +312,29 @@ def index_body(
     """The body of reports/generality/index.html: `on[setting]` its dataset, `skipped[setting]` its
     skipped studies' reasons, `caption` the matrix's and `forest_caption` the forest plot's (read
     from figures/generality/), `pooled` the pooled rows (`pooled_table`)."""
-    family = holm_family_size(table)
     names = display_names(settings, on, profile)
     pooled = pooled_table(table) if pooled is None else pooled
+    body = intro_html(table, profile, settings, on, names, len(pooled))
+    body += figures_html({"verdicts": ("Verdict matrix", caption), "forest": ("Forest plots", forest_caption)})
+    body += across_html(table, settings, pooled, names)
+    body += per_claim_html(table, settings, names)
+    body += settings_html(table, settings, on, skipped, names)
+    return "\n".join(body)
+
+
+def intro_html(
+    table: pd.DataFrame,
+    profile: str,
+    settings: list[str],
+    on: Mapping[str, str],
+    names: Mapping[str, str],
+    pooled: int,
+) -> list[str]:
+    """The page's title, its sources, what was compared and decided as one family, and how the
+    `pooled` rows were pooled and the consistency judged."""
+    family = holm_family_size(table)
     listed = ", ".join(f"{names[s]} ({on[s]})" for s in settings)
-    body = [
+    return [
         f"<h1>Generality of the dropout claims <small>({html.escape(profile)} profile on {len(settings)} "
         "datasets)</small></h1>",
         f"<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the tables in "
@@ -497,51 +343,54 @@ def index_body(
         "<p>"
         + html.escape(
             f"The {profile} profile's study design run on {len(settings)} datasets; settings (dataset): {listed}. "
-            "Every claim statistic "
-            "is computed per setting from that setting's tables, then all are decided as one family: Holm's "
-            "adjustment across the "
-            f"{family} tested rows of all settings (each setting's own report adjusts within the setting, so its p "
-            "(Holm) are smaller "
-            f"and a verdict there can differ). n per claim (seeds; for C9 and C10 groups of M seeds), by setting: "
-            f"{n_text(table, settings)}; seeds in looks ({design_text(table)}), and a setting's study gets the next "
-            "look only "
-            f"while one of its rows is open; no verdict below the first look."
+            "Every claim statistic is computed per setting from that setting's tables, then all are decided as one "
+            f"family: Holm's adjustment across the {family} tested rows of all settings (each setting's own report "
+            "adjusts within the setting, so its p (Holm) are smaller and a verdict there can differ). n per claim "
+            f"(seeds; for C9 and C10 groups of M seeds), by setting: {n_text(table, settings)}; seeds in looks "
+            f"({design_text(table)}), and a setting's study gets the next look only while one of its rows is open; "
+            "no verdict below the first look."
         )
         + "</p>",
         "<p>"
         + html.escape(
-            "Pooled: each tested statistic over the settings that tested it, by a random-effects model (Paule-Mandel "
-            "tau², "
-            "Hartung-Knapp 95% interval with k - 1 degrees of freedom, I², Cochran's Q, and the 95% prediction "
-            "interval for a new "
-            f"setting with k - 2 degrees of freedom); the {len(pooled)} pooled rows are decided as a family of their "
-            "own under Holm, "
-            "with each statistic's own test. Consistency is judged from the estimates, not by comparing verdicts: "
-            "setting-dependent "
-            "only when the settings' estimates differ beyond chance (Q, Holm-adjusted across the pooled statistics, "
-            "below 0.05); "
-            "otherwise contradicted in k of m, holds in every setting (or where tested), negligible everywhere "
-            "(within +-SESOI), "
-            "holds (or negligible) in k of m and not shown elsewhere, or not shown (undecided wherever tested: not "
-            "shown, not false). "
-            "A claim holds in a setting when every tested statistic it has there holds."
+            "Pooled: each tested statistic over the settings that tested it, by a random-effects model "
+            "(Paule-Mandel tau², Hartung-Knapp 95% interval with k - 1 degrees of freedom, I², Cochran's Q, and the "
+            f"95% prediction interval for a new setting with k - 2 degrees of freedom); the {pooled} pooled rows are "
+            "decided as a family of their own under Holm, with each statistic's own test. Consistency is judged "
+            "from the estimates, not by comparing verdicts: setting-dependent only when the settings' estimates "
+            "differ beyond chance (Q, Holm-adjusted across the pooled statistics, below 0.05); otherwise "
+            "contradicted in k of m, holds in every setting (or where tested), negligible everywhere (within "
+            "+-SESOI), holds (or negligible) in k of m and not shown elsewhere, or not shown (undecided wherever "
+            "tested: not shown, not false). A claim holds in a setting when every tested statistic it has there "
+            "holds."
         )
         + "</p>",
     ]
-    for stem, title, cap in (("verdicts", "Verdict matrix", caption), ("forest", "Forest plots", forest_caption)):
+
+
+def figures_html(figures: Mapping[str, tuple[str, str]]) -> list[str]:
+    """The figures of figures/generality/ that were drawn, `figures[stem]` = (title, caption),
+    embedded as PNG with a link to the PDF."""
+    body = []
+    for stem, (title, cap) in figures.items():
         png = figures_dir(NAME) / f"{stem}.png"
         if png.is_file():
             data = base64.b64encode(png.read_bytes()).decode()
             body += [
                 f"<h2>{title}</h2>",
-                f"<figure><img src='data:image/png;base64,{data}' alt='{stem}'><figcaption>{html.escape(cap)} "
-                f"(<a href='../../figures/{NAME}/{stem}.pdf'>PDF</a>)</figcaption></figure>",
+                f"<figure><img src='data:image/png;base64,{data}' alt='{stem}'><figcaption>{html.escape(cap)} (<a "
+                f"href='../../figures/{NAME}/{stem}.pdf'>PDF</a>)</figcaption></figure>",
             ]
+    return body
+
+
+def across_html(table: pd.DataFrame, settings: list[str], pooled: pd.DataFrame, names: Mapping[str, str]) -> list[str]:
+    """The tested statistics across settings (`wide_table`), verdicts highlighted."""
     wide = wide_table(table, settings, pooled, names)
-    body += [
+    return [
         "<h2>Claims across settings</h2>",
-        "<p>Tested statistics only (estimates in the unit shown; the descriptive rows are in "
-        "each setting's table below and in claims.csv; the pooled rows in full in pooled.csv).</p>",
+        "<p>Tested statistics only (estimates in the unit shown; the descriptive rows are in each setting's table "
+        "below and in claims.csv; the pooled rows in full in pooled.csv).</p>",
         html_table(
             wide,
             highlight=tuple(f"{names[s]} verdict" for s in settings) + ("pooled verdict",),
@@ -551,16 +400,32 @@ def index_body(
         if not wide.empty
         else "<p>No tested statistic in any setting.</p>",
     ]
+
+
+def per_claim_html(table: pd.DataFrame, settings: list[str], names: Mapping[str, str]) -> list[str]:
+    """Which claims hold in every setting, and each claim's summary (`claim_summary`)."""
     summary = claim_summary(table, settings, names)
     every = summary.loc[summary.consistency == EVERY, "claim"].tolist()
     others = [f"{c} ({k})" for c, k in zip(summary.claim, summary.consistency, strict=False) if k != EVERY]
-    body += [
+    return [
         "<h2>Per claim</h2>",
         f"<p>Hold in every setting: {html.escape(', '.join(every) or 'none')}. Not in every setting: "
         f"{html.escape(', '.join(others) or 'none')}.</p>",
         html_table(summary, classes="t claims", wrap=("statement",)),
     ]
-    body += ["<h2>Each setting</h2>"]
+
+
+def settings_html(
+    table: pd.DataFrame,
+    settings: list[str],
+    on: Mapping[str, str],
+    skipped: Mapping[str, Mapping[str, str]],
+    names: Mapping[str, str],
+) -> list[str]:
+    """Each setting's own rows (decided in the family of all settings), the studies it skipped, and
+    a link to its own report."""
+    family = holm_family_size(table)
+    body = ["<h2>Each setting</h2>"]
     for s in settings:
         rows = table[table.setting == s]
         body += [
@@ -577,14 +442,14 @@ def index_body(
         body += (
             claims_html(
                 show_claims(rows),
-                f"The rows of {names[s]}, decided in the family of all {len(settings)} settings (p (Holm) "
-                f"across {family} tested rows).",
+                f"The rows of {names[s]}, decided in the family of all {len(settings)} settings (p (Holm) across "
+                f"{family} tested rows).",
                 legend=False,
             )
             if not rows.empty
             else ["<p>No claims computed.</p>"]
         )
-    return "\n".join(body)
+    return body
 
 
 def main(argv: list[str] | None = None) -> int:

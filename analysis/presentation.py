@@ -23,23 +23,13 @@ import pandas as pd
 
 from harness.stats.verdicts import VERDICTS
 from harness.store import output_manifest
+from harness.sweep import studies
 from harness.sweep.setting import DEFAULT_DATASETS, Setting, dataset_label
 
 from .paths import tables_dir
 from .tables import TableError, adaptation, read_bytes, rebuild_command
 
-STUDIES = {  # study: figures drawn from its tables
-    "mc_vs_ws": ["mc_convergence", "subnetwork_errors"],
-    "keep_sweep": ["keep_sweep"],
-    "data_size": ["data_size"],
-    "features": ["features", "sparsity"],
-    "coadaptation": ["coadaptation", "correlations"],
-    "rate_grid": ["rate_grid"],
-    "placement": ["placement"],
-    "exact": ["exact"],
-    "ensemble_vs_dropout": ["diversity"],
-    "shift": ["shift", "entropy"],
-}
+STUDIES = studies.STUDIES  # study: figures drawn from its tables, in report order
 UNITS = {
     "error": "points of %",
     "r": "r",
@@ -75,8 +65,8 @@ def load_study(setting: str, study: str) -> dict[str, pd.DataFrame]:
     if damage:
         listed = "; ".join(f"{name}: {what}" for name, what in damage.items())
         raise TableError(
-            f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {listed}; "
-            f"collect them again: {rebuild_command(setting, study)}"
+            f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {listed}; collect "
+            f"them again: {rebuild_command(setting, study)}"
         )
     files, _ = output_manifest.load(folder)
     return {

@@ -20,5 +20,6 @@ REFERENCE = pd.DataFrame(
 )
 NOTE = (
     "Permutation-invariant MNIST test error. Srivastava et al. 2014 Figure 11: Monte-Carlo averaging of k "
-    "subnetworks matches weight scaling at about k = 50 and is slightly better beyond, within one standard deviation."
+    "subnetworks matches weight scaling at about k = 50 and is slightly better beyond, within one standard "
+    "deviation."
 )

@@ -28,11 +28,6 @@ from harness.store.output_manifest import MANIFEST, manifest_bytes
 
 from .paths import ROOT, tables_dir
 
-ROBUSTNESS_TABLES = (
-    "shift",
-    "ood",
-    "entropy_hist",
-)  # `predictions` stays in the store: ensembles are built from it here
 CONFIG_COLUMNS = [
     "experiment",
     "profile",
@@ -58,8 +53,8 @@ def collect(study: str, profile: str, store, dataset: str | None = None, exp=Non
     # the library (and torch) is imported here, not at module level: figure scripts import `load`
     # from this module and need only pandas
     from harness.errors import ConfigError
-    from harness.inference.coadaptation import COADAPT_TABLES
     from harness.store.identity import run_id
+    from harness.sweep.evaluations import KINDS
     from harness.sweep.experiment import load_experiment, resolve
     from harness.sweep.run import run_state
     from harness.sweep.tuning import tuning_table
@@ -79,7 +74,7 @@ def collect(study: str, profile: str, store, dataset: str | None = None, exp=Non
         raise SystemExit(f"error: {study} ({profile}): {exc}") from None
     ids = [run_id(c) for c in tuned.configs]
     states = {
-        i: run_state(store, i, tuned.evaluations, claimed={}) for i in ids
+        i: run_state(store, i, tuned.evaluations, leased={}) for i in ids
     }  # every file checked against its manifest
     damaged = {i: st for i, st in states.items() if st.damage}
     if damaged:  # never a table collected from partial data: the claims would be computed on the rest
@@ -89,18 +84,16 @@ def collect(study: str, profile: str, store, dataset: str | None = None, exp=Non
         )
         raise SystemExit(
             f"error: {len(damaged)} runs of {study} ({profile}) have damaged files, so its tables are not "
-            f"collected:\n{listed}\n"
-            f"repair: `python -m harness verify --repair --store {store.root}` (retrains damaged runs, computes "
-            "damaged evaluations "
-            f"again), or run `python -m harness run experiments/{study}.py {flags}` again"
+            f"collected:\n{listed}\nrepair: `python -m harness verify --repair --store {store.root}` (retrains "
+            "damaged runs, computes damaged evaluations again), or run `python -m harness run "
+            f"experiments/{study}.py {flags}` again"
         )
     # a run not trained, or whose evaluation is unfinished (tables without their settings file)
     missing = [i for i, st in states.items() if not st.trained or st.pending.kinds()]
     if missing:
         raise SystemExit(
             f"error: {len(missing)} runs of {study} ({profile}) are not in the store {store.root} or lack "
-            f"evaluations, e.g. {missing[0]}; "
-            f"run `python -m harness run experiments/{study}.py {flags}` first"
+            f"evaluations, e.g. {missing[0]}; run `python -m harness run experiments/{study}.py {flags}` first"
         )
     runs = store.read_table("run", ids)
     # runs are shared between studies: the collected tables carry this study's labels
@@ -111,8 +104,7 @@ def collect(study: str, profile: str, store, dataset: str | None = None, exp=Non
     config = runs[["run_id"] + [c for c in CONFIG_COLUMNS if c in runs.columns]]
     # only the tables of the evaluations this study asks for (and so verified above): a shared run
     # may hold other studies' evaluations too, which are theirs to check and collect
-    asked = {"mc": ("evaluations", "subnetworks"), "coadapt": COADAPT_TABLES, "robustness": ROBUSTNESS_TABLES}
-    for name in [n for kind in tuned.evaluations.kinds() for n in asked[kind]]:
+    for name in [n for kind in tuned.evaluations.kinds() for n in KINDS[kind].collected]:
         df = store.read_table(name, ids)
         if not df.empty:
             out[name] = df.merge(config, on="run_id", how="left")
@@ -131,6 +123,7 @@ def ensemble_tables(exp, store, collected: dict[str, pd.DataFrame], runs: pd.Dat
     """The robustness tables with every deep ensemble's rows added (computed from its members'
     stored predictions), and the `members` table: ensemble, group, replicate, run_id."""
     from harness.inference.ensembles import evaluate_ensemble
+    from harness.sweep.evaluations import KINDS
 
     members = pd.DataFrame(
         [(e.name, e.group, e.replicate, r) for e in exp.ensembles for r in e.run_ids],
@@ -139,7 +132,7 @@ def ensemble_tables(exp, store, collected: dict[str, pd.DataFrame], runs: pd.Dat
     member_ids = list(members.run_id.unique())
     predictions = store.read_table("predictions", member_ids)
     bins = exp.evaluations.robustness.bins
-    parts = {name: [collected[name]] for name in ROBUSTNESS_TABLES if name in collected}
+    parts = {name: [collected[name]] for name in KINDS["robustness"].collected if name in collected}
     by_id = runs.set_index("run_id")
     for e in exp.ensembles:
         # an ensemble carries its members' config columns (they differ only in the seed)
@@ -216,14 +209,14 @@ def read_bytes(setting: str, study: str, name: str) -> bytes:
     folder = tables_dir(setting, study)
     if not folder.is_dir():
         raise TableError(
-            f"the tables of {study} ({setting}) are not collected: {folder} does not exist; "
-            f"collect them: {rebuild_command(setting, study)}"
+            f"the tables of {study} ({setting}) are not collected: {folder} does not exist; collect them: "
+            f"{rebuild_command(setting, study)}"
         )
     data, what = output_manifest.read(folder, name)
     if data is None:
         raise TableError(
-            f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {what}; "
-            f"collect them again: {rebuild_command(setting, study)}"
+            f"the collected tables of {study} ({setting}) in {folder} are damaged or incomplete: {what}; collect "
+            f"them again: {rebuild_command(setting, study)}"
         )
     return data
 

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.claims import (
-    COLUMNS,
-    EQUIVALENCE_MARGIN,
+from analysis.claim_specs import SPECS, TESTS
+from analysis.claim_values import (
     MILD_SHARE,
     RECOMMENDED,
     SEVERE_SHARE,
@@ -24,13 +23,14 @@ from analysis.claims import (
     c7_values,
     c9_values,
     c10_values,
-    claims_table,
     ood_values,
     severity_bands,
 )
+from analysis.claims import CLAIMS, COLUMNS, EQUIVALENCE_MARGIN, TESTED_ROWS, claims_table
 from analysis.labels import label_method
 from analysis.presentation import show_claims
-from analysis.report import fmt_cell, summarize
+from analysis.report import fmt_cell
+from analysis.summaries import summarize
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -533,6 +533,31 @@ def test_ood_values_are_per_replicate_and_unseen_set():
     ood = pd.DataFrame(rows, columns=["run_id", "set", "mode", "k", "score", "metric", "value", "group", "replicate"])
     v = ood_values(ood, "subnetworks (k = T)", "disagreement")
     assert set(v) == {"patches", "permuted"} and np.allclose(v["patches"], [0.65, 0.66, 0.67, 0.68, 0.69])
+
+
+def test_every_entry_of_specs_names_a_claim_a_study_and_a_test():
+    from harness.sweep.studies import STUDIES
+
+    for spec in SPECS:
+        assert spec.claim in CLAIMS and spec.study in STUDIES and spec.test in TESTS and spec.needs
+    assert set(CLAIMS) == {s.claim for s in SPECS}
+
+
+def test_the_tested_rows_per_study_are_counted_from_specs():
+    """The looks driver's bound before tables exist: one tested row per tested entry (C10's per
+    tested band), coadaptation's per hidden layer (None); the numbers once typed by hand."""
+    assert TESTED_ROWS == {
+        "mc_vs_ws": 2,
+        "keep_sweep": 1,
+        "data_size": 3,
+        "features": 0,
+        "coadaptation": None,
+        "rate_grid": 1,
+        "placement": 1,
+        "exact": 1,
+        "ensemble_vs_dropout": 2,
+        "shift": 4,
+    }
 
 
 def test_claims_command_prints_one_study(tmp_path, monkeypatch, capsys):

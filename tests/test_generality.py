@@ -14,19 +14,18 @@ from test_analysis import SEEDS, data_size_runs, grid_runs
 
 from analysis import generality
 from analysis.claims import COLUMNS, claims_table, holm_family_size
-from analysis.generality import (
+from analysis.consistency import (
     DEPENDENT,
     DESCRIPTIVE,
     EVERY,
-    GENERALITY_COLUMNS,
     NEGLIGIBLE,
     NO_VERDICT,
     NOT_SHOWN,
     WHERE_TESTED,
     consistency,
-    generality_table,
     pooled_table,
 )
+from analysis.generality import GENERALITY_COLUMNS, generality_table
 from analysis.tables import write
 
 ROOT = Path(__file__).resolve().parent.parent

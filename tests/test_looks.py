@@ -47,6 +47,7 @@ def test_a_look_the_profile_lacks_is_refused_by_name(two_looks, look):
         load_experiment(EXP / "exact.py", "smoke", look=look)
 
 
+@pytest.mark.slow
 def test_the_driver_runs_the_next_look_only_while_a_row_asks(two_looks, tmp_path, monkeypatch):
     store, stamp = tmp_path / "runs", tmp_path / "stamp"
     asked = []
@@ -234,6 +235,7 @@ def _driven(study_values, rows, design, pending):
     return len(design.looks), out
 
 
+@pytest.mark.slow
 def test_a_row_the_driver_decides_is_decided_in_the_report():
     """The driver judges a study alone, counting every other study's tested rows at p = 1. On 80
     random families whose other rows stopped at random looks, lost values (gaps) or had no spread at

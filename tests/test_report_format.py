@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from analysis.presentation import html_table, page
-from analysis.report import DECOMPOSITIONS, study_tables
+from analysis.summaries import DECOMPOSITIONS, study_tables
 from harness.files import TMP_SUFFIX, atomic_write, create_tmp, tmp_prefix
 from harness.measures.diversity import decomposition
 from harness.measures.metrics import EnsembleAccumulator, point_metrics
@@ -74,7 +74,7 @@ def test_the_run_store_opens_while_another_process_moves_folders_away(tmp_path, 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = []
-    for folder in ("r1", ".claims", ".failed"):  # a dead writer's file in each place one can be left
+    for folder in ("r1", ".leases", ".failed"):  # a dead writer's file in each place one can be left
         (root / folder).mkdir(exist_ok=True)
         fd, mine = create_tmp(root / folder, tmp_prefix("x.json"))
         os.close(fd)
@@ -87,8 +87,8 @@ def test_the_run_store_opens_while_another_process_moves_folders_away(tmp_path, 
 
 def test_html_table_wraps_text_columns_and_scrolls_in_its_box():
     long_reason = (
-        "too few seeds: the interval straddles the margin; about 37 replicates would decide it <if> the true value is "
-        "the observed one"
+        "too few seeds: the interval straddles the margin; about 37 replicates would decide it <if> the true value "
+        "is the observed one"
     )
     df = pd.DataFrame(
         {

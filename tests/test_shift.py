@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from harness.config import DataConfig, ModelConfig, RunConfig
-from harness.data.datasets import DataInfo, describe, load_dataset, load_raw
+from harness.data.datasets import describe, load_dataset, load_raw
+from harness.data.registry import DataInfo
 from harness.data.shifts import (
     ANGLES,
     CORRUPTIONS,
@@ -355,9 +356,9 @@ def test_experiment_files_declare_valid_ensembles(tmp_path):
     assert len(exp.ensembles) == 10 and exp.evaluations.robustness.members == 2
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "from harness.config import RunConfig\nfrom harness.inference.ensembles import Ensemble\nNAME = 'bad'\n"
-        "def configs(profile):\n    return [RunConfig(seed=0)]\n"
-        "def ensembles(profile):\n    return [Ensemble('e', 'dropout', 0, ('nope',))]\n"
+        "from harness.config import RunConfig\nfrom harness.inference.ensembles import Ensemble\nNAME = 'bad'\ndef "
+        "configs(profile):\n    return [RunConfig(seed=0)]\ndef ensembles(profile):\n    return [Ensemble('e', "
+        "'dropout', 0, ('nope',))]\n"
     )
     with pytest.raises(ConfigError, match="which configs\\(\\) does not list"):
         load_experiment(bad, "smoke")
@@ -468,9 +469,8 @@ def test_fit_robustness_keeps_image_settings_and_adapts_the_rest():
     )
     assert notes == [
         "rotations and image corruptions do not apply to mnist1d's 1-D signals; shifted test sets come from the "
-        "mnist1d generator with harsher "
-        "noise, scale and translation than the training data (mnist1d_noise, mnist1d_scale, mnist1d_shift at "
-        "severities 1, 3)",
+        "mnist1d generator with harsher noise, scale and translation than the training data (mnist1d_noise, "
+        "mnist1d_scale, mnist1d_shift at severities 1, 3)",
         "unseen set patches needs images, not mnist1d's 1-D signals; unseen classes come from permuted only",
     ]
     assert fit_robustness(signal, describe("mnist1d", files=False)) == (signal, [])  # fitted settings fit
@@ -479,8 +479,8 @@ def test_fit_robustness_keeps_image_settings_and_adapts_the_rest():
     assert (flat.angles, flat.corruptions, flat.unseen) == ((), ("gaussian_noise",), ("permuted",))
     assert notes == [
         "mnist1d_noise, mnist1d_scale and mnist1d_shift do not apply to iris.npz's flat features; shifted test sets "
-        "add Gaussian "
-        "noise to the standardized test examples (gaussian_noise at severities 1, 3: sigma 0.25, 1 standard deviations)"
+        "add Gaussian noise to the standardized test examples (gaussian_noise at severities 1, 3: sigma 0.25, 1 "
+        "standard deviations)"
     ]
 
     wide, notes = fit_robustness(
@@ -496,7 +496,7 @@ def test_fit_robustness_keeps_image_settings_and_adapts_the_rest():
 
 
 def test_robustness_on_mnist1d_fills_the_tables_the_claims_read(mnist1d):
-    from analysis.claims import severity_bands, shifted
+    from analysis.claim_values import severity_bands, shifted
 
     settings, _ = fit_robustness(replace(SMALL, severities=(1, 3)), describe("mnist1d", files=False))
     t = evaluate_robustness(_run(mnist1d, 0.5), mnist1d, settings, "s1")
