@@ -5,8 +5,8 @@ in looks (`harness.sweep.profiles.LOOKS`), inputs not dropped so that only the h
 """
 
 from harness.inference.coadaptation import CoadaptSettings
+from harness.sweep.evaluations import Evaluations
 from harness.sweep.profiles import base, pick, replicates
-from harness.sweep.run import Evaluations
 
 NAME = "coadaptation"
 P_DROP_HIDDEN = [0.0, 0.2, 0.5]

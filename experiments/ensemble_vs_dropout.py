@@ -16,8 +16,8 @@ from dataclasses import replace
 from harness.data.shifts import ANGLES, CORRUPTIONS, unseen_available
 from harness.inference.ensembles import ensembles_of, member_configs
 from harness.inference.robustness import RobustnessSettings
+from harness.sweep.evaluations import Evaluations
 from harness.sweep.profiles import base, pick, replicates
-from harness.sweep.run import Evaluations
 
 NAME = "ensemble_vs_dropout"
 

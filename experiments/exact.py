@@ -5,8 +5,8 @@ geometric means of all 2^n subnetworks against weight scaling and against Monte-
 """
 
 from harness.inference.evaluation import MCSettings
+from harness.sweep.evaluations import Evaluations
 from harness.sweep.profiles import base, pick, replicates
-from harness.sweep.run import Evaluations
 
 NAME = "exact"
 

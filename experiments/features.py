@@ -5,8 +5,8 @@ One hidden layer, so its units' incoming weights are image-sized features; activ
 """
 
 from harness.inference.coadaptation import CoadaptSettings
+from harness.sweep.evaluations import Evaluations
 from harness.sweep.profiles import base, pick
-from harness.sweep.run import Evaluations
 
 NAME = "features"
 

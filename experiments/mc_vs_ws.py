@@ -7,8 +7,8 @@ seeds (seeds are the replicates; architectures are averaged within a seed).
 """
 
 from harness.inference.evaluation import MCSettings
+from harness.sweep.evaluations import Evaluations
 from harness.sweep.profiles import base, pick, replicates
-from harness.sweep.run import Evaluations
 
 NAME = "mc_vs_ws"
 

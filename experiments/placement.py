@@ -9,8 +9,8 @@ Monte-Carlo averaging.
 from dataclasses import replace
 
 from harness.inference.evaluation import MCSettings
+from harness.sweep.evaluations import Evaluations
 from harness.sweep.profiles import base, pick, replicates
-from harness.sweep.run import Evaluations
 
 NAME = "placement"
 PLACEMENTS = {  # name: (p_drop_input, p_drop_conv, p_drop_hidden)

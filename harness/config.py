@@ -57,8 +57,8 @@ class DataConfig:
         _check_finite("data.", self)
         if not (self.name in DATASETS or self.name.endswith(".npz")):
             raise ConfigError(
-                f"data.name={self.name!r} is not known; allowed values: {', '.join(DATASETS)}, "
-                "or the path of a .npz file (arrays x, y and optionally x_test, y_test)"
+                f"data.name={self.name!r} is not known; allowed values: {', '.join(DATASETS)}, or the path of a .npz "
+                "file (arrays x, y and optionally x_test, y_test)"
             )
         if self.train_size is not None and self.train_size < 1:
             raise ConfigError(
@@ -103,18 +103,17 @@ class ModelConfig:
                 gib = 4 * 4 * 784 * w / 2**30
                 raise ConfigError(
                     f"model.widths[{i}]={w}: a layer this wide needs at least {gib:,.0f} GiB for its first weight "
-                    "matrix "
-                    f"in training; widths are limited to {MAX_WIDTH:,}"
+                    f"matrix in training; widths are limited to {MAX_WIDTH:,}"
                 )
         # the hidden-to-hidden matrices, under the same bound as the widest first layer allowed (784 x MAX_WIDTH)
         hidden_weights = sum(a * b for a, b in zip(self.widths, self.widths[1:], strict=False))
         if hidden_weights > 784 * MAX_WIDTH:
             gib = 4 * 4 * hidden_weights / 2**30
             raise ConfigError(
-                f"model.widths={list(self.widths)}: the weight matrices between hidden layers hold {hidden_weights:,} "
-                "weights, "
-                f"at least {gib:,.0f} GiB in training (weights, gradients, momentum, max-norm); keep the product of "
-                f"neighbouring widths, summed over the layers, under {784 * MAX_WIDTH:,} (e.g. 4096,4096)"
+                f"model.widths={list(self.widths)}: the weight matrices between hidden layers hold "
+                f"{hidden_weights:,} weights, at least {gib:,.0f} GiB in training (weights, gradients, momentum, "
+                "max-norm); keep the product of neighbouring widths, summed over the layers, under "
+                f"{784 * MAX_WIDTH:,} (e.g. 4096,4096)"
             )
         if self.kind == "cnn" and not self.widths:
             raise ConfigError("model.widths=[]: a cnn needs at least one hidden fully connected layer")
@@ -149,8 +148,7 @@ class ModelConfig:
                 if tuple(getattr(self, key)) != getattr(ModelConfig, key):
                     raise ConfigError(
                         f"model.{key}={list(getattr(self, key))} applies to a cnn's conv blocks only, and model.kind "
-                        "is mlp: "
-                        f"leave it out (or set model.kind=cnn)"
+                        "is mlp: leave it out (or set model.kind=cnn)"
                     )
 
 
@@ -200,8 +198,8 @@ class TrainConfig:
         _check_choice("train.monitor", self.monitor, MONITORS)
         if self.patience is not None and self.patience < 1:
             raise ConfigError(
-                f"train.patience={self.patience}: must be a positive number of validation checks, or null to train to "
-                "the budget"
+                f"train.patience={self.patience}: must be a positive number of validation checks, or null to train "
+                "to the budget"
             )
         if self.patience is not None and not self.select_on_val:
             raise ConfigError(
@@ -260,8 +258,7 @@ class RunConfig:
         if self.data.val_fraction == 0 and self.train.select_on_val:
             raise ConfigError(
                 "train.select_on_val=true needs a validation split: set data.val_fraction > 0, or "
-                "train.select_on_val=false "
-                "and train.patience=null"
+                "train.select_on_val=false and train.patience=null"
             )
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise ConfigError(f"device={self.device!r}: use cpu, cuda, cuda:N or mps")
@@ -375,8 +372,7 @@ def parse_value(raw: str) -> Any:
         if empty:
             raise ConfigError(
                 f"value {raw!r}: element {empty[0] + 1} of the list is empty; write the elements separated by single "
-                "commas, "
-                "e.g. 512,512"
+                "commas, e.g. 512,512"
             )
         return [parse_value(part) for part in parts]
     return raw

@@ -10,9 +10,13 @@ import torch
 from torch import nn
 
 from harness.config import ModelConfig, RunConfig
-from harness.data.datasets import DataInfo, Dataset
+from harness.data.datasets import Dataset
+from harness.data.registry import DataInfo
 from harness.nets.models import build_model
-from harness.sweep.plan import STUDIES, Sizes, calibrate, engine, layers, macs, main, split_sizes, training_work
+from harness.sweep import studies
+from harness.sweep.cost import Sizes, engine, layers, macs, split_sizes, training_work
+from harness.sweep.plan import main
+from harness.sweep.rates import calibrate
 
 
 def hooked_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -152,6 +156,7 @@ def test_calibration_gives_positive_rates_on_cpu():
     assert all(r > 0 for r in cal.rates.values()) and cal.step_s > 0 and cal.pass_s > 0
 
 
+@pytest.mark.slow
 def test_paper_plan_without_data_names_the_missing_files_and_every_study(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
     assert main(["--profile", "paper", "--calibrate-s", "0"]) == 0
@@ -164,13 +169,13 @@ def test_paper_plan_without_data_names_the_missing_files_and_every_study(tmp_pat
         "cifar10/cifar-10-batches-py/test_batch",
     ):
         assert str(tmp_path / name) in out
-    for study in STUDIES:
+    for study in studies.names():
         assert re.search(rf"^ *{study} +\d", out, re.M), study
     assert "upper bound" in out
 
     assert main(["--profile", "paper", "--calibrate-s", "0", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert [s["study"] for s in plan["studies"]] == list(STUDIES)
+    assert [s["study"] for s in plan["studies"]] == studies.names()
     assert plan["missing_files"]["mnist"] and plan["missing_files"]["cifar10"]
     shift = next(s for s in plan["studies"] if s["study"] == "shift")
     assert shift["runs"] == shift["shared_runs"] > 0 and shift["train_flops"] == shift["eval_flops"] == 0
@@ -203,7 +208,7 @@ def test_evaluation_flops_of_a_tiny_net_by_hand():
     subnetwork; 2 FLOPs per MAC on 20 test and 5 validation examples."""
     from harness.inference.evaluation import MCSettings
     from harness.inference.robustness import RobustnessSettings
-    from harness.sweep.plan import mc_work, robustness_work
+    from harness.sweep.cost import mc_work, robustness_work
 
     cfg = ModelConfig(widths=(4,), p_drop_input=0.0, p_drop_hidden=(0.5,))
     stages = layers(cfg, (16,), 3)

@@ -361,8 +361,7 @@ def compare(measures: pd.DataFrame, runs: pd.DataFrame, by: str, baseline=None) 
         raise ValueError(
             f"the runs with co-adaptation tables have {len(levels)} value{'s' * (len(levels) != 1)} of {by} "
             f"({', '.join(map(repr, levels)) or 'none'}): a comparison needs at least two groups; measure runs of "
-            "another "
-            f"{by} (`python -m harness coadapt`), or choose another column with --by"
+            f"another {by} (`python -m harness coadapt`), or choose another column with --by"
         )
     if baseline is None:
         baseline = levels[0]

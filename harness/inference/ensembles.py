@@ -135,8 +135,7 @@ def _record_ensemble(rec: Recorder, ensemble: Ensemble, p: pd.DataFrame, cols: l
             if len(idx) != len(first) or not np.array_equal(examples[idx], examples[first]):
                 raise ConfigError(
                     f"ensemble {ensemble.name}: member {member} has {len(idx)} predictions on {name}, not the "
-                    f"{len(first)} of {ensemble.run_ids[0]}; "
-                    "evaluate every member with the same robustness settings"
+                    f"{len(first)} of {ensemble.run_ids[0]}; evaluate every member with the same robustness settings"
                 )
             acc.add(torch.from_numpy(logp[idx]))
         rec.record(s, mode, k if mode != "ensemble" else acc.k, acc.mean(), acc.log_mean(), acc)

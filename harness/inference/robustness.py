@@ -41,7 +41,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from harness.data.datasets import DataInfo, Dataset
+from harness.data.datasets import Dataset
+from harness.data.registry import DataInfo
 from harness.data.shifts import (
     ALL_CORRUPTIONS,
     ANGLES,
@@ -171,15 +172,14 @@ def fit_robustness(settings: RobustnessSettings, info: DataInfo) -> tuple[Robust
         if mnist1d:
             source = (
                 "shifted test sets come from the mnist1d generator with harsher noise, scale and translation than "
-                "the training "
-                f"data ({', '.join(MNIST1D_CORRUPTIONS)} at severities {severities})"
+                f"the training data ({', '.join(MNIST1D_CORRUPTIONS)} at severities {severities})"
             )
         else:
             sigmas = GENERIC_CORRUPTIONS["gaussian_noise"]
             source = (
                 "shifted test sets add Gaussian noise to the standardized test examples (gaussian_noise at "
-                f"severities {severities}: "
-                f"sigma {', '.join(f'{sigmas[s - 1]:g}' for s in settings.severities)} standard deviations)"
+                f"severities {severities}: sigma {', '.join(f'{sigmas[s - 1]:g}' for s in settings.severities)} "
+                "standard deviations)"
             )
         gone = ["rotations"] if rotations_dropped and info.kind != "image" else []
         gone += ["image corruptions"] if any(c in CORRUPTIONS for c in dropped) else []
@@ -314,8 +314,8 @@ def evaluate_robustness(
     model.eval()
     if len(data.y_val) == 0:
         raise ConfigError(
-            f"run {run_id}: the robustness evaluation fits a temperature on the validation split, which is empty; set "
-            "data.val_fraction > 0"
+            f"run {run_id}: the robustness evaluation fits a temperature on the validation split, which is empty; "
+            "set data.val_fraction > 0"
         )
     sets = evaluation_sets(
         data, settings.angles, settings.corruptions, settings.severities, settings.unseen, settings.seed

@@ -14,10 +14,9 @@ import os
 import platform
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -27,35 +26,13 @@ from harness.data.datasets import Dataset, fingerprint, load_dataset
 from harness.errors import ConfigError, StoreError
 from harness.nets.models import DropoutNet, build_model
 from harness.nets.training import TrainResult, evaluate, train
+from harness.store.damage import damage_text
 from harness.store.identity import run_id
-from harness.store.runs import RUN_FILES, SETTINGS_SUFFIX, RunStore, load_checkpoint, owner_words, provenance
-
-if TYPE_CHECKING:
-    from harness.inference.coadaptation import CoadaptSettings
-    from harness.inference.evaluation import MCSettings
-    from harness.inference.robustness import RobustnessSettings
-
-SETTINGS_FILES = {
-    "mc": "mc" + SETTINGS_SUFFIX,
-    "coadapt": "coadapt" + SETTINGS_SUFFIX,
-    "robustness": "robustness" + SETTINGS_SUFFIX,
-}
-
-
-@dataclass(frozen=True)
-class Evaluations:
-    """What to measure on a finished run: inference modes (`mc`), co-adaptation (`coadapt`) and
-    shifted and unseen data (`robustness`). Each is cached in the run's folder under its own settings."""
-
-    mc: MCSettings | None = None
-    coadapt: CoadaptSettings | None = None
-    robustness: RobustnessSettings | None = None
-
-    def settings_json(self, kind: str) -> str:
-        return json.dumps(asdict(getattr(self, kind)), sort_keys=True)
-
-    def kinds(self) -> list[str]:
-        return [k for k in SETTINGS_FILES if getattr(self, k) is not None]
+from harness.store.leases import owner_words
+from harness.store.manifest import RUN_FILES
+from harness.store.provenance import provenance
+from harness.store.runs import RunStore, load_checkpoint
+from harness.sweep.evaluations import KINDS, Evaluations, evaluation_files, parquet
 
 
 @dataclass
@@ -79,7 +56,7 @@ class RunState:
     `status`, `execute`, the command line and the table collector.
 
     state: done (trained, status ok), diverged (or another stored status), damaged (a run file or
-    the manifest is missing, truncated or changed: retrain it), running (claimed by a live
+    the manifest is missing, truncated or changed: retrain it), running (leased by a live
     process), failed (raised before), or missing; pending: the requested evaluations it lacks or
     whose files are damaged (only for done runs); row: its runs-table row when readable; note: the
     message, error or owner, or what is damaged and how to repair it; damage: {file: what is
@@ -97,9 +74,9 @@ class RunState:
 
 
 def run_state(
-    store: RunStore, run_id: str, evaluations: Evaluations = None, claimed: dict[str, str] | None = None
+    store: RunStore, run_id: str, evaluations: Evaluations = None, leased: dict[str, str] | None = None
 ) -> RunState:
-    """Is this run done, and which of `evaluations` are pending? `claimed` (store.claimed()) can
+    """Is this run done, and which of `evaluations` are pending? `leased` (store.leases.owners()) can
     be passed in when deciding for many runs.
 
     Every run file, and the files of each requested evaluation, are hashed and checked against the
@@ -112,7 +89,7 @@ def run_state(
     if store.is_complete(run_id):
         damage = store.damage(run_id, RUN_FILES)
         if damage:
-            return RunState("damaged", none, None, store.damage_message(run_id, damage), damage)
+            return RunState("damaged", none, None, damage_text(store.damage_record(run_id, damage)), damage)
         try:
             row = store.load_row(run_id)
         except StoreError as exc:
@@ -120,12 +97,12 @@ def run_state(
         if row["status"] != "ok":
             return RunState(row["status"], none, row, row.get("message", ""))
         todo, damage = _pending(store, run_id, evaluations)
-        note = store.damage_message(run_id, damage) if damage else ""
+        note = damage_text(store.damage_record(run_id, damage)) if damage else ""
         return RunState("done", todo, row, note, damage)
-    claimed = store.claimed() if claimed is None else claimed
-    if run_id in claimed:
-        return RunState("running", none, None, f"claimed by {owner_words(claimed[run_id])}")
-    error = store.failure(run_id)
+    leased = store.leases.owners() if leased is None else leased
+    if run_id in leased:
+        return RunState("running", none, None, f"leased by {owner_words(leased[run_id])}")
+    error = store.failures.error(run_id)
     if error is not None:
         return RunState("failed", none, None, error.splitlines()[0])
     return RunState("missing", none)
@@ -154,7 +131,7 @@ def _pending(store: RunStore, run_id: str, evaluations: Evaluations) -> tuple[Ev
             continue
         wrong = store.damage(run_id, names)
         damage |= wrong
-        if wrong or store.read_bytes(run_id, SETTINGS_FILES[kind]).decode() != evaluations.settings_json(kind):
+        if wrong or store.read_bytes(run_id, KINDS[kind].settings_file).decode() != evaluations.settings_json(kind):
             todo[kind] = getattr(evaluations, kind)
     return Evaluations(**todo), damage
 
@@ -206,46 +183,11 @@ def _train_files(cfg: RunConfig, model: DropoutNet, data: Dataset) -> tuple[dict
             {"run_id": run_id(cfg), "format_version": FORMAT_VERSION, "config": cfg.to_dict()}, indent=2
         ).encode(),
         "checkpoint.pt": ckpt.getvalue(),
-        "history.parquet": _parquet(result.history),
-        "run.parquet": _parquet(pd.DataFrame([row])),
+        "history.parquet": parquet(result.history),
+        "run.parquet": parquet(pd.DataFrame([row])),
         "provenance.json": json.dumps(prov, indent=2, default=str).encode(),
     }
     return files, result.status
-
-
-def evaluation_files(run_id: str, model: DropoutNet, data: Dataset, evaluations: Evaluations) -> dict[str, bytes]:
-    """The tables of each requested evaluation, each followed by its settings file (written last,
-    so that tables whose settings file is present are complete)."""
-    files: dict[str, bytes] = {}
-    if evaluations.mc is not None:
-        from harness.inference.evaluation import evaluate_model
-
-        s = evaluations.mc
-        x, y = getattr(data, f"x_{s.split}"), getattr(data, f"y_{s.split}")
-        if len(y) == 0:
-            raise ConfigError(f"split={s.split} of run {run_id} is empty; use split=test")
-        ev, subs = evaluate_model(model, x, y, s, run_id)
-        files |= {
-            "evaluations.parquet": _parquet(ev),
-            "subnetworks.parquet": _parquet(subs),
-            SETTINGS_FILES["mc"]: evaluations.settings_json("mc").encode(),
-        }
-    if evaluations.coadapt is not None:
-        from harness.inference.coadaptation import analyze_model
-
-        c = evaluations.coadapt
-        tables = analyze_model(
-            model, getattr(data, f"x_{c.split}"), getattr(data, f"y_{c.split}"), run_id, n_pairs=c.n_pairs, seed=c.seed
-        )
-        files |= {f"{name}.parquet": _parquet(df) for name, df in tables.items()}
-        files[SETTINGS_FILES["coadapt"]] = evaluations.settings_json("coadapt").encode()
-    if evaluations.robustness is not None:
-        from harness.inference.robustness import evaluate_robustness
-
-        tables = evaluate_robustness(model, data, evaluations.robustness, run_id)
-        files |= {f"{name}.parquet": _parquet(df) for name, df in tables.items()}
-        files[SETTINGS_FILES["robustness"]] = evaluations.settings_json("robustness").encode()
-    return files
 
 
 def execute(
@@ -261,7 +203,7 @@ def execute(
     written. A diverged run is stored with status "diverged" and its message, and not evaluated.
     """
     rid = run_id(cfg)
-    st = run_state(store, rid, evaluations, claimed={})
+    st = run_state(store, rid, evaluations, leased={})
     cached = not force and st.trained
     if not cached:
         store.check_writable()  # evaluate_stored checks for itself
@@ -280,19 +222,19 @@ def evaluate_stored(
     device: str | None = None,
 ) -> None:
     """Run evaluations of a stored run (no retraining) and add their tables to its folder; `device`
-    overrides where it runs (not part of the run's identity). The run's claim is held throughout
+    overrides where it runs (not part of the run's identity). The run's lease is held throughout
     (taken here unless the caller, a sweep, holds it), so two evaluations of one run never mix
     their tables."""
     todo = evaluations if force else pending(store, run_id, evaluations)
     if not todo.kinds():
         return
     store.check_writable()  # before the computation, not after it
-    took = not store.holds(run_id)
-    if took and not store.claim(run_id):
-        owner = store.claimed().get(run_id, "another process")
+    took = not store.leases.holds(run_id)
+    if took and not store.leases.take(run_id):
+        owner = store.leases.owners().get(run_id, "another process")
         raise StoreError(f"run {run_id} is being trained or evaluated by {owner}; try again when it has finished")
     try:
-        st = run_state(store, run_id, evaluations, claimed={})  # again, under the claim
+        st = run_state(store, run_id, evaluations, leased={})  # again, under the lease
         if st.state == "damaged":
             raise StoreError(st.note)
         if st.state != "done":
@@ -310,7 +252,7 @@ def evaluate_stored(
         store.add_files(run_id, run_task(cfg, todo, state=state, threads=threads))
     finally:
         if took:
-            store.release(run_id)
+            store.leases.release(run_id)
 
 
 def runs_row(cfg: RunConfig, data: Dataset, model: DropoutNet, result: TrainResult, wall: float) -> dict:
@@ -373,12 +315,6 @@ def load_model(store: RunStore, run_id: str, device: str = "cpu") -> tuple[RunCo
     model.load_state_dict(store.load_state(run_id, device))
     model.eval()
     return cfg, model, data
-
-
-def _parquet(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
 
 
 def _fault_injection(run_id: str = "") -> None:

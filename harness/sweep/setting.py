@@ -75,7 +75,7 @@ class Adapted:
 
 
 def adapt(configs: list, evaluations, dataset: str, files: bool = True) -> Adapted:
-    """`configs` (RunConfig) and `evaluations` (harness.sweep.run.Evaluations) of one study, on `dataset`.
+    """`configs` (RunConfig) and `evaluations` (harness.sweep.evaluations.Evaluations) of one study, on `dataset`.
 
     - every config trains on `dataset`;
     - a CNN runs on images as it is, over 1-D signals with 1-D convolutions, and is skipped on flat
@@ -98,22 +98,19 @@ def adapt(configs: list, evaluations, dataset: str, files: bool = True) -> Adapt
         if info.kind == "features":
             reason = (
                 f"{label} holds flat features of shape {info.input_shape}: a convolutional net needs images or 1-D "
-                "signals "
-                "(neighbouring inputs to convolve), so this study's CNNs cannot be trained on it"
+                "signals (neighbouring inputs to convolve), so this study's CNNs cannot be trained on it"
             )
             return Adapted([], evaluations, [reason], skipped=reason)
         if min(info.input_shape[1:]) < 4:  # two poolings by 2 leave nothing to convolve
             reason = (
                 f"{label}'s inputs ({' x '.join(map(str, info.input_shape))}) are too small for this study's CNN, "
-                "which pools "
-                "twice by 2 (at least 4 along each axis), so its CNNs cannot be trained on it"
+                "which pools twice by 2 (at least 4 along each axis), so its CNNs cannot be trained on it"
             )
             return Adapted([], evaluations, [reason], skipped=reason)
         if info.kind == "signal":
             notes.append(
                 f"the CNN convolves over {label}'s 1-D signals ({' x '.join(map(str, info.input_shape))}): Conv1d "
-                "blocks "
-                "in place of Conv2d, the same sites, channels and widths"
+                "blocks in place of Conv2d, the same sites, channels and widths"
             )
     out, said = cap_sizes(out, info, files)
     notes += said
@@ -152,15 +149,15 @@ def scale_budgets(configs: list, dataset: str) -> tuple[list, list[str]]:
     times = " and ".join(f"{k}x" for k in sorted(scaled))
     return out, [
         f"training budgets {times} the profile's (epochs, or steps where a study fixes steps): runs on {label} take "
-        "longer "
-        "to stop by patience (harness.sweep.profiles.BUDGET_SCALE); the learning rate at each step is unchanged"
+        "longer to stop by patience (harness.sweep.profiles.BUDGET_SCALE); the learning rate at each step is "
+        "unchanged"
     ]
 
 
 def cap_sizes(configs: list, info=None, files: bool = True) -> tuple[list, list[str]]:
     """Configs whose `data.train_size` exceeds the training examples their dataset holds, capped at
     that number, and a note saying so (none when nothing was capped). `info`: the data's
-    `harness.data.datasets.DataInfo`, needed only when `files` is False."""
+    `harness.data.registry.DataInfo`, needed only when `files` is False."""
     out, capped = list(configs), {}
     for i, c in enumerate(out):
         if c.data.train_size is not None:
@@ -182,7 +179,8 @@ def cap_sizes(configs: list, info=None, files: bool = True) -> tuple[list, list[
 
 @functools.lru_cache(maxsize=64)
 def _available(dataset: str, val_fraction: float, split_seed: int, sources: tuple) -> int:
-    from harness.data.datasets import TEST_FRACTION, TEST_SPLIT_SEED, load_raw, stratified_split
+    from harness.data.datasets import load_raw
+    from harness.data.splits import TEST_FRACTION, TEST_SPLIT_SEED, stratified_split
 
     raw = load_raw(dataset)
     y = raw.y
@@ -197,12 +195,12 @@ def available_train(dataset: str, val_fraction: float, split_seed: int, info=Non
     """How many training examples a run on `dataset` can have: the non-test pool less its stratified
     validation split (exact, as `harness.data.datasets.load_dataset` splits; from the pool's size when the
     files are not read)."""
-    from harness.data.datasets import _sources
+    from harness.data.datasets import source_stamps
 
     if not files:
         return round((1 - val_fraction) * info.n_examples)
     return _available(
-        dataset, val_fraction, split_seed, _sources(dataset)
+        dataset, val_fraction, split_seed, source_stamps(dataset)
     )  # once per dataset, split and state of its files
 
 
@@ -258,9 +256,8 @@ def check_caps(configs: list, evaluations) -> tuple[list, object, list[str]]:
             ),
         )
     notes = [
-        f"paper-check: every run trains {CHECK_STEPS} steps, widths and channels divided by {CHECK_WIDTH_DIVISOR}, at "
-        f"most {CHECK_T} "
-        "subnetworks per average: these outputs prove the pipeline, they are not results"
+        f"paper-check: every run trains {CHECK_STEPS} steps, widths and channels divided by {CHECK_WIDTH_DIVISOR}, "
+        f"at most {CHECK_T} subnetworks per average: these outputs prove the pipeline, they are not results"
     ]
     return out, ev, notes
 

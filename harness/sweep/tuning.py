@@ -130,16 +130,16 @@ def tuning_table(configs: list[RunConfig], grid: tuple[float, ...], store) -> pd
     from harness.sweep.run import run_state
 
     tuning = tuning_configs(configs, grid)
-    states = {run_id(c): run_state(store, run_id(c), claimed={}) for c in tuning}
+    states = {run_id(c): run_state(store, run_id(c), leased={}) for c in tuning}
     lacking = [rid for rid, st in states.items() if st.row is None]
     damaged = [st.note for st in states.values() if st.state == "damaged"]
     if damaged:  # the note names the run, the file and the repair
         raise ConfigError(f"{len(damaged)} tuning runs (learning rate per arm) have damaged files, e.g. {damaged[0]}")
     if lacking:
         raise ConfigError(
-            f"{len(lacking)} tuning runs (learning rate per arm) are not in the store {store.root}, e.g. {lacking[0]}; "
-            "run the study first (`python -m harness run experiments/STUDY.py`), which trains them before the other "
-            "seeds"
+            f"{len(lacking)} tuning runs (learning rate per arm) are not in the store {store.root}, e.g. "
+            f"{lacking[0]}; run the study first (`python -m harness run experiments/STUDY.py`), which trains them "
+            "before the other seeds"
         )
     rows = []
     for i, runs in enumerate(arms(configs).values()):

@@ -1,0 +1,115 @@
+"""The evaluation kinds' one registry (`harness.sweep.evaluations.KINDS`): every stage reads it, and a new kind
+is its own module plus one registry entry."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.inference.evaluation import MCSettings
+from harness.sweep.evaluations import KINDS, SETTINGS_FILES, Evaluations, evaluation_files
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_evaluations_has_one_field_per_kind_in_registry_order():
+    assert list(Evaluations.__dataclass_fields__) == list(KINDS) == ["mc", "coadapt", "robustness"]
+    assert SETTINGS_FILES == {k: f"{k}_settings.json" for k in KINDS}
+    ev = Evaluations(robustness=KINDS["robustness"].settings(), mc=MCSettings(T=3))
+    assert ev.kinds() == ["mc", "robustness"]  # registry order, not the order they were given in
+    assert ev.settings_json("mc").startswith('{"T": 3, ')
+    assert Evaluations() == Evaluations() and hash(Evaluations()) == hash(Evaluations())
+
+
+def test_an_evaluations_object_survives_pickling_for_worker_processes():
+    import pickle
+
+    ev = Evaluations(mc=MCSettings(T=7))
+    assert pickle.loads(pickle.dumps(ev)) == ev
+
+
+def test_each_kinds_tables_come_before_its_settings_file():
+    import torch
+
+    from harness.config import DataConfig, ModelConfig
+    from harness.data.datasets import load_dataset
+    from harness.nets.models import build_model
+
+    data = load_dataset(DataConfig(name="digits"))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=(8,)), data.input_shape, data.n_classes).eval()
+    files = evaluation_files("r0", model, data, Evaluations(mc=MCSettings(T=2, streams=1, per_example=False)))
+    assert list(files) == ["evaluations.parquet", "subnetworks.parquet", "mc_settings.json"]
+
+
+TOY_MODULE = '''
+"""A toy evaluation kind: the mean weight-scaled logit per class."""
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+
+@dataclass(frozen=True)
+class ToySettings:
+    split: str = "test"
+
+
+def toy_tables(model, data, settings, run_id):
+    with torch.no_grad():
+        logits = model(getattr(data, f"x_{settings.split}"))
+    means = logits.mean(0).tolist()
+    return {"toy": pd.DataFrame({"run_id": run_id, "cls": range(len(means)), "mean_logit": means})}
+
+
+def toy_work(settings, stages, net, sizes):
+    from harness.sweep.cost import Work
+
+    w = Work()
+    w.add("infer:" + net, 1000.0, 1)
+    return w
+'''
+
+TOY_RUN = """
+import sys
+from harness.config import RunConfig
+from harness.inference.toy import ToySettings
+from harness.store.runs import RunStore
+from harness.sweep.evaluations import Evaluations
+from harness.sweep.run import execute, run_state
+
+cfg = RunConfig().replace(**{"data.name": "digits", "model.widths": [8], "train.epochs": 1, "train.lr": 0.05})
+store = RunStore(sys.argv[1])
+rid = execute(cfg, store, evaluations=Evaluations(toy=ToySettings())).run_id
+print(store.manifest(rid)["evaluations"]["toy"])
+print(store.read_table("toy", [rid]).shape)
+print(run_state(store, rid, Evaluations(toy=ToySettings())).pending.kinds())
+print(run_state(store, rid, Evaluations(toy=ToySettings(split="val"))).pending.kinds())
+"""
+
+
+def test_a_new_kind_is_its_module_and_one_registry_entry(tmp_path):
+    """In a copy of the harness: a toy kind added by writing its module and one line of KINDS is computed,
+    recorded in the run's manifest, read back, and pending again when its settings change."""
+    shutil.copytree(ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "harness" / "inference" / "toy.py").write_text(TOY_MODULE)
+    registry = tmp_path / "harness" / "sweep" / "evaluations.py"
+    text = registry.read_text()
+    last = next(
+        line for line in text.splitlines(keepends=True) if line.startswith('        EvaluationKind("robustness"')
+    )
+    assert text.count(last) == 1
+    entry = '        EvaluationKind("toy", ToySettings, ("toy",), toy_tables, toy_work),\n'
+    text = text.replace(last, last + entry)
+    future = "from __future__ import annotations\n"
+    text = text.replace(future, future + "from harness.inference.toy import ToySettings, toy_tables, toy_work\n", 1)
+    registry.write_text(text)
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    out = subprocess.run(
+        [sys.executable, "-c", TOY_RUN, str(tmp_path / "runs")], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    manifest_files, shape, same, changed = out.stdout.strip().splitlines()
+    assert manifest_files == "['toy.parquet', 'toy_settings.json']"
+    assert shape == "(10, 3)"  # digits: 10 classes
+    assert same == "[]" and changed == "['toy']"
