@@ -41,23 +41,14 @@ EXECUTOR ?= processes
 WORKERS ?=
 export HARNESS_STORE := $(abspath $(STORE))
 
-STUDIES := mc_vs_ws keep_sweep data_size features coadaptation rate_grid placement exact ensemble_vs_dropout shift
-FIGURES := mc_convergence subnetwork_errors keep_sweep data_size features sparsity correlations coadaptation rate_grid placement exact diversity shift entropy
-# the study whose tables each figure reads
-study_mc_convergence := mc_vs_ws
-study_subnetwork_errors := mc_vs_ws
-study_keep_sweep := keep_sweep
-study_data_size := data_size
-study_features := features
-study_sparsity := features
-study_correlations := coadaptation
-study_coadaptation := coadaptation
-study_rate_grid := rate_grid
-study_placement := placement
-study_exact := exact
-study_diversity := ensemble_vs_dropout
-study_shift := shift
-study_entropy := shift
+# the studies and the figures drawn from each study's tables, from their one list (harness/sweep/studies.py)
+STUDY_WORDS := $(shell $(PYTHON) -m harness.sweep.studies make)
+$(if $(STUDY_WORDS),,$(error cannot read the list of studies: `$(PYTHON) -m harness.sweep.studies make` failed; set PYTHON to a Python 3.11 or newer))
+STUDIES := $(patsubst s/%,%,$(filter s/%,$(STUDY_WORDS)))
+FIGURE_STUDY := $(patsubst f/%,%,$(filter f/%,$(STUDY_WORDS)))
+FIGURES := $(foreach p,$(FIGURE_STUDY),$(firstword $(subst =, ,$(p))))
+# study_FIGURE: the study whose tables FIGURE reads
+$(foreach p,$(FIGURE_STUDY),$(eval study_$(firstword $(subst =, ,$(p))) := $(lastword $(subst =, ,$(p)))))
 
 REPORT := $(OUTDIR)reports/$(SETTING)
 TABLES := $(REPORT)/tables
@@ -67,7 +58,7 @@ LIB := $(wildcard harness/*.py harness/*/*.py)
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help all experiments tables figures report test bench data venv clean baseline plan paper-check generality $(STUDIES)
+.PHONY: help all experiments tables figures report test test-fast lint bench data venv clean baseline plan paper-check generality $(STUDIES)
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,7 +89,7 @@ report: $(REPORT)/index.html ## the report: Markdown, CSV and one HTML page with
 
 # a study's runs, look by look (analysis/looks.py): the next look's seeds only while a claim row is
 # still open; the stamp holds the look reached, and the tables collect that look's runs
-$(STAMPS)/%: experiments/%.py $(LIB) analysis/looks.py analysis/claims.py analysis/tables.py analysis/labels.py analysis/presentation.py $(DATAFILE) | $(INSTALLED)
+$(STAMPS)/%: experiments/%.py $(LIB) analysis/looks.py analysis/claims.py analysis/claim_specs.py analysis/claim_values.py analysis/tables.py analysis/labels.py analysis/presentation.py $(DATAFILE) | $(INSTALLED)
 	@mkdir -p $(@D)
 	$(PY) -m analysis.looks $* --profile $(PROFILE) $(DSFLAG) --stamp $@ --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
 
@@ -119,7 +110,7 @@ FORCE:
 $(FIGDIR)/%.png: analysis/fig_%.py analysis/style.py analysis/labels.py analysis/tables.py analysis/paths.py harness/stats/intervals.py $$(TABLES)/$$(study_$$*)/runs.parquet | $(INSTALLED)
 	$(PY) -m analysis.fig_$* --profile $(PROFILE) $(DSFLAG)
 
-$(REPORT)/index.html: analysis/report.py analysis/claims.py harness/stats/sequential.py analysis/presentation.py analysis/tables.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats/intervals.py harness/stats/verdicts.py harness/inference/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
+$(REPORT)/index.html: analysis/report.py analysis/summaries.py analysis/claims.py analysis/claim_specs.py analysis/claim_values.py harness/stats/sequential.py analysis/presentation.py analysis/tables.py analysis/reference.py analysis/labels.py analysis/paths.py harness/stats/intervals.py harness/stats/verdicts.py harness/inference/coadaptation.py $(STUDIES:%=$(TABLES)/%/runs.parquet) $(FIGURES:%=$(FIGDIR)/%.png) | $(INSTALLED)
 	$(PY) -m analysis.report --profile $(PROFILE) $(DSFLAG)
 
 $(STUDIES): %: $(TABLES)/%/runs.parquet
@@ -147,8 +138,16 @@ paper-check: $(INSTALLED) ## prove the paper profile end to end on stand-in data
 	HARNESS_CHECK=1 HARNESS_DATA_DIR="$$dir/data" $(MAKE) --no-print-directory all PROFILE=paper DATASET= OUT="$$dir" STORE="$$dir/runs" && \
 	echo "paper-check passed: every study of the paper profile ran end to end on stand-in data; report: $$dir/reports/paper/index.html"
 
-test: $(INSTALLED) ## set up, then run the whole test suite
-	$(PY) -m pytest -q
+test: lint ## set up, check formatting and lint, run the whole test suite and list its ten slowest tests
+	$(PY) -m pytest -q --durations=10
+
+# the tests marked slow (pyproject.toml's markers): whole studies, make end to end, Ray, process races, simulations
+test-fast: $(INSTALLED) ## the unit tests: every test not marked slow (the loop while editing; `make test` runs all)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(INSTALLED) ## check formatting and lint as CI does (ruff format --check, ruff check)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 
 bench: $(INSTALLED) ## benchmarks (ratios measured in one run), saved as JSON under bench/
 	@mkdir -p bench

@@ -45,16 +45,18 @@ def store_copy(trained, tmp_path):
 # -- damaged store files -------------------------------------------------------------------------
 
 
-def test_non_utf8_mc_settings_is_no_traceback(store_copy, capsys):
+def test_non_utf8_mc_settings_is_an_evaluation_computed_again(store_copy, capsys):
     s, run_id = store_copy
     assert run_cli(["mc", run_id, "--T", "4", "--streams", "1", "--store", s], capsys)[0] == 0
+    settings = (s / run_id / "mc_settings.json").read_bytes()
     (s / run_id / "mc_settings.json").write_bytes(b"\xff\xfe{not utf-8")
     rc, out, err = run_cli(["mc", run_id, "--T", "4", "--streams", "1", "--store", s], capsys)
-    if rc == 0:  # damaged settings are an evaluation to redo
-        assert "evaluated" in out
-        assert (s / run_id / "mc_settings.json").read_text().startswith("{")
-    else:
-        assert rc == 2 and "mc_settings.json" in err
+    # A settings file is an evaluation's file, not a run file: its bytes no longer match the run's manifest, so
+    # `harness.sweep.run.run_state` keeps the run done and makes its mc evaluation pending (never decoding the
+    # damaged bytes), and `cmd_mc` computes it again: exit 0, with the settings file written afresh.
+    assert rc == 0, err
+    assert "evaluated" in out and "loaded from the store" not in out
+    assert (s / run_id / "mc_settings.json").read_bytes() == settings
 
 
 def test_garbage_failure_record_names_the_file(tmp_path, trained, capsys):
@@ -85,7 +87,7 @@ MINI = """
 from harness.config import RunConfig
 from harness.inference.ensembles import ensembles_of
 from harness.inference.robustness import RobustnessSettings
-from harness.sweep.run import Evaluations
+from harness.sweep.evaluations import Evaluations
 
 NAME = "mini"
 
@@ -264,7 +266,7 @@ EXPERIMENT_CASES = {
     "ensembles int": (GOOD + "def ensembles(profile):\n    return 7\n", "ensembles('smoke') returned int"),
     "evaluations str": (
         GOOD + "def evaluations(profile):\n    return 'mc'\n",
-        "evaluations('smoke') returned str, expected harness.sweep.run.Evaluations",
+        "evaluations('smoke') returned str, expected harness.sweep.evaluations.Evaluations",
     ),
     "exit in configs": (
         GOOD.replace("    return [", "    import sys; sys.exit(3)\n    return ["),
@@ -478,7 +480,7 @@ def test_refusals_of_run_and_runs_write_no_folder(tmp_path, capsys, monkeypatch)
     )
     assert (
         rc == 2 and "holds out no validation examples" in err and not (tmp_path / "s").exists()
-    )  # no store, no .claims/
+    )  # no store, no .leases/
 
 
 @pytest.mark.parametrize(

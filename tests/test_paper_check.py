@@ -6,24 +6,14 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from harness.data.datasets import load_raw
 from harness.data.standins import write_all
 from harness.store.runs import RunStore
+from harness.sweep.studies import names
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = (
-    "mc_vs_ws",
-    "keep_sweep",
-    "data_size",
-    "features",
-    "coadaptation",
-    "rate_grid",
-    "placement",
-    "exact",
-    "ensemble_vs_dropout",
-    "shift",
-)
 
 
 def test_stand_ins_are_read_by_the_real_loaders(tmp_path, monkeypatch):
@@ -34,11 +24,12 @@ def test_stand_ins_are_read_by_the_real_loaders(tmp_path, monkeypatch):
         assert raw.x.shape[1:] == shape and raw.x_test.shape[1:] == shape and sorted(set(raw.y)) == list(range(10))
 
 
+@pytest.mark.slow
 def test_paper_check_runs_every_study_of_the_paper_profile_end_to_end(tmp_path):
     """`make -j2 paper-check` on a fresh store exits 0 with every study's tables, the claims and the
     page. It is also the make -j2 regression test on a fresh store: before, the `shift` sweep met the
-    runs the concurrent `ensemble_vs_dropout` sweep had claimed and exited 1, so make exited 2; no
-    claim may be left behind."""
+    runs the concurrent `ensemble_vs_dropout` sweep had leased and exited 1, so make exited 2; no
+    lease may be left behind."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -56,10 +47,10 @@ def test_paper_check_runs_every_study_of_the_paper_profile_end_to_end(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "paper-check passed" in done.stdout
-    assert "claimed by another sweep" not in done.stderr
-    assert RunStore(tmp_path / "runs").claimed() == {}
+    assert "leased by another sweep" not in done.stderr
+    assert RunStore(tmp_path / "runs").leases.owners() == {}
     report = tmp_path / "reports" / "paper"
-    for study in STUDIES:
+    for study in names():
         runs = pd.read_parquet(report / "tables" / study / "runs.parquet")
         assert len(runs) and set(runs.profile) == {"paper"} and runs.steps.max() == 3  # cut down, and every run trained
         assert json.loads((report / "tables" / study / "adaptation.json").read_text())["notes"][0].startswith(

@@ -11,6 +11,7 @@ from analysis.claims import CLAIMS, COLUMNS
 from harness.stats.verdicts import MIN_N, VERDICTS
 from harness.store.identity import run_id
 from harness.store.runs import RunStore
+from harness.sweep import studies
 from harness.sweep.executors import run_sweep
 from harness.sweep.experiment import load_experiment, resolve
 from harness.sweep.tuning import arm_key
@@ -28,7 +29,11 @@ STUDY_TABLES = {
     "ensemble_vs_dropout": {"runs", "shift", "ood", "entropy_hist", "members"},
     "shift": {"runs", "shift", "ood", "entropy_hist", "members"},
 }
-FIGURES = {f: s for s, figs in report.STUDIES.items() for f in figs}
+FIGURES = studies.figures()  # {figure: the study whose tables it reads}
+
+
+def test_every_study_of_the_registry_is_checked_here():
+    assert list(STUDY_TABLES) == studies.names()
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +64,7 @@ def suite(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_every_study_writes_its_tables(suite):
     for study, names in STUDY_TABLES.items():
         folder = suite / "reports" / "smoke" / "tables" / study
@@ -87,6 +93,7 @@ def test_every_study_writes_its_tables(suite):
     assert {"run_id", "layer", "metric", "value", "p_drop_hidden"} <= set(co.columns)
 
 
+@pytest.mark.slow
 def test_every_figure_is_written(suite):
     for fig in FIGURES:
         for ext in ("pdf", "png", "txt"):
@@ -94,6 +101,7 @@ def test_every_figure_is_written(suite):
             assert path.is_file() and path.stat().st_size > 0, path
 
 
+@pytest.mark.slow
 def test_report_has_claims_tables_and_figures(suite):
     out = suite / "reports" / "smoke"
     claims = pd.read_csv(out / "claims.csv")
@@ -119,6 +127,7 @@ def test_report_has_claims_tables_and_figures(suite):
     assert ood.filter(like="_ci_").stack().between(0, 1).all()  # intervals of rates are cut to [0, 1]
 
 
+@pytest.mark.slow
 def test_robustness_tables_carry_replicates_and_ensembles(suite):
     folder = suite / "reports" / "smoke" / "tables" / "shift"
     sh = pd.read_parquet(folder / "shift.parquet")
@@ -148,6 +157,7 @@ def test_studies_that_share_a_run_agree_on_its_evaluations(profile):
                 assert seen[1] == settings, f"run {run_id(cfg)}: {kind} settings of {seen[0]} and {study} differ"
 
 
+@pytest.mark.slow
 def test_the_looks_driver_bounds_every_studys_tested_rows(suite):
     """The driver counts the rows of studies not collected yet from `tested_rows_at_most`, before
     their tables exist: the bound holds on every study's tables, and is exact where every row is there."""

@@ -121,8 +121,7 @@ def test_verify_checks_an_output_folder(out, tmp_path, capsys):
     text = capsys.readouterr().out
     assert (
         f"tables {out}/reports/quick-mnist1d/tables/shift: shift.parquet: changed: its SHA-256 differs from the "
-        "manifest's; "
-        f"collect them again: `make shift PROFILE=quick DATASET=mnist1d OUT={out}`"
+        f"manifest's; collect them again: `make shift PROFILE=quick DATASET=mnist1d OUT={out}`"
     ) in text
     assert harness_main(["verify", "--store", str(store), "--out", str(tmp_path / "nosuch")]) == 2
 
@@ -142,7 +141,7 @@ def test_the_rebuild_command_of_a_npz_setting_names_its_file(tmp_path, monkeypat
         {"dataset": path, "skipped": None, "notes": []},
     )
     assert tables.rebuild_command(setting, "exact") == (
-        f"`make exact PROFILE=smoke DATASET='{path}' OUT={tmp_path}` "
-        f"(or `python -m analysis.tables exact --profile smoke --dataset '{path}'`)"
+        f"`make exact PROFILE=smoke DATASET='{path}' OUT={tmp_path}` (or `python -m analysis.tables exact --profile "
+        f"smoke --dataset '{path}'`)"
     )
     assert "DATASET=PATH/OF/THE.npz" in rebuild_command(setting, "exact")  # no folder to read the path from
