@@ -60,14 +60,13 @@ def toy_tables(model, data, settings, run_id):
         logits = model(getattr(data, f"x_{settings.split}"))
     means = logits.mean(0).tolist()
     return {"toy": pd.DataFrame({"run_id": run_id, "cls": range(len(means)), "mean_logit": means})}
+'''
 
+TOY_COST = '''
 
-def toy_work(settings, stages, net, sizes):
-    from harness.sweep.cost import Work
-
-    w = Work()
-    w.add("infer:" + net, 1000.0, 1)
-    return w
+def toy_work(settings, stages, kind, sizes):
+    """One forward pass over the test split."""
+    return Work().add(f"infer:{kind}", 2.0 * sizes.test, 1)
 '''
 
 TOY_RUN = """
@@ -85,14 +84,24 @@ print(store.manifest(rid)["evaluations"]["toy"])
 print(store.read_table("toy", [rid]).shape)
 print(run_state(store, rid, Evaluations(toy=ToySettings())).pending.kinds())
 print(run_state(store, rid, Evaluations(toy=ToySettings(split="val"))).pending.kinds())
+from harness.sweep.cost import Sizes
+from harness.sweep.evaluations import evaluation_work
+print(evaluation_work(Evaluations(toy=ToySettings()), [], "mlp", Sizes(80, 20, 30))["toy"].flops)
+from harness.cli import main
+(store.path(rid) / "toy.parquet").write_bytes(b"damaged")
+print(main(["verify", "--store", sys.argv[1]]), main(["verify", "--repair", "--store", sys.argv[1]]))
+print(store.read_table("toy", [rid]).shape)
 """
 
 
 def test_a_new_kind_is_its_module_and_one_registry_entry(tmp_path):
-    """In a copy of the harness: a toy kind added by writing its module and one line of KINDS is computed,
-    recorded in the run's manifest, read back, and pending again when its settings change."""
+    """In a copy of the harness: a toy kind added by writing its module, its cost and one line of KINDS is
+    computed, recorded in the run's manifest, read back, pending again when its settings change, costed by the
+    plan, and found damaged and computed again by `verify --repair`."""
     shutil.copytree(ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "harness" / "inference" / "toy.py").write_text(TOY_MODULE)
+    cost = tmp_path / "harness" / "sweep" / "cost.py"
+    cost.write_text(cost.read_text() + TOY_COST)
     registry = tmp_path / "harness" / "sweep" / "evaluations.py"
     text = registry.read_text()
     last = next(
@@ -102,14 +111,18 @@ def test_a_new_kind_is_its_module_and_one_registry_entry(tmp_path):
     entry = '        EvaluationKind("toy", ToySettings, ("toy",), toy_tables, toy_work),\n'
     text = text.replace(last, last + entry)
     future = "from __future__ import annotations\n"
-    text = text.replace(future, future + "from harness.inference.toy import ToySettings, toy_tables, toy_work\n", 1)
+    imports = "from harness.inference.toy import ToySettings, toy_tables\nfrom harness.sweep.cost import toy_work\n"
+    text = text.replace(future, future + imports, 1)
     registry.write_text(text)
     (tmp_path / "data").symlink_to(ROOT / "data")
     out = subprocess.run(
         [sys.executable, "-c", TOY_RUN, str(tmp_path / "runs")], cwd=tmp_path, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    manifest_files, shape, same, changed = out.stdout.strip().splitlines()
+    lines = out.stdout.strip().splitlines()
+    manifest_files, shape, same, changed, flops, verified, shape_after = lines[:5] + lines[-2:]
     assert manifest_files == "['toy.parquet', 'toy_settings.json']"
-    assert shape == "(10, 3)"  # digits: 10 classes
+    assert shape == shape_after == "(10, 3)"  # digits: 10 classes
     assert same == "[]" and changed == "['toy']"
+    assert flops == "{'infer:mlp': 60.0}"
+    assert verified == "1 0"  # damaged before the repair, whole after it

@@ -480,7 +480,7 @@ def test_refusals_of_run_and_runs_write_no_folder(tmp_path, capsys, monkeypatch)
     )
     assert (
         rc == 2 and "holds out no validation examples" in err and not (tmp_path / "s").exists()
-    )  # no store, no .leases/
+    )  # no store, no .claims/
 
 
 @pytest.mark.parametrize(

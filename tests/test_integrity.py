@@ -51,8 +51,8 @@ def test_a_run_evaluated_elsewhere_is_not_evaluated_twice_at_once(store, tiny_cf
     rid = execute(tiny_cfg, store).run_id
     other = subprocess.Popen(["sleep", "60"])
     try:
-        (store.root / ".leases").mkdir(exist_ok=True)
-        (store.root / ".leases" / rid).write_text(f"{socket.gethostname()} {other.pid}")
+        (store.root / ".claims").mkdir(exist_ok=True)
+        (store.root / ".claims" / rid).write_text(f"{socket.gethostname()} {other.pid}")
         with pytest.raises(StoreError, match="being trained or evaluated by"):
             evaluate_stored(store, rid, mc(4, 2))
         assert main(["mc", rid, "--T", "4", "--streams", "2", "--store", str(store.root)]) == 2
@@ -221,8 +221,8 @@ def test_taking_over_a_dead_lease_is_atomic(tmp_path):
     ]
     try:
         assert wait_for(lambda: all((tmp_path / f"ready-{p.pid}").exists() for p in procs))
-        (store.root / ".leases").mkdir()
-        (store.root / ".leases" / "r1").write_text(f"{socket.gethostname()} {_dead_pid()}")
+        (store.root / ".claims").mkdir()
+        (store.root / ".claims" / "r1").write_text(f"{socket.gethostname()} {_dead_pid()}")
         (tmp_path / "start").touch()
         assert wait_for(lambda: any(pause.glob("takeover-*")))
         time.sleep(1.0)  # the other process is leasing meanwhile
@@ -232,7 +232,7 @@ def test_taking_over_a_dead_lease_is_atomic(tmp_path):
         results = [p.stdout.readline().strip() for p in procs]
         assert sorted(results) == ["False", "True"]
         winner = procs[results.index("True")]  # either may win the create that follows the removal
-        assert (store.root / ".leases" / "r1").read_text().split()[:2] == [socket.gethostname(), str(winner.pid)]
+        assert (store.root / ".claims" / "r1").read_text().split()[:2] == [socket.gethostname(), str(winner.pid)]
     finally:
         (tmp_path / "done").touch()
         for p in procs:

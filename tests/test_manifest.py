@@ -307,15 +307,15 @@ def test_verify_names_a_run_it_skipped_under_a_live_lease_and_exits_3(study, cap
     """A lease of another host cannot be checked from here: the run is not verified, so the store is
     not called whole (issue 25, item 2); the message says how to clear the lease."""
     exp, store, rid = study
-    (store.root / ".leases").mkdir(exist_ok=True)
-    (store.root / ".leases" / rid).write_text("otherhost 4242 0f0f0f0f-0000-0000-0000-000000000000 123")
+    (store.root / ".claims").mkdir(exist_ok=True)
+    (store.root / ".claims" / rid).write_text("otherhost 4242 0f0f0f0f-0000-0000-0000-000000000000 123")
     damage(store.path(rid) / "checkpoint.pt", "flip")  # not seen: the run is held
     assert main(["verify", "--store", str(store.root)]) == 3
     out = capsys.readouterr().out
     assert (
         f"run {rid}: not checked: leased by otherhost 4242 (a process of another host, which cannot be checked from "
         "here): verify again when it has finished, or if that sweep is gone, remove its lease (`rm "
-        f"{store.root}/.leases/{rid}`)"
+        f"{store.root}/.claims/{rid}`)"
     ) in out
     assert (
         "1 runs checked (1 leased by a live process, not checked): the files checked match their manifests, but the "
@@ -323,7 +323,7 @@ def test_verify_names_a_run_it_skipped_under_a_live_lease_and_exits_3(study, cap
     )
     assert "every file matches" not in out
     assert main(["verify", "--repair", "--store", str(store.root)]) == 3
-    (store.root / ".leases" / rid).unlink()
+    (store.root / ".claims" / rid).unlink()
     assert (
         main(["verify", "--store", str(store.root)]) == 1
         and f"run {rid}: checkpoint.pt: changed" in capsys.readouterr().out

@@ -74,7 +74,7 @@ def test_the_run_store_opens_while_another_process_moves_folders_away(tmp_path, 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = []
-    for folder in ("r1", ".leases", ".failed"):  # a dead writer's file in each place one can be left
+    for folder in ("r1", ".claims", ".failed"):  # a dead writer's file in each place one can be left
         (root / folder).mkdir(exist_ok=True)
         fd, mine = create_tmp(root / folder, tmp_prefix("x.json"))
         os.close(fd)

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -82,3 +83,14 @@ def test_tables_are_tidy_and_readable_with_pandas(store, tiny_cfg):
     df = pd.read_parquet(rec.path / "evaluations.parquet")
     assert df.to_dict("records") == [{"run_id": rec.run_id, "metric": "error", "value": 0.1}]
     assert len(store.read_table("evaluations")) == 1
+
+
+def test_a_damage_error_crosses_process_boundaries_whole():
+    """A worker's DamageError reaches the parent (pickled by pools and Ray) with its record and words."""
+    import pickle
+
+    from harness.store.damage import Damage, DamageError
+
+    err = DamageError(Damage(Path("/s"), "abc123", {"history.parquet": "truncated: 1 of 9 bytes"}, {}))
+    back = pickle.loads(pickle.dumps(err))
+    assert back.damage == err.damage and str(back) == str(err) and "abc123" in str(back)

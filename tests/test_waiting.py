@@ -56,7 +56,7 @@ def umask() -> int:
 
 
 def lease_path(store: RunStore, run_id: str) -> Path:
-    return store.root / ".leases" / run_id
+    return store.root / ".claims" / run_id
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def fast_polls(monkeypatch):
 
 def test_a_lease_is_written_whole_with_the_umask_mode(store):
     assert store.leases.take("r1") and store.leases.holds("r1")
-    folder = store.root / ".leases"
+    folder = store.root / ".claims"
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
     assert (
@@ -125,7 +125,7 @@ def test_a_lease_is_written_whole_with_the_umask_mode(store):
 def test_an_empty_or_garbled_lease_is_debris_and_taken_over(store, content):
     """Before, an empty lease (a full disk or a kill between creating and writing it) was never taken
     over: every later sweep skipped the run and `status` showed it as running."""
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease_path(store, "r1").write_bytes(content)
     assert store.leases.take("r1") and store.leases.holds("r1")
     assert lease_path(store, "r1").read_text() == hs._me()
@@ -137,7 +137,7 @@ def test_an_empty_or_garbled_lease_is_debris_and_taken_over(store, content):
 def test_a_sweep_computes_a_run_whose_lease_file_is_empty(tmp_path, capsys):
     store = RunStore(tmp_path / "runs")
     cfg = configs([0])[0]
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease_path(store, run_id(cfg)).write_bytes(b"")
     assert sweep_status([cfg], store).state.tolist() == ["pending"]  # not "running"
     lease_path(store, run_id(cfg)).write_bytes(b"")
@@ -149,7 +149,7 @@ def test_a_sweep_computes_a_run_whose_lease_file_is_empty(tmp_path, capsys):
 
 
 def test_a_live_owners_lease_is_kept(store, sleeper):
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease_path(store, "r1").write_text(f"{HOST} {sleeper.pid}")
     assert not store.leases.take("r1") and not store.leases.holds("r1")
     assert store.leases.owners() == {"r1": f"{HOST} {sleeper.pid}"}
@@ -158,7 +158,7 @@ def test_a_live_owners_lease_is_kept(store, sleeper):
 
 
 def test_a_live_owners_lease_with_its_boot_and_start_time_is_kept(store, sleeper):
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     owner = f"{HOST} {sleeper.pid} {hs._boot_id()} {hs._start_time(sleeper.pid)}"
     lease_path(store, "r1").write_text(owner)
     assert not store.leases.take("r1") and store.leases.owners() == {"r1": owner}
@@ -169,7 +169,7 @@ def test_a_live_owners_lease_with_its_boot_and_start_time_is_kept(store, sleeper
 def test_a_lease_whose_pid_is_now_another_process_is_taken_over(store, sleeper, which):
     """After a restart or a pid wrap, a lease of a killed sweep names a pid that is alive but is
     another process: before, the next sweep waited for it forever (issue 25, item 3)."""
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     start = int(hs._start_time(sleeper.pid))
     owner = (
         f"{HOST} {sleeper.pid} {hs._boot_id()} {start - 1}"
@@ -185,7 +185,7 @@ def test_a_lease_whose_pid_is_now_another_process_is_taken_over(store, sleeper, 
 def test_a_lease_naming_pid_1_with_another_start_time_does_not_block_a_sweep(tmp_path, capsys):
     store = RunStore(tmp_path / "runs")
     cfg = configs([0])[0]
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease_path(store, run_id(cfg)).write_text(f"{HOST} 1 {hs._boot_id()} {int(hs._start_time(1)) + 12345}")
     summary = run_sweep([cfg], store, threads=1, wait_limit_s=30)
     assert summary.done == 1 and not summary.skipped and store.is_complete(run_id(cfg))
@@ -194,7 +194,7 @@ def test_a_lease_naming_pid_1_with_another_start_time_does_not_block_a_sweep(tmp
 def test_an_older_harness_lease_older_than_its_process_is_stale(store, sleeper):
     """A lease as older harnesses wrote it ("host pid") has no start time: its file's age tells when
     the pid's process started after the lease was written."""
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease_path(store, "r1").write_text(f"{HOST} {sleeper.pid}")
     assert store.leases.owners() == {"r1": f"{HOST} {sleeper.pid}"}  # written after the process started: kept
     old = time.time() - 3600
@@ -205,7 +205,7 @@ def test_an_older_harness_lease_older_than_its_process_is_stale(store, sleeper):
 def test_another_hosts_lease_says_how_to_clear_it(tmp_path, capsys, fast_polls):
     store = RunStore(tmp_path / "runs")
     cfg = configs([0])[0]
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease = lease_path(store, run_id(cfg))
     lease.write_text(f"elsewhere 4242 {hs._boot_id()} 77")
     summary = run_sweep([cfg], store, threads=1, wait_limit_s=0.3)
@@ -238,7 +238,7 @@ def test_a_lease_that_cannot_be_written_leaves_no_lease(store, monkeypatch):
     with pytest.raises(OSError) as exc:
         store.leases.take("r1")
     assert exc.value.errno == errno.ENOSPC
-    assert [p.name for p in (store.root / ".leases").iterdir() if p.name != ".lock"] == []
+    assert [p.name for p in (store.root / ".claims").iterdir() if p.name != ".lock"] == []
     monkeypatch.setattr(hs, "create_tmp", real)
     assert store.leases.take("r1")
 
@@ -254,7 +254,7 @@ def test_without_hard_links_a_lease_is_still_exclusive(store, monkeypatch, sleep
     assert not store.leases.take("r2")
     lease_path(store, "r3").write_bytes(b"")
     assert store.leases.take("r3")
-    assert sorted(p.name for p in (store.root / ".leases").iterdir()) == [".lock", "r1", "r2", "r3"]
+    assert sorted(p.name for p in (store.root / ".claims").iterdir()) == [".lock", "r1", "r2", "r3"]
 
 
 RACER = """
@@ -277,7 +277,7 @@ def test_processes_racing_for_a_lease_never_both_hold_it(tmp_path, before):
     """Four processes lease one run at the same moment: on a free run, on debris, on a dead owner's
     lease. Exactly one wins, and the lease names it."""
     store = RunStore(tmp_path / "runs")
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     if before == "dead":
         dead = subprocess.Popen(["true"])
         dead.wait()
@@ -351,7 +351,7 @@ def test_a_sweep_waits_for_a_live_owner_and_reads_its_result(tmp_path, capsys, f
 def test_a_sweep_computes_a_run_whose_owner_died_while_it_waited(tmp_path, capsys, fast_polls, sleeper):
     store = RunStore(tmp_path / "runs")
     cfg = configs([0])[0]
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease_path(store, run_id(cfg)).write_text(f"{HOST} {sleeper.pid}")
     threading.Timer(1.0, sleeper.kill).start()  # killed, and never reaped meanwhile (a zombie is gone too)
     summary = run_sweep([cfg], store, threads=1)
@@ -367,7 +367,7 @@ def test_a_sweep_computes_a_run_whose_owner_died_while_it_waited(tmp_path, capsy
 def test_the_wait_is_bounded_by_wait_limit(tmp_path, sleeper, fast_polls):
     store = RunStore(tmp_path / "runs")
     cfg, other = configs([0, 1])
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease_path(store, run_id(cfg)).write_text(f"{HOST} {sleeper.pid}")
     t0 = time.monotonic()
     summary = run_sweep([cfg, other], store, threads=1, wait_limit_s=0.5)
@@ -386,7 +386,7 @@ def test_no_wait_skips_a_leased_run_as_before(tmp_path, capsys, sleeper):
     cfg, other = configs([0, 1])
     exp = tmp_path / "two.py"
     exp.write_text(EXPERIMENT.format(name="w", seeds=[0, 1]))
-    (store.root / ".leases").mkdir()
+    (store.root / ".claims").mkdir()
     lease_path(store, run_id(cfg)).write_text(f"{HOST} {sleeper.pid}")
     t0 = time.monotonic()
     assert main(["run", str(exp), "--profile", "smoke", "--store", str(store.root), "--threads", "1", "--no-wait"]) == 1

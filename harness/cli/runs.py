@@ -14,6 +14,7 @@ from harness.cli.common import STORE_ARGS, _existing_store, _store, config_from_
 from harness.cli.spec import Command, arg
 from harness.errors import HarnessError
 from harness.store.identity import run_id
+from harness.store.leases import LEASES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -77,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _remove_if_empty(root) -> None:
     """Remove a store folder that holds nothing but an empty leases folder (and its lock file)."""
-    leases = root / ".leases"
+    leases = root / LEASES
     try:
         if leases.is_dir() and all(p.name == ".lock" for p in leases.iterdir()):
             (leases / ".lock").unlink(missing_ok=True)

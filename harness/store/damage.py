@@ -40,6 +40,9 @@ class DamageError(StoreError):
         super().__init__(damage_text(damage))
         self.damage = damage
 
+    def __reduce__(self):  # rebuilt from the record, so that it crosses process boundaries (pools, Ray)
+        return (DamageError, (self.damage,))
+
 
 def verify_command(root: Path) -> str:
     """The command that checks and repairs the store at `root`, quoted for a message."""

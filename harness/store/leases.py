@@ -1,16 +1,16 @@
 """Leases: the per-run locks that let sweeps resume and run side by side on one store.
 
-A process computing or changing a run holds its lease: a file `.leases/<run_id>` naming its owner,
+A process computing or changing a run holds its lease: a file `.claims/<run_id>` naming its owner,
 "host pid boot_id start_time" (`_me`). A lease is written whole (a temporary file hard-linked onto its
 name), so exactly one process wins it and a lease file is complete or absent. A lease of this host
 whose process is gone (no such pid, or the pid is now another process: another boot or another start
 time) is stale, and debris (an empty or garbled file) is no lease; both are taken over under an
-exclusive lock (flock) on `.leases/.lock`. A lease of another host is never taken over: whether its
+exclusive lock (flock) on `.claims/.lock`. A lease of another host is never taken over: whether its
 process runs cannot be told from here.
 
-Leases are transient: they live only while their process runs. A store written by an older harness may
-hold a `.claims/` folder, its name for these files; it is ignored (an older harness's process still
-running is not honoured: stop it before a sweep of this harness shares its store).
+The folder keeps the name older harnesses gave it (`.claims/`, from before these locks were called
+leases, a word the scientific claims now own alone): an older harness and this one sharing a store
+still never compute one run at once.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from harness.files import FILE_MODE, create_tmp, tmp_prefix
 
-LEASES = ".leases"  # the folder of a store's leases
+LEASES = ".claims"  # the folder of a store's leases (its name predates the word: see the module docstring)
 
 
 class Leases:
@@ -38,7 +38,7 @@ class Leases:
         return self.folder / run_id
 
     def take(self, run_id: str) -> bool:
-        """Take the run for this process: a lease file under .leases/ naming its owner ("host pid
+        """Take the run for this process: a lease file under .claims/ naming its owner ("host pid
         boot_id start_time", `_me`). False when a live process holds it. A lease left by a process
         of this host that is gone (no such pid, or the pid is now another process: another boot or
         another start time, `_stale`), and debris (an empty or garbled lease file, as an older
@@ -132,7 +132,7 @@ def pid_alive(pid: int) -> bool:
 
 
 class _LeasesLock:
-    """An exclusive lock (flock) on .leases/.lock: take-over of a dead process's lease reads and
+    """An exclusive lock (flock) on .claims/.lock: take-over of a dead process's lease reads and
     removes it as one step. flock is not guaranteed on network file systems."""
 
     def __init__(self, folder: Path):

@@ -5,7 +5,8 @@ checksummed, as a run folder of the store has (`harness.store.manifest`). The co
 writes the tables and writes it last, atomically (`write`), so a folder is whole only when a
 collection finished; every reader checks the bytes it reads against it (`read`), and `make` rebuilds
 a folder that `damage` finds wrong (``python -m harness.store.output_manifest damaged TABLES_DIR`` lists
-them). Only the standard library is imported here: make runs this module each time it starts.
+them). Only the standard library and `harness.config` (which imports nothing else) are imported here: make
+runs this module each time it starts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+
+from harness.config import DATASETS
 
 MANIFEST = "manifest.json"
 VERSION = 1
@@ -122,7 +125,7 @@ def rebuild_command(setting: str, study: str, out: str | None = None, folder: Pa
         pass
     if isinstance(recorded, str) and recorded.endswith(".npz"):
         dataset = shlex.quote(recorded)
-    elif dataset and dataset not in KNOWN_NAMES:
+    elif dataset and dataset not in DATASETS:
         dataset = "PATH/OF/THE.npz"
     flags = (
         f"PROFILE={profile}" + (f" DATASET={dataset}" if dataset else "") + (f" OUT={shlex.quote(out)}" if out else "")
@@ -130,16 +133,6 @@ def rebuild_command(setting: str, study: str, out: str | None = None, folder: Pa
     # `make STUDY`, not `make tables`: that would also run every other study's sweep not yet run
     direct = f"python -m analysis.tables {study} --profile {profile}" + (f" --dataset {dataset}" if dataset else "")
     return f"`make {study} {flags}` (or `{direct}`)"
-
-
-KNOWN_NAMES = (
-    "mnist5k",
-    "mnist1d",
-    "digits",
-    "mnist",
-    "fashion-mnist",
-    "cifar10",
-)  # harness.config.DATASETS, not imported: see above
 
 
 def check_output(out: Path) -> tuple[int, list[str]]:

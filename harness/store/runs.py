@@ -13,7 +13,7 @@
                   manifest.json     every other file's size and SHA-256, and which files make up
                                     each evaluation; written last, atomically, whenever files are
                                     added (`harness.store.manifest`)
-    runs/.leases/<run_id>           the lease of a process computing the run (`harness.store.leases`)
+    runs/.claims/<run_id>           the lease of a process computing the run (`harness.store.leases`)
     runs/.failed/<run_id>.json      the error of a run that raised (`harness.store.failures`)
 
 A run folder is built under a temporary name and renamed into place in one step, so a run killed
