@@ -89,7 +89,8 @@ TUNING_SEEDS = {"smoke": 1, "quick": 3, "paper": 2}
 # --look K` runs the first K looks' replicates. smoke: one look (the test suite checks the looks on
 # constructed values and a two-look toy study). quick stops at 15: at (5, 10, 20) `make all` took 46.6
 # min on a 2-core CPU against its 40-minute budget (fa5ced0), and its look at 20 cost about 15 of
-# them; at (5, 10, 15) it took 34 min 25 s (7288419) and 36 min 3 s (cd47f81). The paper profile keeps 20.
+# them; at (5, 10, 15) it took 34 min 25 s (7288419), 36 min 3 s (cd47f81) and 28 min 34 s (74525cc). The paper
+# profile keeps 20.
 LOOKS = {"smoke": (5,), "quick": (5, 10, 15), "paper": (5, 10, 20)}
 
 
