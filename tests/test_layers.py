@@ -3,6 +3,7 @@ count too), no module imports itself back through others, and no module, class o
 the layout promises."""
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,7 @@ def layer(module: str) -> int:
     return next(i for i, names in enumerate(LAYERS) if head in names)
 
 
+@functools.cache
 def modules() -> dict[str, Path]:
     out = {}
     for p in sorted(HARNESS.rglob("*.py")):
@@ -41,7 +43,7 @@ def imports(path: Path) -> set[str]:
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("harness"):
-            known = modules()
+            known = modules()  # cached: the tree is walked once
             for alias in node.names:  # `from harness.store import runs` imports the module harness.store.runs
                 full = f"{node.module}.{alias.name}"
                 out.add(full if full in known else node.module)

@@ -162,9 +162,7 @@ class RunStore:
     def write_table(self, run_id: str, name: str, df: pd.DataFrame) -> Path:
         """Add or replace one table of a finished run, atomically, and record it in the manifest
         (as a table of no evaluation: an evaluation that listed it is forgotten)."""
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        mf.add_table(self.path(run_id), self.manifest(run_id), f"{name}.parquet", buf.getvalue())
+        mf.add_table(self.path(run_id), self.manifest(run_id), f"{name}.parquet", table_bytes(df))
         return self.path(run_id) / f"{name}.parquet"
 
     # -- the manifest: what every read is checked against ---------------------------------------------
@@ -397,6 +395,13 @@ def _clean_debris(root: Path, folders: list[Path]) -> None:
                 and not pid_alive(int(writer[1]))
             ):
                 f.unlink(missing_ok=True)
+
+
+def table_bytes(df: pd.DataFrame) -> bytes:
+    """A table's bytes as a run folder keeps them (parquet, no index)."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def _entries(folder: Path) -> list[Path]:

@@ -26,6 +26,7 @@ from harness.inference.evaluation import MCSettings, evaluate_model
 from harness.inference.robustness import RobustnessSettings, evaluate_robustness
 from harness.nets.models import DropoutNet
 from harness.store.manifest import SETTINGS_SUFFIX
+from harness.store.runs import table_bytes
 from harness.sweep.cost import coadapt_work, mc_work, robustness_work
 
 # the robustness evaluation's tables that a study collects; `predictions` stays in the store (the ensembles of
@@ -107,7 +108,7 @@ def evaluation_files(run_id: str, model: DropoutNet, data: Dataset, evaluations:
     for name in evaluations.kinds():
         kind = KINDS[name]
         tables = kind.compute(model, data, getattr(evaluations, name), run_id)
-        files |= {f"{table}.parquet": parquet(df) for table, df in tables.items()}
+        files |= {f"{table}.parquet": table_bytes(df) for table, df in tables.items()}
         files[kind.settings_file] = evaluations.settings_json(name).encode()
     return files
 
@@ -115,12 +116,3 @@ def evaluation_files(run_id: str, model: DropoutNet, data: Dataset, evaluations:
 def evaluation_work(evaluations: Evaluations, stages: list, net: str, sizes) -> dict:
     """{evaluation kind: its `harness.sweep.cost.Work`} for one trained run."""
     return {name: KINDS[name].work(getattr(evaluations, name), stages, net, sizes) for name in evaluations.kinds()}
-
-
-def parquet(df: pd.DataFrame) -> bytes:
-    """A table's bytes as the store keeps them."""
-    import io
-
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()

@@ -31,8 +31,8 @@ from harness.store.identity import run_id
 from harness.store.leases import owner_words
 from harness.store.manifest import RUN_FILES
 from harness.store.provenance import provenance
-from harness.store.runs import RunStore, load_checkpoint
-from harness.sweep.evaluations import KINDS, Evaluations, evaluation_files, parquet
+from harness.store.runs import RunStore, load_checkpoint, table_bytes
+from harness.sweep.evaluations import KINDS, Evaluations, evaluation_files
 
 
 @dataclass
@@ -183,8 +183,8 @@ def _train_files(cfg: RunConfig, model: DropoutNet, data: Dataset) -> tuple[dict
             {"run_id": run_id(cfg), "format_version": FORMAT_VERSION, "config": cfg.to_dict()}, indent=2
         ).encode(),
         "checkpoint.pt": ckpt.getvalue(),
-        "history.parquet": parquet(result.history),
-        "run.parquet": parquet(pd.DataFrame([row])),
+        "history.parquet": table_bytes(result.history),
+        "run.parquet": table_bytes(pd.DataFrame([row])),
         "provenance.json": json.dumps(prov, indent=2, default=str).encode(),
     }
     return files, result.status
