@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import math
 import multiprocessing
+import os
 import tempfile
 import traceback
 from pathlib import Path
@@ -46,6 +47,20 @@ def _run_marked(marks: str, key: str, cfg, evaluations, state, threads):
     return run_task(cfg, evaluations, state, threads)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A pool worker's initializer: exit when the sweep that started it is gone (killed with SIGKILL, its
+    workers would otherwise live on as orphans, computing runs nobody will store)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def run_processes(tasks: list[Task], threads, workers, finished, max_attempts: int = 2) -> None:
     """A pool of spawned processes (fork would copy torch's thread pools).
 
@@ -62,7 +77,9 @@ def run_processes(tasks: list[Task], threads, workers, finished, max_attempts: i
         queue = [] if not alone else queue
         broken = []
         with tempfile.TemporaryDirectory(prefix="harness-pool-") as marks:
-            with cf.ProcessPoolExecutor(max_workers=min(workers, len(batch)), mp_context=ctx) as pool:
+            with cf.ProcessPoolExecutor(
+                min(workers, len(batch)), ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+            ) as pool:
                 futures = {
                     pool.submit(_run_marked, marks, str(i), t.cfg, t.evaluations, t.state, threads): (str(i), t)
                     for i, t in enumerate(batch)
